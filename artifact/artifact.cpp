@@ -1,0 +1,322 @@
+#include "artifact/artifact.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "codecs/byte_codec.h"
+#include "core/checksum.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+#include "quant/tensor_codec.h"
+
+namespace pgolf {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr uint8_t kMagic[8] = {0x89, 'P', 'G', 'Z', '\r', '\n', 0x1a, '\n'};
+constexpr size_t kHeaderBytes = 24;
+constexpr const char* kManifestCodec = "zstd:19";
+constexpr uint64_t kMaxManifestBytes = 256u << 20;
+
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint32_t get_u32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
+}
+
+json manifest_to_json(const ArtifactManifest& m) {
+  json tensors = json::array();
+  for (const auto& t : m.tensors) {
+    json streams = json::array();
+    for (const auto& s : t.streams) streams.push_back({s.group, s.offset, s.size});
+    tensors.push_back({{"name", t.name},
+                       {"shape", t.shape},
+                       {"dtype", std::string(dtype_name(t.dtype))},
+                       {"codec", t.codec},
+                       {"streams", streams}});
+  }
+  json groups = json::array();
+  for (const auto& g : m.groups)
+    groups.push_back({{"name", g.name},
+                      {"codec", g.codec},
+                      {"raw_size", g.raw_size},
+                      {"stored_size", g.stored_size},
+                      {"raw_crc32", g.raw_crc32},
+                      {"stored_crc32", g.stored_crc32}});
+  return {{"format", "pgolf-artifact"},
+          {"version", kArtifactVersion},
+          {"metadata", m.metadata},
+          {"tensors", tensors},
+          {"groups", groups}};
+}
+
+ArtifactManifest manifest_from_json(const json& j, const std::string& path) {
+  ArtifactManifest m;
+  try {
+    require(j.at("format") == "pgolf-artifact", path + ": manifest is not a pgolf artifact's");
+    m.metadata = j.at("metadata").get<std::map<std::string, std::string>>();
+    for (const auto& g : j.at("groups")) {
+      ManifestGroup group{g.at("name").get<std::string>(),   g.at("codec").get<std::string>(),
+                          g.at("raw_size").get<uint64_t>(),  g.at("stored_size").get<uint64_t>(),
+                          g.at("raw_crc32").get<uint32_t>(), g.at("stored_crc32").get<uint32_t>()};
+      m.groups.push_back(std::move(group));
+    }
+    for (const auto& t : j.at("tensors")) {
+      ManifestTensor tensor;
+      tensor.name = t.at("name").get<std::string>();
+      tensor.shape = t.at("shape").get<std::vector<int64_t>>();
+      auto dtype = dtype_from_name(t.at("dtype").get<std::string>());
+      require(dtype.has_value(), path + ": tensor '" + tensor.name + "' has an unknown dtype");
+      tensor.dtype = *dtype;
+      tensor.codec = t.at("codec").get<std::string>();
+      for (const auto& s : t.at("streams")) {
+        require(s.is_array() && s.size() == 3, path + ": tensor '" + tensor.name + "' has a malformed stream");
+        tensor.streams.push_back({s[0].get<size_t>(), s[1].get<uint64_t>(), s[2].get<uint64_t>()});
+      }
+      m.tensors.push_back(std::move(tensor));
+    }
+  } catch (const json::exception& e) {
+    throw InputError(path + ": malformed manifest: " + e.what());
+  }
+  // Structural checks: every reference inside its group, names unique, shapes sane.
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const auto& t = m.tensors[i];
+    require(i == 0 || m.tensors[i - 1].name < t.name, path + ": tensor names not sorted or not unique at '" + t.name + "'");
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      require(d >= 0 && (d == 0 || numel <= (uint64_t{1} << 40) / static_cast<uint64_t>(d)),
+              path + ": tensor '" + t.name + "' has a bad shape");
+      numel *= static_cast<uint64_t>(d);
+    }
+    for (const auto& s : t.streams) {
+      require(s.group < m.groups.size(), path + ": tensor '" + t.name + "' names a missing stream group");
+      const auto& g = m.groups[s.group];
+      require(s.offset <= g.raw_size && s.size <= g.raw_size - s.offset,
+              path + ": tensor '" + t.name + "' has a stream outside group '" + g.name + "'");
+    }
+  }
+  return m;
+}
+
+bool is_quantizing(const std::string& spec, const TensorCodec* codec) {
+  return spec != kRawSpec && !codec->is_passthrough();
+}
+
+// One tensor's encoded streams and what decoding them gives.
+struct EncodedTensor {
+  std::vector<Stream> streams;
+  TensorReport report;
+};
+
+EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
+  EncodedTensor out;
+  out.report.name = ref.name;
+  out.report.shape = ref.shape;
+  out.report.dtype = ref.dtype;
+  out.report.codec = spec;
+  out.report.input_bytes = ref.bytes.size();
+  if (spec == kRawSpec) {
+    out.streams.push_back({"raw." + std::string(dtype_name(ref.dtype)), {ref.bytes.begin(), ref.bytes.end()},
+                           static_cast<int>(dtype_size(ref.dtype))});
+  } else {
+    auto codec = make_tensor_codec(spec);
+    TensorShape shape{ref.shape};
+    std::vector<float> values = ref.to_floats();
+    try {
+      out.streams = codec->encode(values, shape);
+      std::vector<std::span<const uint8_t>> views;
+      for (const auto& s : out.streams) views.emplace_back(s.bytes);
+      out.report.distortion = Distortion::measure(values, codec->decode(views, shape));
+    } catch (const InputError& e) {
+      throw InputError("tensor '" + ref.name + "': " + e.what());
+    }
+    out.report.quantized = is_quantizing(spec, codec.get());
+  }
+  for (const auto& s : out.streams) out.report.stream_bytes += s.bytes.size();
+  return out;
+}
+
+}  // namespace
+
+bool has_artifact_magic(std::span<const uint8_t> bytes) {
+  return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
+}
+
+CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
+                                   const CompressOptions& options) {
+  const auto& refs = checkpoint.tensors();
+  std::vector<EncodedTensor> encoded(refs.size());
+  unsigned threads = options.threads ? options.threads : default_threads();
+  parallel_for(refs.size(), [&](size_t i) {
+    encoded[i] = encode_tensor(refs[i], plan.codec_for(refs[i].name, refs[i].dtype, refs[i].shape));
+    if (options.progress) options.progress->advance();
+  }, threads);
+
+  // Group streams by name, in order of first appearance (tensors are sorted by name).
+  CompressResult result;
+  ArtifactManifest& manifest = result.manifest;
+  manifest.metadata = checkpoint.metadata();
+  std::vector<std::vector<uint8_t>> group_raw;
+  std::vector<std::unique_ptr<ByteCodec>> group_codecs;
+  for (size_t i = 0; i < refs.size(); ++i) {
+    ManifestTensor t{refs[i].name, refs[i].shape, refs[i].dtype, encoded[i].report.codec, {}};
+    for (auto& stream : encoded[i].streams) {
+      auto it = std::find_if(manifest.groups.begin(), manifest.groups.end(),
+                             [&](const ManifestGroup& g) { return g.name == stream.group; });
+      size_t g = static_cast<size_t>(it - manifest.groups.begin());
+      if (it == manifest.groups.end()) {
+        // Float streams go through a byte shuffle first: exponents together, mantissas together.
+        std::string codec = compressor.spec();
+        if (stream.element_bytes > 1) codec = "shuffle:" + std::to_string(stream.element_bytes) + "+" + codec;
+        manifest.groups.push_back({stream.group, codec, 0, 0, 0, 0});
+        group_raw.emplace_back();
+        group_codecs.push_back(make_byte_codec(codec));
+      }
+      t.streams.push_back({g, group_raw[g].size(), stream.bytes.size()});
+      group_raw[g].insert(group_raw[g].end(), stream.bytes.begin(), stream.bytes.end());
+      stream.bytes = {};
+    }
+    manifest.tensors.push_back(std::move(t));
+  }
+
+  std::vector<std::vector<uint8_t>> group_stored(group_raw.size());
+  parallel_for(group_raw.size(), [&](size_t g) { group_stored[g] = group_codecs[g]->encode(group_raw[g]); }, threads);
+  for (size_t g = 0; g < group_raw.size(); ++g) {
+    auto& group = manifest.groups[g];
+    group.raw_size = group_raw[g].size();
+    group.stored_size = group_stored[g].size();
+    group.raw_crc32 = crc32_of(group_raw[g]);
+    group.stored_crc32 = crc32_of(group_stored[g]);
+  }
+
+  // Each tensor's share of stored bytes: its raw share of each group it uses.
+  for (size_t i = 0; i < refs.size(); ++i) {
+    TensorReport& report = encoded[i].report;
+    for (const auto& s : manifest.tensors[i].streams) {
+      const auto& g = manifest.groups[s.group];
+      if (g.raw_size > 0) report.stored_bytes += static_cast<double>(s.size) * g.stored_size / g.raw_size;
+    }
+    result.tensors.push_back(std::move(report));
+  }
+
+  std::string manifest_text = manifest_to_json(manifest).dump();
+  std::span<const uint8_t> manifest_raw(reinterpret_cast<const uint8_t*>(manifest_text.data()), manifest_text.size());
+  auto manifest_stored = make_byte_codec(kManifestCodec)->encode(manifest_raw);
+  require(manifest_raw.size() <= kMaxManifestBytes, "the manifest is too large");
+
+  auto& out = result.bytes;
+  out.assign(kMagic, kMagic + sizeof kMagic);
+  put_u32(out, kArtifactVersion);
+  put_u32(out, static_cast<uint32_t>(manifest_raw.size()));
+  put_u32(out, static_cast<uint32_t>(manifest_stored.size()));
+  put_u32(out, crc32_of(manifest_stored));
+  out.insert(out.end(), manifest_stored.begin(), manifest_stored.end());
+  for (const auto& stored : group_stored) out.insert(out.end(), stored.begin(), stored.end());
+  return result;
+}
+
+namespace {
+// Where the stored groups start, after header and manifest (validated).
+size_t manifest_end(std::span<const uint8_t> file, const std::string& path) {
+  require(file.size() >= kHeaderBytes, path + ": too short to be an artifact (" + std::to_string(file.size()) + " bytes)");
+  require(has_artifact_magic(file), path + ": not a pgolf artifact (bad magic)");
+  uint32_t version = get_u32(file.data() + 8);
+  require(version == kArtifactVersion, path + ": artifact format version " + std::to_string(version) +
+                                           " is not supported (this pgolf reads version " +
+                                           std::to_string(kArtifactVersion) + ")");
+  uint32_t stored = get_u32(file.data() + 16);
+  require(stored <= file.size() - kHeaderBytes, path + ": truncated (manifest runs past the end of the file)");
+  return kHeaderBytes + stored;
+}
+}  // namespace
+
+ArtifactManifest read_manifest(std::span<const uint8_t> file, const std::string& path) {
+  size_t end = manifest_end(file, path);
+  uint32_t raw_size = get_u32(file.data() + 12);
+  uint32_t crc = get_u32(file.data() + 20);
+  auto stored = file.subspan(kHeaderBytes, end - kHeaderBytes);
+  require(crc32_of(stored) == crc, path + ": manifest checksum mismatch (corrupt artifact)");
+  require(raw_size <= kMaxManifestBytes, path + ": manifest too large");
+  std::vector<uint8_t> raw;
+  try {
+    raw = make_byte_codec(kManifestCodec)->decode(stored, raw_size);
+  } catch (const InputError& e) {
+    throw InputError(path + ": manifest: " + e.what());
+  }
+  json j = json::parse(raw.begin(), raw.end(), nullptr, false);
+  require(!j.is_discarded() && j.is_object(), path + ": manifest is not valid JSON");
+  ArtifactManifest m = manifest_from_json(j, path);
+  uint64_t total = 0;
+  for (const auto& g : m.groups) {
+    require(g.stored_size <= file.size(), path + ": truncated (group '" + g.name + "' runs past the end)");
+    total += g.stored_size;
+  }
+  require(total == file.size() - end, path + ": " +
+                                          (total > file.size() - end ? std::string("truncated: ") : std::string("trailing bytes: ")) +
+                                          "the manifest lists " + std::to_string(total) + " bytes of streams, the file holds " +
+                                          std::to_string(file.size() - end));
+  return m;
+}
+
+DecodedArtifact decode_artifact(std::span<const uint8_t> file, const std::string& path) {
+  DecodedArtifact out;
+  out.manifest = read_manifest(file, path);
+  const auto& m = out.manifest;
+
+  std::vector<std::vector<uint8_t>> raw(m.groups.size());
+  std::vector<size_t> starts(m.groups.size());
+  size_t offset = manifest_end(file, path);
+  for (size_t g = 0; g < m.groups.size(); ++g) starts[g] = offset, offset += m.groups[g].stored_size;
+  parallel_for(m.groups.size(), [&](size_t g) {
+    const auto& group = m.groups[g];
+    auto stored = file.subspan(starts[g], group.stored_size);
+    require(crc32_of(stored) == group.stored_crc32, path + ": group '" + group.name + "' checksum mismatch (corrupt artifact)");
+    try {
+      raw[g] = make_byte_codec(group.codec)->decode(stored, group.raw_size);
+    } catch (const InputError& e) {
+      throw InputError(path + ": group '" + group.name + "': " + e.what());
+    }
+    require(crc32_of(raw[g]) == group.raw_crc32, path + ": group '" + group.name + "' decodes to the wrong bytes (corrupt artifact)");
+  });
+
+  out.tensors.resize(m.tensors.size());
+  parallel_for(m.tensors.size(), [&](size_t i) {
+    const auto& t = m.tensors[i];
+    DecodedTensor& d = out.tensors[i];
+    d.name = t.name;
+    d.shape = t.shape;
+    d.dtype = t.dtype;
+    d.codec = t.codec;
+    std::vector<std::span<const uint8_t>> views;
+    for (const auto& s : t.streams) views.push_back(std::span<const uint8_t>(raw[s.group]).subspan(s.offset, s.size));
+    try {
+      if (t.codec == kRawSpec) {
+        require(views.size() == 1 && views[0].size() == static_cast<size_t>(element_count(t.shape)) * dtype_size(t.dtype),
+                "raw stream size does not match its shape");
+        d.raw.assign(views[0].begin(), views[0].end());
+      } else {
+        d.values = make_tensor_codec(t.codec)->decode(views, TensorShape{t.shape});
+      }
+    } catch (const InputError& e) {
+      throw InputError(path + ": tensor '" + t.name + "': " + e.what());
+    }
+  });
+  return out;
+}
+
+DecodedArtifact decode_artifact_file(const std::string& path) {
+  auto map = MappedFile::open(path);
+  return decode_artifact(map->bytes(), path);
+}
+
+}  // namespace pgolf

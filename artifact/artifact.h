@@ -1,0 +1,114 @@
+// The .pgz artifact: one self-describing, versioned file.
+//
+//   bytes 0..7    magic 0x89 'P' 'G' 'Z' '\r' '\n' 0x1a '\n'
+//   bytes 8..23   four little-endian u32: format version, manifest size raw, manifest size
+//                 stored (zstd), crc32 of the stored manifest
+//   then          the manifest (JSON, zstd-compressed): per tensor its name, shape, original
+//                 dtype, codec spec and streams (group, offset, size); per group its byte
+//                 codec, raw and stored sizes and crc32 of both
+//   then          the stored groups, back to back in manifest order
+//
+// Decoding needs nothing but the file; every size is checked against the file before
+// anything is allocated, and every checksum is verified.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "quant/distortion.h"
+
+namespace pgolf {
+
+class Checkpoint;
+class Plan;
+class ByteCodec;
+class Progress;
+
+inline constexpr uint32_t kArtifactVersion = 1;
+
+struct StreamRef {
+  size_t group;  // index into ArtifactManifest::groups
+  uint64_t offset;
+  uint64_t size;
+};
+
+struct ManifestTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  DType dtype;  // the checkpoint's original dtype
+  std::string codec;
+  std::vector<StreamRef> streams;
+};
+
+struct ManifestGroup {
+  std::string name;
+  std::string codec;  // byte codec spec
+  uint64_t raw_size = 0;
+  uint64_t stored_size = 0;
+  uint32_t raw_crc32 = 0;
+  uint32_t stored_crc32 = 0;
+};
+
+struct ArtifactManifest {
+  std::map<std::string, std::string> metadata;  // the checkpoint's __metadata__
+  std::vector<ManifestTensor> tensors;          // sorted by name
+  std::vector<ManifestGroup> groups;
+};
+
+// What compress measured for one tensor.
+struct TensorReport {
+  std::string name;
+  std::vector<int64_t> shape;
+  DType dtype;
+  std::string codec;
+  bool quantized = false;      // a lossy codec other than float pass-through / raw
+  uint64_t input_bytes = 0;    // in the checkpoint
+  uint64_t stream_bytes = 0;   // before the byte codec
+  double stored_bytes = 0;     // its share of its groups' stored bytes (groups compress jointly)
+  Distortion distortion;
+};
+
+struct CompressResult {
+  std::vector<uint8_t> bytes;  // the whole artifact
+  ArtifactManifest manifest;
+  std::vector<TensorReport> tensors;
+};
+
+struct CompressOptions {
+  unsigned threads = 0;            // 0: all cores
+  Progress* progress = nullptr;  // advanced once per tensor encoded, if given
+};
+
+// Encodes every tensor of the checkpoint by the plan, compresses each stream group with the
+// byte codec, and measures each tensor's distortion against exactly what decoding will give.
+// Same inputs, same bytes.
+CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
+                                   const CompressOptions& options = {});
+
+// A decoded tensor: float values, or (codec "raw") the original bytes of its dtype.
+struct DecodedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  DType dtype;
+  std::string codec;
+  std::vector<float> values;  // empty for raw
+  std::vector<uint8_t> raw;   // only for raw
+};
+
+struct DecodedArtifact {
+  ArtifactManifest manifest;
+  std::vector<DecodedTensor> tensors;
+};
+
+// Parses and checks the header and manifest only (no stream is decompressed).
+ArtifactManifest read_manifest(std::span<const uint8_t> file, const std::string& path);
+// Decodes everything; InputError naming the path on any corruption.
+DecodedArtifact decode_artifact(std::span<const uint8_t> file, const std::string& path);
+DecodedArtifact decode_artifact_file(const std::string& path);
+
+bool has_artifact_magic(std::span<const uint8_t> bytes);
+
+}  // namespace pgolf

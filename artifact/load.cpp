@@ -1,0 +1,38 @@
+#include "artifact/load.h"
+
+#include <filesystem>
+
+#include "artifact/artifact.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+
+namespace pgolf {
+
+bool is_artifact_path(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  return has_artifact_magic(MappedFile::open(path)->bytes());
+}
+
+std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths) {
+  std::map<std::string, FloatTensor> out;
+  if (paths.size() == 1 && is_artifact_path(paths[0])) {
+    for (auto& t : decode_artifact_file(paths[0]).tensors) {
+      require(t.codec != kRawSpec, paths[0] + ": tensor '" + t.name + "' is not a float tensor");
+      out[t.name] = {t.shape, std::move(t.values)};
+    }
+    return out;
+  }
+  for (const auto& path : paths)
+    require(!is_artifact_path(path), path + ": an artifact must be the only model path");
+  auto checkpoint = Checkpoint::open(paths);
+  for (const auto& t : checkpoint.tensors()) {
+    require(dtype_is_float(t.dtype), t.file + ": tensor '" + t.name + "' is not a float tensor");
+    out[t.name] = {t.shape, t.to_floats()};
+  }
+  return out;
+}
+
+}  // namespace pgolf

@@ -1,0 +1,159 @@
+// pgolf compress: checkpoint in, one artifact out, a line per tensor and the totals.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <optional>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "artifact/artifact.h"
+#include "cli/command.h"
+#include "cli/format.h"
+#include "codecs/byte_codec.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+#include "quant/tensor_codec.h"
+
+namespace pgolf::cli {
+
+namespace {
+
+nlohmann::json distortion_json(const Distortion& d) {
+  auto finite_or_null = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"mse", d.mse()},
+          {"relative_mse", finite_or_null(d.relative_mse())},
+          {"snr_db", finite_or_null(d.snr_db())},
+          {"cosine", d.cosine()},
+          {"max_abs_error", d.max_abs_error}};
+}
+
+void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, const Distortion& quantized,
+                 const Distortion& all, double seconds) {
+  size_t n = r.tensors.size();
+  for (size_t i = 0; i < n; ++i) {
+    const auto& t = r.tensors[i];
+    std::string err = t.codec == kRawSpec ? std::string("exact") : [&] {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "rel_mse %.3e", t.distortion.relative_mse());
+      return std::string(buf);
+    }();
+    std::printf("[%3zu/%zu] %-34s %-12s %4s -> %-24s %11s B -> %11s B  %s\n", i + 1, n, t.name.c_str(),
+                shape_string(t.shape).c_str(), std::string(dtype_name(t.dtype)).c_str(), t.codec.c_str(),
+                with_commas(t.input_bytes).c_str(), with_commas(static_cast<uint64_t>(std::llround(t.stored_bytes))).c_str(),
+                err.c_str());
+  }
+  std::printf("\nstream groups:\n");
+  for (const auto& g : r.manifest.groups)
+    std::printf("  %-12s %-20s %13s B -> %13s B  (%.3f)\n", g.name.c_str(), g.codec.c_str(), with_commas(g.raw_size).c_str(),
+                with_commas(g.stored_size).c_str(), g.raw_size ? double(g.stored_size) / double(g.raw_size) : 0.0);
+  std::printf("\ncheckpoint:  %s B, %s parameters\n", with_commas(input_bytes).c_str(), with_commas(params).c_str());
+  std::printf("artifact:    %s B, %.3f bits/parameter, %.3fx smaller\n", with_commas(r.bytes.size()).c_str(),
+              params ? 8.0 * double(r.bytes.size()) / double(params) : 0.0, double(input_bytes) / double(r.bytes.size()));
+  std::printf("quantized:   %s parameters, rel_mse %.4e, snr %.2f dB, cosine %.6f, max_abs_error %.4g\n",
+              with_commas(quantized.count).c_str(), quantized.relative_mse(), quantized.snr_db(), quantized.cosine(),
+              quantized.max_abs_error);
+  std::printf("all tensors: rel_mse %.4e, snr %.2f dB, cosine %.6f\n", all.relative_mse(), all.snr_db(), all.cosine());
+  std::printf("time:        %.2f s\n", seconds);
+}
+
+}  // namespace
+
+int compress_main(int argc, char** argv) {
+  cxxopts::Options options("pgolf compress", "Compress a safetensors checkpoint into one .pgz artifact.\n"
+                                             "  pgolf compress samples/base9 -o base9.pgz --codec int6 --compressor zstd:22");
+  options.positional_help("IN...").show_positional_help();
+  options.add_options()
+      ("o,output", "artifact to write (.pgz)", cxxopts::value<std::string>())
+      ("codec", "codec for large 2-D float tensors: intN[:clip=absmax|quantile:P|std:K|mse], fp16, bf16, fp32",
+       cxxopts::value<std::string>()->default_value("int6"))
+      ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, none",
+       cxxopts::value<std::string>()->default_value("zstd:22"))
+      ("rule", "REGEX=SPEC: codec for tensors whose name matches (repeatable, first match wins; SPEC 'raw' stores bytes as they are)",
+       cxxopts::value<std::vector<std::string>>())
+      ("budget", "fail (exit 2, nothing written) unless the artifact fits in this many bytes (decimal; 16000000 = Parameter Golf's cap)",
+       cxxopts::value<std::string>())
+      ("dry-run", "measure everything, write nothing")
+      ("json", "print one JSON object instead of the table")
+      ("force", "replace an existing output")
+      ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"inputs"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  require(args.count("inputs") > 0, "no input checkpoint given (pgolf compress --help)");
+  bool dry_run = args.count("dry-run") > 0, as_json = args.count("json") > 0;
+  require(dry_run || args.count("output") > 0, "no output given: pass -o OUT.pgz (or --dry-run)");
+  std::string output = args.count("output") ? args["output"].as<std::string>() : "";
+
+  auto start = std::chrono::steady_clock::now();
+  auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());
+  std::vector<std::string> rules = args.count("rule") ? args["rule"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  Plan plan(args["codec"].as<std::string>(), rules);
+  auto compressor = make_byte_codec(args["compressor"].as<std::string>());
+  std::optional<uint64_t> budget;
+  if (args.count("budget")) budget = parse_byte_count(args["budget"].as<std::string>());
+  // Refuse an existing output before doing the work, not after.
+  if (!dry_run && !args.count("force") && std::filesystem::exists(output))
+    throw InputError(output + ": exists; pass --force to replace it");
+
+  CompressResult result;
+  {
+    Progress progress("encoding", checkpoint.tensors().size());
+    result = compress_checkpoint(checkpoint, plan, *compressor, {args["threads"].as<unsigned>(), &progress});
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  uint64_t input_bytes = 0;
+  int64_t params = 0;
+  Distortion quantized, all;
+  for (const auto& t : result.tensors) {
+    input_bytes += t.input_bytes;
+    params += element_count(t.shape);
+    all.add(t.distortion);
+    if (t.quantized) quantized.add(t.distortion);
+  }
+
+  if (as_json) {
+    nlohmann::json j;
+    for (const auto& t : result.tensors)
+      j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", std::string(dtype_name(t.dtype))},
+                              {"codec", t.codec}, {"input_bytes", t.input_bytes}, {"stream_bytes", t.stream_bytes},
+                              {"stored_bytes", t.stored_bytes}, {"distortion", distortion_json(t.distortion)}});
+    for (const auto& g : result.manifest.groups)
+      j["groups"].push_back({{"name", g.name}, {"codec", g.codec}, {"raw_size", g.raw_size}, {"stored_size", g.stored_size}});
+    j["checkpoint_bytes"] = input_bytes;
+    j["parameters"] = params;
+    j["artifact_bytes"] = result.bytes.size();
+    j["bits_per_parameter"] = params ? 8.0 * double(result.bytes.size()) / double(params) : 0.0;
+    j["quantized"] = distortion_json(quantized);
+    j["quantized_parameters"] = quantized.count;
+    j["all"] = distortion_json(all);
+    j["seconds"] = seconds;
+    if (budget) j["budget"] = *budget;
+    j["written"] = !dry_run && (!budget || result.bytes.size() <= *budget);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    print_table(result, input_bytes, params, quantized, all, seconds);
+  }
+
+  if (budget && result.bytes.size() > *budget)
+    throw InputError("the artifact is " + with_commas(result.bytes.size()) + " bytes, " +
+                     with_commas(result.bytes.size() - *budget) + " over the budget of " + with_commas(*budget) +
+                     (dry_run ? "" : "; nothing written"));
+  if (!dry_run) {
+    write_file_atomic(output, result.bytes, args.count("force") > 0);
+    if (!as_json) std::printf("wrote:       %s\n", output.c_str());
+  }
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,55 @@
+// pgolf decompress: artifact in, safetensors out, holding exactly the codec's dequantized values.
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <iostream>
+
+#include "artifact/artifact.h"
+#include "cli/command.h"
+#include "cli/format.h"
+#include "core/error.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+
+namespace pgolf::cli {
+
+int decompress_main(int argc, char** argv) {
+  cxxopts::Options options("pgolf decompress", "Decode a .pgz artifact back to safetensors.\n"
+                                               "  pgolf decompress base9.pgz -o base9-int6.safetensors");
+  options.positional_help("IN.pgz").show_positional_help();
+  options.add_options()
+      ("o,output", "safetensors file to write", cxxopts::value<std::string>())
+      ("dtype", "float output type: fp32 (exact for every codec), bf16 or fp16 (rounded)",
+       cxxopts::value<std::string>()->default_value("fp32"))
+      ("force", "replace an existing output")
+      ("input", "the artifact", cxxopts::value<std::string>())
+      ("h,help", "show this help");
+  options.parse_positional({"input"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  require(args.count("input") > 0, "no input artifact given (pgolf decompress --help)");
+  require(args.count("output") > 0, "no output given: pass -o OUT.safetensors");
+  std::string dtype_text = args["dtype"].as<std::string>();
+  DType out_type = dtype_text == "fp32" ? DType::F32 : dtype_text == "bf16" ? DType::BF16 : DType::F16;
+  require(dtype_text == "fp32" || dtype_text == "bf16" || dtype_text == "fp16",
+          "--dtype must be fp32, bf16 or fp16 (got '" + dtype_text + "')");
+
+  auto decoded = decode_artifact_file(args["input"].as<std::string>());
+  std::vector<TensorData> tensors;
+  uint64_t bytes = 0;
+  for (auto& t : decoded.tensors) {
+    bool raw = t.codec == kRawSpec;  // stored as it was: keeps its dtype
+    TensorData d{t.name, raw ? t.dtype : out_type, t.shape, raw ? std::move(t.raw) : from_float(out_type, t.values)};
+    bytes += d.bytes.size();
+    tensors.push_back(std::move(d));
+  }
+  std::string output = args["output"].as<std::string>();
+  write_safetensors(output, tensors, decoded.manifest.metadata, args.count("force") > 0);
+  std::printf("wrote %s: %zu tensors, %s B of %s\n", output.c_str(), tensors.size(), with_commas(bytes).c_str(),
+              dtype_text.c_str());
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,135 @@
+// pgolf eval: val_loss and val_bpb of a checkpoint or artifact on Parameter Golf val shards,
+// computed on the CPU in fp32 by the reference model.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "artifact/load.h"
+#include "cli/command.h"
+#include "cli/format.h"
+#include "core/error.h"
+#include "trainer/eval.h"
+#include "trainer/shards.h"
+#include "trainer/tokenizer.h"
+
+namespace pgolf::cli {
+
+namespace {
+
+// The one *.model file in the data folder.
+std::string find_tokenizer(const std::string& dir) {
+  std::vector<std::string> models;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.is_regular_file() && entry.path().extension() == ".model") models.push_back(entry.path().string());
+  require(models.size() == 1, dir + ": " + (models.empty() ? std::string("no") : std::to_string(models.size())) +
+                                  " *.model tokenizer files; name one with --tokenizer");
+  return models[0];
+}
+
+// The val split from its start: the shards in name order, read until `needed` tokens (0: all).
+std::vector<uint16_t> read_val_tokens(const std::vector<std::string>& shards, size_t needed) {
+  std::vector<uint16_t> tokens;
+  for (const auto& path : shards) {
+    auto shard = TokenShard::open(path);
+    tokens.insert(tokens.end(), shard.tokens().begin(), shard.tokens().end());
+    if (needed > 0 && tokens.size() >= needed) break;
+  }
+  return tokens;
+}
+
+}  // namespace
+
+int eval_main(int argc, char** argv) {
+  cxxopts::Options options(
+      "pgolf eval",
+      "val_loss and val_bpb (Parameter Golf's byte counting) of a model on the val split, on the CPU in fp32.\n"
+      "  pgolf eval samples/base9 --data samples/sp1024 --tokens 8192\n"
+      "  pgolf eval base9.pgz --data DIR --stride 64 --json");
+  options.positional_help("MODEL...").show_positional_help();
+  options.add_options()
+      ("data", "folder of *_val_*.bin shards (and the *.model tokenizer)", cxxopts::value<std::string>())
+      ("tokens", "evaluate the first ceil(N / seq-len) sequences (default: every full sequence)",
+       cxxopts::value<int64_t>())
+      ("seq-len", "sequence length", cxxopts::value<int>()->default_value("1024"))
+      ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
+       cxxopts::value<int>()->default_value("0"))
+      ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
+      ("threads", "worker threads (default: every core)", cxxopts::value<int>())
+      ("json", "print JSON")
+      ("model", "safetensors files/folder (one checkpoint) or a .pgz artifact",
+       cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"model"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  require(args.count("model") > 0, "no model given (pgolf eval --help)");
+  require(args.count("data") > 0, "--data DIR is required (pgolf eval --help)");
+  const auto model_paths = args["model"].as<std::vector<std::string>>();
+  const auto data_dir = args["data"].as<std::string>();
+
+  EvalOptions eval;
+  eval.seq_len = args["seq-len"].as<int>();
+  eval.stride = args["stride"].as<int>();
+  eval.threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
+  require(eval.seq_len > 0, "--seq-len must be positive");
+  require(eval.threads > 0, "--threads must be positive");
+  if (args.count("tokens")) {
+    int64_t tokens = args["tokens"].as<int64_t>();
+    require(tokens > 0, "--tokens must be positive");
+    eval.max_sequences = (tokens + eval.seq_len - 1) / eval.seq_len;
+  }
+
+  const auto tensors = load_float_tensors(model_paths);
+  const ModelConfig config = ModelConfig::from_tensors(tensors);
+  const Model<float> model(config, params_from_tensors<float>(config, tensors));
+  const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);
+  const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
+  require(tokenizer.vocab_size() == config.vocab, tokenizer_path + ": tokenizer vocab " +
+                                                      std::to_string(tokenizer.vocab_size()) + " != model vocab " +
+                                                      std::to_string(config.vocab));
+  const auto shards = find_shards(data_dir, "val");
+  const auto tokens = read_val_tokens(shards, eval.max_sequences > 0 ? eval.max_sequences * eval.seq_len + 1 : 0);
+
+  const bool json = args.count("json") > 0;
+  if (!json && isatty(STDERR_FILENO))
+    eval.progress = [](int64_t done, int64_t total) {
+      std::fprintf(stderr, "\reval: %lld/%lld windows", static_cast<long long>(done), static_cast<long long>(total));
+      if (done == total) std::fprintf(stderr, "\n");
+    };
+  const EvalResult r = evaluate(model, tokens, tokenizer.byte_table(), eval);
+
+  if (json) {
+    nlohmann::json j = {{"model", model_paths},        {"config", config.describe()},    {"data", data_dir},
+                        {"tokenizer", tokenizer_path}, {"seq_len", eval.seq_len},        {"stride", eval.stride},
+                        {"sequences", r.sequences},    {"windows", r.windows},           {"val_loss", r.val_loss},
+                        {"val_bpb", r.val_bpb},        {"tokens", r.tokens},             {"bytes", r.bytes},
+                        {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
+                        {"threads", eval.threads}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("model       %s (%zu tensors: %s)\n", model_paths[0].c_str(), tensors.size(), config.describe().c_str());
+  std::printf("data        %s: %zu val shards, %s tokens read; tokenizer %s\n", data_dir.c_str(), shards.size(),
+              with_commas(tokens.size()).c_str(), tokenizer_path.c_str());
+  std::printf("eval        %s sequences of %d (%s), %s, fp32, %d threads\n",
+              eval.max_sequences > 0 ? ("first " + with_commas(r.sequences)).c_str() : ("all " + with_commas(r.sequences)).c_str(),
+              eval.seq_len, eval.max_sequences > 0 ? "--tokens rounded up to whole sequences" : "every full sequence",
+              eval.stride > 0 ? ("sliding, stride " + std::to_string(eval.stride)).c_str() : "plain", eval.threads);
+  std::printf("val_loss    %.6f\n", r.val_loss);
+  std::printf("val_bpb     %.6f\n", r.val_bpb);
+  std::printf("tokens      %s target tokens\n", with_commas(r.tokens).c_str());
+  std::printf("bytes       %s bytes counted\n", with_commas(r.bytes).c_str());
+  std::printf("seconds     %.2f\n", r.seconds);
+  std::printf("tokens/s    %.0f\n", r.tokens_per_second);
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,11 @@
+// Number formatting shared by the subcommands' tables.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace pgolf::cli {
+
+std::string with_commas(uint64_t n);   // 11344770 -> "11,344,770"
+uint64_t parse_byte_count(const std::string& text);  // "16000000", "16MB", "15.9MB", "500kB" (decimal units)
+
+}  // namespace pgolf::cli

@@ -1,0 +1,111 @@
+// pgolf inspect: what is inside safetensors files or artifacts.
+#include <cstdio>
+#include <filesystem>
+#include <cxxopts.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "artifact/artifact.h"
+#include "artifact/load.h"
+#include "cli/command.h"
+#include "cli/format.h"
+#include "core/error.h"
+#include "quant/safetensors.h"
+
+namespace pgolf::cli {
+
+namespace {
+
+// An artifact: every group is decompressed and both checksums verified, so "ok" means the
+// whole file decodes.
+nlohmann::json inspect_artifact(const std::string& path) {
+  auto decoded = decode_artifact_file(path);
+  const auto& m = decoded.manifest;
+  nlohmann::json j = {{"path", path}, {"kind", "artifact"}, {"version", kArtifactVersion},
+                      {"bytes", std::filesystem::file_size(path)}, {"checksums", "ok"}, {"metadata", m.metadata}};
+  for (const auto& g : m.groups)
+    j["groups"].push_back({{"name", g.name}, {"codec", g.codec}, {"raw_size", g.raw_size}, {"stored_size", g.stored_size}});
+  for (const auto& t : m.tensors) {
+    uint64_t stream_bytes = 0;
+    for (const auto& s : t.streams) stream_bytes += s.size;
+    j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", std::string(dtype_name(t.dtype))},
+                            {"codec", t.codec}, {"stream_bytes", stream_bytes}});
+  }
+  return j;
+}
+
+nlohmann::json inspect_safetensors(const std::vector<std::string>& paths) {
+  auto checkpoint = Checkpoint::open(paths);
+  nlohmann::json j = {{"path", paths}, {"kind", "safetensors"}, {"files", checkpoint.files()}, {"metadata", checkpoint.metadata()}};
+  uint64_t bytes = 0;
+  int64_t params = 0;
+  for (const auto& t : checkpoint.tensors()) {
+    j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", std::string(dtype_name(t.dtype))},
+                            {"bytes", t.bytes.size()}, {"file", t.file}});
+    bytes += t.bytes.size();
+    params += t.numel();
+  }
+  j["bytes"] = bytes;
+  j["parameters"] = params;
+  return j;
+}
+
+void print(const nlohmann::json& j) {
+  bool artifact = j["kind"] == "artifact";
+  if (artifact) {
+    std::printf("%s: pgolf artifact v%d, %s B, checksums %s\n", j["path"].get<std::string>().c_str(), j["version"].get<int>(),
+                with_commas(j["bytes"].get<uint64_t>()).c_str(), j["checksums"].get<std::string>().c_str());
+    for (const auto& g : j["groups"])
+      std::printf("  group %-12s %-20s %13s B -> %13s B\n", g["name"].get<std::string>().c_str(),
+                  g["codec"].get<std::string>().c_str(), with_commas(g["raw_size"].get<uint64_t>()).c_str(),
+                  with_commas(g["stored_size"].get<uint64_t>()).c_str());
+  } else {
+    std::printf("safetensors: %zu files, %zu tensors, %s parameters, %s B\n", j["files"].size(), j["tensors"].size(),
+                with_commas(j["parameters"].get<int64_t>()).c_str(), with_commas(j["bytes"].get<uint64_t>()).c_str());
+  }
+  for (const auto& t : j["tensors"]) {
+    std::printf("  %-36s %-14s %-5s", t["name"].get<std::string>().c_str(),
+                shape_string(t["shape"].get<std::vector<int64_t>>()).c_str(), t["dtype"].get<std::string>().c_str());
+    if (artifact)
+      std::printf(" %-26s %11s B\n", t["codec"].get<std::string>().c_str(), with_commas(t["stream_bytes"].get<uint64_t>()).c_str());
+    else
+      std::printf(" %11s B\n", with_commas(t["bytes"].get<uint64_t>()).c_str());
+  }
+}
+
+}  // namespace
+
+int inspect_main(int argc, char** argv) {
+  cxxopts::Options options("pgolf inspect", "List what safetensors files or .pgz artifacts hold (artifacts are fully verified).\n"
+                                            "  pgolf inspect samples/base9\n  pgolf inspect base9.pgz");
+  options.positional_help("FILE...").show_positional_help();
+  options.add_options()
+      ("json", "print JSON")
+      ("files", "safetensors files/folders (one checkpoint) or artifacts", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"files"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  require(args.count("files") > 0, "no file given (pgolf inspect --help)");
+  auto files = args["files"].as<std::vector<std::string>>();
+  nlohmann::json all = nlohmann::json::array();
+  std::vector<std::string> checkpoint_paths;
+  for (const auto& f : files) {
+    if (is_artifact_path(f))
+      all.push_back(inspect_artifact(f));
+    else
+      checkpoint_paths.push_back(f);
+  }
+  if (!checkpoint_paths.empty()) all.push_back(inspect_safetensors(checkpoint_paths));
+  if (args.count("json")) {
+    std::cout << (all.size() == 1 ? all[0] : all).dump(2) << "\n";
+  } else {
+    for (const auto& j : all) print(j);
+  }
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,62 @@
+// pgolf: one binary, one subcommand per file.
+#include <cxxopts.hpp>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string_view>
+
+#include "cli/command.h"
+#include "core/error.h"
+
+namespace {
+
+struct Subcommand {
+  std::string_view name;
+  int (*entry)(int, char**);
+  std::string_view summary;
+};
+
+constexpr Subcommand kSubcommands[] = {
+    {"compress", pgolf::cli::compress_main, "checkpoint (safetensors) -> one .pgz artifact, with per-tensor error and bytes"},
+    {"decompress", pgolf::cli::decompress_main, ".pgz artifact -> safetensors, exactly the codec's dequantized values"},
+    {"inspect", pgolf::cli::inspect_main, "list the tensors, codecs, bytes and checksums of safetensors files or artifacts"},
+    {"eval", pgolf::cli::eval_main, "val_loss and val_bpb of a checkpoint or artifact on Parameter Golf shards"},
+    {"data", pgolf::cli::data_main, "build or import a corpus in Parameter Golf's shard format"},
+};
+
+void usage(std::FILE* out) {
+  std::fprintf(out, "usage: pgolf COMMAND [options]   (pgolf COMMAND --help for its options)\n\ncommands:\n");
+  for (const auto& s : kSubcommands)
+    std::fprintf(out, "  %-11s %.*s\n", std::string(s.name).c_str(), static_cast<int>(s.summary.size()), s.summary.data());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    usage(stdout);
+    return 0;
+  }
+  for (const auto& s : kSubcommands) {
+    if (s.name != name) continue;
+    try {
+      return s.entry(argc - 1, argv + 1);
+    } catch (const pgolf::InputError& e) {
+      std::fprintf(stderr, "pgolf %s: error: %s\n", argv[1], e.what());
+      return 2;
+    } catch (const cxxopts::exceptions::exception& e) {
+      std::fprintf(stderr, "pgolf %s: error: %s\n", argv[1], e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "pgolf %s: internal error: %s\n", argv[1], e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "pgolf: error: unknown command '%s'; try pgolf --help\n", argv[1]);
+  return 2;
+}

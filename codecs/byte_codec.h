@@ -1,0 +1,27 @@
+// Lossless byte codecs (bytes to fewer bytes), registered by name with a spec string:
+// "zstd:22", "zlib:9", "none". One small interface, one file per implementation.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgolf {
+
+class ByteCodec {
+ public:
+  virtual ~ByteCodec() = default;
+  virtual std::string spec() const = 0;  // canonical spec; make_byte_codec(spec()) rebuilds it
+  virtual std::vector<uint8_t> encode(std::span<const uint8_t> raw) const = 0;
+  // raw_size is the exact decoded size recorded by the caller; a stream that does not decode
+  // to exactly that many bytes is an InputError (corrupt input), never a crash.
+  virtual std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const = 0;
+};
+
+// Throws InputError for an unknown name or a bad parameter, listing what is accepted.
+std::unique_ptr<ByteCodec> make_byte_codec(std::string_view spec);
+std::vector<std::string> byte_codec_names();
+
+}  // namespace pgolf

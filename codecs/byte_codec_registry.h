@@ -1,0 +1,15 @@
+// The factories behind make_byte_codec; one per implementation file.
+#pragma once
+#include <memory>
+
+#include "codecs/byte_codec.h"
+#include "core/spec.h"
+
+namespace pgolf {
+
+std::unique_ptr<ByteCodec> make_zstd_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_zlib_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_none_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_shuffle_codec(const SpecStage& stage);
+
+}  // namespace pgolf

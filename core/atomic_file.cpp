@@ -1,0 +1,70 @@
+#include "core/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace pgolf {
+
+namespace {
+std::string folder_of(const std::string& path) {
+  auto parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+}  // namespace
+
+AtomicFile::AtomicFile(std::string target, bool overwrite) : target_(std::move(target)) {
+  if (!overwrite && std::filesystem::exists(target_))
+    throw InputError(target_ + ": exists; pass --force to replace it");
+  temp_ = target_ + ".tmp.XXXXXX";
+  fd_ = ::mkstemp(temp_.data());
+  if (fd_ < 0) throw InputError(target_ + ": cannot create a temporary file: " + std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(temp_.c_str());
+  }
+}
+
+void AtomicFile::write(std::span<const uint8_t> bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error(temp_ + ": write failed: " + std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  if (::fchmod(fd_, 0644) != 0 || ::fsync(fd_) != 0)
+    throw std::runtime_error(temp_ + ": fsync failed: " + std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temp_.c_str());
+    throw std::runtime_error(target_ + ": rename failed: " + std::strerror(err));
+  }
+  int dir = ::open(folder_of(target_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+void write_file_atomic(const std::string& target, std::span<const uint8_t> bytes, bool overwrite) {
+  AtomicFile file(target, overwrite);
+  file.write(bytes);
+  file.commit();
+}
+
+}  // namespace pgolf

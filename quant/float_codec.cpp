@@ -1,0 +1,47 @@
+// Pass-through codecs: values stored as fp16, bf16 or fp32 (exact for inputs of that type).
+#include <cmath>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "quant/tensor_codec.h"
+#include "quant/tensor_codec_registry.h"
+
+namespace pgolf {
+
+namespace {
+
+class FloatCodec final : public TensorCodec {
+ public:
+  FloatCodec(std::string name, DType type) : name_(std::move(name)), type_(type) {}
+  std::string spec() const override { return name_; }
+  bool is_passthrough() const override { return true; }
+
+  std::vector<Stream> encode(std::span<const float> values, const TensorShape&) const override {
+    std::vector<Stream> out;
+    out.push_back({name_, from_float(type_, values), static_cast<int>(dtype_size(type_))});
+    return out;
+  }
+
+  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
+    size_t n = static_cast<size_t>(shape.numel());
+    require(streams.size() == 1 && streams[0].size() == n * dtype_size(type_),
+            name_ + ": stream size does not match the tensor's shape");
+    std::vector<float> out(n);
+    to_float(type_, streams[0], out);
+    return out;
+  }
+
+ private:
+  std::string name_;
+  DType type_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> make_float_codec(const SpecStage& stage) {
+  require(stage.params.empty(), stage.name + " takes no parameters");
+  DType type = stage.name == "fp16" ? DType::F16 : stage.name == "bf16" ? DType::BF16 : DType::F32;
+  return std::make_unique<FloatCodec>(stage.name, type);
+}
+
+}  // namespace pgolf

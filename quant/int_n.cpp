@@ -1,0 +1,210 @@
+#include "quant/int_n.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/spec.h"
+#include "quant/tensor_codec.h"
+#include "quant/tensor_codec_registry.h"
+
+namespace pgolf {
+
+namespace {
+
+constexpr int kMseGridSteps = 50;  // clip fractions 1.00, 0.99, ..., 0.50 of the row's max |w|
+
+float abs_max(std::span<const float> row) {
+  float m = 0;
+  for (float x : row) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// Linear interpolation between order statistics, as torch.quantile does.
+float abs_quantile(std::span<const float> row, double p) {
+  std::vector<float> a(row.size());
+  std::transform(row.begin(), row.end(), a.begin(), [](float x) { return std::fabs(x); });
+  double pos = p * static_cast<double>(a.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(pos));
+  size_t hi = std::min(lo + 1, a.size() - 1);
+  std::nth_element(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(lo), a.end());
+  float v_lo = a[lo];
+  float v_hi = hi == lo ? v_lo : *std::min_element(a.begin() + static_cast<std::ptrdiff_t>(lo) + 1, a.end());
+  return static_cast<float>(v_lo + (v_hi - v_lo) * (pos - static_cast<double>(lo)));
+}
+
+// Unbiased standard deviation of the row, as torch.std does.
+double std_dev(std::span<const float> row) {
+  if (row.size() < 2) return 0;
+  double mean = 0;
+  for (float x : row) mean += x;
+  mean /= static_cast<double>(row.size());
+  double ss = 0;
+  for (float x : row) ss += (x - mean) * (x - mean);
+  return std::sqrt(ss / static_cast<double>(row.size() - 1));
+}
+
+// The fp16 scale for a clip value; a positive clip never gets a zero scale.
+uint16_t scale_for_clip(double clip, int qmax) {
+  if (clip <= 0) return 0;
+  uint16_t s = float_to_fp16(static_cast<float>(clip / qmax));
+  if ((s & 0x7fffu) >= 0x7c00u)
+    throw InputError("a row's max |w| " + std::to_string(clip) +
+                     " needs a scale beyond fp16's range; use fp32 or bf16 for this tensor");
+  return s == 0 ? uint16_t{1} : s;
+}
+
+double row_squared_error(std::span<const float> row, float scale, int qmax) {
+  double err = 0;
+  float inv = 1.0f / scale;
+  for (float x : row) {
+    float q = std::clamp(std::nearbyint(x * inv), static_cast<float>(-qmax), static_cast<float>(qmax));
+    double e = static_cast<double>(x) - static_cast<double>(q * scale);
+    err += e * e;
+  }
+  return err;
+}
+
+}  // namespace
+
+std::string IntNRule::spec() const {
+  std::string s = "int" + std::to_string(bits);
+  char buf[64];
+  switch (clip) {
+    case ClipMode::AbsMax: return s;
+    case ClipMode::Quantile: std::snprintf(buf, sizeof buf, ":clip=quantile:%.10g", clip_param); return s + buf;
+    case ClipMode::StdDev: std::snprintf(buf, sizeof buf, ":clip=std:%.10g", clip_param); return s + buf;
+    case ClipMode::MseSearch: return s + ":clip=mse";
+  }
+  return s;
+}
+
+uint16_t choose_row_scale(std::span<const float> row, const IntNRule& rule) {
+  if (row.empty()) return 0;
+  float max_abs = abs_max(row);
+  int qmax = rule.qmax();
+  switch (rule.clip) {
+    case ClipMode::AbsMax: return scale_for_clip(max_abs, qmax);
+    // A clip of zero (a constant row's std, a mostly-zero row's quantile) would erase the row:
+    // fall back to its max |w|.
+    case ClipMode::Quantile: {
+      float clip = abs_quantile(row, rule.clip_param);
+      return scale_for_clip(clip > 0 ? clip : max_abs, qmax);
+    }
+    case ClipMode::StdDev: {
+      double clip = std::min<double>(max_abs, rule.clip_param * std_dev(row));
+      return scale_for_clip(clip > 0 ? clip : max_abs, qmax);
+    }
+    case ClipMode::MseSearch: {
+      uint16_t best = scale_for_clip(max_abs, qmax);
+      if (best == 0) return best;
+      double best_err = row_squared_error(row, fp16_to_float(best), qmax);
+      for (int step = 1; step <= kMseGridSteps; ++step) {
+        uint16_t s = scale_for_clip(max_abs * (1.0 - 0.01 * step), qmax);
+        double err = row_squared_error(row, fp16_to_float(s), qmax);
+        if (err < best_err) best_err = err, best = s;
+      }
+      return best;
+    }
+  }
+  return 0;
+}
+
+void quantize_row(std::span<const float> row, float scale, int qmax, std::span<int8_t> q) {
+  if (scale == 0) {
+    std::fill(q.begin(), q.end(), int8_t{0});
+    return;
+  }
+  float inv = 1.0f / scale, lo = static_cast<float>(-qmax), hi = static_cast<float>(qmax);
+  for (size_t i = 0; i < row.size(); ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * inv), lo, hi));
+}
+
+void dequantize_row(std::span<const int8_t> q, float scale, std::span<float> out) {
+  for (size_t i = 0; i < q.size(); ++i) out[i] = static_cast<float>(q[i]) * scale;
+}
+
+namespace {
+
+class IntNCodec final : public TensorCodec {
+ public:
+  explicit IntNCodec(IntNRule rule) : rule_(rule) {}
+  std::string spec() const override { return rule_.spec(); }
+  bool is_passthrough() const override { return false; }
+
+  std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
+    require_finite(values, spec());
+    int64_t rows = shape.rows(), cols = shape.cols();
+    Stream symbols{"int" + std::to_string(rule_.bits), std::vector<uint8_t>(values.size()), 1};
+    Stream scales{"scale.fp16", std::vector<uint8_t>(static_cast<size_t>(rows) * 2), 2};
+    auto* q = reinterpret_cast<int8_t*>(symbols.bytes.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      auto row = values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
+      uint16_t s = choose_row_scale(row, rule_);
+      std::memcpy(scales.bytes.data() + 2 * r, &s, 2);
+      quantize_row(row, fp16_to_float(s), rule_.qmax(), {q + r * cols, static_cast<size_t>(cols)});
+    }
+    std::vector<Stream> out;
+    out.push_back(std::move(symbols));
+    out.push_back(std::move(scales));
+    return out;
+  }
+
+  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
+    int64_t rows = shape.rows(), cols = shape.cols();
+    require(streams.size() == 2 && streams[0].size() == static_cast<size_t>(shape.numel()) &&
+                streams[1].size() == static_cast<size_t>(rows) * 2,
+            spec() + ": stream sizes do not match the tensor's shape");
+    const auto* q = reinterpret_cast<const int8_t*>(streams[0].data());
+    int qmax = rule_.qmax();
+    for (int64_t i = 0; i < shape.numel(); ++i)
+      if (q[i] < -qmax || q[i] > qmax) throw InputError(spec() + ": symbol " + std::to_string(q[i]) + " out of range");
+    std::vector<float> out(static_cast<size_t>(shape.numel()));
+    for (int64_t r = 0; r < rows; ++r) {
+      uint16_t s;
+      std::memcpy(&s, streams[1].data() + 2 * r, 2);
+      float scale = fp16_to_float(s);
+      if (!std::isfinite(scale)) throw InputError(spec() + ": non-finite scale in row " + std::to_string(r));
+      dequantize_row({q + r * cols, static_cast<size_t>(cols)}, scale, {out.data() + r * cols, static_cast<size_t>(cols)});
+    }
+    return out;
+  }
+
+ private:
+  IntNRule rule_;
+};
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> make_int_n_codec(const SpecStage& stage) {
+  std::string bits_text = stage.name.substr(3);
+  long bits = parse_integer(bits_text, "int-N bit width");
+  require(bits >= 2 && bits <= 8, "int-N takes N from 2 to 8 (got '" + stage.name + "')");
+  IntNRule rule;
+  rule.bits = static_cast<int>(bits);
+  for (const auto& [key, value] : stage.params) {
+    require(key == "clip", stage.name + ": unknown parameter '" + (key.empty() ? value : key) +
+                               "' (accepted: clip=absmax|quantile:P|std:K|mse)");
+    std::string_view v = value;
+    if (v == "absmax") {
+      rule.clip = ClipMode::AbsMax;
+    } else if (v == "mse") {
+      rule.clip = ClipMode::MseSearch;
+    } else if (v.starts_with("quantile:")) {
+      rule.clip = ClipMode::Quantile;
+      rule.clip_param = parse_number(v.substr(9), "clip quantile");
+      require(rule.clip_param > 0 && rule.clip_param <= 1, "clip quantile must be in (0, 1]");
+    } else if (v.starts_with("std:")) {
+      rule.clip = ClipMode::StdDev;
+      rule.clip_param = parse_number(v.substr(4), "clip k·std");
+      require(rule.clip_param > 0, "clip k·std needs k > 0");
+    } else {
+      throw InputError(stage.name + ": unknown clip '" + value + "' (accepted: absmax, quantile:P, std:K, mse)");
+    }
+  }
+  return std::make_unique<IntNCodec>(rule);
+}
+
+}  // namespace pgolf

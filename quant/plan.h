@@ -1,0 +1,43 @@
+// The plan: which codec each tensor gets. Parameter Golf's defaults (small and control
+// tensors stay float), overridden by --rule REGEX=SPEC (first match wins), like
+// llama-quantize's --tensor-type.
+#pragma once
+#include <cstdint>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace pgolf {
+
+// The spec that stores a tensor's bytes exactly as they are (non-float tensors).
+inline constexpr const char* kRawSpec = "raw";
+
+struct PlanRule {
+  std::string pattern;  // ECMAScript regex, searched in the tensor name
+  std::string spec;
+  std::regex regex;
+};
+
+class Plan {
+ public:
+  // default_spec: the codec for large 2-D float tensors ("int6"). Rules are "REGEX=SPEC".
+  // Throws InputError for a malformed rule or regex, or an unknown codec.
+  Plan(std::string default_spec, const std::vector<std::string>& rules);
+
+  // Parameter Golf's rules, after the user's: non-float -> raw; control tensors (attn_scale,
+  // mlp_scale, resid_mix, q_gain, skip_weight) -> fp32; at most 65,536 elements or not 2-D -> fp16;
+  // everything else -> the default spec.
+  std::string codec_for(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
+
+  static constexpr int64_t kSmallTensorElements = 65536;
+
+ private:
+  std::string default_spec_;
+  std::vector<PlanRule> rules_;
+};
+
+bool is_control_tensor(const std::string& name);
+
+}  // namespace pgolf

@@ -1,0 +1,13 @@
+// The factories behind make_tensor_codec; one per implementation file.
+#pragma once
+#include <memory>
+
+#include "core/spec.h"
+#include "quant/tensor_codec.h"
+
+namespace pgolf {
+
+std::unique_ptr<TensorCodec> make_int_n_codec(const SpecStage& stage);   // int2 .. int8
+std::unique_ptr<TensorCodec> make_float_codec(const SpecStage& stage);   // fp16, bf16, fp32
+
+}  // namespace pgolf

@@ -1,0 +1,153 @@
+// The pgolf binary as a user runs it: exit codes, one-line errors, nothing half-written,
+// inputs untouched, and decompress(compress(x)) equal to the codec's values.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "artifact/artifact.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+#include "quant/tensor_codec.h"
+#include "support/test_support.h"
+
+namespace pgolf {
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+Run pgolf(const std::string& args) {
+  std::string cmd = std::string(PGOLF_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A small real checkpoint: four tensors of base9 (as bf16 safetensors), so CLI tests stay fast.
+std::string small_checkpoint(const test::TempDir& dir) {
+  auto base9 = Checkpoint::open({test::sample_path("base9")});
+  std::vector<TensorData> tensors;
+  for (const char* name : {"blocks.0.attn.c_q.weight", "blocks.0.mlp.fc.weight", "blocks.0.attn.q_gain", "skip_weights"}) {
+    const auto& t = base9.at(name);
+    tensors.push_back({t.name, t.dtype, t.shape, {t.bytes.begin(), t.bytes.end()}});
+  }
+  std::string path = dir.file("small.safetensors");
+  write_safetensors(path, tensors, base9.metadata(), false);
+  return path;
+}
+
+TEST(Cli, CompressDecompressIsExactAndInputIsUntouched) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir);
+  auto before = test::read_bytes(in);
+  for (const char* codec : {"int6", "int5:clip=quantile:0.9999", "int8:clip=mse"}) {
+    std::string pgz = dir.file("a.pgz"), out = dir.file("a.safetensors");
+    auto r = pgolf("compress " + in + " -o " + pgz + " --codec " + codec + " --compressor zstd:3 --force");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("blocks.0.attn.c_q.weight"), std::string::npos);
+    EXPECT_NE(r.out.find("bits/parameter"), std::string::npos);
+    r = pgolf("decompress " + pgz + " -o " + out + " --force");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto original = Checkpoint::open({in});
+    auto decoded = Checkpoint::open({out});
+    Plan plan(codec, {});
+    ASSERT_EQ(decoded.tensors().size(), original.tensors().size());
+    for (const auto& t : original.tensors()) {
+      auto c = make_tensor_codec(plan.codec_for(t.name, t.dtype, t.shape));
+      auto streams = c->encode(t.to_floats(), TensorShape{t.shape});
+      std::vector<std::span<const uint8_t>> views;
+      for (const auto& s : streams) views.emplace_back(s.bytes);
+      auto expected = c->decode(views, TensorShape{t.shape});
+      auto got = decoded.at(t.name).to_floats();
+      EXPECT_EQ(decoded.at(t.name).dtype, DType::F32);
+      ASSERT_EQ(0, std::memcmp(expected.data(), got.data(), expected.size() * 4)) << codec << " " << t.name;
+    }
+  }
+  EXPECT_EQ(test::read_bytes(in), before);
+}
+
+TEST(Cli, JsonDryRunAndInspect) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir);
+  auto r = pgolf("compress " + in + " --dry-run --json --compressor zlib:9");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tensors"].size(), 4u);
+  EXPECT_FALSE(j["written"].get<bool>());
+  EXPECT_GT(j["artifact_bytes"].get<uint64_t>(), 100000u);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()) == false);
+  std::string pgz = dir.file("b.pgz");
+  ASSERT_EQ(pgolf("compress " + in + " -o " + pgz).exit_code, 0);
+  r = pgolf("inspect " + pgz);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("checksums ok"), std::string::npos) << r.out;
+  r = pgolf("inspect --json " + in);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tensors"].size(), 4u);
+}
+
+TEST(Cli, BudgetThatCannotBeMetWritesNothing) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir), pgz = dir.file("c.pgz");
+  auto r = pgolf("compress " + in + " -o " + pgz + " --budget 1000");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("over the budget of 1,000"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(pgz));
+  r = pgolf("compress " + in + " -o " + pgz + " --budget 16MB");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(pgz));
+}
+
+TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
+  ASSERT_EQ(pgolf("compress " + in + " -o " + pgz).exit_code, 0);
+  auto artifact = test::read_bytes(pgz);
+  auto truncated = artifact;
+  truncated.resize(artifact.size() - 100);
+  test::write_bytes(dir.file("trunc.pgz"), truncated);
+  test::write_bytes(dir.file("junk.safetensors"), {1, 2, 3});
+  struct Case {
+    std::string args;
+    std::string expect;
+  };
+  std::vector<Case> cases = {
+      {"", "usage"},
+      {"frobnicate", "unknown command"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int42", "unknown codec"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --compressor lzma", "unknown compressor"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --rule 'noequals'", "REGEX=SPEC"},
+      {"compress " + in + " -o " + pgz, "exists"},
+      {"compress " + in, "no output"},
+      {"compress " + dir.file("missing.safetensors") + " -o " + dir.file("e.pgz"), "missing.safetensors"},
+      {"compress " + dir.file("junk.safetensors") + " -o " + dir.file("e.pgz"), "junk.safetensors"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --budget lots", "byte count"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --bogus-flag", "bogus"},
+      {"decompress " + dir.file("trunc.pgz") + " -o " + dir.file("f.safetensors"), "trunc.pgz"},
+      {"decompress " + in + " -o " + dir.file("f.safetensors"), "not a pgolf artifact"},
+      {"decompress " + pgz + " -o " + dir.file("f.safetensors") + " --dtype int8", "--dtype"},
+      {"inspect " + dir.file("trunc.pgz"), "truncated"},
+  };
+  for (const auto& c : cases) {
+    auto r = pgolf(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
+    if (c.args.size()) EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("e.pgz")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("f.safetensors")));
+  EXPECT_EQ(test::read_bytes(pgz), artifact) << "a refused overwrite leaves the old file";
+}
+
+}  // namespace
+}  // namespace pgolf

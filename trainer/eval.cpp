@@ -1,0 +1,89 @@
+#include "trainer/eval.h"
+
+#include <chrono>
+#include <cmath>
+#include <numbers>
+
+#include "core/error.h"
+
+namespace pgolf {
+
+namespace {
+
+// A window reads tokens[start, start + seq_len] and scores the targets at stream positions
+// [first_scored, start + seq_len), where target p is tokens[p + 1].
+struct Window {
+  int64_t start;
+  int64_t first_scored;
+};
+
+std::vector<Window> plan_windows(int64_t targets, int seq_len, int stride) {
+  std::vector<Window> windows;
+  if (stride == 0) {
+    for (int64_t start = 0; start < targets; start += seq_len) windows.push_back({start, start});
+    return windows;
+  }
+  int64_t scored_until = 0;
+  for (int64_t end = seq_len; scored_until < targets; end = std::min(end + stride, targets)) {
+    windows.push_back({end - seq_len, scored_until});
+    scored_until = end;
+  }
+  return windows;
+}
+
+}  // namespace
+
+template <typename T>
+EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
+                    const EvalOptions& options) {
+  const int64_t vocab = model.config().vocab;
+  require(bytes.size() == vocab, "tokenizer vocab " + std::to_string(bytes.size()) + " != model vocab " +
+                                     std::to_string(vocab));
+  require(options.seq_len > 0, "sequence length must be positive");
+  require(options.stride >= 0 && options.stride <= options.seq_len,
+          "stride " + std::to_string(options.stride) + " must lie in 1..seq_len (" +
+              std::to_string(options.seq_len) + "), or 0 for the plain eval");
+  const int64_t available = tokens.empty() ? 0 : static_cast<int64_t>(tokens.size() - 1) / options.seq_len;
+  require(available > 0, "val data has " + std::to_string(tokens.size()) + " tokens, fewer than one sequence of " +
+                             std::to_string(options.seq_len) + " + 1");
+
+  EvalResult result;
+  result.sequences = options.max_sequences > 0 ? std::min(options.max_sequences, available) : available;
+  const std::vector<Window> windows = plan_windows(result.sequences * options.seq_len, options.seq_len, options.stride);
+  result.windows = static_cast<int64_t>(windows.size());
+
+  const auto started = std::chrono::steady_clock::now();
+  double loss_sum = 0;
+  const size_t batch = 4 * static_cast<size_t>(std::max(options.threads, 1));  // windows per progress report
+  for (size_t first = 0; first < windows.size(); first += batch) {
+    const size_t count = std::min(batch, windows.size() - first);
+    std::vector<TokenWindow> spans;
+    for (size_t i = first; i < first + count; ++i)
+      spans.push_back(tokens.subspan(static_cast<size_t>(windows[i].start), static_cast<size_t>(options.seq_len) + 1));
+    const std::vector<double> losses = model.token_losses(spans, options.threads);
+    for (size_t i = 0; i < count; ++i) {
+      const Window& w = windows[first + i];
+      for (int64_t p = w.first_scored; p < w.start + options.seq_len; ++p) {
+        loss_sum += losses[i * options.seq_len + static_cast<size_t>(p - w.start)];
+        result.bytes += bytes.bytes(tokens[p], tokens[p + 1]);
+        ++result.tokens;
+      }
+    }
+    if (options.progress) options.progress(static_cast<int64_t>(first + count), result.windows);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+  require(result.bytes > 0, "the evaluated targets count 0 bytes; cannot compute val_bpb");
+  result.val_loss = loss_sum / static_cast<double>(result.tokens);
+  result.val_bpb = result.val_loss / std::numbers::ln2 * static_cast<double>(result.tokens) /
+                   static_cast<double>(result.bytes);
+  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(result.tokens) / result.seconds : 0;
+  return result;
+}
+
+template EvalResult evaluate<float>(const Model<float>&, std::span<const uint16_t>, const ByteTable&,
+                                    const EvalOptions&);
+template EvalResult evaluate<double>(const Model<double>&, std::span<const uint16_t>, const ByteTable&,
+                                     const EvalOptions&);
+
+}  // namespace pgolf

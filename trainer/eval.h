@@ -1,0 +1,43 @@
+// val_loss and val_bpb as Parameter Golf computes them (eval_val in train_gpt.py), with its
+// optional sliding-window variant.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "trainer/model.h"
+#include "trainer/tokenizer.h"
+
+namespace pgolf {
+
+struct EvalOptions {
+  int seq_len = 1024;
+  int64_t max_sequences = 0;  // evaluate the first this many sequences; 0: every full one
+  // 0: the reference's plain eval, non-overlapping windows of seq_len. s > 0: sliding windows
+  // of seq_len advanced by s, each scoring only the targets the previous one did not reach
+  // (its last s; the first window scores all of its own), so every target is scored once,
+  // with at least seq_len - s tokens of context after the first window.
+  int stride = 0;
+  int threads = 2;
+  std::function<void(int64_t done, int64_t total)> progress;  // windows evaluated so far
+};
+
+struct EvalResult {
+  double val_loss = 0;      // mean cross-entropy, nats per target token
+  double val_bpb = 0;       // (val_loss / ln 2) * tokens / bytes
+  int64_t sequences = 0;    // seq_len-token sequences whose targets were scored
+  int64_t windows = 0;      // forward passes of seq_len tokens
+  int64_t tokens = 0;       // target tokens scored
+  int64_t bytes = 0;        // text bytes those targets stand for
+  double seconds = 0;
+  double tokens_per_second = 0;  // scored target tokens per second
+};
+
+// tokens: the val split from its start. The sequences are x = tokens[i*S, i*S+S),
+// y = tokens[i*S+1, i*S+S+1); a target's bytes depend on the input token at its position.
+// InputError when the tokenizer's vocab is not the model's or there is not one sequence.
+template <typename T>
+EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
+                    const EvalOptions& options);
+
+}  // namespace pgolf

@@ -1,0 +1,426 @@
+#include "trainer/model.h"
+
+#include <cmath>
+#include <functional>
+#include <thread>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace pgolf {
+
+namespace {
+
+template <typename T>
+using Column = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+
+// F.rms_norm's default eps for fp32 inputs (FLT_EPSILON); the double path uses it too, so both
+// precisions compute the same function.
+constexpr double kRmsNormEps = 1.1920928955078125e-07;
+
+// y = x / sqrt(mean(x^2) + eps) over each group of `width` consecutive columns (the whole row,
+// or one attention head); inv_rms [rows, groups] keeps 1/sqrt(...) for the backward.
+template <typename T>
+void rms_norm(const Matrix<T>& x, int width, Matrix<T>& y, Matrix<T>& inv_rms) {
+  const Eigen::Index groups = x.cols() / width;
+  y.resize(x.rows(), x.cols());
+  inv_rms.resize(x.rows(), groups);
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    for (Eigen::Index g = 0; g < groups; ++g) {
+      auto in = x.row(t).segment(g * width, width);
+      T r = T(1) / std::sqrt(in.squaredNorm() / T(width) + T(kRmsNormEps));
+      inv_rms(t, g) = r;
+      y.row(t).segment(g * width, width) = in * r;
+    }
+  }
+}
+
+// The gradient through rms_norm, from its output y: dx = inv_rms * (dy - y * mean(dy * y)).
+template <typename T>
+Matrix<T> rms_norm_backward(const Matrix<T>& y, const Matrix<T>& inv_rms, const Matrix<T>& dy, int width) {
+  Matrix<T> dx(y.rows(), y.cols());
+  for (Eigen::Index t = 0; t < y.rows(); ++t) {
+    for (Eigen::Index g = 0; g < inv_rms.cols(); ++g) {
+      auto y_g = y.row(t).segment(g * width, width);
+      auto dy_g = dy.row(t).segment(g * width, width);
+      T mean_dot = dy_g.dot(y_g) / T(width);
+      dx.row(t).segment(g * width, width) = inv_rms(t, g) * (dy_g - mean_dot * y_g);
+    }
+  }
+  return dx;
+}
+
+// x[t, j] * v[j] for every row t (a per-channel scale).
+template <typename T>
+Matrix<T> scale_columns(const Matrix<T>& x, const auto& v) {
+  return (x.array().rowwise() * v.array()).matrix();
+}
+
+// sum over rows of a[t, j] * b[t, j]: the gradient of a per-channel scale.
+template <typename T>
+auto column_dot(const Matrix<T>& a, const Matrix<T>& b) {
+  return (a.array() * b.array()).colwise().sum().matrix();
+}
+
+// RoPE angles as the reference computes them, in float32: inv_freq[j] = 1 / base^(2j / D),
+// angle = position * inv_freq[j]. cos and sin [positions, D/2].
+template <typename T>
+struct Rope {
+  Matrix<T> cos, sin;
+};
+
+template <typename T>
+Rope<T> make_rope(Eigen::Index positions, int head_dim, double base) {
+  const int half = head_dim / 2;
+  Rope<T> rope{Matrix<T>(positions, half), Matrix<T>(positions, half)};
+  for (int j = 0; j < half; ++j) {
+    float inv_freq = 1.0f / std::pow(static_cast<float>(base), static_cast<float>(2 * j) / static_cast<float>(head_dim));
+    for (Eigen::Index t = 0; t < positions; ++t) {
+      float angle = static_cast<float>(t) * inv_freq;
+      rope.cos(t, j) = static_cast<T>(std::cos(static_cast<double>(angle)));
+      rope.sin(t, j) = static_cast<T>(std::sin(static_cast<double>(angle)));
+    }
+  }
+  return rope;
+}
+
+// Rotates every head of x [positions, heads * D] in place: with x1, x2 the two halves of a
+// head, (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin). direction -1 applies the inverse
+// (transposed) rotation, which carries gradients back through RoPE.
+template <typename T>
+void rotate(Matrix<T>& x, int head_dim, const Rope<T>& rope, int direction) {
+  const int half = head_dim / 2;
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    for (Eigen::Index start = 0; start < x.cols(); start += head_dim) {
+      for (int j = 0; j < half; ++j) {
+        T c = rope.cos(t, j), s = direction * rope.sin(t, j);
+        T x1 = x(t, start + j), x2 = x(t, start + half + j);
+        x(t, start + j) = x1 * c + x2 * s;
+        x(t, start + half + j) = x2 * c - x1 * s;
+      }
+    }
+  }
+}
+
+// Row-wise softmax of scores where query t sees keys 0..t only; the masked weights are 0.
+template <typename T>
+Matrix<T> causal_softmax(Matrix<T> scores) {
+  for (Eigen::Index t = 0; t < scores.rows(); ++t) {
+    auto seen = scores.row(t).head(t + 1);
+    T max = seen.maxCoeff();
+    seen = (seen.array() - max).exp().matrix();
+    seen /= seen.sum();
+    scores.row(t).tail(scores.cols() - t - 1).setZero();
+  }
+  return scores;
+}
+
+// What one block keeps from its forward for the backward.
+template <typename T>
+struct BlockActivations {
+  Matrix<T> input;                            // x entering the block (after any skip)
+  Matrix<T> mixed;                            // resid_mix[0] * input + resid_mix[1] * x0
+  Matrix<T> attn_in, attn_in_inv_rms;         // rms_norm(mixed)
+  Matrix<T> q_normed, q_inv_rms;              // per-head rms_norm of the q projection
+  Matrix<T> k_normed, k_inv_rms;              // per-head rms_norm of the k projection
+  Matrix<T> q_rotated, k_rotated, v;          // q and k after RoPE (q before q_gain)
+  Matrix<T> heads_out;                        // every head's attention output [T, H*D]
+  Matrix<T> attn_out;                         // attn.proj(heads_out)
+  Matrix<T> after_attn;                       // mixed + attn_scale * attn_out
+  Matrix<T> mlp_in, mlp_in_inv_rms;           // rms_norm(after_attn)
+  Matrix<T> fc_out;                           // mlp.fc(mlp_in)
+  Matrix<T> hidden;                           // relu(fc_out)^2
+  Matrix<T> mlp_out;                          // mlp.proj(hidden)
+  Matrix<T> output;                           // after_attn + mlp_scale * mlp_out
+};
+
+template <typename T>
+struct Activations {
+  Rope<T> rope;
+  Matrix<T> x0, x0_inv_rms;                   // rms_norm(tok_emb[inputs])
+  std::vector<BlockActivations<T>> blocks;    // every block's, or only the last one's
+  std::vector<Matrix<T>> encoder_outputs;     // the skips
+  Matrix<T> final_normed, final_inv_rms;      // rms_norm(last block's output)
+  Matrix<T> logits;                           // softcapped [T, V]
+};
+
+// The attention weights of query head h, recomputed by the backward rather than stored.
+template <typename T>
+Matrix<T> attention_weights(const ModelConfig& c, const BlockParams<T>& p, const BlockActivations<T>& a, int h) {
+  const int d = c.head_dim();
+  const int kv = h / (c.heads / c.kv_heads);
+  const T scale = T(1) / std::sqrt(T(d));
+  Matrix<T> q = a.q_rotated.middleCols(h * d, d) * p.q_gain(0, h);
+  return causal_softmax<T>((q * a.k_rotated.middleCols(kv * d, d).transpose()) * scale);
+}
+
+// Fills everything in a from a.input.
+template <typename T>
+void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
+                   BlockActivations<T>& a) {
+  const int d = c.head_dim();
+  a.mixed = scale_columns(a.input, p.resid_mix.row(0)) + scale_columns(x0, p.resid_mix.row(1));
+  rms_norm(a.mixed, c.dim, a.attn_in, a.attn_in_inv_rms);
+  rms_norm<T>(a.attn_in * p.c_q.transpose(), d, a.q_normed, a.q_inv_rms);
+  rms_norm<T>(a.attn_in * p.c_k.transpose(), d, a.k_normed, a.k_inv_rms);
+  a.v.noalias() = a.attn_in * p.c_v.transpose();
+  a.q_rotated = a.q_normed;
+  rotate(a.q_rotated, d, rope, +1);
+  a.k_rotated = a.k_normed;
+  rotate(a.k_rotated, d, rope, +1);
+  a.heads_out.resize(a.input.rows(), c.heads * d);
+  for (int h = 0; h < c.heads; ++h) {
+    const int kv = h / (c.heads / c.kv_heads);
+    a.heads_out.middleCols(h * d, d).noalias() = attention_weights(c, p, a, h) * a.v.middleCols(kv * d, d);
+  }
+  a.attn_out.noalias() = a.heads_out * p.attn_proj.transpose();
+  a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
+  rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
+  a.fc_out.noalias() = a.mlp_in * p.mlp_fc.transpose();
+  a.hidden = a.fc_out.array().max(T(0)).square().matrix();
+  a.mlp_out.noalias() = a.hidden * p.mlp_proj.transpose();
+  a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
+}
+
+// From d(output): adds to the block's parameter gradients g and to d_x0; returns d(input).
+template <typename T>
+Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
+                         const BlockActivations<T>& a, const Matrix<T>& d_output, Matrix<T>& d_x0,
+                         BlockParams<T>& g) {
+  const int d = c.head_dim();
+  const T scale = T(1) / std::sqrt(T(d));
+
+  // output = after_attn + mlp_scale * mlp_proj(relu(mlp_fc(rms_norm(after_attn)))^2)
+  g.mlp_scale += column_dot(d_output, a.mlp_out);
+  Matrix<T> d_mlp_out = scale_columns(d_output, p.mlp_scale.row(0));
+  g.mlp_proj.noalias() += d_mlp_out.transpose() * a.hidden;
+  Matrix<T> d_hidden = d_mlp_out * p.mlp_proj;
+  Matrix<T> d_fc_out = (d_hidden.array() * T(2) * a.fc_out.array().max(T(0))).matrix();
+  g.mlp_fc.noalias() += d_fc_out.transpose() * a.mlp_in;
+  Matrix<T> d_after_attn = d_output + rms_norm_backward<T>(a.mlp_in, a.mlp_in_inv_rms, d_fc_out * p.mlp_fc, c.dim);
+
+  // after_attn = mixed + attn_scale * attn.proj(heads_out)
+  g.attn_scale += column_dot(d_after_attn, a.attn_out);
+  Matrix<T> d_attn_out = scale_columns(d_after_attn, p.attn_scale.row(0));
+  g.attn_proj.noalias() += d_attn_out.transpose() * a.heads_out;
+  Matrix<T> d_heads_out = d_attn_out * p.attn_proj;
+
+  // heads_out[h] = softmax(scale * q_gain[h] * q[h] k[kv]^T) v[kv], for each query head h
+  Matrix<T> d_q_rotated(a.q_rotated.rows(), a.q_rotated.cols());
+  Matrix<T> d_k_rotated = Matrix<T>::Zero(a.k_rotated.rows(), a.k_rotated.cols());
+  Matrix<T> d_v = Matrix<T>::Zero(a.v.rows(), a.v.cols());
+  for (int h = 0; h < c.heads; ++h) {
+    const int kv = h / (c.heads / c.kv_heads);
+    const T gain = p.q_gain(0, h);
+    auto q = a.q_rotated.middleCols(h * d, d);
+    auto k = a.k_rotated.middleCols(kv * d, d);
+    auto d_o = d_heads_out.middleCols(h * d, d);
+    Matrix<T> weights = attention_weights(c, p, a, h);
+    d_v.middleCols(kv * d, d).noalias() += weights.transpose() * d_o;
+    Matrix<T> d_weights = d_o * a.v.middleCols(kv * d, d).transpose();
+    // softmax backward: d_scores = w * (d_w - sum_j d_w w); masked weights are 0, so are their gradients
+    Column<T> row_dot = (d_weights.array() * weights.array()).rowwise().sum();
+    Matrix<T> d_scores = (weights.array() * (d_weights.colwise() - row_dot).array()).matrix() * scale;
+    Matrix<T> d_gained_q = d_scores * k;  // gradient of q_gain[h] * q[h]
+    g.q_gain(0, h) += (d_gained_q.array() * q.array()).sum();
+    d_q_rotated.middleCols(h * d, d) = d_gained_q * gain;
+    d_k_rotated.middleCols(kv * d, d).noalias() += d_scores.transpose() * (q * gain);
+  }
+  rotate(d_q_rotated, d, rope, -1);
+  rotate(d_k_rotated, d, rope, -1);
+  Matrix<T> d_q = rms_norm_backward(a.q_normed, a.q_inv_rms, d_q_rotated, d);
+  Matrix<T> d_k = rms_norm_backward(a.k_normed, a.k_inv_rms, d_k_rotated, d);
+  g.c_q.noalias() += d_q.transpose() * a.attn_in;
+  g.c_k.noalias() += d_k.transpose() * a.attn_in;
+  g.c_v.noalias() += d_v.transpose() * a.attn_in;
+  Matrix<T> d_attn_in = d_q * p.c_q + d_k * p.c_k + d_v * p.c_v;
+  Matrix<T> d_mixed = d_after_attn + rms_norm_backward(a.attn_in, a.attn_in_inv_rms, d_attn_in, c.dim);
+
+  // mixed = resid_mix[0] * input + resid_mix[1] * x0
+  g.resid_mix.row(0) += column_dot(d_mixed, a.input);
+  g.resid_mix.row(1) += column_dot(d_mixed, x0);
+  d_x0 += scale_columns(d_mixed, p.resid_mix.row(1));
+  return scale_columns(d_mixed, p.resid_mix.row(0));
+}
+
+// keep_blocks: keep every block's activations for the backward; otherwise only the skips.
+template <typename T>
+void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs, bool keep_blocks,
+             Activations<T>& a) {
+  const auto n = static_cast<Eigen::Index>(inputs.size());
+  const int encoders = c.encoder_layers();
+  Matrix<T> embedded(n, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) embedded.row(t) = p.tok_emb.row(inputs[t]);
+  rms_norm(embedded, c.dim, a.x0, a.x0_inv_rms);
+  a.rope = make_rope<T>(n, c.head_dim(), c.rope_base);
+  a.blocks.resize(keep_blocks ? c.layers : 1);
+  a.encoder_outputs.resize(encoders);
+
+  Matrix<T> x = a.x0;
+  for (int i = 0; i < c.layers; ++i) {
+    const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
+    if (decoder >= 0 && decoder < c.skip_count())
+      x += scale_columns(a.encoder_outputs[encoders - 1 - decoder], p.skip_weights.row(decoder));
+    BlockActivations<T>& block = a.blocks[keep_blocks ? i : 0];
+    block.input = std::move(x);
+    block_forward(c, p.blocks[i], a.rope, a.x0, block);
+    x = block.output;
+    if (i < encoders) a.encoder_outputs[i] = x;
+  }
+  rms_norm(x, c.dim, a.final_normed, a.final_inv_rms);
+  const T cap = static_cast<T>(c.logit_softcap);
+  a.logits = a.final_normed * p.tok_emb.transpose();
+  a.logits = (cap * (a.logits.array() / cap).tanh()).matrix();
+}
+
+// Softmax of one row of logits, in double.
+Column<double> softmax(const auto& logits) {
+  Column<double> z = logits.transpose().template cast<double>();
+  Column<double> e = (z.array() - z.maxCoeff()).exp().matrix();
+  return e / e.sum();
+}
+
+// -log softmax(logits)[target], in double.
+double cross_entropy(const auto& logits, uint16_t target) {
+  Column<double> z = logits.transpose().template cast<double>();
+  double max = z.maxCoeff();
+  return std::log((z.array() - max).exp().sum()) + max - z(target);
+}
+
+// From a forward that kept every block: adds to g the gradient of loss_weight * (sum of the
+// window's cross-entropies).
+template <typename T>
+void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs,
+              std::span<const uint16_t> targets, const Activations<T>& a, double loss_weight, ModelParams<T>& g) {
+  const auto n = static_cast<Eigen::Index>(inputs.size());
+  const int encoders = c.encoder_layers();
+  const T cap = static_cast<T>(c.logit_softcap);
+
+  // d(capped logits) = weight * (softmax - onehot); through the cap: * (1 - tanh^2)
+  Matrix<T> d_logits(n, c.vocab);
+  for (Eigen::Index t = 0; t < n; ++t) {
+    Column<double> d = softmax(a.logits.row(t));
+    d(targets[t]) -= 1.0;
+    d_logits.row(t) = (d * loss_weight).template cast<T>().transpose();
+  }
+  d_logits = (d_logits.array() * (T(1) - (a.logits.array() / cap).square())).matrix();
+  g.tok_emb.noalias() += d_logits.transpose() * a.final_normed;
+  Matrix<T> d_x = rms_norm_backward<T>(a.final_normed, a.final_inv_rms, d_logits * p.tok_emb, c.dim);
+
+  Matrix<T> d_x0 = Matrix<T>::Zero(n, c.dim);
+  std::vector<Matrix<T>> d_encoder_outputs(encoders);  // what reaches each skip from its decoder
+  for (int i = c.layers - 1; i >= 0; --i) {
+    if (i < encoders && d_encoder_outputs[i].size() > 0) d_x += d_encoder_outputs[i];
+    d_x = block_backward(c, p.blocks[i], a.rope, a.x0, a.blocks[i], d_x, d_x0, g.blocks[i]);
+    const int decoder = i - encoders;
+    if (decoder >= 0 && decoder < c.skip_count()) {
+      const Matrix<T>& skip = a.encoder_outputs[encoders - 1 - decoder];
+      g.skip_weights.row(decoder) += column_dot(d_x, skip);
+      d_encoder_outputs[encoders - 1 - decoder] = scale_columns(d_x, p.skip_weights.row(decoder));
+    }
+  }
+  d_x += d_x0;
+  Matrix<T> d_embedded = rms_norm_backward(a.x0, a.x0_inv_rms, d_x, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) g.tok_emb.row(inputs[t]) += d_embedded.row(t);
+}
+
+// Runs work(i, thread) for every i in [0, count): thread k of `threads` takes the k-th
+// contiguous range, so results do not depend on scheduling.
+void parallel_for(size_t count, int threads, const std::function<void(size_t, int)>& work) {
+  const size_t used = std::max<size_t>(1, std::min<size_t>(count, static_cast<size_t>(std::max(threads, 1))));
+  auto run_range = [&](int k) {
+    for (size_t i = count * k / used; i < count * (k + 1) / used; ++i) work(i, k);
+  };
+  std::vector<std::thread> pool;
+  for (int k = 1; k < static_cast<int>(used); ++k) pool.emplace_back(run_range, k);
+  run_range(0);
+  for (auto& thread : pool) thread.join();
+}
+
+}  // namespace
+
+template <typename T>
+Model<T>::Model(ModelConfig config, ModelParams<T> params) : config_(config), params_(std::move(params)) {
+  ModelParams<T> expected = zero_params<T>(config_);
+  std::vector<std::vector<int64_t>> shapes;
+  for_each_parameter(expected, [&](const std::string&, const Matrix<T>&, const std::vector<int64_t>& shape) {
+    shapes.push_back(shape);
+  });
+  require(params_.blocks.size() == expected.blocks.size(),
+          "model has " + std::to_string(params_.blocks.size()) + " blocks, config " + config_.describe());
+  size_t i = 0;
+  for_each_parameter(params_, [&](const std::string& name, const Matrix<T>&, const std::vector<int64_t>& shape) {
+    require(shape == shapes[i], name + ": expected shape " + shape_string(shapes[i]) + ", got " + shape_string(shape));
+    ++i;
+  });
+}
+
+template <typename T>
+void Model<T>::check_tokens(std::span<const uint16_t> tokens) const {
+  for (size_t t = 0; t < tokens.size(); ++t)
+    require(tokens[t] < config_.vocab, "token id " + std::to_string(tokens[t]) + " is outside the model's vocab of " +
+                                           std::to_string(config_.vocab));
+}
+
+template <typename T>
+Matrix<T> Model<T>::logits(std::span<const uint16_t> inputs) const {
+  require(!inputs.empty(), "no input tokens");
+  check_tokens(inputs);
+  Activations<T> a;
+  forward(config_, params_, inputs, false, a);
+  return std::move(a.logits);
+}
+
+template <typename T>
+std::vector<double> Model<T>::token_losses(std::span<const TokenWindow> windows, int threads) const {
+  std::vector<size_t> offsets{0};  // where each window's losses start
+  for (const TokenWindow& w : windows) {
+    require(w.size() >= 2, "a window needs at least 2 tokens, got " + std::to_string(w.size()));
+    check_tokens(w);
+    offsets.push_back(offsets.back() + w.size() - 1);
+  }
+  std::vector<double> losses(offsets.back());
+  parallel_for(windows.size(), threads, [&](size_t i, int) {
+    const TokenWindow& w = windows[i];
+    Activations<T> a;
+    forward(config_, params_, w.first(w.size() - 1), false, a);
+    for (size_t t = 0; t + 1 < w.size(); ++t)
+      losses[offsets[i] + t] = cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), w[t + 1]);
+  });
+  return losses;
+}
+
+template <typename T>
+double Model<T>::loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const {
+  size_t targets = 0;
+  for (const TokenWindow& w : windows) {
+    require(w.size() >= 2, "a window needs at least 2 tokens, got " + std::to_string(w.size()));
+    check_tokens(w);
+    targets += w.size() - 1;
+  }
+  const double weight = 1.0 / static_cast<double>(targets);
+  const int used = std::max(1, std::min(threads, static_cast<int>(windows.size())));
+  std::vector<ModelParams<T>> grads(used, zero_params<T>(config_));
+  std::vector<double> loss_sums(used, 0.0);
+  parallel_for(windows.size(), used, [&](size_t i, int thread) {
+    const TokenWindow& w = windows[i];
+    auto inputs = w.first(w.size() - 1), outputs = w.subspan(1);
+    Activations<T> a;
+    forward(config_, params_, inputs, true, a);
+    for (size_t t = 0; t < outputs.size(); ++t)
+      loss_sums[thread] += cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), outputs[t]);
+    backward(config_, params_, inputs, outputs, a, weight, grads[thread]);
+  });
+  grad = std::move(grads[0]);
+  double loss_sum = loss_sums[0];
+  for (int k = 1; k < used; ++k) {
+    add_params(grad, grads[k]);
+    loss_sum += loss_sums[k];
+  }
+  return loss_sum * weight;
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace pgolf

@@ -1,0 +1,53 @@
+// The Parameter Golf baseline model on the CPU, in float or double: forward, loss and the
+// gradient of every parameter. This is the reference the CUDA trainer is held to, so it
+// follows the PyTorch reference (train_gpt.py) operation by operation:
+//   x = rms_norm(tok_emb[ids]); x0 = x
+//   encoder blocks push their outputs; decoder block i first adds skip_weights[i] * (last pushed)
+//   block(x): x = resid_mix[0] x + resid_mix[1] x0
+//             x += attn_scale * attn(rms_norm(x));  x += mlp_scale * mlp_proj(relu(mlp_fc(rms_norm(x)))^2)
+//   attn: q, k, v projections; per-head rms_norm of q and k; RoPE; q *= q_gain; causal softmax
+//         attention with scale 1/sqrt(D), query head h reading KV head h / (H / Hkv); proj
+//   logits = softcap * tanh(rms_norm(x) tok_emb^T / softcap); loss = mean cross-entropy
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "trainer/model_params.h"
+
+namespace pgolf {
+
+// One window of consecutive tokens: the model reads all but the last and predicts all but
+// the first (inputs tokens[0..n-1), targets tokens[1..n)).
+using TokenWindow = std::span<const uint16_t>;
+
+template <typename T>
+class Model {
+ public:
+  Model(ModelConfig config, ModelParams<T> params);  // InputError when the shapes disagree
+
+  const ModelConfig& config() const { return config_; }
+  const ModelParams<T>& params() const { return params_; }
+  ModelParams<T>& params() { return params_; }
+
+  // Softcapped logits [inputs, vocab] of one sequence.
+  Matrix<T> logits(std::span<const uint16_t> inputs) const;
+
+  // Cross-entropy (nats) of every target of every window, window after window; the windows are
+  // shared out over `threads` threads.
+  std::vector<double> token_losses(std::span<const TokenWindow> windows, int threads) const;
+
+  // Mean cross-entropy over every target of the windows; grad gets its gradient with respect to
+  // every parameter. Deterministic for a given thread count.
+  double loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const;
+
+ private:
+  void check_tokens(std::span<const uint16_t> tokens) const;
+  ModelConfig config_;
+  ModelParams<T> params_;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+
+}  // namespace pgolf

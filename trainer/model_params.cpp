@@ -1,0 +1,191 @@
+#include "trainer/model_params.h"
+
+#include <charconv>
+#include <cmath>
+#include <numbers>
+#include <random>
+#include <set>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace pgolf {
+
+void ModelConfig::validate() const {
+  require(vocab > 0 && dim > 0 && layers > 0 && heads > 0 && kv_heads > 0 && mlp_hidden > 0,
+          "model config: vocab, dim, layers, heads, kv heads and MLP hidden must be positive (" + describe() + ")");
+  require(dim % heads == 0, "model config: dim " + std::to_string(dim) + " is not a multiple of " +
+                                std::to_string(heads) + " heads");
+  require(head_dim() % 2 == 0, "model config: head dim " + std::to_string(head_dim()) + " is odd; RoPE needs it even");
+  require(heads % kv_heads == 0, "model config: " + std::to_string(heads) + " heads are not a multiple of " +
+                                     std::to_string(kv_heads) + " KV heads");
+}
+
+std::string ModelConfig::describe() const {
+  return std::to_string(layers) + " layers, dim " + std::to_string(dim) + ", " + std::to_string(heads) +
+         " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) + ", vocab " +
+         std::to_string(vocab);
+}
+
+namespace {
+
+const std::vector<int64_t>& shape_of(const std::map<std::string, FloatTensor>& tensors, const std::string& name,
+                                     size_t rank) {
+  auto it = tensors.find(name);
+  require(it != tensors.end(), "missing tensor " + name);
+  const auto& shape = it->second.shape;
+  require(shape.size() == rank && shape.back() > 0, name + ": expected a " + std::to_string(rank) +
+                                                        "-D tensor, got shape " + shape_string(shape));
+  return shape;
+}
+
+// The number of blocks: one more than the largest N of any "blocks.N." tensor.
+int count_blocks(const std::map<std::string, FloatTensor>& tensors) {
+  int layers = 0;
+  for (const auto& [name, tensor] : tensors) {
+    if (!name.starts_with("blocks.")) continue;
+    const char* begin = name.data() + 7;
+    int index = -1;
+    auto [end, ec] = std::from_chars(begin, name.data() + name.size(), index);
+    if (ec == std::errc() && end != begin && *end == '.') layers = std::max(layers, index + 1);
+  }
+  return layers;
+}
+
+// A portable source of random numbers: mt19937_64's output is fixed by the standard, the
+// standard distributions are not, so the conversions are spelt out here.
+class Random {
+ public:
+  explicit Random(uint64_t seed) : engine_(seed) {}
+  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal() {  // Box-Muller
+    double u = 1.0 - uniform();
+    return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * std::numbers::pi * uniform());
+  }
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+}  // namespace
+
+ModelConfig ModelConfig::from_tensors(const std::map<std::string, FloatTensor>& tensors) {
+  ModelConfig c;
+  const auto& emb = shape_of(tensors, "tok_emb.weight", 2);
+  c.vocab = static_cast<int>(emb[0]);
+  c.dim = static_cast<int>(emb[1]);
+  c.layers = count_blocks(tensors);
+  require(c.layers > 0, "missing tensor blocks.0.attn.c_q.weight: no blocks.N.* tensors");
+  c.heads = static_cast<int>(shape_of(tensors, "blocks.0.attn.q_gain", 1)[0]);
+  require(c.dim % c.heads == 0, "blocks.0.attn.q_gain: " + std::to_string(c.heads) +
+                                    " heads do not divide the model dim " + std::to_string(c.dim));
+  int64_t kv_rows = shape_of(tensors, "blocks.0.attn.c_k.weight", 2)[0];
+  require(kv_rows % c.head_dim() == 0, "blocks.0.attn.c_k.weight: " + std::to_string(kv_rows) +
+                                           " rows are not a multiple of the head dim " +
+                                           std::to_string(c.head_dim()));
+  c.kv_heads = static_cast<int>(kv_rows / c.head_dim());
+  c.mlp_hidden = static_cast<int>(shape_of(tensors, "blocks.0.mlp.fc.weight", 2)[0]);
+  c.validate();
+  return c;
+}
+
+template <typename T>
+ModelParams<T> zero_params(const ModelConfig& c) {
+  c.validate();
+  const int q_rows = c.heads * c.head_dim();
+  const int kv_rows = c.kv_heads * c.head_dim();
+  ModelParams<T> p;
+  p.tok_emb = Matrix<T>::Zero(c.vocab, c.dim);
+  p.blocks.resize(c.layers);
+  for (auto& b : p.blocks) {
+    b.c_q = Matrix<T>::Zero(q_rows, c.dim);
+    b.c_k = Matrix<T>::Zero(kv_rows, c.dim);
+    b.c_v = Matrix<T>::Zero(kv_rows, c.dim);
+    b.attn_proj = Matrix<T>::Zero(c.dim, q_rows);
+    b.q_gain = Matrix<T>::Zero(1, c.heads);
+    b.mlp_fc = Matrix<T>::Zero(c.mlp_hidden, c.dim);
+    b.mlp_proj = Matrix<T>::Zero(c.dim, c.mlp_hidden);
+    b.attn_scale = Matrix<T>::Zero(1, c.dim);
+    b.mlp_scale = Matrix<T>::Zero(1, c.dim);
+    b.resid_mix = Matrix<T>::Zero(2, c.dim);
+  }
+  p.skip_weights = Matrix<T>::Zero(c.skip_count(), c.dim);
+  return p;
+}
+
+template <typename T>
+ModelParams<T> init_params(const ModelConfig& c, uint64_t seed) {
+  Random random(seed);
+  ModelParams<T> p = zero_params<T>(c);
+  auto fill_normal = [&](Matrix<T>& m, double std) {
+    for (auto& x : m.reshaped()) x = static_cast<T>(std * random.normal());
+  };
+  auto fill_linear = [&](Matrix<T>& w) {  // nn.Linear: uniform(-1/sqrt(in), 1/sqrt(in))
+    double bound = 1.0 / std::sqrt(static_cast<double>(w.cols()));
+    for (auto& x : w.reshaped()) x = static_cast<T>(bound * (2.0 * random.uniform() - 1.0));
+  };
+  fill_normal(p.tok_emb, 0.005);
+  for (auto& b : p.blocks) {
+    fill_linear(b.c_q);
+    fill_linear(b.c_k);
+    fill_linear(b.c_v);
+    fill_linear(b.mlp_fc);
+    b.q_gain.setConstant(T(1.5));
+    b.attn_scale.setOnes();
+    b.mlp_scale.setOnes();
+    b.resid_mix.row(0).setOnes();
+  }
+  p.skip_weights.setOnes();
+  return p;
+}
+
+template <typename T>
+ModelParams<T> params_from_tensors(const ModelConfig& config, const std::map<std::string, FloatTensor>& tensors) {
+  ModelParams<T> p = zero_params<T>(config);
+  std::set<std::string> known;
+  for_each_parameter(p, [&](const std::string& name, Matrix<T>& m, const std::vector<int64_t>& shape) {
+    auto it = tensors.find(name);
+    require(it != tensors.end(), "missing tensor " + name + " (expected shape " + shape_string(shape) + ")");
+    const FloatTensor& t = it->second;
+    require(t.shape == shape, name + ": expected shape " + shape_string(shape) + ", got " + shape_string(t.shape));
+    require(t.values.size() == static_cast<size_t>(m.size()), name + ": " + std::to_string(t.values.size()) +
+                                                                   " values for shape " + shape_string(shape));
+    m = Eigen::Map<const Matrix<float>>(t.values.data(), m.rows(), m.cols()).template cast<T>();
+    known.insert(name);
+  });
+  for (const auto& [name, tensor] : tensors)
+    require(known.contains(name), "unexpected tensor " + name + ": not part of the model (" + config.describe() + ")");
+  return p;
+}
+
+template <typename T>
+std::map<std::string, FloatTensor> params_to_tensors(const ModelParams<T>& params) {
+  std::map<std::string, FloatTensor> tensors;
+  for_each_parameter(params, [&](const std::string& name, const Matrix<T>& m, const std::vector<int64_t>& shape) {
+    Matrix<float> values = m.template cast<float>();
+    tensors[name] = FloatTensor{shape, std::vector<float>(values.data(), values.data() + values.size())};
+  });
+  return tensors;
+}
+
+template <typename T>
+void add_params(ModelParams<T>& sum, const ModelParams<T>& term) {
+  std::vector<const Matrix<T>*> terms;
+  for_each_parameter(term, [&](const std::string&, const Matrix<T>& m, const std::vector<int64_t>&) {
+    terms.push_back(&m);
+  });
+  size_t i = 0;
+  for_each_parameter(sum, [&](const std::string&, Matrix<T>& m, const std::vector<int64_t>&) { m += *terms[i++]; });
+}
+
+#define PGOLF_INSTANTIATE(T)                                                                                  \
+  template ModelParams<T> zero_params<T>(const ModelConfig&);                                                \
+  template ModelParams<T> init_params<T>(const ModelConfig&, uint64_t);                                      \
+  template ModelParams<T> params_from_tensors<T>(const ModelConfig&, const std::map<std::string, FloatTensor>&); \
+  template std::map<std::string, FloatTensor> params_to_tensors<T>(const ModelParams<T>&);                   \
+  template void add_params<T>(ModelParams<T>&, const ModelParams<T>&);
+PGOLF_INSTANTIATE(float)
+PGOLF_INSTANTIATE(double)
+#undef PGOLF_INSTANTIATE
+
+}  // namespace pgolf

@@ -1,0 +1,105 @@
+// The Parameter Golf baseline model's shape (ModelConfig) and weights (ModelParams), with the
+// reference trainer's tensor names, so checkpoints move both ways; loading, init and export.
+#pragma once
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "artifact/load.h"
+
+namespace pgolf {
+
+struct ModelConfig {
+  int vocab = 0;
+  int dim = 0;
+  int layers = 0;
+  int heads = 0;
+  int kv_heads = 0;
+  int mlp_hidden = 0;
+  double logit_softcap = 30.0;
+  double rope_base = 10000.0;
+
+  int head_dim() const { return dim / heads; }
+  // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
+  int encoder_layers() const { return layers / 2; }
+  int decoder_layers() const { return layers - layers / 2; }
+  int skip_count() const { return std::min(encoder_layers(), decoder_layers()); }
+
+  void validate() const;  // InputError when the numbers cannot make a model
+  std::string describe() const;  // "9 layers, dim 512, 8 heads / 4 KV heads, MLP 1024, vocab 1024"
+
+  // Reads the shape off a checkpoint's tensors (tok_emb.weight, blocks.N.*); InputError names
+  // the tensor that is missing or inconsistent.
+  static ModelConfig from_tensors(const std::map<std::string, FloatTensor>& tensors);
+};
+
+// Every tensor is a row-major matrix, [out, in] for linear weights as in PyTorch (y = x W^T);
+// a 1-D tensor of n values is one row of n.
+template <typename T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <typename T>
+struct BlockParams {
+  Matrix<T> c_q, c_k, c_v, attn_proj;  // [H*D, C], [Hkv*D, C], [Hkv*D, C], [C, H*D]
+  Matrix<T> q_gain;                    // [H]
+  Matrix<T> mlp_fc, mlp_proj;          // [F, C], [C, F]
+  Matrix<T> attn_scale, mlp_scale;     // [C]
+  Matrix<T> resid_mix;                 // [2, C]: weights of the block input and of x0
+};
+
+template <typename T>
+struct ModelParams {
+  Matrix<T> tok_emb;  // [V, C], tied to the output layer
+  std::vector<BlockParams<T>> blocks;
+  Matrix<T> skip_weights;  // [skip_count, C]
+};
+
+// Calls f(name, matrix, shape) for every tensor in a fixed order, with its checkpoint name and
+// checkpoint shape. Params may be const or not.
+template <typename Params, typename F>
+void for_each_parameter(Params& p, F&& f) {
+  auto vector_shape = [](const auto& m) { return std::vector<int64_t>{m.cols()}; };
+  auto matrix_shape = [](const auto& m) { return std::vector<int64_t>{m.rows(), m.cols()}; };
+  f(std::string("tok_emb.weight"), p.tok_emb, matrix_shape(p.tok_emb));
+  for (size_t i = 0; i < p.blocks.size(); ++i) {
+    auto& b = p.blocks[i];
+    const std::string prefix = "blocks." + std::to_string(i) + ".";
+    f(prefix + "attn.c_q.weight", b.c_q, matrix_shape(b.c_q));
+    f(prefix + "attn.c_k.weight", b.c_k, matrix_shape(b.c_k));
+    f(prefix + "attn.c_v.weight", b.c_v, matrix_shape(b.c_v));
+    f(prefix + "attn.proj.weight", b.attn_proj, matrix_shape(b.attn_proj));
+    f(prefix + "attn.q_gain", b.q_gain, vector_shape(b.q_gain));
+    f(prefix + "mlp.fc.weight", b.mlp_fc, matrix_shape(b.mlp_fc));
+    f(prefix + "mlp.proj.weight", b.mlp_proj, matrix_shape(b.mlp_proj));
+    f(prefix + "attn_scale", b.attn_scale, vector_shape(b.attn_scale));
+    f(prefix + "mlp_scale", b.mlp_scale, vector_shape(b.mlp_scale));
+    f(prefix + "resid_mix", b.resid_mix, matrix_shape(b.resid_mix));
+  }
+  f(std::string("skip_weights"), p.skip_weights, matrix_shape(p.skip_weights));
+}
+
+template <typename T>
+ModelParams<T> zero_params(const ModelConfig& config);
+
+// As the reference initialises them: tok_emb N(0, 0.005); c_q, c_k, c_v and mlp.fc uniform
+// in +-1/sqrt(fan_in) (nn.Linear's default); attn.proj and mlp.proj zero; q_gain 1.5; the
+// scales 1; resid_mix [ones; zeros]; skip_weights ones. Deterministic in seed on every platform.
+template <typename T>
+ModelParams<T> init_params(const ModelConfig& config, uint64_t seed);
+
+// Checks every tensor against the config: InputError names a missing tensor, a wrong shape
+// (expected and actual) or a tensor the model does not have.
+template <typename T>
+ModelParams<T> params_from_tensors(const ModelConfig& config, const std::map<std::string, FloatTensor>& tensors);
+
+template <typename T>
+std::map<std::string, FloatTensor> params_to_tensors(const ModelParams<T>& params);
+
+// sum += term, tensor by tensor (same config).
+template <typename T>
+void add_params(ModelParams<T>& sum, const ModelParams<T>& term);
+
+}  // namespace pgolf
