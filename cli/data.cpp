@@ -45,9 +45,11 @@ class StageReporter {
     if (bar_) {
       bar_->advance(done - shown_);
       shown_ = done;
-    } else if (int quarters = total ? static_cast<int>(4 * done / total) : 4; quarters != quarters_shown_ && done < total) {
+    } else if (int quarters = total ? static_cast<int>(4 * done / total) : 4;
+               quarters != quarters_shown_ && done < total) {
       quarters_shown_ = quarters;
-      std::fprintf(stderr, "pgolf data: %s %s/%s\n", stage.c_str(), with_commas(done).c_str(), with_commas(total).c_str());
+      std::fprintf(stderr, "pgolf data: %s %s/%s\n", stage.c_str(), with_commas(done).c_str(),
+                   with_commas(total).c_str());
     }
     if (done == total) {
       bar_.reset();
@@ -76,8 +78,8 @@ bool parse(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResul
 
 void print_counts(const std::string& label, const nlohmann::ordered_json& counts) {
   std::printf("  %-22s %8s docs %13s bytes %12s tokens\n", label.c_str(),
-              with_commas(counts["documents"].get<size_t>()).c_str(), with_commas(counts["bytes"].get<size_t>()).c_str(),
-              with_commas(counts["tokens"].get<size_t>()).c_str());
+              with_commas(counts["documents"].get<size_t>()).c_str(),
+              with_commas(counts["bytes"].get<size_t>()).c_str(), with_commas(counts["tokens"].get<size_t>()).c_str());
 }
 
 int build_main(int argc, char** argv) {
@@ -87,15 +89,16 @@ int build_main(int argc, char** argv) {
       "text extracted, documents sorted and shuffled, a SentencePiece BPE trained on the first 8,000, every\n"
       "document tokenized into Parameter Golf shards, and manifest.json.\n"
       "  pgolf data build --out /tmp/pgolf-corpus --work /tmp/pgolf-corpus-work");
-  options.add_options()
-      ("out", "output folder", cxxopts::value<std::string>())
-      ("vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value("1024"))
-      ("val-docs", "documents in the val split (the first after shuffling)", cxxopts::value<size_t>()->default_value("1000"))
-      ("seed", "shuffle seed", cxxopts::value<uint64_t>()->default_value("1337"))
-      ("work", "keep downloads and unpacked packages here, reused by later builds (default: a folder in --out, "
-               "removed at the end)", cxxopts::value<std::string>())
-      ("threads", "threads for extracting and tokenizing (default: every core)", cxxopts::value<unsigned>())
-      ("force", "replace a corpus already in --out");
+  options.add_options()("out", "output folder", cxxopts::value<std::string>())(
+      "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value("1024"))(
+      "val-docs", "documents in the val split (the first after shuffling)",
+      cxxopts::value<size_t>()->default_value("1000"))("seed", "shuffle seed",
+                                                       cxxopts::value<uint64_t>()->default_value("1337"))(
+      "work",
+      "keep downloads and unpacked packages here, reused by later builds (default: a folder in --out, "
+      "removed at the end)",
+      cxxopts::value<std::string>())("threads", "threads for extracting and tokenizing (default: every core)",
+                                     cxxopts::value<unsigned>())("force", "replace a corpus already in --out");
   cxxopts::ParseResult args;
   if (!parse(options, argc, argv, args)) return 0;
   require(args.count("out") > 0, "--out DIR is required (pgolf data build --help)");
@@ -144,10 +147,8 @@ int import_main(int argc, char** argv) {
       "checks every shard and token id, copies or decompresses them into --out with a manifest.json.\n"
       "  pgolf data import shared/data/sp1024 --out /tmp/sp1024");
   options.positional_help("DIR").show_positional_help();
-  options.add_options()
-      ("out", "output folder", cxxopts::value<std::string>())
-      ("force", "replace a corpus already in --out")
-      ("dir", "folder to import", cxxopts::value<std::string>());
+  options.add_options()("out", "output folder", cxxopts::value<std::string>())(
+      "force", "replace a corpus already in --out")("dir", "folder to import", cxxopts::value<std::string>());
   options.parse_positional({"dir"});
   cxxopts::ParseResult args;
   if (!parse(options, argc, argv, args)) return 0;
@@ -156,8 +157,9 @@ int import_main(int argc, char** argv) {
   const std::string out = args["out"].as<std::string>();
 
   StageReporter reporter;
-  auto manifest = import_corpus(args["dir"].as<std::string>(), out, args.count("force") > 0,
-                                [&](const std::string& stage, size_t done, size_t total) { reporter(stage, done, total); });
+  auto manifest =
+      import_corpus(args["dir"].as<std::string>(), out, args.count("force") > 0,
+                    [&](const std::string& stage, size_t done, size_t total) { reporter(stage, done, total); });
   std::printf("corpus %s: tokenizer %s (vocab %d, crc32 %s)\n", out.c_str(),
               manifest["tokenizer"]["file"].get<std::string>().c_str(), manifest["tokenizer"]["vocab_size"].get<int>(),
               manifest["tokenizer"]["crc32"].get<std::string>().c_str());
@@ -165,7 +167,8 @@ int import_main(int argc, char** argv) {
     for (const auto& shard : entry["shards"])
       std::printf("  %-28s %12s tokens  crc32 %s\n", shard["file"].get<std::string>().c_str(),
                   with_commas(shard["tokens"].get<size_t>()).c_str(), shard["crc32"].get<std::string>().c_str());
-    std::printf("  %-28s %12s tokens\n", (split + " total").c_str(), with_commas(entry["tokens"].get<size_t>()).c_str());
+    std::printf("  %-28s %12s tokens\n", (split + " total").c_str(),
+                with_commas(entry["tokens"].get<size_t>()).c_str());
   }
   return 0;
 }
@@ -177,9 +180,8 @@ int extract_main(int argc, char** argv) {
       "cookies, else plain text; .gz is decompressed): writes one JSON line {\"file\", \"text\"} per document.\n"
       "  pgolf data extract samples/corpus/raw/* --out documents.jsonl");
   options.positional_help("FILE...").show_positional_help();
-  options.add_options()
-      ("out", "output .jsonl file", cxxopts::value<std::string>())
-      ("force", "replace --out if it exists");
+  options.add_options()("out", "output .jsonl file", cxxopts::value<std::string>())("force",
+                                                                                    "replace --out if it exists");
   cxxopts::ParseResult args;
   if (!parse(options, argc, argv, args)) return 0;
   // The files are the unmatched arguments: a vector option would split names at commas.

@@ -16,6 +16,7 @@ constexpr ByteCodecEntry kByteCodecs[] = {
     {"zlib", false, make_zlib_codec},
     {"none", true, make_none_codec},
     {"shuffle", true, make_shuffle_codec},
+    {"rans", false, make_rans_codec},
 };
 
 // "T1+T2+...+C": size-preserving transforms, then one codec. Decoding runs the chain

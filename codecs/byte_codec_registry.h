@@ -11,5 +11,6 @@ std::unique_ptr<ByteCodec> make_zstd_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_zlib_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_none_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_shuffle_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_rans_codec(const SpecStage& stage);
 
 }  // namespace pgolf

@@ -9,18 +9,29 @@ namespace pgolf {
 
 namespace {
 
+// A spec is a pipeline (core/spec.h). A leaf codec stands alone ("int6"); a wrapper takes the
+// rest of the pipeline as its inner codec ("prune:0.03+int6"); a corrector takes everything
+// before it as its base codec ("int6+lrcorr:rank=4").
+enum class Role { Leaf, Wrapper, Corrector };
+
+using LeafFactory = std::unique_ptr<TensorCodec> (*)(const SpecStage&);
+using CompositeFactory = std::unique_ptr<TensorCodec> (*)(const SpecStage&, std::unique_ptr<TensorCodec>);
+
 struct TensorCodecEntry {
-  std::string_view name;     // exact name, or a prefix followed by digits (int6)
+  std::string_view name;  // exact name, or a prefix followed by digits (int6)
   bool takes_number;
+  Role role;
   std::string_view usage;
-  std::unique_ptr<TensorCodec> (*make)(const SpecStage&);
+  LeafFactory make_leaf;            // for Role::Leaf
+  CompositeFactory make_composite;  // for wrappers and correctors
 };
 
 constexpr TensorCodecEntry kTensorCodecs[] = {
-    {"int", true, "intN[:clip=absmax|quantile:P|std:K|mse], N = 2..8", make_int_n_codec},
-    {"fp16", false, "fp16", make_float_codec},
-    {"bf16", false, "bf16", make_float_codec},
-    {"fp32", false, "fp32", make_float_codec},
+    {"int", true, Role::Leaf, "intN[:clip=absmax|quantile:P|std:K|mse], N = 2..8", make_int_n_codec, nullptr},
+    {"fp16", false, Role::Leaf, "fp16", make_float_codec, nullptr},
+    {"bf16", false, Role::Leaf, "bf16", make_float_codec, nullptr},
+    {"fp32", false, Role::Leaf, "fp32", make_float_codec, nullptr},
+    {"kmeans", false, Role::Leaf, "kmeans:k=K[,init=quantile|kmeanspp,groups=rows:R,method=lloyd|exact|ecsq,lambda=L,iters=N,seed=S]", make_kmeans_codec, nullptr},
 };
 
 bool matches(const TensorCodecEntry& e, std::string_view name) {
@@ -45,14 +56,38 @@ std::vector<std::string> tensor_codec_names() {
   return names;
 }
 
-std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec) {
-  auto stages = parse_spec(spec);
-  require(stages.size() == 1, "codec '" + std::string(spec) + "': pipelines are not supported yet");
+namespace {
+
+const TensorCodecEntry& find_entry(const SpecStage& stage, std::string_view spec) {
   for (const auto& e : kTensorCodecs)
-    if (matches(e, stages[0].name)) return e.make(stages[0]);
+    if (matches(e, stage.name)) return e;
   std::string known;
   for (const auto& n : tensor_codec_names()) known += (known.empty() ? "" : ", ") + n;
   throw InputError("unknown codec '" + std::string(spec) + "' (known: " + known + ")");
+}
+
+std::unique_ptr<TensorCodec> build(std::span<const SpecStage> stages, std::string_view spec) {
+  const auto& last = find_entry(stages.back(), spec);
+  if (last.role == Role::Corrector) {
+    require(stages.size() >= 2, "codec '" + std::string(spec) + "': " + stages.back().name + " corrects a codec before it");
+    return last.make_composite(stages.back(), build(stages.first(stages.size() - 1), spec));
+  }
+  const auto& first = find_entry(stages.front(), spec);
+  if (first.role == Role::Wrapper) {
+    require(stages.size() >= 2, "codec '" + std::string(spec) + "': " + stages.front().name + " needs an inner codec after '+'");
+    return first.make_composite(stages.front(), build(stages.subspan(1), spec));
+  }
+  if (stages.size() > 1)
+    throw InputError("codec '" + std::string(spec) + "': '" + stages.front().name + "' cannot be followed by '+" +
+                     stages[1].name + "'");
+  return first.make_leaf(stages.front());
+}
+
+}  // namespace
+
+std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec) {
+  auto stages = parse_spec(spec);
+  return build(stages, spec);
 }
 
 void require_finite(std::span<const float> values, std::string_view codec) {

@@ -9,5 +9,6 @@ namespace pgolf {
 
 std::unique_ptr<TensorCodec> make_int_n_codec(const SpecStage& stage);   // int2 .. int8
 std::unique_ptr<TensorCodec> make_float_codec(const SpecStage& stage);   // fp16, bf16, fp32
+std::unique_ptr<TensorCodec> make_kmeans_codec(const SpecStage& stage);  // kmeans:k=K,...
 
 }  // namespace pgolf

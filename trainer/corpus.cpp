@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
+#include <bit>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/atomic_file.h"
@@ -59,6 +61,9 @@ struct CommandResult {
 
 // Runs a program (no shell) in `folder`, collecting what it prints.
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& folder) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
   pid_t pid = ::fork();
@@ -68,9 +73,6 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     ::dup2(pipe_fds[1], STDERR_FILENO);
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     if (::chdir(folder.c_str()) == 0) ::execvp(args[0], args.data());
     std::fprintf(stderr, "cannot run %s in %s\n", args[0], folder.c_str());
     ::_exit(127);
@@ -105,8 +107,8 @@ std::string find_deb(const std::string& folder, const std::string& name) {
     std::string file = entry.path().filename().string();
     if (file.starts_with(name + "_") && file.ends_with(".deb")) found.push_back(entry.path().string());
   }
-  require(found.size() <= 1, folder + ": " + std::to_string(found.size()) + " " + name +
-                                 "_*.deb files; remove all but the one to use");
+  require(found.size() <= 1,
+          folder + ": " + std::to_string(found.size()) + " " + name + "_*.deb files; remove all but the one to use");
   return found.empty() ? std::string() : found[0];
 }
 
@@ -131,12 +133,18 @@ struct PythonSeedSequence {
     size_t i = 1, j = 0;
     for (size_t k = std::max(n, key.size()); k > 0; --k) {
       mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1664525u)) + key[j] + static_cast<uint32_t>(j);
-      if (++i >= n) mt[0] = mt[n - 1], i = 1;
+      if (++i >= n) {
+        mt[0] = mt[n - 1];
+        i = 1;
+      }
       if (++j >= key.size()) j = 0;
     }
     for (size_t k = n - 1; k > 0; --k) {
       mt[i] = (mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1566083941u)) - static_cast<uint32_t>(i);
-      if (++i >= n) mt[0] = mt[n - 1], i = 1;
+      if (++i >= n) {
+        mt[0] = mt[n - 1];
+        i = 1;
+      }
     }
     mt[0] = 0x80000000u;
     std::copy(mt.begin(), mt.begin() + (end - begin), begin);
@@ -195,9 +203,7 @@ std::map<std::string, std::string> sentencepiece_settings(int vocab_size) {
       {"character_coverage", "0.995"},
       {"max_sentence_length", "100000"},  // bytes: whole documents are the sentences
       {"input_sentence_size", "0"},       // every sentence, so no random sampling
-      {"num_threads", "1"},  // BPE training gives the same pieces on 2 threads, and is slower
-      {"model_prefix", fs::path(tokenizer_file_name(vocab_size)).stem().string()},  // recorded in the model
-      {"minloglevel", "1"},  // warnings and errors only
+      {"num_threads", "1"},               // BPE training gives the same pieces on 2 threads, and is slower
   };
 }
 
@@ -226,12 +232,14 @@ const std::vector<CorpusSource>& default_corpus_sources() {
 
 std::vector<Package> fetch_packages(const std::vector<std::string>& names, const std::string& work_dir,
                                     const CorpusProgress& progress) {
-  std::string debs = work_dir + "/debs";
+  // Absolute, since the commands run inside the downloads folder.
+  const std::string work = fs::absolute(work_dir).lexically_normal().string();
+  const std::string debs = work + "/debs";
   fs::create_directories(debs);
   StageCounter counter(progress, "download and unpack", names.size());
   std::vector<Package> packages;
   for (const auto& name : names) {
-    Package package{name, "", find_deb(debs, name), work_dir + "/root/" + name};
+    Package package{name, "", find_deb(debs, name), work + "/root/" + name};
     if (package.deb.empty()) {
       checked_output({"apt-get", "download", name}, debs);
       package.deb = find_deb(debs, name);
@@ -258,13 +266,15 @@ std::vector<CorpusDocument> extract_documents(const std::vector<CorpusSource>& s
   };
   std::vector<SourceFile> files;
   for (const auto& source : sources) {
-    auto package = std::find_if(packages.begin(), packages.end(), [&](const Package& p) { return p.name == source.package; });
+    auto package =
+        std::find_if(packages.begin(), packages.end(), [&](const Package& p) { return p.name == source.package; });
     if (package == packages.end()) throw std::logic_error("package " + source.package + " was not fetched");
     fs::path folder = fs::path(package->root) / source.folder;
     require(fs::is_directory(folder), folder.string() + ": not in package " + source.package);
     std::vector<std::string> paths;
     for (const auto& entry : fs::recursive_directory_iterator(folder))
-      if (!entry.is_symlink() && entry.is_regular_file() && name_matches(entry.path().filename().string(), source.suffixes))
+      if (!entry.is_symlink() && entry.is_regular_file() &&
+          name_matches(entry.path().filename().string(), source.suffixes))
         paths.push_back(entry.path().string());
     std::sort(paths.begin(), paths.end());
     for (auto& path : paths) files.push_back({&source.package, std::move(path)});
@@ -299,7 +309,7 @@ std::vector<size_t> python_shuffle_order(size_t n, uint64_t seed) {
 
 void order_documents(std::vector<CorpusDocument>& documents, uint64_t seed) {
   std::sort(documents.begin(), documents.end(), [](const CorpusDocument& a, const CorpusDocument& b) {
-    return a.text != b.text ? a.text < b.text : a.source < b.source;
+    return std::tie(a.text, a.source) < std::tie(b.text, b.source);
   });
   std::vector<CorpusDocument> shuffled;
   shuffled.reserve(documents.size());
@@ -311,12 +321,14 @@ std::string tokenizer_file_name(int vocab_size) { return "corpus_" + std::to_str
 
 std::string train_tokenizer(std::span<const CorpusDocument> documents, int vocab_size) {
   require(vocab_size >= 260 && vocab_size <= 65536,
-          "vocab size " + std::to_string(vocab_size) + " is outside 260..65536 (byte fallback needs 256 pieces; shards hold uint16)");
+          "vocab size " + std::to_string(vocab_size) +
+              " is outside 260..65536 (byte fallback needs 256 pieces; shards hold uint16)");
   DocumentIterator sentences(documents);
   std::string model;
   auto settings = sentencepiece_settings(vocab_size);
-  auto status = sentencepiece::SentencePieceTrainer::Train(
-      std::unordered_map<std::string, std::string>(settings.begin(), settings.end()), &sentences, &model);
+  std::unordered_map<std::string, std::string> arguments(settings.begin(), settings.end());
+  arguments["minloglevel"] = "1";  // warnings and errors only
+  auto status = sentencepiece::SentencePieceTrainer::Train(arguments, &sentences, &model);
   require(status.ok(), "SentencePiece training failed: " + status.ToString());
   return model;
 }
@@ -325,7 +337,8 @@ namespace {
 
 bool is_corpus_file(const std::string& name) {
   return name == "manifest.json" || name.ends_with(".model") ||
-         (name.ends_with(".bin") && (name.find("_train_") != std::string::npos || name.find("_val_") != std::string::npos));
+         (name.ends_with(".bin") &&
+          (name.find("_train_") != std::string::npos || name.find("_val_") != std::string::npos));
 }
 
 std::vector<std::string> corpus_files_in(const std::string& dir) {
@@ -370,17 +383,17 @@ nlohmann::ordered_json shard_manifest_entry(const std::string& path, size_t toke
 nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, const std::vector<Package>& packages,
                                     const CorpusSettings& settings, const std::string& out_dir, bool overwrite,
                                     const CorpusProgress& progress) {
-  require(settings.val_documents < documents.size(),
-          std::to_string(documents.size()) + " documents leave none for train after " +
-              std::to_string(settings.val_documents) + " val documents");
+  require(settings.val_documents < documents.size(), std::to_string(documents.size()) +
+                                                         " documents leave none for train after " +
+                                                         std::to_string(settings.val_documents) + " val documents");
   require(settings.shard_tokens > 0, "shards must hold at least one token");
   require_corpus_target(out_dir, overwrite);
 
   std::string model_path = out_dir + "/" + tokenizer_file_name(settings.vocab_size);
   {
     StageCounter counter(progress, "train tokenizer", 1);
-    std::string model = train_tokenizer(documents.first(std::min(settings.tokenizer_documents, documents.size())),
-                                        settings.vocab_size);
+    std::string model =
+        train_tokenizer(documents.first(std::min(settings.tokenizer_documents, documents.size())), settings.vocab_size);
     write_file_atomic(model_path, {reinterpret_cast<const uint8_t*>(model.data()), model.size()}, overwrite);
     counter.advance();
   }
@@ -441,8 +454,10 @@ nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, c
                           {"min_document_chars", kMinDocumentChars},
                           {"bos_id", kBos},
                           {"sentencepiece", sentencepiece_settings(settings.vocab_size)}};
+  manifest["packages"] = nlohmann::ordered_json::array();
   for (const auto& p : packages)
-    manifest["packages"].push_back({{"name", p.name}, {"version", p.version}, {"deb", fs::path(p.deb).filename().string()}});
+    manifest["packages"].push_back(
+        {{"name", p.name}, {"version", p.version}, {"deb", fs::path(p.deb).filename().string()}});
   manifest["tokenizer"] = tokenizer_manifest_entry(model_path, tokenizer.vocab_size());
 
   std::vector<std::string> written = {"manifest.json", tokenizer_file_name(settings.vocab_size)};
@@ -465,7 +480,8 @@ nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, c
     for (const auto& split : splits) manifest["sources"][source][split.name] = by_split.at(split.name).json();
 
   std::string text = manifest.dump(2) + "\n";
-  write_file_atomic(out_dir + "/manifest.json", {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, overwrite);
+  write_file_atomic(out_dir + "/manifest.json", {reinterpret_cast<const uint8_t*>(text.data()), text.size()},
+                    overwrite);
   if (overwrite) remove_other_corpus_files(out_dir, written);
   return manifest;
 }

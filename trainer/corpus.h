@@ -6,11 +6,10 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace pgolf {
 
@@ -66,8 +65,8 @@ void order_documents(std::vector<CorpusDocument>& documents, uint64_t seed);
 
 struct CorpusSettings {
   int vocab_size = 1024;
-  size_t val_documents = 1000;       // the first ones after ordering are val, the rest train
-  size_t tokenizer_documents = 8000; // the tokenizer trains on the first ones
+  size_t val_documents = 1000;        // the first ones after ordering are val, the rest train
+  size_t tokenizer_documents = 8000;  // the tokenizer trains on the first ones
   uint64_t seed = 1337;
   size_t shard_tokens = 20'000'000;  // per shard
   unsigned threads = 2;              // for tokenizing

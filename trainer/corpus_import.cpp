@@ -70,19 +70,21 @@ void decompress_xz(const std::string& xz_path, const std::string& target, bool o
     out.write({buffer.data(), buffer.size() - stream.avail_out});
   }
   lzma_end(&stream);
-  require(code == LZMA_STREAM_END, xz_path + ": cannot decompress: " +
-                                       (code == LZMA_FORMAT_ERROR ? "not an xz file"
-                                        : code == LZMA_BUF_ERROR  ? "truncated"
-                                                                  : "corrupt xz data (lzma error " + std::to_string(code) + ")"));
+  require(code == LZMA_STREAM_END,
+          xz_path + ": cannot decompress: " +
+              (code == LZMA_FORMAT_ERROR ? "not an xz file"
+               : code == LZMA_BUF_ERROR  ? "truncated"
+                                         : "corrupt xz data (lzma error " + std::to_string(code) + ")"));
   out.commit();
 }
 
-void require_ids_below(const TokenShard& shard, int vocab_size, const std::string& shown_path, const std::string& model) {
+void require_ids_below(const TokenShard& shard, int vocab_size, const std::string& shown_path,
+                       const std::string& model) {
   auto tokens = shard.tokens();
   auto bad = std::find_if(tokens.begin(), tokens.end(), [&](uint16_t t) { return t >= vocab_size; });
-  require(bad == tokens.end(), shown_path + ": token " + std::to_string(bad == tokens.end() ? 0 : *bad) + " at position " +
-                                   std::to_string(bad - tokens.begin()) + " is not below the vocab size " +
-                                   std::to_string(vocab_size) + " of " + model);
+  require(bad == tokens.end(), shown_path + ": token " + std::to_string(bad == tokens.end() ? 0 : *bad) +
+                                   " at position " + std::to_string(bad - tokens.begin()) +
+                                   " is not below the vocab size " + std::to_string(vocab_size) + " of " + model);
 }
 
 // Copies or decompresses one shard into out_dir and checks it; returns its token count.
@@ -128,7 +130,8 @@ nlohmann::ordered_json import_corpus(const std::string& in_dir, const std::strin
   manifest["made_by"] = "pgolf data import";
   manifest["imported_from"] = fs::absolute(in_dir).lexically_normal().string();
   manifest["tokenizer"] = tokenizer_manifest_entry(model_copy, tokenizer.vocab_size());
-  for (std::string split : {"val", "train"}) manifest["splits"][split] = {{"tokens", 0}, {"shards", nlohmann::ordered_json::array()}};
+  for (std::string split : {"val", "train"})
+    manifest["splits"][split] = {{"tokens", 0}, {"shards", nlohmann::ordered_json::array()}};
   size_t done = 0;
   for (const auto& shard : shards) {
     if (progress) progress("import shards", done, shards.size());
@@ -142,7 +145,8 @@ nlohmann::ordered_json import_corpus(const std::string& in_dir, const std::strin
   if (progress) progress("import shards", done, shards.size());
 
   std::string text = manifest.dump(2) + "\n";
-  write_file_atomic(out_dir + "/manifest.json", {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, overwrite);
+  write_file_atomic(out_dir + "/manifest.json", {reinterpret_cast<const uint8_t*>(text.data()), text.size()},
+                    overwrite);
   if (overwrite) remove_other_corpus_files(out_dir, written);
   return manifest;
 }

@@ -1,9 +1,8 @@
 // Importing an existing Parameter Golf data folder (shards and their SentencePiece tokenizer)
 // into a pgolf corpus folder, checking every shard on the way.
 #pragma once
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "trainer/corpus.h"
 

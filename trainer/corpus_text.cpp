@@ -69,9 +69,8 @@ std::string lowercase(std::string_view s) {
 
 // Position of needle (lowercase) in haystack from `from`, ignoring ASCII case; npos if absent.
 size_t find_ignoring_case(std::string_view haystack, std::string_view needle, size_t from) {
-  auto it = std::search(haystack.begin() + static_cast<std::ptrdiff_t>(std::min(from, haystack.size())),
-                        haystack.end(), needle.begin(), needle.end(),
-                        [](char a, char b) { return ascii_lower(a) == b; });
+  auto it = std::search(haystack.begin() + static_cast<std::ptrdiff_t>(std::min(from, haystack.size())), haystack.end(),
+                        needle.begin(), needle.end(), [](char a, char b) { return ascii_lower(a) == b; });
   return it == haystack.end() ? std::string_view::npos : static_cast<size_t>(it - haystack.begin());
 }
 
@@ -110,21 +109,23 @@ class ChunkGatherer {
 };
 
 bool is_block_tag(std::string_view name) {
-  constexpr std::array<std::string_view, 20> kBlockTags = {
-      "br", "p",  "div", "h1", "h2", "h3", "h4", "h5",  "h6",        "li",
-      "tr", "dt", "dd",  "pre", "table", "ul", "ol", "dl", "blockquote", "hr"};
+  constexpr std::array<std::string_view, 20> kBlockTags = {"br",    "p",  "div", "h1", "h2",         "h3", "h4",
+                                                           "h5",    "h6", "li",  "tr", "dt",         "dd", "pre",
+                                                           "table", "ul", "ol",  "dl", "blockquote", "hr"};
   return std::find(kBlockTags.begin(), kBlockTags.end(), name) != kBlockTags.end();
 }
 
 // The named references the documentation packages use, and the common typographic ones.
 bool append_named_reference(std::string& out, std::string_view name) {
-  struct Named { std::string_view name; uint32_t code_point; };
+  struct Named {
+    std::string_view name;
+    uint32_t code_point;
+  };
   constexpr std::array<Named, 22> kNamed = {{
-      {"amp", '&'},      {"lt", '<'},         {"gt", '>'},         {"quot", '"'},      {"apos", '\''},
-      {"nbsp", 0xA0},    {"copy", 0xA9},      {"reg", 0xAE},       {"trade", 0x2122},  {"ndash", 0x2013},
-      {"mdash", 0x2014}, {"hellip", 0x2026},  {"lsquo", 0x2018},   {"rsquo", 0x2019},  {"ldquo", 0x201C},
-      {"rdquo", 0x201D}, {"laquo", 0xAB},     {"raquo", 0xBB},     {"times", 0xD7},    {"minus", 0x2212},
-      {"rarr", 0x2192},  {"larr", 0x2190},
+      {"amp", '&'},      {"lt", '<'},       {"gt", '>'},       {"quot", '"'},     {"apos", '\''},    {"nbsp", 0xA0},
+      {"copy", 0xA9},    {"reg", 0xAE},     {"trade", 0x2122}, {"ndash", 0x2013}, {"mdash", 0x2014}, {"hellip", 0x2026},
+      {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C}, {"rdquo", 0x201D}, {"laquo", 0xAB},   {"raquo", 0xBB},
+      {"times", 0xD7},   {"minus", 0x2212}, {"rarr", 0x2192},  {"larr", 0x2190},
   }};
   for (const auto& n : kNamed)
     if (n.name == name) {
@@ -146,7 +147,7 @@ size_t decode_reference(std::string_view html, size_t i, std::string& out) {
     if (digits.empty()) return 0;
     uint32_t code_point = 0;
     for (char c : digits) {
-      int value = c >= '0' && c <= '9' ? c - '0'
+      int value = c >= '0' && c <= '9'          ? c - '0'
                   : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
                   : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
                                                 : -1;
@@ -229,8 +230,10 @@ std::string valid_utf8(std::string_view bytes) {
       if (b < (valid == 1 ? second_low : 0x80) || b > (valid == 1 ? second_high : 0xBF)) break;
       ++valid;
     }
-    if (valid == length) out.append(bytes.substr(i, length));
-    else out += kReplacementCharacter;
+    if (valid == length)
+      out.append(bytes.substr(i, length));
+    else
+      out += kReplacementCharacter;
     i += valid;
   }
   return out;

@@ -9,9 +9,9 @@
 
 namespace pgolf {
 
-inline constexpr size_t kChunkChars = 4000;          // a chunk closes once its paragraphs reach this
-inline constexpr size_t kMaxDocumentChars = 60000;   // longer files are cut into chunks
-inline constexpr size_t kMinDocumentChars = 200;     // shorter documents are dropped
+inline constexpr size_t kChunkChars = 4000;         // a chunk closes once its paragraphs reach this
+inline constexpr size_t kMaxDocumentChars = 60000;  // longer files are cut into chunks
+inline constexpr size_t kMinDocumentChars = 200;    // shorter documents are dropped
 
 enum class TextRule {
   Plain,       // text as it is (rst, txt, pod)

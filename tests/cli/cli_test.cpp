@@ -124,7 +124,8 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   std::vector<Case> cases = {
       {"", "usage"},
       {"frobnicate", "unknown command"},
-      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int42", "unknown codec"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int42", "int42"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec zz6", "unknown codec"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --compressor lzma", "unknown compressor"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --rule 'noequals'", "REGEX=SPEC"},
       {"compress " + in + " -o " + pgz, "exists"},

@@ -1,0 +1,367 @@
+// "rans:block=N": static order-0 rANS over bytes, for symbol streams (int6 indices and the like)
+// where an LZ coder such as zstd wastes ~1% over the order-0 entropy and this stays within ~0.01%.
+// The stream is cut into blocks of N bytes (the last may be shorter), each with its own frequency
+// table, so the coder follows streams whose statistics change from tensor to tensor.
+//
+// Format: one record per block, nothing else (the block count follows from raw_size and N).
+//   runs                 varint R (1..128), then R pairs (gap, length-1) as varints: the present
+//                        symbols are runs of consecutive byte values; gap counts the absent values
+//                        before a run (from 0 for the first, from the previous run's end after)
+//   if one symbol:       nothing more: the block repeats it
+//   else:                one varint frequency per present symbol (each >= 1, summing to 2^12),
+//                        a varint word count W, then W little-endian 32-bit words: kLanes 64-bit
+//                        initial states (high word first), then the renormalisation words in the
+//                        order the decoder reads them.
+// Symbol i of a block is coded by lane i % kLanes. States live in [2^31, 2^63) and move 32 bits at
+// a time; the encoder starts every lane at 2^31, so the decoder must end every lane there.
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "codecs/byte_codec_registry.h"
+#include "core/error.h"
+
+namespace pgolf {
+
+namespace {
+
+constexpr int kLanes = 4;  // interleaved states, so the CPU overlaps their dependency chains
+constexpr int kScaleBits = 12;  // frequencies sum to 2^12: the decoder's 16 KiB slot table stays in L1
+constexpr uint32_t kTotal = uint32_t{1} << kScaleBits;
+constexpr uint64_t kStateLow = uint64_t{1} << 31;  // states live in [kStateLow, 2^63)
+constexpr size_t kDefaultBlock = size_t{1} << 18;  // the smallest output on base9's int6 symbols
+constexpr size_t kMaxBlock = size_t{1} << 26;
+constexpr size_t kMinBlockRecord = 3;  // the smallest record: one run, one symbol
+
+[[noreturn]] void corrupt(const char* what) { throw InputError(std::string("corrupt rans stream: ") + what); }
+
+void put_varint(std::vector<uint8_t>& out, uint32_t value) {
+  while (value >= 0x80) {
+    out.push_back(static_cast<uint8_t>(value | 0x80));
+    value >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(value));
+}
+
+// Reads bytes from the encoded stream, checking every access against its end.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  size_t remaining() const { return bytes_.size() - pos_; }
+
+  uint32_t varint() {
+    uint32_t value = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+      if (pos_ == bytes_.size()) corrupt("truncated");
+      uint8_t byte = bytes_[pos_++];
+      if (shift == 28 && byte > 0x0F) corrupt("varint overflows 32 bits");
+      value |= static_cast<uint32_t>(byte & 0x7F) << shift;
+      if (byte < 0x80) return value;
+    }
+    corrupt("varint overflows 32 bits");
+  }
+  std::span<const uint8_t> take(size_t count) {
+    if (count > remaining()) corrupt("a block runs past the end of the stream");
+    pos_ += count;
+    return bytes_.subspan(pos_ - count, count);
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t pos_ = 0;
+};
+
+// Frequencies summing to kTotal, each present symbol >= 1, that minimise the coded size
+// sum(-count * log2(freq)): round, then move single units while that lowers the cost (the cost is
+// convex in each frequency, so when no single move helps, none does).
+std::array<uint32_t, 256> normalise(const std::array<uint64_t, 256>& counts, uint64_t length) {
+  std::array<uint32_t, 256> freq{};
+  std::array<double, 256> gain{}, loss{};  // bits saved by freq + 1, bits lost by freq - 1
+  auto update = [&](int s) {
+    double c = static_cast<double>(counts[s]), f = freq[s];
+    gain[s] = c * std::log2((f + 1) / f);
+    loss[s] = f > 1 ? c * std::log2(f / (f - 1)) : std::numeric_limits<double>::infinity();
+  };
+  uint32_t sum = 0;
+  for (int s = 0; s < 256; ++s) {
+    if (counts[s] == 0) continue;
+    freq[s] = static_cast<uint32_t>(std::max<uint64_t>(1, (2 * counts[s] * kTotal + length) / (2 * length)));
+    sum += freq[s];
+    update(s);
+  }
+  auto best_gain = [&] {
+    int best = -1;
+    for (int s = 0; s < 256; ++s)
+      if (counts[s] != 0 && (best < 0 || gain[s] > gain[best])) best = s;
+    return best;
+  };
+  auto least_loss = [&] {
+    int best = -1;
+    for (int s = 0; s < 256; ++s)
+      if (counts[s] != 0 && (best < 0 || loss[s] < loss[best])) best = s;
+    return best;
+  };
+  for (; sum < kTotal; ++sum) {
+    int s = best_gain();
+    ++freq[s];
+    update(s);
+  }
+  for (; sum > kTotal; --sum) {
+    int s = least_loss();
+    --freq[s];
+    update(s);
+  }
+  while (true) {
+    int up = best_gain(), down = least_loss();
+    if (gain[up] <= loss[down] * (1 + 1e-12)) break;  // the margin keeps rounding from cycling
+    ++freq[up];
+    --freq[down];
+    update(up);
+    update(down);
+  }
+  return freq;
+}
+
+void put_present_runs(std::vector<uint8_t>& out, const std::array<uint64_t, 256>& counts) {
+  std::vector<std::pair<int, int>> runs;  // (first symbol, length)
+  for (int s = 0; s < 256; ++s) {
+    if (counts[s] == 0) continue;
+    if (!runs.empty() && runs.back().first + runs.back().second == s)
+      ++runs.back().second;
+    else
+      runs.emplace_back(s, 1);
+  }
+  put_varint(out, static_cast<uint32_t>(runs.size()));
+  int next = 0;
+  for (auto [first, length] : runs) {
+    put_varint(out, static_cast<uint32_t>(first - next));
+    put_varint(out, static_cast<uint32_t>(length - 1));
+    next = first + length;
+  }
+}
+
+// What the encoder needs per symbol, so its inner loop multiplies instead of dividing:
+// x / freq == mulhi(x, reciprocal) >> shift, and the coded state
+// (x / freq) * kTotal + x % freq + start == x + bias + (x / freq) * (kTotal - freq).
+struct EncoderSymbol {
+  uint64_t renorm_limit = 0;  // a state at or above this sheds 32 bits before coding the symbol
+  uint64_t reciprocal = 0;
+  uint32_t shift = 0;
+  uint32_t bias = 0;
+  uint32_t total_minus_freq = 0;
+};
+
+// For freq d >= 2 take s with 2^s < d <= 2^(s+1) and m = ceil(2^(64+s) / d) < 2^64. For x < 2^63,
+// x*m / 2^(64+s) = x/d + x*(m*d - 2^(64+s)) / (d * 2^(64+s)), and since m*d - 2^(64+s) <= d - 1 and
+// x*(d-1) < 2^(64+s), the second term stays below 1/d: the floor is exactly x / d.
+// d == 1 has no such m; m = 2^64 - 1 gives x - 1 for every x >= 1, and the bias absorbs the 1.
+EncoderSymbol encoder_symbol(uint32_t freq, uint32_t start) {
+  EncoderSymbol e;
+  e.renorm_limit = uint64_t{freq} << (63 - kScaleBits);
+  e.total_minus_freq = kTotal - freq;
+  if (freq == 1) {
+    e.reciprocal = ~uint64_t{0};
+    e.bias = start + kTotal - 1;
+  } else {
+    e.shift = std::bit_width(freq - 1) - 1;
+    unsigned __int128 power = static_cast<unsigned __int128>(1) << (64 + e.shift);
+    e.reciprocal = static_cast<uint64_t>(power / freq + (power % freq != 0));
+    e.bias = start;
+  }
+  return e;
+}
+
+// Codes one symbol into state x. The word it may shed is stored below next_word always and kept
+// (next_word moves down) only when the state sheds: no branch to mispredict.
+inline void encode_symbol(uint64_t& x, const EncoderSymbol& e, uint32_t*& next_word) {
+  bool shed = x >= e.renorm_limit;
+  next_word[-1] = static_cast<uint32_t>(x);
+  next_word -= shed;
+  x = shed ? x >> 32 : x;
+  auto quotient = static_cast<uint64_t>((static_cast<unsigned __int128>(x) * e.reciprocal) >> 64) >> e.shift;
+  x += e.bias + quotient * e.total_minus_freq;
+}
+
+std::array<uint64_t, 256> count_symbols(std::span<const uint8_t> block) {
+  // Four tables, so a run of one symbol does not serialise on its own counter.
+  std::array<std::array<uint32_t, 256>, 4> partial{};
+  size_t i = 0;
+  for (; i + 4 <= block.size(); i += 4)
+    for (int k = 0; k < 4; ++k) ++partial[k][block[i + k]];
+  for (; i < block.size(); ++i) ++partial[0][block[i]];
+  std::array<uint64_t, 256> counts{};
+  for (const auto& table : partial)
+    for (int s = 0; s < 256; ++s) counts[s] += table[s];
+  return counts;
+}
+
+void encode_block(std::span<const uint8_t> block, std::vector<uint8_t>& out) {
+  const std::array<uint64_t, 256> counts = count_symbols(block);
+  put_present_runs(out, counts);
+  if (std::count(counts.begin(), counts.end(), 0) == 255) return;  // one symbol: the runs say it all
+
+  const std::array<uint32_t, 256> freq = normalise(counts, block.size());
+  std::array<EncoderSymbol, 256> symbols;
+  uint32_t start = 0;
+  for (int s = 0; s < 256; ++s) {
+    if (freq[s] == 0) continue;
+    put_varint(out, freq[s]);
+    symbols[s] = encoder_symbol(freq[s], start);
+    start += freq[s];
+  }
+
+  // Symbols go in backwards and words are stored from the top of the buffer down, so the decoder
+  // reads both forwards. A symbol sheds at most one word; one spare word below the states takes
+  // the last unconditional store.
+  const size_t capacity = block.size() + 2 * kLanes + 1;
+  auto words = std::make_unique_for_overwrite<uint32_t[]>(capacity);
+  uint32_t* const top = words.get() + capacity;
+  uint32_t* next_word = top;
+  std::array<uint64_t, kLanes> state;
+  state.fill(kStateLow);
+  const size_t full = block.size() - block.size() % kLanes;
+  for (size_t i = block.size(); i-- > full;) encode_symbol(state[i % kLanes], symbols[block[i]], next_word);
+  for (size_t group = full; group != 0; group -= kLanes)
+    for (int lane = kLanes; lane-- > 0;) encode_symbol(state[lane], symbols[block[group - kLanes + lane]], next_word);
+  for (int lane = kLanes; lane-- > 0;) {
+    *--next_word = static_cast<uint32_t>(state[lane]);
+    *--next_word = static_cast<uint32_t>(state[lane] >> 32);
+  }
+  auto word_count = static_cast<size_t>(top - next_word);
+  put_varint(out, static_cast<uint32_t>(word_count));
+  size_t at = out.size();
+  out.resize(at + 4 * word_count);
+  for (const uint32_t* w = next_word; w != top; ++w, at += 4)
+    for (int b = 0; b < 4; ++b) out[at + b] = static_cast<uint8_t>(*w >> (8 * b));
+}
+
+uint32_t load_word(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// The decoder's table has one entry per slot: symbol | (slot - start) << 8 | freq << 20.
+static_assert(kScaleBits <= 12, "a decoder entry holds 12-bit frequencies and offsets");
+constexpr uint32_t kEntryFieldMask = 0xFFF;
+
+// Reads the block's table; returns false for a one-symbol block, which it fills at once.
+bool read_table(Reader& in, std::span<uint8_t> block, std::array<uint32_t, kTotal>& slot_entries) {
+  std::array<bool, 256> present{};
+  uint32_t run_count = in.varint();
+  if (run_count == 0 || run_count > 128) corrupt("bad run count in a frequency table");
+  uint64_t next = 0, present_count = 0;  // 64 bits: gap and length are unchecked 32-bit values here
+  for (uint32_t r = 0; r < run_count; ++r) {
+    uint64_t first = next + in.varint(), last = first + in.varint();
+    if (last > 255) corrupt("a symbol run goes past 255");
+    for (uint64_t s = first; s <= last; ++s) present[s] = true;
+    present_count += last - first + 1;
+    next = last + 1;
+  }
+  if (present_count == 1) {
+    std::fill(block.begin(), block.end(), static_cast<uint8_t>(next - 1));
+    return false;
+  }
+  uint32_t start = 0;
+  for (uint32_t s = 0; s < 256; ++s) {
+    if (!present[s]) continue;
+    uint32_t freq = in.varint();
+    if (freq == 0 || freq > kTotal - start) corrupt("frequencies do not sum to the table total");
+    for (uint32_t offset = 0; offset < freq; ++offset) slot_entries[start + offset] = s | offset << 8 | freq << 20;
+    start += freq;
+  }
+  if (start != kTotal) corrupt("frequencies do not sum to the table total");
+  return true;
+}
+
+void decode_block(Reader& in, std::span<uint8_t> block) {
+  std::array<uint32_t, kTotal> slot_entries;
+  if (!read_table(in, block, slot_entries)) return;
+
+  uint32_t word_count = in.varint();
+  if (word_count < 2 * kLanes) corrupt("a block is too short for its states");
+  std::span<const uint8_t> words = in.take(size_t{word_count} * 4);
+  const uint8_t* pos = words.data();
+  const uint8_t* const end = pos + words.size();
+  std::array<uint64_t, kLanes> state;
+  for (auto& x : state) {
+    x = uint64_t{load_word(pos)} << 32 | load_word(pos + 4);
+    pos += 8;
+    if (x < kStateLow || x >> 63 != 0) corrupt("bad initial state");
+  }
+
+  // Decodes one symbol; returns the state before it is refilled.
+  auto decode_symbol = [&slot_entries](uint64_t x, uint8_t& symbol) {
+    uint32_t entry = slot_entries[x & (kTotal - 1)];
+    symbol = static_cast<uint8_t>(entry);
+    return (entry >> 20) * (x >> kScaleBits) + ((entry >> 8) & kEntryFieldMask);
+  };
+  uint8_t* out = block.data();
+  size_t i = 0;
+  // While a whole group's words are surely there, refill without a branch to mispredict: load the
+  // next word always, and take it in (and step past it) only when the state has run low.
+  for (; i + kLanes <= block.size() && static_cast<size_t>(end - pos) >= 4 * kLanes; i += kLanes)
+    for (int lane = 0; lane < kLanes; ++lane) {
+      uint64_t x = decode_symbol(state[lane], out[i + lane]);
+      uint64_t refill = 0 - uint64_t{x < kStateLow};  // all ones when the state ran low
+      state[lane] = ((x << 32 | load_word(pos)) & refill) | (x & ~refill);
+      pos += 4 & refill;
+    }
+  for (; i < block.size(); ++i) {
+    uint64_t& x = state[i % kLanes];
+    x = decode_symbol(x, out[i]);
+    if (x < kStateLow) {
+      if (pos == end) corrupt("a block runs out of words");
+      x = x << 32 | load_word(pos);
+      pos += 4;
+    }
+  }
+
+  if (pos != end) corrupt("a block has words left over");
+  for (uint64_t x : state)
+    if (x != kStateLow) corrupt("a block does not decode to its initial state");
+}
+
+class RansCodec final : public ByteCodec {
+ public:
+  explicit RansCodec(size_t block) : block_(block) {}
+  std::string spec() const override { return "rans:block=" + std::to_string(block_); }
+
+  std::vector<uint8_t> encode(std::span<const uint8_t> raw) const override {
+    std::vector<uint8_t> out;
+    for (size_t begin = 0; begin < raw.size(); begin += block_)
+      encode_block(raw.subspan(begin, std::min(block_, raw.size() - begin)), out);
+    return out;
+  }
+
+  std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const override {
+    // A block's record takes at least kMinBlockRecord bytes, which bounds raw_size before allocating.
+    size_t blocks = raw_size / block_ + (raw_size % block_ != 0);
+    require(blocks <= encoded.size() / kMinBlockRecord,
+            "corrupt rans stream: " + std::to_string(encoded.size()) + " bytes cannot hold " +
+                std::to_string(raw_size) + " bytes in blocks of " + std::to_string(block_));
+    std::vector<uint8_t> out(raw_size);
+    Reader in(encoded);
+    for (size_t begin = 0; begin < raw_size; begin += block_)
+      decode_block(in, std::span(out).subspan(begin, std::min(block_, raw_size - begin)));
+    if (in.remaining() != 0) corrupt("bytes left over after the last block");
+    return out;
+  }
+
+ private:
+  size_t block_;
+};
+
+}  // namespace
+
+std::unique_ptr<ByteCodec> make_rans_codec(const SpecStage& stage) {
+  auto text = stage.get("block");
+  long block = text ? parse_integer(*text, "rans block size") : static_cast<long>(kDefaultBlock);
+  require(stage.params.size() == (text ? 1u : 0u) && block >= 1 && block <= static_cast<long>(kMaxBlock),
+          "rans takes an optional block size in bytes from 1 to " + std::to_string(kMaxBlock) +
+              ", e.g. rans or rans:block=1048576 (got '" + stage.to_string() + "')");
+  return std::make_unique<RansCodec>(static_cast<size_t>(block));
+}
+
+}  // namespace pgolf
