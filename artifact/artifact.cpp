@@ -112,12 +112,6 @@ bool is_quantizing(const std::string& spec, const TensorCodec* codec) {
   return spec != kRawSpec && !codec->is_passthrough();
 }
 
-// One tensor's encoded streams and what decoding them gives.
-struct EncodedTensor {
-  std::vector<Stream> streams;
-  TensorReport report;
-};
-
 EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
   EncodedTensor out;
   out.report.name = ref.name;
@@ -152,25 +146,34 @@ bool has_artifact_magic(std::span<const uint8_t> bytes) {
   return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
 }
 
-CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
-                                   const CompressOptions& options) {
+EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const CompressOptions& options) {
   const auto& refs = checkpoint.tensors();
-  std::vector<EncodedTensor> encoded(refs.size());
+  EncodedCheckpoint encoded{checkpoint.metadata(), std::vector<EncodedTensor>(refs.size())};
   unsigned threads = options.threads ? options.threads : default_threads();
   parallel_for(refs.size(), [&](size_t i) {
-    encoded[i] = encode_tensor(refs[i], plan.codec_for(refs[i].name, refs[i].dtype, refs[i].shape));
+    encoded.tensors[i] = encode_tensor(refs[i], plan.codec_for(refs[i].name, refs[i].dtype, refs[i].shape));
     if (options.progress) options.progress->advance();
   }, threads);
+  return encoded;
+}
 
+CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
+                                   const CompressOptions& options) {
+  return pack_artifact(encode_checkpoint(checkpoint, plan, options), compressor, options);
+}
+
+CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& compressor, const CompressOptions& options) {
+  unsigned threads = options.threads ? options.threads : default_threads();
   // Group streams by name, in order of first appearance (tensors are sorted by name).
   CompressResult result;
   ArtifactManifest& manifest = result.manifest;
-  manifest.metadata = checkpoint.metadata();
+  manifest.metadata = encoded.metadata;
   std::vector<std::vector<uint8_t>> group_raw;
   std::vector<std::unique_ptr<ByteCodec>> group_codecs;
-  for (size_t i = 0; i < refs.size(); ++i) {
-    ManifestTensor t{refs[i].name, refs[i].shape, refs[i].dtype, encoded[i].report.codec, {}};
-    for (auto& stream : encoded[i].streams) {
+  for (const auto& tensor : encoded.tensors) {
+    const TensorReport& report = tensor.report;
+    ManifestTensor t{report.name, report.shape, report.dtype, report.codec, {}};
+    for (const auto& stream : tensor.streams) {
       auto it = std::find_if(manifest.groups.begin(), manifest.groups.end(),
                              [&](const ManifestGroup& g) { return g.name == stream.group; });
       size_t g = static_cast<size_t>(it - manifest.groups.begin());
@@ -184,7 +187,6 @@ CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& pla
       }
       t.streams.push_back({g, group_raw[g].size(), stream.bytes.size()});
       group_raw[g].insert(group_raw[g].end(), stream.bytes.begin(), stream.bytes.end());
-      stream.bytes = {};
     }
     manifest.tensors.push_back(std::move(t));
   }
@@ -200,8 +202,8 @@ CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& pla
   }
 
   // Each tensor's share of stored bytes: its raw share of each group it uses.
-  for (size_t i = 0; i < refs.size(); ++i) {
-    TensorReport& report = encoded[i].report;
+  for (size_t i = 0; i < encoded.tensors.size(); ++i) {
+    TensorReport report = encoded.tensors[i].report;
     for (const auto& s : manifest.tensors[i].streams) {
       const auto& g = manifest.groups[s.group];
       if (g.raw_size > 0) report.stored_bytes += static_cast<double>(s.size) * g.stored_size / g.raw_size;

@@ -19,6 +19,7 @@
 
 #include "core/dtype.h"
 #include "quant/distortion.h"
+#include "quant/tensor_codec.h"
 
 namespace pgolf {
 
@@ -84,9 +85,25 @@ struct CompressOptions {
 
 // Encodes every tensor of the checkpoint by the plan, compresses each stream group with the
 // byte codec, and measures each tensor's distortion against exactly what decoding will give.
-// Same inputs, same bytes.
+// Same inputs, same bytes. It is pack_artifact(encode_checkpoint(...)).
 CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
                                    const CompressOptions& options = {});
+
+// The two halves of compress_checkpoint, for callers that try several byte codecs on the same
+// streams (the rate-distortion bench) or look at streams before packing (the budget solver).
+struct EncodedTensor {
+  std::vector<Stream> streams;
+  TensorReport report;  // stored_bytes is 0 until packed
+};
+struct EncodedCheckpoint {
+  std::map<std::string, std::string> metadata;
+  std::vector<EncodedTensor> tensors;  // the checkpoint's order (sorted by name)
+};
+EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const CompressOptions& options = {});
+// Groups the streams, compresses each group with the byte codec (float groups behind a byte
+// shuffle) and lays out the file. options.progress is not used.
+CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& compressor,
+                             const CompressOptions& options = {});
 
 // A decoded tensor: float values, or (codec "raw") the original bytes of its dtype.
 struct DecodedTensor {

@@ -16,6 +16,10 @@ struct FloatTensor {
 // Throws InputError on anything malformed.
 std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths);
 
+struct DecodedArtifact;
+// The tensors of a decoded artifact (moved out of it); InputError naming `path` for a raw one.
+std::map<std::string, FloatTensor> float_tensors_of(DecodedArtifact&& decoded, const std::string& path);
+
 bool is_artifact_path(const std::string& path);  // by the file's magic bytes
 
 }  // namespace pgolf

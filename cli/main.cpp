@@ -22,6 +22,7 @@ constexpr Subcommand kSubcommands[] = {
     {"inspect", pgolf::cli::inspect_main, "list the tensors, codecs, bytes and checksums of safetensors files or artifacts"},
     {"eval", pgolf::cli::eval_main, "val_loss and val_bpb of a checkpoint or artifact on Parameter Golf shards"},
     {"data", pgolf::cli::data_main, "build or import a corpus in Parameter Golf's shard format"},
+    {"bench", pgolf::cli::bench_main, "rate-distortion sweep: bytes, error, time and val_bpb per codec; table, CSV, JSON, SVG plots"},
 };
 
 void usage(std::FILE* out) {

@@ -33,10 +33,8 @@ std::vector<Window> plan_windows(int64_t targets, int seq_len, int stride) {
 
 }  // namespace
 
-template <typename T>
-EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
-                    const EvalOptions& options) {
-  const int64_t vocab = model.config().vocab;
+EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
+                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score) {
   require(bytes.size() == vocab, "tokenizer vocab " + std::to_string(bytes.size()) + " != model vocab " +
                                      std::to_string(vocab));
   require(options.seq_len > 0, "sequence length must be positive");
@@ -54,13 +52,13 @@ EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, con
 
   const auto started = std::chrono::steady_clock::now();
   double loss_sum = 0;
-  const size_t batch = 4 * static_cast<size_t>(std::max(options.threads, 1));  // windows per progress report
+  const size_t batch = std::max<size_t>(windows_per_call, 1);  // windows per score call and progress report
   for (size_t first = 0; first < windows.size(); first += batch) {
     const size_t count = std::min(batch, windows.size() - first);
     std::vector<TokenWindow> spans;
     for (size_t i = first; i < first + count; ++i)
       spans.push_back(tokens.subspan(static_cast<size_t>(windows[i].start), static_cast<size_t>(options.seq_len) + 1));
-    const std::vector<double> losses = model.token_losses(spans, options.threads);
+    const std::vector<double> losses = score(spans);
     for (size_t i = 0; i < count; ++i) {
       const Window& w = windows[first + i];
       for (int64_t p = w.first_scored; p < w.start + options.seq_len; ++p) {
@@ -79,6 +77,14 @@ EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, con
                    static_cast<double>(result.bytes);
   result.tokens_per_second = result.seconds > 0 ? static_cast<double>(result.tokens) / result.seconds : 0;
   return result;
+}
+
+template <typename T>
+EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
+                    const EvalOptions& options) {
+  const size_t windows_per_call = 4 * static_cast<size_t>(std::max(options.threads, 1));
+  return evaluate_windows(tokens, bytes, model.config().vocab, options, windows_per_call,
+                          [&](std::span<const TokenWindow> windows) { return model.token_losses(windows, options.threads); });
 }
 
 template EvalResult evaluate<float>(const Model<float>&, std::span<const uint16_t>, const ByteTable&,

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "trainer/model.h"
 #include "trainer/tokenizer.h"
@@ -32,6 +33,15 @@ struct EvalResult {
   double seconds = 0;
   double tokens_per_second = 0;  // scored target tokens per second
 };
+
+// Scores windows of seq_len + 1 tokens: the cross-entropy (nats) of every target, window after
+// window (Model::token_losses' contract).
+using WindowScorer = std::function<std::vector<double>(std::span<const TokenWindow> windows)>;
+
+// evaluate() with the scoring left to `score`, which gets at most windows_per_call windows at a
+// time (the CPU model or the GPU one); vocab is the model's. Same checks, windows and byte counting.
+EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
+                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score);
 
 // tokens: the val split from its start. The sequences are x = tokens[i*S, i*S+S),
 // y = tokens[i*S+1, i*S+S+1); a target's bytes depend on the input token at its position.

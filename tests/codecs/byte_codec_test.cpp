@@ -59,6 +59,17 @@ TEST_P(ByteCodecRoundTrip, CorruptStreamsAreErrorsNotCrashes) {
 INSTANTIATE_TEST_SUITE_P(All, ByteCodecRoundTrip, ::testing::Values("zstd:1", "zstd:22", "zlib:1", "zlib:9", "none", "shuffle:2+zstd:3",
                                                                    "shuffle:4+zlib:6", "shuffle:8"));
 
+// Large inputs become several 4 MiB frames compressed in parallel; the bytes must not depend on it.
+TEST(ByteCodec, ZstdLargeInputsAreChunkedDeterministically) {
+  auto raw = sample_bytes((size_t{9} << 20) + 123, 11);
+  auto codec = make_byte_codec("zstd:3");
+  auto enc = codec->encode(raw);
+  EXPECT_EQ(codec->decode(enc, raw.size()), raw);
+  EXPECT_EQ(codec->encode(raw), enc);
+  EXPECT_THROW(codec->decode(std::span(enc).first(enc.size() - 1), raw.size()), InputError);
+  EXPECT_THROW(codec->decode(enc, raw.size() - 1), InputError);
+}
+
 TEST(ByteCodec, ZstdBeatsZlibOnSymbols) {
   auto raw = sample_bytes(1 << 20, 9);
   EXPECT_LT(make_byte_codec("zstd:22")->encode(raw).size(), make_byte_codec("zlib:9")->encode(raw).size());

@@ -220,19 +220,35 @@ TEST(Kmeans, FewerDistinctValuesThanKAreExact) {
 }
 
 TEST(Kmeans, AssignsEachValueToTheNearestFp16Centroid) {
-  // around 1000, fp16 steps are 0.5 and 1: rounding moves the midpoints past many values
-  auto coarse = test::synthetic(Distribution::Gaussian, 32, 64, 8, 300.f);
-  for (float& v : coarse) v += 1000.f;
-  for (const auto& x : {test::synthetic(Distribution::HeavyTailed, 32, 64, 8), coarse})
-    for (const char* spec : {"kmeans:k=16", "kmeans:k=64,method=exact", "kmeans:k=7,init=kmeanspp"}) {
+  // Two clusters, means 1000.175 and 1100; fp16 rounds the first to 1000, which moves the midpoint
+  // from 1050.0875 to 1050 and past the value 1050.03: it must go to 1100.
+  std::vector<float> straddle(1000, 1000.f);
+  straddle.insert(straddle.end(), 1000, 1000.3f);
+  straddle.push_back(1050.03f);
+  straddle.insert(straddle.end(), 999, 1100.f);
+  for (const auto& x : {test::synthetic(Distribution::HeavyTailed, 30, 100, 8), straddle})
+    for (const char* spec : {"kmeans:k=2", "kmeans:k=2,method=exact", "kmeans:k=64,method=exact", "kmeans:k=7,init=kmeanspp"}) {
       std::vector<Stream> streams;
-      auto y = round_trip(*make_tensor_codec(spec), x, TensorShape{{32, 64}}, &streams);
+      auto y = round_trip(*make_tensor_codec(spec), x, TensorShape{{30, 100}}, &streams);
       auto table = fp16_centroids(streams[1]);
       for (size_t i = 0; i < x.size(); ++i) {
         double chosen = std::fabs(static_cast<double>(x[i]) - y[i]);
         for (float c : table) ASSERT_LE(chosen, std::fabs(static_cast<double>(x[i]) - c)) << spec << " element " << i;
       }
     }
+}
+
+TEST(Kmeans, QuantileInitUsesEveryCentroidOnPrunedWeights) {
+  // 90% zeros: most quantiles fall on 0, and the init must still start K distinct centroids
+  auto x = test::synthetic(Distribution::Laplacian, 64, 128, 14);
+  for (size_t i = 0; i < x.size(); ++i)
+    if (i % 10) x[i] = 0.f;
+  std::vector<Stream> streams;
+  auto y = round_trip(*make_tensor_codec("kmeans:k=16"), x, TensorShape{{64, 128}}, &streams);
+  std::vector<bool> used(16);
+  for (uint8_t i : streams[0].bytes) used[i] = true;
+  EXPECT_EQ(std::count(used.begin(), used.end(), true), 16);
+  EXPECT_LT(Distortion::measure(x, y).relative_mse(), 0.1);
 }
 
 // Every labelling of 12 points with 3 labels (3^12 of them): the DP must find the best.

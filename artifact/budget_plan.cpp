@@ -1,0 +1,158 @@
+#include "artifact/budget_plan.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "artifact/sweep.h"
+#include "codecs/byte_codec.h"
+#include "codecs/byte_histogram.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "quant/budget.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+
+namespace pgolf {
+
+namespace {
+
+constexpr int kMaxAttempts = 4;
+
+// A regex that matches exactly this name.
+std::string exact_name_regex(const std::string& name) {
+  std::string out = "^";
+  for (char c : name) {
+    if (std::string_view("\\^$.|?*+()[]{}/").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out + "$";
+}
+
+// The bytes a tensor's streams will take: symbol-like streams (1-byte elements) at their order-0
+// entropy, float streams compressed on their own behind the byte shuffle the artifact uses.
+double estimate_bytes(const std::vector<Stream>& streams, const ByteCodec& compressor) {
+  double bytes = 0;
+  for (const auto& s : streams) {
+    if (s.element_bytes == 1) {
+      ByteHistogram h;
+      h.add(s.bytes);
+      bytes += h.entropy_bytes();
+    } else {
+      auto codec = make_byte_codec("shuffle:" + std::to_string(s.element_bytes) + "+" + compressor.spec());
+      bytes += static_cast<double>(codec->encode(s.bytes).size());
+    }
+  }
+  return bytes;
+}
+
+// One candidate of one tensor, as measured.
+struct Measured {
+  double bytes = 0;
+  Distortion distortion;
+};
+
+}  // namespace
+
+std::vector<std::string> default_budget_candidates() {
+  std::vector<std::string> skipped;
+  std::vector<std::string> specs;
+  for (const auto& point : default_sweep(skipped))
+    if (point.rules.empty()) specs.push_back(point.codec);
+  return specs;
+}
+
+BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const ByteCodec& compressor,
+                           const BudgetPlanOptions& options) {
+  BudgetPlan plan;
+  plan.candidates = options.candidates.empty() ? default_budget_candidates() : options.candidates;
+  require(!plan.candidates.empty(), "no candidate codecs");
+  for (const auto& [name, weight] : options.sensitivity)
+    require(checkpoint.find(name) != nullptr, "sensitivity names tensor '" + name + "', which the checkpoint lacks");
+  const auto& refs = checkpoint.tensors();
+  const CompressOptions threads{options.threads, nullptr};
+
+  // Encode under every candidate: a tensor is chosen for when every candidate's plan gives it
+  // that candidate (the default plan quantizes it and no user rule claims it).
+  std::vector<std::vector<Measured>> measured(refs.size());
+  std::vector<bool> tunable(refs.size(), true);
+  EncodedCheckpoint first;  // the first candidate's encoding: its other tensors are the fixed part
+  for (size_t c = 0; c < plan.candidates.size(); ++c) {
+    const std::string& spec = plan.candidates[c];
+    EncodedCheckpoint encoded;
+    try {
+      encoded = encode_checkpoint(checkpoint, Plan(spec, options.rules), threads);
+    } catch (const InputError& e) {
+      throw InputError("candidate '" + spec + "': " + e.what());
+    }
+    for (size_t i = 0; i < refs.size(); ++i) tunable[i] = tunable[i] && encoded.tensors[i].report.codec == spec;
+    std::vector<Measured> row(refs.size());
+    parallel_for(refs.size(), [&](size_t i) {
+      if (tunable[i]) row[i] = {estimate_bytes(encoded.tensors[i].streams, compressor), encoded.tensors[i].report.distortion};
+    }, options.threads ? options.threads : default_threads());
+    for (size_t i = 0; i < refs.size(); ++i) measured[i].push_back(row[i]);
+    if (c == 0) first = std::move(encoded);
+    if (options.progress) options.progress->advance();
+  }
+
+  std::vector<BudgetItem> items;
+  std::vector<size_t> item_tensor;
+  std::vector<double> item_weight;
+  EncodedCheckpoint fixed{first.metadata, {}};
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (!tunable[i]) {
+      fixed.tensors.push_back(std::move(first.tensors[i]));
+      continue;
+    }
+    auto it = options.sensitivity.find(refs[i].name);
+    double weight = it == options.sensitivity.end() ? 1.0 : it->second;
+    BudgetItem item{refs[i].name, {}};
+    for (const auto& m : measured[i]) item.points.push_back({m.bytes, weight * m.distortion.sum_sq_error});
+    items.push_back(std::move(item));
+    item_tensor.push_back(i);
+    item_weight.push_back(weight);
+  }
+  require(!items.empty(), "no tensor is left for the budget solver to choose a codec for");
+  // The bytes that do not depend on the choice: the other tensors, header and manifest, as an
+  // artifact of those tensors alone.
+  const double fixed_bytes = static_cast<double>(pack_artifact(fixed, compressor, threads).bytes.size());
+
+  double shortfall = 0;  // what the estimates proved short by, in earlier attempts
+  for (plan.attempts = 1;; ++plan.attempts) {
+    BudgetSolution solution = solve_budget(items, static_cast<double>(budget), fixed_bytes + shortfall);
+    plan.tensors.clear();
+    plan.rules = options.rules;
+    for (size_t k = 0; k < items.size(); ++k) {
+      size_t i = item_tensor[k], c = solution.choice[k];
+      const Measured& m = measured[i][c];
+      plan.tensors.push_back({refs[i].name, plan.candidates[c], m.bytes, item_weight[k], m.distortion});
+      plan.rules.push_back(exact_name_regex(refs[i].name) + "=" + plan.candidates[c]);
+    }
+    plan.estimated_bytes = fixed_bytes + solution.bytes;
+    plan.artifact = compress_checkpoint(checkpoint, Plan(plan.candidates.front(), plan.rules), compressor, threads);
+    double actual = static_cast<double>(plan.artifact.bytes.size());
+    if (actual <= static_cast<double>(budget)) return plan;
+    if (plan.attempts == kMaxAttempts)
+      throw InputError("could not fit the budget of " + std::to_string(budget) + " bytes in " + std::to_string(kMaxAttempts) +
+                       " attempts: the last artifact was " + std::to_string(plan.artifact.bytes.size()) +
+                       " bytes against an estimate of " + std::to_string(std::llround(plan.estimated_bytes)));
+    shortfall += actual - static_cast<double>(budget);
+  }
+}
+
+std::map<std::string, double> read_sensitivity_file(const std::string& path) {
+  std::ifstream in(path);
+  require(in.good(), path + ": cannot read");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  require(!j.is_discarded() && j.is_object(), path + ": not a JSON object {\"tensor\": weight, ...}");
+  std::map<std::string, double> weights;
+  for (const auto& [name, value] : j.items()) {
+    require(value.is_number() && std::isfinite(value.get<double>()) && value.get<double>() >= 0,
+            path + ": the weight of '" + name + "' is not a finite number >= 0");
+    weights[name] = value.get<double>();
+  }
+  return weights;
+}
+
+}  // namespace pgolf

@@ -1,0 +1,57 @@
+// `pgolf compress --auto --budget B`: a codec per tensor, chosen to fit a byte budget with the
+// least sensitivity-weighted squared error. Every tensor the plan would quantize is encoded under
+// every candidate spec; each candidate's bytes are estimated (order-0 entropy of its symbol streams,
+// its float streams compressed on their own) and its squared error measured; quant/budget.h
+// chooses; the artifact is built with one exact-name rule per tensor and checked against the
+// budget. When the estimate proves short, the solver runs again on a budget tightened by the
+// overshoot, a few times at most.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "artifact/artifact.h"
+
+namespace pgolf {
+
+class ByteCodec;
+
+struct BudgetPlanOptions {
+  std::vector<std::string> candidates;        // codec specs; empty: default_budget_candidates()
+  std::vector<std::string> rules;             // the user's REGEX=SPEC rules: tensors they match stay as they say
+  std::map<std::string, double> sensitivity;  // tensor name -> weight of its squared error (default 1)
+  unsigned threads = 0;                       // 0: all cores
+  Progress* progress = nullptr;               // advanced once per candidate measured
+};
+
+struct TensorChoice {
+  std::string name;
+  std::string spec;
+  double estimated_bytes = 0;  // what the solver counted
+  double weight = 1;           // its sensitivity
+  Distortion distortion;       // of the chosen spec
+};
+
+struct BudgetPlan {
+  std::vector<std::string> candidates;  // the specs measured
+  std::vector<TensorChoice> tensors;    // the tensors chosen for, in the checkpoint's order
+  std::vector<std::string> rules;       // the user's rules, then "^NAME$=SPEC" per chosen tensor
+  double estimated_bytes = 0;           // the whole artifact, as the last solve estimated it
+  int attempts = 0;                     // solves (and builds) it took to fit
+  CompressResult artifact;              // built with `rules`; at most the budget
+};
+
+// int_n_sweep_specs(), then k-means (K 16, 64 and 256; Lloyd and ECSQ) and prune (1, 3, 5%
+// before int6) where the registry knows them.
+std::vector<std::string> default_budget_candidates();
+
+// InputError when the budget is below the smallest size reachable (the message says it), when a
+// candidate or rule is bad, or when a sensitivity names a tensor the checkpoint lacks.
+BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const ByteCodec& compressor,
+                           const BudgetPlanOptions& options);
+
+// {"tensor name": weight, ...}, weights finite and >= 0. InputError naming the file otherwise.
+std::map<std::string, double> read_sensitivity_file(const std::string& path);
+
+}  // namespace pgolf

@@ -1,0 +1,175 @@
+#include "artifact/sweep.h"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <regex>
+
+#include "codecs/byte_codec.h"
+#include "codecs/byte_histogram.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+
+namespace pgolf {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void advance(const SweepOptions& options) {
+  if (options.progress) options.progress->advance();
+}
+
+// SDClip's k per bit width: the k with the least relative MSE on base9 among 2.5 .. 12.85
+// (fewer levels clip tighter).
+double std_clip_k(int bits) {
+  switch (bits) {
+    case 4: return 4.5;
+    case 5: return 6;
+    case 6: return 8;
+    case 7: return 10;
+    default: return 12.85;
+  }
+}
+
+// ECSQ's lambda (squared weight error per bit) for a codebook of K: it scales with the
+// distortion a K-level quantizer reaches, ~1/K^2; 1e-4 at K = 64 lands near int6 on base9.
+double ecsq_lambda(int k) { return 1e-4 * (64.0 / k) * (64.0 / k); }
+
+}  // namespace
+
+double SweepResult::bits_per_parameter() const {
+  return parameters ? 8.0 * static_cast<double>(artifact_bytes) / static_cast<double>(parameters) : 0.0;
+}
+
+size_t sweep_steps(size_t points, const SweepOptions& options) {
+  return points * (1 + options.compressors.size() + (options.evaluate ? 1 : 0));
+}
+
+bool is_symbol_group(const std::string& group) { return group.starts_with("int") || group.starts_with("kmeans"); }
+
+std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const SweepPoint> points,
+                                   const SweepOptions& options) {
+  require(!options.compressors.empty(), "no compressor given");
+  std::vector<std::unique_ptr<ByteCodec>> compressors;
+  for (const auto& spec : options.compressors) compressors.push_back(make_byte_codec(spec));
+  const CompressOptions threads{options.threads, nullptr};
+
+  std::vector<SweepResult> results;
+  for (const auto& point : points) {
+    Plan plan(point.codec, point.rules);
+    auto start = std::chrono::steady_clock::now();
+    const EncodedCheckpoint encoded = encode_checkpoint(checkpoint, plan, threads);
+    const double encode_seconds = seconds_since(start);
+    advance(options);
+
+    // Order-0 entropy of the symbol streams: per tensor, and per group as the artifact stores it.
+    std::vector<double> tensor_entropy(encoded.tensors.size(), 0);
+    std::map<std::string, ByteHistogram> group_histograms;
+    for (size_t i = 0; i < encoded.tensors.size(); ++i)
+      for (const auto& stream : encoded.tensors[i].streams) {
+        if (!is_symbol_group(stream.group)) continue;
+        ByteHistogram h;
+        h.add(stream.bytes);
+        tensor_entropy[i] += h.entropy_bytes();
+        group_histograms[stream.group].add(h);
+      }
+    double symbol_entropy = 0;
+    for (const auto& [group, h] : group_histograms) symbol_entropy += h.entropy_bytes();
+
+    std::optional<double> val_bpb;
+    for (size_t c = 0; c < compressors.size(); ++c) {
+      SweepResult r;
+      r.point = point;
+      r.compressor = compressors[c]->spec();
+      start = std::chrono::steady_clock::now();
+      const CompressResult packed = pack_artifact(encoded, *compressors[c], threads);
+      r.encode_seconds = encode_seconds + seconds_since(start);
+      advance(options);
+      start = std::chrono::steady_clock::now();
+      DecodedArtifact decoded = decode_artifact(packed.bytes, point.label + " (" + r.compressor + ")");
+      r.decode_seconds = seconds_since(start);
+      if (c == 0 && options.evaluate) {
+        val_bpb = options.evaluate(std::move(decoded));
+        advance(options);
+      }
+      r.val_bpb = val_bpb;
+      r.artifact_bytes = packed.bytes.size();
+      r.symbol_entropy_bytes = symbol_entropy;
+      for (size_t i = 0; i < packed.tensors.size(); ++i) {
+        const TensorReport& t = packed.tensors[i];
+        r.parameters += element_count(t.shape);
+        if (t.quantized) {
+          r.quantized.add(t.distortion);
+          ++r.quantized_tensors;
+        }
+        r.tensors.push_back({t, tensor_entropy[i]});
+      }
+      results.push_back(std::move(r));
+    }
+  }
+  return results;
+}
+
+std::vector<std::string> int_n_sweep_specs() {
+  std::vector<std::string> specs;
+  for (int bits = 4; bits <= 8; ++bits) specs.push_back("int" + std::to_string(bits));
+  for (int bits = 4; bits <= 8; ++bits) specs.push_back("int" + std::to_string(bits) + ":clip=quantile:0.9999");
+  for (int bits = 4; bits <= 8; ++bits) {
+    char k[32];
+    std::snprintf(k, sizeof k, "%g", std_clip_k(bits));
+    specs.push_back("int" + std::to_string(bits) + ":clip=std:" + k);
+  }
+  for (int bits = 4; bits <= 8; ++bits) specs.push_back("int" + std::to_string(bits) + ":clip=mse");
+  return specs;
+}
+
+std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped) {
+  std::vector<SweepPoint> all;
+  for (const auto& spec : int_n_sweep_specs()) {
+    std::string clip = spec.find(":clip=") == std::string::npos ? "absmax" : spec.substr(spec.find(":clip=") + 6);
+    if (clip.starts_with("std:")) clip = "std";  // k varies with the bit width
+    all.push_back({spec, "int-N " + clip, spec, {}});
+  }
+  for (int k : {16, 64, 256}) all.push_back({"kmeans:k=" + std::to_string(k), "kmeans", "kmeans:k=" + std::to_string(k), {}});
+  for (int k : {16, 64, 256}) {
+    char spec[96];
+    std::snprintf(spec, sizeof spec, "kmeans:k=%d,method=ecsq,lambda=%g", k, ecsq_lambda(k));
+    all.push_back({spec, "kmeans ecsq", spec, {}});
+  }
+  for (const char* fraction : {"0.01", "0.03", "0.05"}) {
+    std::string spec = std::string("prune:") + fraction + "+int6";
+    all.push_back({spec, "prune+int6", spec, {}});
+  }
+  for (int rank : {16, 32, 64, 128, 256}) {
+    std::string spec = "lowrank:rank=" + std::to_string(rank) + "+int8";
+    all.push_back({"tok_emb " + spec, "tok_emb lowrank+int8, int6 elsewhere", "int6", {"^tok_emb\\.weight$=" + spec}});
+  }
+
+  std::vector<SweepPoint> known;
+  for (auto& point : all) {
+    try {
+      (void)Plan(point.codec, point.rules);  // validates every spec
+      known.push_back(std::move(point));
+    } catch (const InputError& e) {
+      skipped.push_back(point.label + ": " + e.what());
+    }
+  }
+  return known;
+}
+
+SweepPoint sweep_point(const std::string& spec) {
+  static const std::regex number("[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?");
+  return {spec, std::regex_replace(spec, number, "N"), spec, {}};
+}
+
+std::string tensor_class(const std::string& name) {
+  static const std::regex block_prefix("^blocks\\.[0-9]+\\."), weight_suffix("\\.weight$");
+  return std::regex_replace(std::regex_replace(name, block_prefix, ""), weight_suffix, "");
+}
+
+}  // namespace pgolf

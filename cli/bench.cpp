@@ -1,0 +1,143 @@
+// pgolf bench: the rate-distortion sweep. A checkpoint compressed under many codec settings and
+// byte codecs; a table on stdout and, in --out, bench.md, bench.csv, bench_tensors.csv,
+// bench.json and SVG plots.
+#include <chrono>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <iostream>
+
+#include "artifact/load.h"
+#include "artifact/sweep.h"
+#include "cli/bench_report.h"
+#include "cli/command.h"
+#include "cli/format.h"
+#include "cli/list_flag.h"
+#include "cli/val_data.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "quant/safetensors.h"
+#include "trainer/eval.h"
+#include "trainer/shards.h"
+#include "trainer/tokenizer.h"
+
+namespace pgolf::cli {
+
+namespace {
+
+void write_text(const std::string& path, const std::string& text) {
+  write_file_atomic(path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), true);
+}
+
+}  // namespace
+
+int bench_main(int argc, char** argv) {
+  cxxopts::Options options(
+      "pgolf bench",
+      "Rate-distortion sweep: compress a checkpoint under each codec and byte codec; bytes, entropy, error, time, val_bpb.\n"
+      "  pgolf bench samples/base9 --out bench/\n"
+      "  pgolf bench samples/base9 --codecs 'int5;int6;kmeans:k=64' --compressors zstd:22 --eval-tokens 8192 --data samples/sp1024");
+  options.positional_help("CHECKPOINT...").show_positional_help();
+  options.add_options()
+      ("codecs", "codec specs for large 2-D tensors, ';'-separated or repeated (default: the standard sweep; see below)",
+       cxxopts::value<std::vector<std::string>>())
+      ("compressors", "byte codecs, ';'-separated or repeated", cxxopts::value<std::vector<std::string>>()->default_value("zstd:22;zlib:9"))
+      ("eval-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try 8192)",
+       cxxopts::value<int64_t>())
+      ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
+      ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
+      ("out", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots",
+       cxxopts::value<std::string>()->default_value("pgolf-bench"))
+      ("json", "print bench.json instead of the table")
+      ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"inputs"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\ndefault sweep: int4..int8 under clip absmax, quantile:0.9999, std:K and mse; "
+                 "kmeans K=16/64/256, Lloyd and ECSQ; prune:0.01/0.03/0.05+int6; tok_emb lowrank:rank=16..256+int8 "
+                 "(int6 elsewhere). Codecs the build lacks are skipped with a warning.\n";
+    return 0;
+  }
+  require(args.count("inputs") > 0, "no input checkpoint given (pgolf bench --help)");
+  const auto start = std::chrono::steady_clock::now();
+  const auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());
+  const bool as_json = args.count("json") > 0;
+  const std::string out_dir = args["out"].as<std::string>();
+
+  std::vector<SweepPoint> points;
+  if (args.count("codecs")) {
+    for (const auto& spec : list_flag_values(args, "codecs")) points.push_back(sweep_point(spec));
+  } else {
+    std::vector<std::string> skipped;
+    points = default_sweep(skipped);
+    for (const auto& line : skipped) std::fprintf(stderr, "warning: skipping %s\n", line.c_str());
+  }
+  require(!points.empty(), "no codec to sweep");
+
+  SweepOptions sweep;
+  sweep.compressors = list_flag_values(args, "compressors");
+  sweep.threads = args["threads"].as<unsigned>();
+  // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
+  EvalOptions eval;
+  std::vector<uint16_t> tokens;
+  std::optional<Tokenizer> tokenizer;
+  if (args.count("eval-tokens")) {
+    const int64_t n = args["eval-tokens"].as<int64_t>();
+    require(n > 0, "--eval-tokens must be positive");
+    require(args.count("data") > 0, "--eval-tokens needs --data DIR");
+    const std::string data = args["data"].as<std::string>();
+    tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
+    eval.max_sequences = (n + eval.seq_len - 1) / eval.seq_len;
+    eval.threads = static_cast<int>(sweep.threads ? sweep.threads : default_threads());
+    tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
+    sweep.evaluate = [&](DecodedArtifact&& decoded) {
+      const auto tensors = float_tensors_of(std::move(decoded), "bench");
+      const ModelConfig config = ModelConfig::from_tensors(tensors);
+      require(tokenizer->vocab_size() == config.vocab, tokenizer->path() + ": tokenizer vocab " +
+                                                           std::to_string(tokenizer->vocab_size()) + " != model vocab " +
+                                                           std::to_string(config.vocab));
+      const Model<float> model(config, params_from_tensors<float>(config, tensors));
+      return evaluate(model, tokens, tokenizer->byte_table(), eval).val_bpb;
+    };
+  }
+
+  std::vector<SweepResult> results;
+  {
+    Progress progress("bench", sweep_steps(points.size(), sweep));
+    sweep.progress = &progress;
+    results = run_sweep(checkpoint, points, sweep);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  std::filesystem::create_directories(out_dir);
+  auto path = [&](const std::string& name) { return (std::filesystem::path(out_dir) / name).string(); };
+  const std::string table = bench_markdown(results);
+  std::string md = "# pgolf bench\n\n" + checkpoint.files().front() + (checkpoint.files().size() > 1 ? " (and more)" : "") +
+                   ": " + with_commas(results.front().parameters) + " parameters; " + std::to_string(points.size()) +
+                   " codecs x " + std::to_string(sweep.compressors.size()) + " byte codecs in " +
+                   std::to_string(static_cast<int>(seconds)) + " s. Errors are over the quantized tensors.\n\n" + table + "\n";
+  const auto plots = bench_plots(results);
+  for (const auto& plot : plots) md += "![" + plot.name + "](" + plot.name + ")\n";
+  write_text(path("bench.md"), md);
+  write_text(path("bench.csv"), bench_csv(results));
+  write_text(path("bench_tensors.csv"), bench_tensors_csv(results));
+  const std::string json = bench_json(results).dump(2) + "\n";
+  write_text(path("bench.json"), json);
+  for (const auto& plot : plots) write_text(path(plot.name), plot.svg);
+
+  if (as_json) {
+    std::cout << json;
+  } else {
+    std::printf("%s\n", table.c_str());
+    std::printf("wrote:       %s/{bench.md, bench.csv, bench_tensors.csv, bench.json} and %zu SVG plots\n", out_dir.c_str(),
+                plots.size());
+    std::printf("time:        %.1f s\n", seconds);
+  }
+  return 0;
+}
+
+}  // namespace pgolf::cli

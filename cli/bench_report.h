@@ -1,0 +1,26 @@
+// What `pgolf bench` writes: the sweep as a Markdown table, CSV (totals, and per tensor), JSON,
+// and SVG plots of bytes against error (in total and per tensor class) and against val_bpb.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "artifact/sweep.h"
+
+namespace pgolf::cli {
+
+std::string bench_markdown(std::span<const SweepResult> results);
+std::string bench_csv(std::span<const SweepResult> results);          // one row per codec and compressor
+std::string bench_tensors_csv(std::span<const SweepResult> results);  // one row per codec, compressor and tensor
+nlohmann::json bench_json(std::span<const SweepResult> results);
+
+struct PlotFile {
+  std::string name;  // "rd_bytes_vs_rel_mse.svg", ...
+  std::string svg;
+};
+// bytes vs relative MSE; bytes vs val_bpb (when evaluated); per tensor class, its bytes vs its
+// relative MSE. One polyline per codec family and compressor.
+std::vector<PlotFile> bench_plots(std::span<const SweepResult> results);
+
+}  // namespace pgolf::cli

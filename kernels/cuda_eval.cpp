@@ -1,0 +1,199 @@
+#include "kernels/cuda_eval.h"
+
+#include <algorithm>
+#include <climits>
+
+#include "core/error.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_buffer.h"
+#include "kernels/forward_kernels.h"
+
+namespace pgolf {
+
+using cuda::DeviceBuffer;
+
+namespace {
+
+// Tokens per forward in evaluate_cuda: 64 sequences of 1024, about 2 GB of activations for base9.
+constexpr int kTokensPerCall = 64 * 1024;
+
+std::span<const float> values(const Matrix<float>& m) { return {m.data(), static_cast<size_t>(m.size())}; }
+
+// y[rows, out] = x[rows, in] w[out, in]^T, a Linear layer on row-major matrices. cuBLAS is
+// column-major: there the same memory holds y^T = w x^T, with w read transposed.
+void linear(cublasHandle_t cublas, const float* x, const float* w, int rows, int in, int out, float* y) {
+  const float one = 1, zero = 0;
+  PGOLF_CUDA_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, w, in, x, in, &zero, y, out));
+}
+
+struct BlockWeights {
+  DeviceBuffer<float> qkv;  // c_q, c_k and c_v stacked [(H + 2 Hkv) D, C]: one GEMM makes q, k and v
+  DeviceBuffer<float> attn_proj, q_gain, mlp_fc, mlp_proj, attn_scale, mlp_scale, resid_mix;
+};
+
+}  // namespace
+
+struct CudaModel::State {
+  ModelConfig config;
+  int max_windows = 0, max_seq_len = 0;
+  cublasHandle_t cublas = nullptr;
+  // The legacy default stream: DeviceBuffer's blocking copies are ordered with the kernels on it.
+  cudaStream_t stream = nullptr;
+
+  DeviceBuffer<float> tok_emb, skip_weights, rope_cos, rope_sin;
+  std::vector<BlockWeights> blocks;
+
+  // Activations of max_windows * max_seq_len rows (tokens).
+  DeviceBuffer<uint16_t> inputs, targets;
+  DeviceBuffer<float> x0, x, normed, qkv, heads_out, projected, hidden, logits;
+  std::vector<DeviceBuffer<float>> encoder_outputs;  // the U-Net skips
+  DeviceBuffer<double> losses;
+
+  ~State() {
+    if (cublas) cublasDestroy(cublas);
+  }
+  void forward(int windows, int seq_len);
+};
+
+// trainer/model.cpp's forward, kernel by kernel, for `windows` sequences of seq_len tokens.
+void CudaModel::State::forward(int windows, int seq_len) {
+  const ModelConfig& c = config;
+  const int rows = windows * seq_len;
+  const int d = c.head_dim();
+  const int encoders = c.encoder_layers();
+  const size_t stream_bytes = static_cast<size_t>(rows) * c.dim * sizeof(float);  // one [rows, C] activation
+  cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), rows, c.dim, x0.data(), stream);
+  PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
+  for (int i = 0; i < c.layers; ++i) {
+    const BlockWeights& w = blocks[i];
+    const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
+    if (decoder >= 0 && decoder < c.skip_count())
+      cuda::add_scaled(x.data(), encoder_outputs[encoders - 1 - decoder].data(), skip_weights.data() + decoder * c.dim,
+                       rows, c.dim, stream);
+    cuda::resid_mix(x.data(), x0.data(), w.resid_mix.data(), rows, c.dim, stream);
+    cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
+    linear(cublas, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
+    cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
+                       w.q_gain.data(), stream);
+    cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
+    linear(cublas, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
+    cuda::add_scaled(x.data(), projected.data(), w.attn_scale.data(), rows, c.dim, stream);
+    cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
+    linear(cublas, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
+    cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, stream);
+    linear(cublas, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
+    cuda::add_scaled(x.data(), projected.data(), w.mlp_scale.data(), rows, c.dim, stream);
+    if (i < encoders)
+      PGOLF_CUDA_CHECK(
+          cudaMemcpyAsync(encoder_outputs[i].data(), x.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
+  }
+  cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
+  linear(cublas, normed.data(), tok_emb.data(), rows, c.dim, c.vocab, logits.data());
+  cuda::softcap_cross_entropy(logits.data(), targets.data(), rows, c.vocab, static_cast<float>(c.logit_softcap),
+                              losses.data(), stream);
+}
+
+CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len) : state_(std::make_unique<State>()) {
+  const ModelConfig& c = model.config();
+  require(max_windows > 0 && max_seq_len > 0, "CudaModel needs room for at least one window of one token");
+  require(static_cast<int64_t>(max_windows) * max_seq_len <= INT_MAX, "CudaModel: too many tokens per forward");
+  require(cuda::attention_supports_head_dim(c.head_dim()),
+          "the CUDA attention kernel takes head_dim 8, 16, 32 or 64; this model's is " + std::to_string(c.head_dim()) +
+              " (use --device cpu)");
+  State& s = *state_;
+  s.config = c;
+  s.max_windows = max_windows;
+  s.max_seq_len = max_seq_len;
+  PGOLF_CUDA_CHECK(cublasCreate(&s.cublas));
+  // Plain fp32 FMA GEMMs: no TF32 or other reduced-precision shortcuts, to hold the CPU reference's numbers.
+  PGOLF_CUDA_CHECK(cublasSetMathMode(s.cublas, CUBLAS_PEDANTIC_MATH));
+  PGOLF_CUDA_CHECK(cublasSetStream(s.cublas, s.stream));
+
+  const ModelParams<float>& p = model.params();
+  s.tok_emb = DeviceBuffer<float>(values(p.tok_emb));
+  s.skip_weights = DeviceBuffer<float>(values(p.skip_weights));
+  const cuda::RopeTable rope = cuda::rope_table(max_seq_len, c.head_dim(), c.rope_base);
+  s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
+  s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
+  for (const BlockParams<float>& b : p.blocks) {
+    std::vector<float> qkv;
+    for (const Matrix<float>* m : {&b.c_q, &b.c_k, &b.c_v}) qkv.insert(qkv.end(), m->data(), m->data() + m->size());
+    s.blocks.push_back({DeviceBuffer<float>(std::span<const float>(qkv)), DeviceBuffer<float>(values(b.attn_proj)),
+                        DeviceBuffer<float>(values(b.q_gain)), DeviceBuffer<float>(values(b.mlp_fc)),
+                        DeviceBuffer<float>(values(b.mlp_proj)), DeviceBuffer<float>(values(b.attn_scale)),
+                        DeviceBuffer<float>(values(b.mlp_scale)), DeviceBuffer<float>(values(b.resid_mix))});
+  }
+
+  const size_t rows = static_cast<size_t>(max_windows) * max_seq_len;
+  const size_t d = static_cast<size_t>(c.head_dim());
+  s.inputs = DeviceBuffer<uint16_t>(rows);
+  s.targets = DeviceBuffer<uint16_t>(rows);
+  s.x0 = DeviceBuffer<float>(rows * c.dim);
+  s.x = DeviceBuffer<float>(rows * c.dim);
+  s.normed = DeviceBuffer<float>(rows * c.dim);
+  s.qkv = DeviceBuffer<float>(rows * (c.heads + 2 * c.kv_heads) * d);
+  s.heads_out = DeviceBuffer<float>(rows * c.heads * d);
+  s.projected = DeviceBuffer<float>(rows * c.dim);
+  s.hidden = DeviceBuffer<float>(rows * c.mlp_hidden);
+  s.logits = DeviceBuffer<float>(rows * c.vocab);
+  for (int i = 0; i < c.encoder_layers(); ++i) s.encoder_outputs.emplace_back(rows * c.dim);
+  s.losses = DeviceBuffer<double>(rows);
+}
+
+CudaModel::~CudaModel() = default;
+
+std::vector<double> CudaModel::token_losses(std::span<const TokenWindow> windows) {
+  State& s = *state_;
+  if (windows.empty()) return {};
+  const size_t length = windows[0].size();
+  require(length >= 2 && length - 1 <= static_cast<size_t>(s.max_seq_len),
+          "CudaModel: a window of " + std::to_string(length) + " tokens; it takes 2 to " +
+              std::to_string(s.max_seq_len + 1));
+  require(windows.size() <= static_cast<size_t>(s.max_windows),
+          "CudaModel: " + std::to_string(windows.size()) + " windows, more than the " +
+              std::to_string(s.max_windows) + " it was made for");
+  const int seq_len = static_cast<int>(length - 1);
+  std::vector<uint16_t> inputs, targets;
+  inputs.reserve(windows.size() * seq_len);
+  targets.reserve(windows.size() * seq_len);
+  for (const TokenWindow& w : windows) {
+    require(w.size() == length, "CudaModel: windows of different lengths in one call");
+    const auto outside = std::find_if(w.begin(), w.end(), [&](uint16_t t) { return t >= s.config.vocab; });
+    require(outside == w.end(), "token id " + std::to_string(outside == w.end() ? 0 : *outside) +
+                                    " is outside the model's vocab of " + std::to_string(s.config.vocab));
+    inputs.insert(inputs.end(), w.begin(), w.end() - 1);
+    targets.insert(targets.end(), w.begin() + 1, w.end());
+  }
+  s.inputs.upload(inputs);
+  s.targets.upload(targets);
+  s.forward(static_cast<int>(windows.size()), seq_len);
+  return s.losses.download(inputs.size());
+}
+
+bool cuda_available() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: clear the error, it is an answer here
+    return false;
+  }
+  return count > 0;
+}
+
+std::string cuda_device_name() {
+  int device = 0;
+  PGOLF_CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp properties{};
+  PGOLF_CUDA_CHECK(cudaGetDeviceProperties(&properties, device));
+  return properties.name;
+}
+
+EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
+                         const EvalOptions& options) {
+  require(options.seq_len > 0, "sequence length must be positive");
+  const int windows_per_call = std::max(1, kTokensPerCall / options.seq_len);
+  CudaModel gpu(model, windows_per_call, options.seq_len);
+  return evaluate_windows(tokens, bytes, model.config().vocab, options, static_cast<size_t>(windows_per_call),
+                          [&](std::span<const TokenWindow> windows) { return gpu.token_losses(windows); });
+}
+
+}  // namespace pgolf

@@ -1,0 +1,55 @@
+// The CUDA kernels of the model's forward pass in fp32, each behind a host launcher that queues
+// it on `stream` and throws std::runtime_error when the launch fails. They compute what
+// trainer/model.cpp computes, operation by operation; tests/kernels/ holds a CPU twin of each.
+// Activations are row-major with one token per row: `rows` tokens, sequence after sequence.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace pgolf::cuda {
+
+// out[t] = rms_norm(tok_emb[ids[t]]) for rows of `dim`; rms_norm(x) = x / sqrt(mean(x^2) + FLT_EPSILON).
+void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim, float* out,
+                        cudaStream_t stream);
+
+// out[t] = rms_norm(x[t]).
+void rms_norm(const float* x, int64_t rows, int dim, float* out, cudaStream_t stream);
+
+// x = mix[0] * x + mix[1] * x0, per channel (mix [2, dim]): a block's resid_mix.
+void resid_mix(float* x, const float* x0, const float* mix, int64_t rows, int dim, cudaStream_t stream);
+
+// x += scale * y, per channel (scale [dim]): the scaled residual adds and the U-Net skip adds.
+void add_scaled(float* x, const float* y, const float* scale, int64_t rows, int dim, cudaStream_t stream);
+
+// x = relu(x)^2, elementwise.
+void relu_square(float* x, int64_t count, cudaStream_t stream);
+
+// The fused projection's output, qkv [rows, (heads + 2 * kv_heads) * head_dim], holds per token
+// the q heads, then the k heads, then the v heads. In place: per-head rms_norm of every q and k
+// head, RoPE at the token's position in its sequence (row % seq_len) from rope_cos/rope_sin
+// [>= seq_len, head_dim / 2], then q head h times q_gain[h].
+void qk_norm_rope(float* qkv, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
+                  const float* rope_cos, const float* rope_sin, const float* q_gain, cudaStream_t stream);
+
+// Causal attention over `sequences` sequences of seq_len tokens, reading q, k and v from the qkv
+// layout above; query head h reads KV head h / (heads / kv_heads), scores are scaled by
+// 1/sqrt(head_dim). out [rows, heads * head_dim]. head_dim must be 8, 16, 32 or 64.
+void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim, float* out,
+               cudaStream_t stream);
+bool attention_supports_head_dim(int head_dim);
+
+// losses[t] = -log softmax(z)[targets[t]] with z = softcap * tanh(logits[t] / softcap), logits
+// [rows, vocab]: z in float, the log-softmax in double, as the CPU model does.
+void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
+                           double* losses, cudaStream_t stream);
+
+// RoPE's cos and sin [positions, head_dim / 2] for qk_norm_rope, computed on the host exactly as
+// trainer/model.cpp's make_rope does (inv_freq and angles in float32, as the reference).
+struct RopeTable {
+  std::vector<float> cos, sin;
+};
+RopeTable rope_table(int positions, int head_dim, double base);
+
+}  // namespace pgolf::cuda

@@ -1,0 +1,24 @@
+// RoPE's table for qk_norm_rope. Compiled as C++ like trainer/model.cpp, so that std::pow and
+// std::cos give the same float32 angles and values as its make_rope, bit for bit.
+#include <cmath>
+
+#include "kernels/forward_kernels.h"
+
+namespace pgolf::cuda {
+
+RopeTable rope_table(int positions, int head_dim, double base) {
+  const int half = head_dim / 2;
+  RopeTable table{std::vector<float>(static_cast<size_t>(positions) * half),
+                  std::vector<float>(static_cast<size_t>(positions) * half)};
+  for (int j = 0; j < half; ++j) {
+    float inv_freq = 1.0f / std::pow(static_cast<float>(base), static_cast<float>(2 * j) / static_cast<float>(head_dim));
+    for (int t = 0; t < positions; ++t) {
+      float angle = static_cast<float>(t) * inv_freq;
+      table.cos[static_cast<size_t>(t) * half + j] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      table.sin[static_cast<size_t>(t) * half + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+  }
+  return table;
+}
+
+}  // namespace pgolf::cuda
