@@ -128,9 +128,7 @@ EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
     std::vector<float> values = ref.to_floats();
     try {
       out.streams = codec->encode(values, shape);
-      std::vector<std::span<const uint8_t>> views;
-      for (const auto& s : out.streams) views.emplace_back(s.bytes);
-      out.report.distortion = Distortion::measure(values, codec->decode(views, shape));
+      out.report.distortion = Distortion::measure(values, decode_streams(*codec, out.streams, shape));
     } catch (const InputError& e) {
       throw InputError("tensor '" + ref.name + "': " + e.what());
     }

@@ -1,10 +1,11 @@
 // `pgolf compress --auto --budget B`: a codec per tensor, chosen to fit a byte budget with the
 // least sensitivity-weighted squared error. Every tensor the plan would quantize is encoded under
-// every candidate spec; each candidate's bytes are estimated (order-0 entropy of its symbol streams,
-// its float streams compressed on their own) and its squared error measured; quant/budget.h
+// every candidate spec; each candidate's bytes are estimated (order-0 entropy of its symbol streams
+// times the byte codec's overhead over it, measured per candidate on one stream; its float streams
+// compressed on their own) and its squared error measured; quant/budget.h
 // chooses; the artifact is built with one exact-name rule per tensor and checked against the
-// budget. When the estimate proves short, the solver runs again on a budget tightened by the
-// overshoot, a few times at most.
+// budget. When it does not fit, the estimates are scaled by what the build showed and the
+// solver runs again, a few times at most.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -37,7 +38,7 @@ struct BudgetPlan {
   std::vector<std::string> candidates;  // the specs measured
   std::vector<TensorChoice> tensors;    // the tensors chosen for, in the checkpoint's order
   std::vector<std::string> rules;       // the user's rules, then "^NAME$=SPEC" per chosen tensor
-  double estimated_bytes = 0;           // the whole artifact, as the last solve estimated it
+  double estimated_bytes = 0;           // the whole artifact, as the last solve estimated it (calibrated)
   int attempts = 0;                     // solves (and builds) it took to fit
   CompressResult artifact;              // built with `rules`; at most the budget
 };

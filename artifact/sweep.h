@@ -35,6 +35,8 @@ struct SweepResult {
   uint64_t artifact_bytes = 0;
   int64_t parameters = 0;            // every tensor's elements
   double symbol_entropy_bytes = 0;   // order-0 entropy of the symbol groups, each group as one stream
+  double tensor_entropy_bytes = 0;   // the same, each tensor's symbol streams on their own (what a coder
+                                     // adapting per tensor reaches; lower where tensors differ, as k-means indices do)
   Distortion quantized;              // over the tensors a lossy codec encoded
   int64_t quantized_tensors = 0;
   double encode_seconds = 0;         // tensor codecs (once per point) plus this byte codec

@@ -68,7 +68,7 @@ void BM_RateDistortion(benchmark::State& state, const char* spec) {
 }
 
 #define PGOLF_RD(name, spec) \
-  BENCHMARK_CAPTURE(BM_RateDistortion, name, spec)->Unit(benchmark::kMillisecond)->Iterations(1)->UseRealTime()
+  BENCHMARK_CAPTURE(BM_RateDistortion, name, spec)->Unit(benchmark::kMillisecond)->Iterations(1)
 
 PGOLF_RD(int6, "int6");
 PGOLF_RD(kmeans256, "kmeans:k=256");

@@ -43,7 +43,7 @@ int bench_main(int argc, char** argv) {
   options.add_options()
       ("codecs", "codec specs for large 2-D tensors, ';'-separated or repeated (default: the standard sweep; see below)",
        cxxopts::value<std::vector<std::string>>())
-      ("compressors", "byte codecs, ';'-separated or repeated", cxxopts::value<std::vector<std::string>>()->default_value("zstd:22;zlib:9"))
+      ("compressors", "byte codecs, ';'-separated or repeated (default: zstd:22;zlib:9)", cxxopts::value<std::vector<std::string>>())
       ("eval-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try 8192)",
        cxxopts::value<int64_t>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
@@ -79,7 +79,8 @@ int bench_main(int argc, char** argv) {
   require(!points.empty(), "no codec to sweep");
 
   SweepOptions sweep;
-  sweep.compressors = list_flag_values(args, "compressors");
+  if (args.count("compressors")) sweep.compressors = list_flag_values(args, "compressors");
+  else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
   EvalOptions eval;

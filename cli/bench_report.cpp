@@ -78,27 +78,29 @@ std::vector<PlotSeries> series_by_family(std::span<const SweepResult> results, P
 
 std::string bench_markdown(std::span<const SweepResult> results) {
   std::string md =
-      "| codec | compressor | artifact bytes | bits/param | symbol entropy B | rel. MSE | SNR dB | cosine | encode s | decode s | val_bpb |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& r : results) {
+      "| codec | compressor | artifact bytes | bits/param | entropy B (groups) | entropy B (per tensor) | rel. MSE | SNR dB | cosine | "
+      "encode s | decode s | val_bpb |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  auto bytes = [](double v) { return with_commas(static_cast<uint64_t>(std::llround(v))); };
+  for (const auto& r : results)
     md += "| " + r.point.label + " | " + r.compressor + " | " + with_commas(r.artifact_bytes) + " | " +
-          printed("%.3f", r.bits_per_parameter()) + " | " + with_commas(static_cast<uint64_t>(std::llround(r.symbol_entropy_bytes))) +
+          printed("%.3f", r.bits_per_parameter()) + " | " + bytes(r.symbol_entropy_bytes) + " | " + bytes(r.tensor_entropy_bytes) +
           " | " + printed("%.3e", r.quantized.relative_mse()) + " | " + printed("%.2f", r.quantized.snr_db()) + " | " +
           printed("%.6f", r.quantized.cosine()) + " | " + printed("%.2f", r.encode_seconds) + " | " +
           printed("%.2f", r.decode_seconds) + " | " + (r.val_bpb ? printed("%.5f", *r.val_bpb) : std::string("-")) + " |\n";
-  }
   return md;
 }
 
 std::string bench_csv(std::span<const SweepResult> results) {
   std::string csv = std::string("label,family,codec,rules,compressor,artifact_bytes,parameters,bits_per_parameter,") +
-                    "symbol_entropy_bytes,quantized_tensors,quantized_parameters," + kErrorColumns +
+                    "symbol_entropy_bytes,tensor_entropy_bytes,quantized_tensors,quantized_parameters," + kErrorColumns +
                     ",encode_seconds,decode_seconds,val_bpb\n";
   for (const auto& r : results)
     csv += csv_field(r.point.label) + "," + csv_field(r.point.family) + "," + csv_field(r.point.codec) + "," +
            csv_field(joined(r.point.rules, ";")) + "," + csv_field(r.compressor) + "," + std::to_string(r.artifact_bytes) + "," +
            std::to_string(r.parameters) + "," + printed("%.4f", r.bits_per_parameter()) + "," +
-           printed("%.1f", r.symbol_entropy_bytes) + "," + std::to_string(r.quantized_tensors) + "," +
+           printed("%.1f", r.symbol_entropy_bytes) + "," + printed("%.1f", r.tensor_entropy_bytes) + "," +
+           std::to_string(r.quantized_tensors) + "," +
            std::to_string(r.quantized.count) + "," + error_csv(r.quantized) + "," + printed("%.3f", r.encode_seconds) + "," +
            printed("%.3f", r.decode_seconds) + "," + (r.val_bpb ? printed("%.6f", *r.val_bpb) : std::string()) + "\n";
   return csv;
@@ -127,6 +129,7 @@ nlohmann::json bench_json(std::span<const SweepResult> results) {
     out.push_back({{"label", r.point.label}, {"family", r.point.family}, {"codec", r.point.codec}, {"rules", r.point.rules},
                    {"compressor", r.compressor}, {"artifact_bytes", r.artifact_bytes}, {"parameters", r.parameters},
                    {"bits_per_parameter", r.bits_per_parameter()}, {"symbol_entropy_bytes", r.symbol_entropy_bytes},
+                   {"tensor_entropy_bytes", r.tensor_entropy_bytes},
                    {"quantized_tensors", r.quantized_tensors}, {"quantized_parameters", r.quantized.count},
                    {"quantized_error", error_json(r.quantized)}, {"encode_seconds", r.encode_seconds},
                    {"decode_seconds", r.decode_seconds}, {"val_bpb", r.val_bpb ? nlohmann::json(*r.val_bpb) : nlohmann::json(nullptr)},
@@ -168,7 +171,7 @@ std::vector<PlotFile> bench_plots(std::span<const SweepResult> results) {
       return std::make_pair(bytes, d.relative_mse());
     });
     plots.push_back({"rd_class_" + cls + ".svg",
-                     svg_plot({cls + ": its bytes vs its relative MSE (all blocks)", "stored bytes (share of the stream groups)",
+                     svg_plot({"The " + cls + " tensors: their bytes vs their relative MSE", "stored bytes (share of the stream groups)",
                                "relative MSE", false, true},
                               series)});
   }

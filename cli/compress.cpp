@@ -9,8 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
+#include "artifact/budget_plan.h"
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/list_flag.h"
 #include "codecs/byte_codec.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -61,6 +63,30 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
   std::printf("time:        %.2f s\n", seconds);
 }
 
+// The budget solver's choice: per tensor its spec, estimated bytes and error; then how the
+// estimate compared with the artifact.
+void print_budget_plan(const BudgetPlan& plan, uint64_t budget, uint64_t artifact_bytes) {
+  std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d attempt%s to fit %s B\n",
+              plan.candidates.size(), plan.tensors.size(), plan.attempts, plan.attempts == 1 ? "" : "s",
+              with_commas(budget).c_str());
+  for (const auto& t : plan.tensors)
+    std::printf("  %-34s %-40s est. %11s B  rel_mse %.3e  weight %g\n", t.name.c_str(), t.spec.c_str(),
+                with_commas(static_cast<uint64_t>(std::llround(t.estimated_bytes))).c_str(), t.distortion.relative_mse(), t.weight);
+  double actual = static_cast<double>(artifact_bytes);
+  std::printf("  estimated %s B, built %s B (estimate %+.2f%%)\n\n",
+              with_commas(static_cast<uint64_t>(std::llround(plan.estimated_bytes))).c_str(), with_commas(artifact_bytes).c_str(),
+              100.0 * (plan.estimated_bytes - actual) / actual);
+}
+
+nlohmann::json budget_plan_json(const BudgetPlan& plan) {
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& t : plan.tensors)
+    tensors.push_back({{"name", t.name}, {"codec", t.spec}, {"estimated_bytes", t.estimated_bytes}, {"weight", t.weight},
+                       {"distortion", distortion_json(t.distortion)}});
+  return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"estimated_bytes", plan.estimated_bytes},
+          {"tensors", tensors}};
+}
+
 }  // namespace
 
 int compress_main(int argc, char** argv) {
@@ -76,6 +102,11 @@ int compress_main(int argc, char** argv) {
       ("rule", "REGEX=SPEC: codec for tensors whose name matches (repeatable, first match wins; SPEC 'raw' stores bytes as they are)",
        cxxopts::value<std::vector<std::string>>())
       ("budget", "fail (exit 2, nothing written) unless the artifact fits in this many bytes (decimal; 16000000 = Parameter Golf's cap)",
+       cxxopts::value<std::string>())
+      ("auto", "with --budget: choose each quantized tensor's codec from --candidates for the least squared error that fits")
+      ("candidates", "for --auto: codec specs, ';'-separated or repeated (default: int4..int8 under every clip, kmeans and prune variants)",
+       cxxopts::value<std::vector<std::string>>())
+      ("sensitivity", "for --auto: JSON {\"tensor\": weight} scaling each tensor's squared error (default 1)",
        cxxopts::value<std::string>())
       ("dry-run", "measure everything, write nothing")
       ("json", "print one JSON object instead of the table")
@@ -106,7 +137,19 @@ int compress_main(int argc, char** argv) {
     throw InputError(output + ": exists; pass --force to replace it");
 
   CompressResult result;
-  {
+  std::optional<BudgetPlan> budget_plan;
+  if (args.count("auto")) {
+    require(budget.has_value(), "--auto needs --budget BYTES");
+    BudgetPlanOptions auto_options;
+    auto_options.candidates = args.count("candidates") ? list_flag_values(args, "candidates") : default_budget_candidates();
+    auto_options.rules = rules;
+    if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
+    auto_options.threads = args["threads"].as<unsigned>();
+    Progress progress("measuring candidates", auto_options.candidates.size());
+    auto_options.progress = &progress;
+    budget_plan = plan_for_budget(checkpoint, *budget, *compressor, auto_options);
+    result = std::move(budget_plan->artifact);
+  } else {
     Progress progress("encoding", checkpoint.tensors().size());
     result = compress_checkpoint(checkpoint, plan, *compressor, {args["threads"].as<unsigned>(), &progress});
   }
@@ -140,8 +183,10 @@ int compress_main(int argc, char** argv) {
     j["seconds"] = seconds;
     if (budget) j["budget"] = *budget;
     j["written"] = !dry_run && (!budget || result.bytes.size() <= *budget);
+    if (budget_plan) j["auto"] = budget_plan_json(*budget_plan);
     std::cout << j.dump(2) << "\n";
   } else {
+    if (budget_plan) print_budget_plan(*budget_plan, *budget, result.bytes.size());
     print_table(result, input_bytes, params, quantized, all, seconds);
   }
 

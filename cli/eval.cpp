@@ -1,10 +1,9 @@
-// pgolf eval: val_loss and val_bpb of a checkpoint or artifact on Parameter Golf val shards,
-// computed on the CPU in fp32 by the reference model.
+// pgolf eval: val_loss and val_bpb of a checkpoint or artifact on Parameter Golf val shards, in
+// fp32: on the CPU by the reference model, or on a CUDA GPU held to it (--device).
 #include <unistd.h>
 
 #include <cstdio>
 #include <cxxopts.hpp>
-#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -12,34 +11,51 @@
 #include "artifact/load.h"
 #include "cli/command.h"
 #include "cli/format.h"
+#include "cli/val_data.h"
 #include "core/error.h"
 #include "trainer/eval.h"
 #include "trainer/shards.h"
 #include "trainer/tokenizer.h"
 
+#ifdef PGOLF_HAVE_CUDA
+#include "kernels/cuda_eval.h"
+#endif
+
 namespace pgolf::cli {
 
 namespace {
 
-// The one *.model file in the data folder.
-std::string find_tokenizer(const std::string& dir) {
-  std::vector<std::string> models;
-  for (const auto& entry : std::filesystem::directory_iterator(dir))
-    if (entry.is_regular_file() && entry.path().extension() == ".model") models.push_back(entry.path().string());
-  require(models.size() == 1, dir + ": " + (models.empty() ? std::string("no") : std::to_string(models.size())) +
-                                  " *.model tokenizer files; name one with --tokenizer");
-  return models[0];
+// auto: cuda where a GPU is present, else cpu. cuda is refused where there is none.
+std::string choose_device(const std::string& requested) {
+  require(requested == "auto" || requested == "cpu" || requested == "cuda",
+          "--device must be auto, cpu or cuda, got '" + requested + "'");
+#ifdef PGOLF_HAVE_CUDA
+  const bool gpu = cuda_available();
+  const std::string missing = "no CUDA GPU found";
+#else
+  const bool gpu = false;
+  const std::string missing = "this pgolf was built without CUDA";
+#endif
+  if (requested == "auto") return gpu ? "cuda" : "cpu";
+  require(requested == "cpu" || gpu, "--device cuda: " + missing);
+  return requested;
 }
 
-// The val split from its start: the shards in name order, read until `needed` tokens (0: all).
-std::vector<uint16_t> read_val_tokens(const std::vector<std::string>& shards, size_t needed) {
-  std::vector<uint16_t> tokens;
-  for (const auto& path : shards) {
-    auto shard = TokenShard::open(path);
-    tokens.insert(tokens.end(), shard.tokens().begin(), shard.tokens().end());
-    if (needed > 0 && tokens.size() >= needed) break;
-  }
-  return tokens;
+std::string describe_device(const std::string& device, int threads) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") return "cuda (" + cuda_device_name() + ")";
+#endif
+  (void)device;
+  return "cpu, " + std::to_string(threads) + " threads";
+}
+
+EvalResult run_eval(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                    const ByteTable& bytes, const EvalOptions& options) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") return evaluate_cuda(model, tokens, bytes, options);
+#endif
+  (void)device;
+  return evaluate(model, tokens, bytes, options);
 }
 
 }  // namespace
@@ -47,7 +63,7 @@ std::vector<uint16_t> read_val_tokens(const std::vector<std::string>& shards, si
 int eval_main(int argc, char** argv) {
   cxxopts::Options options(
       "pgolf eval",
-      "val_loss and val_bpb (Parameter Golf's byte counting) of a model on the val split, on the CPU in fp32.\n"
+      "val_loss and val_bpb (Parameter Golf's byte counting) of a model on the val split, in fp32 on the CPU or a GPU.\n"
       "  pgolf eval samples/base9 --data samples/sp1024 --tokens 8192\n"
       "  pgolf eval base9.pgz --data DIR --stride 64 --json");
   options.positional_help("MODEL...").show_positional_help();
@@ -59,7 +75,9 @@ int eval_main(int argc, char** argv) {
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
        cxxopts::value<int>()->default_value("0"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
-      ("threads", "worker threads (default: every core)", cxxopts::value<int>())
+      ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
+      ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("json", "print JSON")
       ("model", "safetensors files/folder (one checkpoint) or a .pgz artifact",
        cxxopts::value<std::vector<std::string>>())
@@ -74,6 +92,7 @@ int eval_main(int argc, char** argv) {
   require(args.count("data") > 0, "--data DIR is required (pgolf eval --help)");
   const auto model_paths = args["model"].as<std::vector<std::string>>();
   const auto data_dir = args["data"].as<std::string>();
+  const std::string device = choose_device(args["device"].as<std::string>());
 
   EvalOptions eval;
   eval.seq_len = args["seq-len"].as<int>();
@@ -104,7 +123,8 @@ int eval_main(int argc, char** argv) {
       std::fprintf(stderr, "\reval: %lld/%lld windows", static_cast<long long>(done), static_cast<long long>(total));
       if (done == total) std::fprintf(stderr, "\n");
     };
-  const EvalResult r = evaluate(model, tokens, tokenizer.byte_table(), eval);
+  const std::string device_text = describe_device(device, eval.threads);
+  const EvalResult r = run_eval(device, model, tokens, tokenizer.byte_table(), eval);
 
   if (json) {
     nlohmann::json j = {{"model", model_paths},        {"config", config.describe()},    {"data", data_dir},
@@ -112,17 +132,18 @@ int eval_main(int argc, char** argv) {
                         {"sequences", r.sequences},    {"windows", r.windows},           {"val_loss", r.val_loss},
                         {"val_bpb", r.val_bpb},        {"tokens", r.tokens},             {"bytes", r.bytes},
                         {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
-                        {"threads", eval.threads}};
+                        {"threads", eval.threads},     {"device", device_text}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::printf("model       %s (%zu tensors: %s)\n", model_paths[0].c_str(), tensors.size(), config.describe().c_str());
   std::printf("data        %s: %zu val shards, %s tokens read; tokenizer %s\n", data_dir.c_str(), shards.size(),
               with_commas(tokens.size()).c_str(), tokenizer_path.c_str());
-  std::printf("eval        %s sequences of %d (%s), %s, fp32, %d threads\n",
+  std::printf("eval        %s sequences of %d (%s), %s, fp32\n",
               eval.max_sequences > 0 ? ("first " + with_commas(r.sequences)).c_str() : ("all " + with_commas(r.sequences)).c_str(),
               eval.seq_len, eval.max_sequences > 0 ? "--tokens rounded up to whole sequences" : "every full sequence",
-              eval.stride > 0 ? ("sliding, stride " + std::to_string(eval.stride)).c_str() : "plain", eval.threads);
+              eval.stride > 0 ? ("sliding, stride " + std::to_string(eval.stride)).c_str() : "plain");
+  std::printf("device      %s\n", device_text.c_str());
   std::printf("val_loss    %.6f\n", r.val_loss);
   std::printf("val_bpb     %.6f\n", r.val_bpb);
   std::printf("tokens      %s target tokens\n", with_commas(r.tokens).c_str());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 
 namespace pgolf {
@@ -34,14 +35,19 @@ std::string number(double v) {
   return buf;
 }
 
-// 12000000 -> "12M", 2500 -> "2.5k", 0.001 -> "0.001", 1e-05 -> "1e-05".
-std::string tick_label(double v) {
-  char buf[32];
-  double a = std::fabs(v);
-  if (a >= 1e9) std::snprintf(buf, sizeof buf, "%gG", v / 1e9);
-  else if (a >= 1e6) std::snprintf(buf, sizeof buf, "%gM", v / 1e6);
-  else if (a >= 1e4) std::snprintf(buf, sizeof buf, "%gk", v / 1e3);
-  else std::snprintf(buf, sizeof buf, "%g", v);
+// A tick value with an SI suffix and as many decimals as the tick step needs (step 0: a log
+// axis's 1-2-5 values): 12000000 -> "12M", 17180200 by 100 -> "17.1802M", 0.001 -> "0.001".
+std::string tick_label(double v, double step) {
+  struct Unit { double from, scale; const char* suffix; };
+  constexpr Unit kUnits[] = {{1e9, 1e9, "G"}, {1e6, 1e6, "M"}, {1e4, 1e3, "k"}, {0, 1, ""}};
+  const Unit& u = *std::find_if(std::begin(kUnits), std::end(kUnits), [&](const Unit& u) { return std::fabs(v) >= u.from; });
+  char buf[48];
+  if (step <= 0) {
+    std::snprintf(buf, sizeof buf, "%g%s", v / u.scale, u.suffix);
+  } else {
+    int decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step / u.scale) - 1e-9)), 0, 9);
+    std::snprintf(buf, sizeof buf, "%.*f%s", decimals, v / u.scale, u.suffix);
+  }
   return buf;
 }
 
@@ -50,6 +56,12 @@ struct Axis {
   bool log = false;
   double lo = 0, hi = 1;  // in axis units (log10 for a log axis)
   double pixel_lo = 0, pixel_hi = 1;
+
+  double linear_step() const {
+    double raw = (hi - lo) / 6, magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+    return magnitude * (raw / magnitude < 1.5 ? 1 : raw / magnitude < 3.5 ? 2 : raw / magnitude < 7.5 ? 5 : 10);
+  }
+  std::string label(double v) const { return tick_label(v, log ? 0 : linear_step()); }
 
   bool shows(double v) const { return std::isfinite(v) && (!log || v > 0); }
   double unit(double v) const { return log ? std::log10(v) : v; }
@@ -79,8 +91,7 @@ struct Axis {
         }
       return out;
     }
-    double raw = (hi - lo) / 6, magnitude = std::pow(10.0, std::floor(std::log10(raw)));
-    double step = magnitude * (raw / magnitude < 1.5 ? 1 : raw / magnitude < 3.5 ? 2 : raw / magnitude < 7.5 ? 5 : 10);
+    double step = linear_step();
     for (double v = std::ceil(lo / step) * step; v <= hi + step * 1e-9; v += step)
       out.push_back(std::fabs(v) < step * 1e-9 ? 0 : v);
     return out;
@@ -117,14 +128,14 @@ std::string svg_plot(const PlotOptions& options, std::span<const PlotSeries> ser
     std::string px = number(x.pixel(t));
     svg += "<line x1=\"" + px + "\" y1=\"" + number(y.pixel_hi) + "\" x2=\"" + px + "\" y2=\"" + number(y.pixel_lo) +
            "\" stroke=\"#e0e0e0\"/>\n";
-    svg += "<text x=\"" + px + "\" y=\"" + number(y.pixel_lo + 18) + "\" text-anchor=\"middle\">" + tick_label(t) + "</text>\n";
+    svg += "<text x=\"" + px + "\" y=\"" + number(y.pixel_lo + 18) + "\" text-anchor=\"middle\">" + x.label(t) + "</text>\n";
   }
   for (double t : y.ticks()) {
     std::string py = number(y.pixel(t));
     svg += "<line x1=\"" + number(x.pixel_lo) + "\" y1=\"" + py + "\" x2=\"" + number(x.pixel_hi) + "\" y2=\"" + py +
            "\" stroke=\"#e0e0e0\"/>\n";
     svg += "<text x=\"" + number(x.pixel_lo - 6) + "\" y=\"" + number(y.pixel(t) + 4) + "\" text-anchor=\"end\">" +
-           tick_label(t) + "</text>\n";
+           y.label(t) + "</text>\n";
   }
   svg += "<rect x=\"" + number(x.pixel_lo) + "\" y=\"" + number(y.pixel_hi) + "\" width=\"" + number(x.pixel_hi - x.pixel_lo) +
          "\" height=\"" + number(y.pixel_lo - y.pixel_hi) + "\" fill=\"none\" stroke=\"black\"/>\n";

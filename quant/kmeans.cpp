@@ -56,6 +56,39 @@ double breakpoint(const Codebook& cb, size_t a, size_t b) {
   return (lo + hi) / 2 + (cb.penalty[b] - cb.penalty[a]) / (2 * (hi - lo));
 }
 
+// Assignment to a codebook: value x takes the first j with x <= bound[j] (std::lower_bound). The
+// bounds come from the lower envelope of the penalised parabolas (x - c_j)^2 + penalty_j: each
+// centroid wins on one interval (or none), in centroid order, so a convex-hull sweep finds them.
+// A centroid that never wins repeats its predecessor's bound; the last bound is +inf. Without
+// penalties each bound is the midpoint of two neighbouring centroids, exactly.
+std::vector<double> assignment_bounds(const Codebook& cb) {
+  std::vector<size_t> hull;   // centroids on the envelope, left to right
+  std::vector<double> start;  // where each begins to win
+  for (size_t j = 0; j < cb.centroid.size(); ++j) {
+    if (!hull.empty() && cb.centroid[hull.back()] == cb.centroid[j]) {
+      if (cb.penalty[j] >= cb.penalty[hull.back()]) continue;  // a twin costs no less: the earlier one stays
+      hull.pop_back();
+      start.pop_back();
+    }
+    while (!hull.empty() && breakpoint(cb, hull.back(), j) <= start.back()) {
+      hull.pop_back();
+      start.pop_back();
+    }
+    start.push_back(hull.empty() ? -kInf : breakpoint(cb, hull.back(), j));
+    hull.push_back(j);
+  }
+  std::vector<double> bound(cb.centroid.size());
+  double last = -kInf;
+  for (size_t j = 0, t = 0; j < bound.size(); ++j) {
+    if (t < hull.size() && hull[t] == j) {
+      last = t + 1 < hull.size() ? start[t + 1] : kInf;
+      ++t;
+    }
+    bound[j] = last;
+  }
+  return bound;
+}
+
 // For each centroid, one past the last point assigned to it (points [end[j-1], end[j]) are on j).
 std::vector<size_t> range_ends(const WeightedPoints& points, std::span<const double> bounds) {
   std::vector<size_t> ends(bounds.size());
@@ -222,36 +255,6 @@ Codebook train_codebook(const WeightedPoints& points, const KmeansRule& rule) {
   return iterate(points, sums, std::move(init), rule.method == KmeansMethod::Ecsq ? rule.lambda : 0.0, rule.iters);
 }
 
-// The lower envelope of the penalised parabolas (x - c_j)^2 + penalty_j: each centroid wins on one
-// interval (or none), in centroid order, so a convex-hull sweep finds the intervals.
-std::vector<double> assignment_bounds(const Codebook& cb) {
-  std::vector<size_t> hull;   // centroids on the envelope, left to right
-  std::vector<double> start;  // where each begins to win
-  for (size_t j = 0; j < cb.centroid.size(); ++j) {
-    if (!hull.empty() && cb.centroid[hull.back()] == cb.centroid[j]) {
-      if (cb.penalty[j] >= cb.penalty[hull.back()]) continue;  // a twin costs no less: the earlier one stays
-      hull.pop_back();
-      start.pop_back();
-    }
-    while (!hull.empty() && breakpoint(cb, hull.back(), j) <= start.back()) {
-      hull.pop_back();
-      start.pop_back();
-    }
-    start.push_back(hull.empty() ? -kInf : breakpoint(cb, hull.back(), j));
-    hull.push_back(j);
-  }
-  std::vector<double> bound(cb.centroid.size());
-  double last = -kInf;
-  for (size_t j = 0, t = 0; j < bound.size(); ++j) {
-    if (t < hull.size() && hull[t] == j) {
-      last = t + 1 < hull.size() ? start[t + 1] : kInf;
-      ++t;
-    }
-    bound[j] = last;
-  }
-  return bound;
-}
-
 double squared_error(const WeightedPoints& points, const Codebook& cb) {
   auto ends = range_ends(points, assignment_bounds(cb));
   double err = 0;
@@ -315,7 +318,7 @@ class KmeansCodec final : public TensorCodec {
     require(streams.size() == 2 && streams[0].size() == n && streams[1].size() == books * k * 2,
             spec() + ": stream sizes do not match the tensor's shape");
     uint8_t max_index = n == 0 ? 0 : *std::max_element(streams[0].begin(), streams[0].end());
-    if (max_index >= k) throw InputError(spec() + ": index " + std::to_string(max_index) + " out of range");
+    if (max_index >= k) throw InputError(spec() + ": index " + std::to_string(max_index) + " is not below K");
     std::vector<float> table(books * k);
     for (size_t i = 0; i < table.size(); ++i) {
       uint16_t h;
@@ -384,11 +387,12 @@ std::unique_ptr<TensorCodec> make_kmeans_codec(const SpecStage& stage) {
     }
   }
   // A parameter the method would ignore is refused, so that every codec has one spelling.
-  require(given.count("k"), "kmeans needs k=K (2..256)");
-  require(given.count("lambda") == (rule.method == KmeansMethod::Ecsq), "kmeans: lambda=L goes with method=ecsq, and only with it");
+  require(given.contains("k"), "kmeans needs k=K (2..256)");
+  require(given.contains("lambda") == (rule.method == KmeansMethod::Ecsq),
+          "kmeans: lambda=L goes with method=ecsq, and only with it");
   bool exact = rule.method == KmeansMethod::Exact;
-  require(!exact || (!given.count("init") && !given.count("iters")), "kmeans: method=exact takes no init or iters");
-  require(!given.count("seed") || rule.init == KmeansInit::KmeansPlusPlus, "kmeans: seed goes with init=kmeanspp");
+  require(!exact || (!given.contains("init") && !given.contains("iters")), "kmeans: method=exact takes no init or iters");
+  require(!given.contains("seed") || rule.init == KmeansInit::KmeansPlusPlus, "kmeans: seed goes with init=kmeanspp");
   return std::make_unique<KmeansCodec>(rule);
 }
 

@@ -45,21 +45,17 @@ struct WeightedPoints {
 };
 WeightedPoints distinct_values(std::span<const float> values);
 
+// A value takes the centroid j with the least (x - c_j)^2 + penalty_j: the nearest one unless ecsq.
 struct Codebook {
   std::vector<double> centroid;  // ascending, at most K
-  std::vector<double> penalty;   // per centroid, added to the squared error when assigning (ecsq's lambda·bits; else 0)
+  std::vector<double> penalty;   // ecsq: lambda · (-log2 share of values on j); 0 otherwise
 };
 
 // The rule's method on these points (K, init, method, lambda, iters, seed; not groups).
 // Throws InputError when method=exact would need too large a table.
 Codebook train_codebook(const WeightedPoints& points, const KmeansRule& rule);
 
-// Assignment to a codebook: value x takes the first j with x <= bound[j] (std::lower_bound). The bounds
-// are non-decreasing and the last is +inf; a centroid that is never the cheapest repeats its
-// predecessor's bound. Without penalties each bound is the midpoint of two neighbouring centroids.
-std::vector<double> assignment_bounds(const Codebook& codebook);
-
-// Sum over the points of weight · (x - assigned centroid)^2.
+// Sum over the points of weight · (x - assigned centroid)^2, the assignment as the codec makes it.
 double squared_error(const WeightedPoints& points, const Codebook& codebook);
 
 }  // namespace pgolf

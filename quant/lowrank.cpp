@@ -28,7 +28,7 @@ class LowRankCodec final : public TensorCodec {
       std::snprintf(buf, sizeof buf, "lowrank:rank=%lld", static_cast<long long>(rank_));
     else
       std::snprintf(buf, sizeof buf, "lowrank:energy=%.10g", energy_);
-    return buf + ("+" + inner_->spec());
+    return std::string(buf) + "+" + inner_->spec();
   }
   bool is_passthrough() const override { return false; }
 

@@ -36,9 +36,7 @@ class LowRankCorrectionCodec final : public TensorCodec {
     require_finite(values, spec());
     int64_t rows = shape.rows(), cols = shape.cols();
     auto streams = base_->encode(values, shape);
-    std::vector<std::span<const uint8_t>> views;
-    for (const auto& s : streams) views.emplace_back(s.bytes);
-    auto error = base_->decode(views, shape);
+    auto error = decode_streams(*base_, streams, shape);
     for (size_t i = 0; i < error.size(); ++i) error[i] = values[i] - error[i];
     int64_t rank = std::min(rank_, std::min(rows, cols));
     LowRankFactors factors;  // rank 0: nothing to correct

@@ -46,6 +46,9 @@ class TensorCodec {
 std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec);
 std::vector<std::string> tensor_codec_names();  // for --help and error messages
 
+// Decodes what encode() produced, as the artifact would.
+std::vector<float> decode_streams(const TensorCodec& codec, const std::vector<Stream>& streams, const TensorShape& shape);
+
 // Throws InputError naming the first non-finite value.
 void require_finite(std::span<const float> values, std::string_view codec);
 

@@ -1,8 +1,6 @@
 // The table of tensor codecs: adding one is one row here and one file beside this one.
 #include "quant/tensor_codec_registry.h"
 
-#include <cmath>
-
 #include "core/error.h"
 
 namespace pgolf {
@@ -45,14 +43,6 @@ bool matches(const TensorCodecEntry& e, std::string_view name) {
 
 }  // namespace
 
-int64_t TensorShape::numel() const {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
-int64_t TensorShape::rows() const { return dims.size() < 2 ? 1 : dims[0]; }
-int64_t TensorShape::cols() const { return rows() == 0 ? 0 : numel() / rows(); }
-
 std::vector<std::string> tensor_codec_names() {
   std::vector<std::string> names;
   for (const auto& e : kTensorCodecs) names.emplace_back(e.usage);
@@ -93,11 +83,5 @@ std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec) {
   return build(stages, spec);
 }
 
-void require_finite(std::span<const float> values, std::string_view codec) {
-  for (size_t i = 0; i < values.size(); ++i)
-    if (!std::isfinite(values[i]))
-      throw InputError(std::string(codec) + " refuses non-finite values: element " + std::to_string(i) +
-                                          " is " + std::to_string(values[i]) + "; store this tensor as fp32 or bf16");
-}
 
 }  // namespace pgolf

@@ -102,17 +102,26 @@ void rotate(Matrix<T>& x, int head_dim, const Rope<T>& rope, int direction) {
   }
 }
 
-// Row-wise softmax of scores where query t sees keys 0..t only; the masked weights are 0.
+// Attention is computed in blocks of this many query rows, each against only the keys it can
+// see (0 .. its last row): about half the work of the full [T, T] product.
+constexpr Eigen::Index kQueryBlock = 128;
+
+// Causal attention weights of one head into weights [T, T]: row t is the softmax over keys
+// 0..t of scale * q_t . k_j, and 0 for the keys after t.
 template <typename T>
-Matrix<T> causal_softmax(Matrix<T> scores) {
-  for (Eigen::Index t = 0; t < scores.rows(); ++t) {
-    auto seen = scores.row(t).head(t + 1);
-    T max = seen.maxCoeff();
-    seen = (seen.array() - max).exp().matrix();
-    seen /= seen.sum();
-    scores.row(t).tail(scores.cols() - t - 1).setZero();
+void causal_attention_weights(const Matrix<T>& q, const auto& k, T scale, Matrix<T>& weights) {
+  const Eigen::Index n = q.rows();
+  weights.resize(n, n);
+  for (Eigen::Index first = 0; first < n; first += kQueryBlock) {
+    const Eigen::Index rows = std::min(kQueryBlock, n - first), seen = first + rows;
+    weights.block(first, 0, rows, seen).noalias() = scale * (q.middleRows(first, rows) * k.topRows(seen).transpose());
   }
-  return scores;
+  for (Eigen::Index t = 0; t < n; ++t) {
+    auto row = weights.row(t).head(t + 1);
+    row = (row.array() - row.maxCoeff()).exp().matrix();
+    row /= row.sum();
+    weights.row(t).tail(n - t - 1).setZero();
+  }
 }
 
 // What one block keeps from its forward for the backward.
@@ -144,14 +153,14 @@ struct Activations {
   Matrix<T> logits;                           // softcapped [T, V]
 };
 
-// The attention weights of query head h, recomputed by the backward rather than stored.
+// The attention weights of query head h (the backward recomputes them rather than storing them).
 template <typename T>
-Matrix<T> attention_weights(const ModelConfig& c, const BlockParams<T>& p, const BlockActivations<T>& a, int h) {
+void attention_weights(const ModelConfig& c, const BlockParams<T>& p, const BlockActivations<T>& a, int h,
+                       Matrix<T>& weights) {
   const int d = c.head_dim();
   const int kv = h / (c.heads / c.kv_heads);
-  const T scale = T(1) / std::sqrt(T(d));
-  Matrix<T> q = a.q_rotated.middleCols(h * d, d) * p.q_gain(0, h);
-  return causal_softmax<T>((q * a.k_rotated.middleCols(kv * d, d).transpose()) * scale);
+  const Matrix<T> q = a.q_rotated.middleCols(h * d, d) * p.q_gain(0, h);
+  causal_attention_weights(q, a.k_rotated.middleCols(kv * d, d), T(1) / std::sqrt(T(d)), weights);
 }
 
 // Fills everything in a from a.input.
@@ -168,10 +177,17 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
   rotate(a.q_rotated, d, rope, +1);
   a.k_rotated = a.k_normed;
   rotate(a.k_rotated, d, rope, +1);
-  a.heads_out.resize(a.input.rows(), c.heads * d);
+  const Eigen::Index n = a.input.rows();
+  a.heads_out.resize(n, c.heads * d);
+  Matrix<T> weights;
   for (int h = 0; h < c.heads; ++h) {
     const int kv = h / (c.heads / c.kv_heads);
-    a.heads_out.middleCols(h * d, d).noalias() = attention_weights(c, p, a, h) * a.v.middleCols(kv * d, d);
+    attention_weights(c, p, a, h, weights);
+    for (Eigen::Index first = 0; first < n; first += kQueryBlock) {  // only the keys each block sees
+      const Eigen::Index rows = std::min(kQueryBlock, n - first), seen = first + rows;
+      a.heads_out.block(first, h * d, rows, d).noalias() =
+          weights.block(first, 0, rows, seen) * a.v.block(0, kv * d, seen, d);
+    }
   }
   a.attn_out.noalias() = a.heads_out * p.attn_proj.transpose();
   a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
@@ -209,13 +225,14 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   Matrix<T> d_q_rotated(a.q_rotated.rows(), a.q_rotated.cols());
   Matrix<T> d_k_rotated = Matrix<T>::Zero(a.k_rotated.rows(), a.k_rotated.cols());
   Matrix<T> d_v = Matrix<T>::Zero(a.v.rows(), a.v.cols());
+  Matrix<T> weights;
   for (int h = 0; h < c.heads; ++h) {
     const int kv = h / (c.heads / c.kv_heads);
     const T gain = p.q_gain(0, h);
     auto q = a.q_rotated.middleCols(h * d, d);
     auto k = a.k_rotated.middleCols(kv * d, d);
     auto d_o = d_heads_out.middleCols(h * d, d);
-    Matrix<T> weights = attention_weights(c, p, a, h);
+    attention_weights(c, p, a, h, weights);
     d_v.middleCols(kv * d, d).noalias() += weights.transpose() * d_o;
     Matrix<T> d_weights = d_o * a.v.middleCols(kv * d, d).transpose();
     // softmax backward: d_scores = w * (d_w - sum_j d_w w); masked weights are 0, so are their gradients
@@ -380,9 +397,10 @@ std::vector<double> Model<T>::token_losses(std::span<const TokenWindow> windows,
     offsets.push_back(offsets.back() + w.size() - 1);
   }
   std::vector<double> losses(offsets.back());
-  parallel_for(windows.size(), threads, [&](size_t i, int) {
+  std::vector<Activations<T>> scratch(static_cast<size_t>(std::max(threads, 1)));  // reused: no page faults
+  parallel_for(windows.size(), threads, [&](size_t i, int thread) {
     const TokenWindow& w = windows[i];
-    Activations<T> a;
+    Activations<T>& a = scratch[thread];
     forward(config_, params_, w.first(w.size() - 1), false, a);
     for (size_t t = 0; t + 1 < w.size(); ++t)
       losses[offsets[i] + t] = cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), w[t + 1]);

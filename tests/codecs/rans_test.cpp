@@ -5,6 +5,7 @@
 #include <random>
 
 #include "codecs/byte_codec.h"
+#include "codecs/byte_histogram.h"
 #include "core/error.h"
 
 namespace pgolf {
@@ -29,15 +30,6 @@ std::vector<uint8_t> uniform_bytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
   for (auto& b : v) b = static_cast<uint8_t>(rng());
   return v;
-}
-
-double entropy_bytes(std::span<const uint8_t> data) {
-  std::array<double, 256> counts{};
-  for (uint8_t b : data) ++counts[b];
-  double bits = 0;
-  for (double c : counts)
-    if (c > 0) bits -= c * std::log2(c / static_cast<double>(data.size()));
-  return bits / 8;
 }
 
 void expect_round_trip(const ByteCodec& codec, const std::vector<uint8_t>& raw) {
@@ -112,7 +104,9 @@ TEST(Rans, GaussianAndLaplacianSymbolsCodeAtTheirEntropy) {
       auto raw = int6_symbols(1 << 20, sigma, laplacian, 3);
       auto encoded = codec->encode(raw);
       ASSERT_EQ(codec->decode(encoded, raw.size()), raw);
-      double entropy = entropy_bytes(raw);
+      ByteHistogram histogram;
+      histogram.add(raw);
+      double entropy = histogram.entropy_bytes();
       // The table is one frequency per present symbol (at most 63, two bytes each) plus 32 bytes of states.
       EXPECT_LT(static_cast<double>(encoded.size()), entropy * 1.002 + 160)
           << "sigma " << sigma << (laplacian ? " laplacian" : " gaussian") << ": " << encoded.size() << " vs entropy "

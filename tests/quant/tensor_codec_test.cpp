@@ -23,9 +23,7 @@ using test::Distribution;
 std::vector<float> round_trip(const TensorCodec& codec, std::span<const float> values, const TensorShape& shape,
                               std::vector<Stream>* streams_out = nullptr) {
   auto streams = codec.encode(values, shape);
-  std::vector<std::span<const uint8_t>> views;
-  for (const auto& s : streams) views.emplace_back(s.bytes);
-  auto out = codec.decode(views, shape);
+  auto out = decode_streams(codec, streams, shape);
   if (streams_out) *streams_out = std::move(streams);
   return out;
 }

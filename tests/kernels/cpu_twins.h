@@ -1,0 +1,123 @@
+// CPU twins of the kernels in kernels/forward_kernels.h: the same operation on the same float
+// layout, written as plainly as possible and computed in double, as the kernels' references.
+// (The whole GPU forward is held to trainer/model.cpp itself in cuda_eval_test.cpp.)
+#pragma once
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace pgolf::test {
+
+inline std::vector<double> twin_rms_norm(const std::vector<float>& x, int64_t rows, int dim) {
+  std::vector<double> out(x.size());
+  for (int64_t t = 0; t < rows; ++t) {
+    double sum = 0;
+    for (int j = 0; j < dim; ++j) sum += double(x[t * dim + j]) * x[t * dim + j];
+    const double inv_rms = 1.0 / std::sqrt(sum / dim + FLT_EPSILON);
+    for (int j = 0; j < dim; ++j) out[t * dim + j] = x[t * dim + j] * inv_rms;
+  }
+  return out;
+}
+
+inline std::vector<double> twin_embedding_rms_norm(const std::vector<float>& tok_emb, const std::vector<uint16_t>& ids,
+                                                   int dim) {
+  std::vector<float> gathered;
+  for (uint16_t id : ids) gathered.insert(gathered.end(), tok_emb.begin() + id * dim, tok_emb.begin() + (id + 1) * dim);
+  return twin_rms_norm(gathered, static_cast<int64_t>(ids.size()), dim);
+}
+
+inline std::vector<double> twin_resid_mix(const std::vector<float>& x, const std::vector<float>& x0,
+                                          const std::vector<float>& mix, int dim) {
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = double(mix[i % dim]) * x[i] + double(mix[dim + i % dim]) * x0[i];
+  return out;
+}
+
+inline std::vector<double> twin_add_scaled(const std::vector<float>& x, const std::vector<float>& y,
+                                           const std::vector<float>& scale, int dim) {
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] + double(scale[i % dim]) * y[i];
+  return out;
+}
+
+inline std::vector<double> twin_relu_square(const std::vector<float>& x) {
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? double(x[i]) * x[i] : 0.0;
+  return out;
+}
+
+// qkv rows of (heads + 2 kv_heads) * head_dim: q and k heads normed, rotated and (q) gained; v kept.
+inline std::vector<double> twin_qk_norm_rope(const std::vector<float>& qkv, int64_t rows, int seq_len, int heads,
+                                             int kv_heads, int head_dim, const std::vector<float>& cos,
+                                             const std::vector<float>& sin, const std::vector<float>& q_gain) {
+  const int width = (heads + 2 * kv_heads) * head_dim, half = head_dim / 2;
+  std::vector<double> out(qkv.begin(), qkv.end());
+  for (int64_t t = 0; t < rows; ++t) {
+    const int64_t position = t % seq_len;
+    for (int h = 0; h < heads + kv_heads; ++h) {
+      const float* x = &qkv[t * width + h * head_dim];
+      double sum = 0;
+      for (int j = 0; j < head_dim; ++j) sum += double(x[j]) * x[j];
+      const double inv_rms = 1.0 / std::sqrt(sum / head_dim + FLT_EPSILON);
+      const double gain = h < heads ? q_gain[h] : 1.0;
+      for (int j = 0; j < half; ++j) {
+        const double c = cos[position * half + j], s = sin[position * half + j];
+        const double x1 = x[j] * inv_rms, x2 = x[half + j] * inv_rms;
+        out[t * width + h * head_dim + j] = (x1 * c + x2 * s) * gain;
+        out[t * width + h * head_dim + half + j] = (x2 * c - x1 * s) * gain;
+      }
+    }
+  }
+  return out;
+}
+
+// Materialised causal softmax attention, per sequence and query head.
+inline std::vector<double> twin_attention(const std::vector<float>& qkv, int sequences, int seq_len, int heads,
+                                          int kv_heads, int head_dim) {
+  const int width = (heads + 2 * kv_heads) * head_dim;
+  std::vector<double> out(static_cast<size_t>(sequences) * seq_len * heads * head_dim);
+  std::vector<double> weights(seq_len);
+  for (int b = 0; b < sequences; ++b) {
+    const float* seq = &qkv[static_cast<size_t>(b) * seq_len * width];
+    for (int h = 0; h < heads; ++h) {
+      const int kv = h / (heads / kv_heads);
+      for (int i = 0; i < seq_len; ++i) {
+        double max = -std::numeric_limits<double>::infinity();
+        for (int j = 0; j <= i; ++j) {
+          double dot = 0;
+          for (int d = 0; d < head_dim; ++d)
+            dot += double(seq[i * width + h * head_dim + d]) * seq[j * width + (heads + kv) * head_dim + d];
+          weights[j] = dot / std::sqrt(double(head_dim));
+          max = std::max(max, weights[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j <= i; ++j) sum += weights[j] = std::exp(weights[j] - max);
+        for (int d = 0; d < head_dim; ++d) {
+          double o = 0;
+          for (int j = 0; j <= i; ++j) o += weights[j] * seq[j * width + (heads + kv_heads + kv) * head_dim + d];
+          out[(static_cast<size_t>(b) * seq_len + i) * heads * head_dim + h * head_dim + d] = o / sum;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+inline std::vector<double> twin_softcap_cross_entropy(const std::vector<float>& logits,
+                                                      const std::vector<uint16_t>& targets, int vocab, double cap) {
+  std::vector<double> losses(targets.size());
+  std::vector<double> z(vocab);
+  for (size_t t = 0; t < targets.size(); ++t) {
+    double max = -std::numeric_limits<double>::infinity();
+    for (int j = 0; j < vocab; ++j) max = std::max(max, z[j] = cap * std::tanh(logits[t * vocab + j] / cap));
+    double sum = 0;
+    for (int j = 0; j < vocab; ++j) sum += std::exp(z[j] - max);
+    losses[t] = std::log(sum) + max - z[targets[t]];
+  }
+  return losses;
+}
+
+}  // namespace pgolf::test

@@ -1,0 +1,171 @@
+// Each forward kernel against its CPU twin (cpu_twins.h) on fresh random inputs, with outputs
+// poisoned (NaN) beforehand: ||gpu - twin|| / ||twin|| < 1e-4. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#ifdef PGOLF_HAVE_CUDA
+#include <cstdio>
+#include <random>
+#include <string>
+
+#include "cpu_twins.h"
+#include "kernels/cuda_eval.h"
+#include "kernels/device_buffer.h"
+#include "kernels/forward_kernels.h"
+
+namespace pgolf {
+namespace {
+
+using cuda::DeviceBuffer;
+using namespace pgolf::test;
+
+constexpr double kTolerance = 1e-4;
+
+// Every byte 0xFF: a float NaN wherever a kernel fails to write.
+DeviceBuffer<float> poisoned(size_t count) {
+  DeviceBuffer<float> buffer(count);
+  PGOLF_CUDA_CHECK(cudaMemset(buffer.data(), 0xFF, count * sizeof(float)));
+  return buffer;
+}
+
+// ||got - want|| / ||want||; infinite when got holds a NaN or an infinity.
+template <typename T>
+double relative_error(const std::vector<T>& got, const std::vector<double>& want) {
+  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(double(got[i]))) return std::numeric_limits<double>::infinity();
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+template <typename T>
+void expect_close(const std::string& what, const std::vector<T>& got, const std::vector<double>& want) {
+  const double error = relative_error(got, want);
+  std::printf("  %-48s relative error %.3g\n", what.c_str(), error);
+  EXPECT_LT(error, kTolerance) << what;
+}
+
+class CudaKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  }
+  std::vector<float> normal(size_t count, float stddev) {
+    std::normal_distribution<float> dist(0.f, stddev);
+    std::vector<float> v(count);
+    for (float& x : v) x = dist(rng_);
+    return v;
+  }
+  std::vector<uint16_t> ids(size_t count, int below) {
+    std::uniform_int_distribution<int> dist(0, below - 1);
+    std::vector<uint16_t> v(count);
+    for (uint16_t& x : v) x = static_cast<uint16_t>(dist(rng_));
+    return v;
+  }
+
+ private:
+  // Fresh inputs every run; the seed is in the failure message.
+  const uint64_t seed_ = std::random_device{}();
+  std::mt19937_64 rng_{seed_};
+  ::testing::ScopedTrace trace_{__FILE__, __LINE__, "random seed " + std::to_string(seed_)};
+};
+
+TEST_F(CudaKernels, EmbeddingRmsNorm) {
+  const int vocab = 100, dim = 96, rows = 257;
+  const auto tok_emb = normal(vocab * dim, 0.5f);
+  const auto id = ids(rows, vocab);
+  DeviceBuffer<float> d_tok_emb(tok_emb);
+  DeviceBuffer<uint16_t> d_ids(id);
+  auto out = poisoned(rows * dim);
+  cuda::embedding_rms_norm(d_tok_emb.data(), d_ids.data(), rows, dim, out.data(), nullptr);
+  expect_close("embedding_rms_norm", out.download(), twin_embedding_rms_norm(tok_emb, id, dim));
+}
+
+TEST_F(CudaKernels, RmsNorm) {
+  const int rows = 300, dim = 512;
+  const auto x = normal(rows * dim, 3.f);
+  DeviceBuffer<float> d_x(x);
+  auto out = poisoned(rows * dim);
+  cuda::rms_norm(d_x.data(), rows, dim, out.data(), nullptr);
+  expect_close("rms_norm", out.download(), twin_rms_norm(x, rows, dim));
+}
+
+TEST_F(CudaKernels, ResidMix) {
+  const int rows = 100, dim = 72;
+  const auto x = normal(rows * dim, 1.f), x0 = normal(rows * dim, 1.f), mix = normal(2 * dim, 1.f);
+  DeviceBuffer<float> d_x(x), d_x0(x0), d_mix(mix);
+  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, nullptr);
+  expect_close("resid_mix", d_x.download(), twin_resid_mix(x, x0, mix, dim));
+}
+
+TEST_F(CudaKernels, AddScaled) {
+  const int rows = 100, dim = 72;
+  const auto x = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), scale = normal(dim, 1.f);
+  DeviceBuffer<float> d_x(x), d_y(y), d_scale(scale);
+  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, nullptr);
+  expect_close("add_scaled", d_x.download(), twin_add_scaled(x, y, scale, dim));
+}
+
+TEST_F(CudaKernels, ReluSquare) {
+  const auto x = normal(10001, 1.f);
+  DeviceBuffer<float> d_x(x);
+  cuda::relu_square(d_x.data(), static_cast<int64_t>(x.size()), nullptr);
+  expect_close("relu_square", d_x.download(), twin_relu_square(x));
+}
+
+TEST_F(CudaKernels, QkNormRope) {
+  const int sequences = 3, seq_len = 37, heads = 4, kv_heads = 2, rows = sequences * seq_len;
+  for (int head_dim : {8, 64}) {
+    const auto qkv = normal(rows * (heads + 2 * kv_heads) * head_dim, 2.f), q_gain = normal(heads, 1.f);
+    const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
+    DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
+    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
+                       d_gain.data(), nullptr);
+    expect_close("qk_norm_rope, head_dim " + std::to_string(head_dim), d_qkv.download(),
+                 twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain));
+  }
+}
+
+TEST_F(CudaKernels, Attention) {
+  struct Case {
+    int sequences, seq_len, heads, kv_heads, head_dim;
+  };
+  // Sequences of one partial tile, of several with a partial last one, and base9's heads.
+  for (const Case& c : {Case{2, 100, 4, 2, 8}, Case{2, 100, 4, 2, 16}, Case{3, 41, 4, 4, 32}, Case{2, 100, 4, 2, 64},
+                        Case{1, 300, 8, 4, 64}}) {
+    const int rows = c.sequences * c.seq_len;
+    // Scores with a standard deviation near 2: softmax weights far from uniform and from one-hot.
+    const auto qkv = normal(rows * (c.heads + 2 * c.kv_heads) * c.head_dim, 1.5f);
+    DeviceBuffer<float> d_qkv(qkv);
+    auto out = poisoned(rows * c.heads * c.head_dim);
+    cuda::attention(d_qkv.data(), c.sequences, c.seq_len, c.heads, c.kv_heads, c.head_dim, out.data(), nullptr);
+    expect_close("attention " + std::to_string(c.sequences) + "x" + std::to_string(c.seq_len) + ", heads " +
+                     std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + ", head_dim " +
+                     std::to_string(c.head_dim),
+                 out.download(), twin_attention(qkv, c.sequences, c.seq_len, c.heads, c.kv_heads, c.head_dim));
+  }
+}
+
+TEST_F(CudaKernels, SoftcapCrossEntropy) {
+  const int rows = 50, vocab = 1000;
+  const float cap = 30.f;
+  const auto logits = normal(rows * vocab, 20.f);  // well into the cap's curve
+  const auto targets = ids(rows, vocab);
+  DeviceBuffer<float> d_logits(logits);
+  DeviceBuffer<uint16_t> d_targets(targets);
+  DeviceBuffer<double> losses(rows);
+  PGOLF_CUDA_CHECK(cudaMemset(losses.data(), 0xFF, rows * sizeof(double)));
+  cuda::softcap_cross_entropy(d_logits.data(), d_targets.data(), rows, vocab, cap, losses.data(), nullptr);
+  expect_close("softcap_cross_entropy", losses.download(), twin_softcap_cross_entropy(logits, targets, vocab, cap));
+}
+
+}  // namespace
+}  // namespace pgolf
+
+#else
+
+TEST(CudaKernels, NeedCudaBuild) { GTEST_SKIP() << "built without CUDA (PGOLF_CUDA=OFF, or no nvcc found)"; }
+
+#endif

@@ -1,0 +1,231 @@
+#include "trainer/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+
+#include "trainer/test_helpers.h"
+
+namespace pgolf {
+namespace {
+
+using test::random_params;
+using test::random_tokens;
+using test::tiny_config;
+
+// Windows of seq_len + 1 tokens cut from one token stream, as the trainer batches them.
+std::vector<TokenWindow> windows_of(const std::vector<uint16_t>& tokens, int batch, int seq_len) {
+  std::vector<TokenWindow> windows;
+  for (int b = 0; b < batch; ++b) windows.push_back(std::span(tokens).subspan(b * seq_len, seq_len + 1));
+  return windows;
+}
+
+template <typename T>
+double mean_loss(const Model<T>& model, std::span<const TokenWindow> windows) {
+  std::vector<double> losses = model.token_losses(windows, 1);
+  return std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
+}
+
+// Central differences in double against the backward, on sampled elements of every tensor.
+// The loss is only known to about 1e-15 relative, so a difference quotient is good to about
+// 1e-10 absolute: the relative check takes elements whose gradient is at least 1e-3, and
+// uniformly sampled elements (small gradients included) must agree to 1e-9 absolute.
+TEST(Model, GradientMatchesFiniteDifferencesForEveryTensor) {
+  const ModelConfig config = tiny_config();
+  Model<double> model(config, random_params<double>(config, 7));
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, config.vocab, 8);
+  const auto windows = windows_of(tokens, 2, 16);
+  ModelParams<double> grad;
+  const double loss = model.loss_and_gradient(windows, grad, 2);
+  EXPECT_NEAR(loss, mean_loss(model, windows), 1e-12);
+
+  std::vector<const Matrix<double>*> grads;
+  for_each_parameter(grad, [&](const std::string&, const Matrix<double>& m, const std::vector<int64_t>&) {
+    grads.push_back(&m);
+  });
+  std::mt19937_64 rng(9);
+  size_t tensor = 0;
+  double worst_relative = 0;
+  for_each_parameter(model.params(), [&](const std::string& name, Matrix<double>& m, const std::vector<int64_t>&) {
+    const auto analytic = grads[tensor++]->reshaped<Eigen::RowMajor>();
+    auto weights = m.reshaped<Eigen::RowMajor>();
+    auto numeric = [&](Eigen::Index i) {
+      const double saved = weights(i), h = 1e-5;
+      weights(i) = saved + h;
+      const double up = mean_loss(model, windows);
+      weights(i) = saved - h;
+      const double down = mean_loss(model, windows);
+      weights(i) = saved;
+      return (up - down) / (2 * h);
+    };
+    std::vector<Eigen::Index> large;
+    for (Eigen::Index i = 0; i < analytic.size(); ++i)
+      if (std::abs(analytic(i)) >= 1e-3) large.push_back(i);
+    ASSERT_GE(large.size(), 1u) << name << " has no gradient of 1e-3 or more";
+    for (int sample = 0; sample < 8; ++sample) {
+      const Eigen::Index i = large[rng() % large.size()];
+      const double n = numeric(i), a = analytic(i);
+      const double relative = std::abs(n - a) / std::max(std::abs(n), std::abs(a));
+      worst_relative = std::max(worst_relative, relative);
+      EXPECT_LT(relative, 1e-6) << name << "[" << i << "]: numeric " << n << ", analytic " << a;
+    }
+    for (int sample = 0; sample < 4; ++sample) {
+      const auto i = static_cast<Eigen::Index>(rng() % static_cast<uint64_t>(analytic.size()));
+      EXPECT_NEAR(numeric(i), analytic(i), 1e-9) << name << "[" << i << "]";
+    }
+  });
+  EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1));
+  std::printf("worst relative error %.2e\n", worst_relative);
+}
+
+// Changing token p changes the logits at p and after, never before.
+template <typename T>
+void check_causality() {
+  const ModelConfig config = tiny_config();
+  const Model<T> model(config, random_params<T>(config, 11));
+  std::vector<uint16_t> inputs = random_tokens(24, config.vocab, 12);
+  const Matrix<T> before = model.logits(inputs);
+  const int p = 13;
+  inputs[p] = static_cast<uint16_t>((inputs[p] + 1) % config.vocab);
+  const Matrix<T> after = model.logits(inputs);
+  for (int t = 0; t < p; ++t) EXPECT_TRUE(before.row(t) == after.row(t)) << "position " << t;
+  for (int t = p; t < 24; ++t) EXPECT_GT((before.row(t) - after.row(t)).norm(), 0) << "position " << t;
+}
+
+TEST(Model, LaterTokensNeverChangeEarlierLogits) {
+  check_causality<float>();
+  check_causality<double>();
+}
+
+// GQA is the same model as full attention with each KV head repeated for its query heads.
+TEST(Model, GroupedQueryAttentionEqualsRepeatedKvHeads) {
+  const ModelConfig config = tiny_config();
+  const ModelParams<double> grouped = random_params<double>(config, 21);
+  ModelConfig full_config = config;
+  full_config.kv_heads = config.heads;
+  ModelParams<double> full = grouped;
+  const int d = config.head_dim(), group = config.heads / config.kv_heads;
+  for (size_t i = 0; i < grouped.blocks.size(); ++i) {
+    full.blocks[i].c_k.resize(config.heads * d, config.dim);
+    full.blocks[i].c_v.resize(config.heads * d, config.dim);
+    for (int h = 0; h < config.heads; ++h) {
+      full.blocks[i].c_k.middleRows(h * d, d) = grouped.blocks[i].c_k.middleRows(h / group * d, d);
+      full.blocks[i].c_v.middleRows(h * d, d) = grouped.blocks[i].c_v.middleRows(h / group * d, d);
+    }
+  }
+  const std::vector<uint16_t> inputs = random_tokens(20, config.vocab, 22);
+  const Matrix<double> a = Model<double>(config, grouped).logits(inputs);
+  const Matrix<double> b = Model<double>(full_config, full).logits(inputs);
+  EXPECT_LT((a - b).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_GT(a.cwiseAbs().maxCoeff(), 1.0);
+}
+
+TEST(Model, FloatAndDoubleAgree) {
+  const ModelConfig config = tiny_config();
+  const auto tensors = params_to_tensors(random_params<double>(config, 31));
+  const Model<float> single(config, params_from_tensors<float>(config, tensors));
+  const Model<double> twice(config, params_from_tensors<double>(config, tensors));
+  const std::vector<uint16_t> tokens = random_tokens(3 * 16 + 1, config.vocab, 32);
+  const auto windows = windows_of(tokens, 3, 16);
+
+  const Matrix<float> logits = single.logits(std::span(tokens).first(16));
+  const Matrix<double> reference = twice.logits(std::span(tokens).first(16));
+  EXPECT_LT((logits.cast<double>() - reference).cwiseAbs().maxCoeff(), 1e-4 * reference.cwiseAbs().maxCoeff());
+
+  ModelParams<float> g_single;
+  ModelParams<double> g_twice;
+  EXPECT_NEAR(single.loss_and_gradient(windows, g_single, 2), twice.loss_and_gradient(windows, g_twice, 2), 1e-5);
+  const auto a = params_to_tensors(g_single), b = params_to_tensors(g_twice);
+  for (const auto& [name, t] : b) {
+    const auto& f = a.at(name).values;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+      diff += (double(f[i]) - t.values[i]) * (double(f[i]) - t.values[i]);
+      norm += double(t.values[i]) * t.values[i];
+    }
+    EXPECT_LT(std::sqrt(diff), 1e-3 * std::sqrt(norm)) << name;
+  }
+}
+
+TEST(Model, ThreadCountDoesNotChangeTheResult) {
+  const ModelConfig config = tiny_config();
+  const Model<double> model(config, random_params<double>(config, 41));
+  const std::vector<uint16_t> tokens = random_tokens(3 * 12 + 1, config.vocab, 42);
+  const auto windows = windows_of(tokens, 3, 12);
+  ModelParams<double> one, two;
+  EXPECT_NEAR(model.loss_and_gradient(windows, one, 1), model.loss_and_gradient(windows, two, 2), 1e-13);
+  const auto a = params_to_tensors(one), b = params_to_tensors(two);
+  for (const auto& [name, t] : a)
+    for (size_t i = 0; i < t.values.size(); ++i) ASSERT_NEAR(t.values[i], b.at(name).values[i], 1e-7) << name;
+  EXPECT_EQ(model.token_losses(windows, 1), model.token_losses(windows, 2));
+}
+
+TEST(Model, InitFollowsTheReference) {
+  ModelConfig config = tiny_config();
+  config.vocab = 1024;
+  const ModelParams<double> p = init_params<double>(config, 1337);
+  const double std = std::sqrt(p.tok_emb.squaredNorm() / static_cast<double>(p.tok_emb.size()));
+  EXPECT_NEAR(std, 0.005, 0.0002);
+  EXPECT_NEAR(p.tok_emb.mean(), 0.0, 0.0001);
+  for (const auto& b : p.blocks) {
+    EXPECT_EQ(b.attn_proj.norm(), 0.0);
+    EXPECT_EQ(b.mlp_proj.norm(), 0.0);
+    EXPECT_LE(b.c_q.cwiseAbs().maxCoeff(), 1 / std::sqrt(32.0));
+    EXPECT_GT(b.c_q.cwiseAbs().maxCoeff(), 0.9 / std::sqrt(32.0));
+    EXPECT_LE(b.mlp_fc.cwiseAbs().maxCoeff(), 1 / std::sqrt(32.0));
+    EXPECT_TRUE((b.q_gain.array() == 1.5).all());
+    EXPECT_TRUE((b.attn_scale.array() == 1).all() && (b.mlp_scale.array() == 1).all());
+    EXPECT_TRUE((b.resid_mix.row(0).array() == 1).all() && (b.resid_mix.row(1).array() == 0).all());
+  }
+  EXPECT_TRUE((p.skip_weights.array() == 1).all());
+  EXPECT_EQ(p.skip_weights.rows(), 1);
+  EXPECT_TRUE(init_params<double>(config, 1337).tok_emb == p.tok_emb);
+  EXPECT_FALSE(init_params<double>(config, 1338).tok_emb == p.tok_emb);
+}
+
+// The checkpoint round trip and the errors that name what is wrong.
+TEST(ModelParams, TensorsRoundTripAndBadTensorsAreNamed) {
+  const ModelConfig config = tiny_config();
+  const auto tensors = params_to_tensors(random_params<float>(config, 51));
+  EXPECT_EQ(tensors.size(), 32u);
+  const ModelConfig read = ModelConfig::from_tensors(tensors);
+  EXPECT_EQ(read.describe(), config.describe());
+  EXPECT_EQ(params_to_tensors(params_from_tensors<float>(read, tensors)).at("blocks.2.mlp.fc.weight").values,
+            tensors.at("blocks.2.mlp.fc.weight").values);
+
+  auto missing = tensors;
+  missing.erase("blocks.1.attn.c_v.weight");
+  std::string message = test::input_error([&] { params_from_tensors<float>(config, missing); });
+  EXPECT_NE(message.find("missing tensor blocks.1.attn.c_v.weight"), std::string::npos) << message;
+  missing = tensors;
+  missing.erase("tok_emb.weight");
+  message = test::input_error([&] { ModelConfig::from_tensors(missing); });
+  EXPECT_NE(message.find("missing tensor tok_emb.weight"), std::string::npos) << message;
+
+  auto wrong = tensors;
+  wrong["blocks.2.mlp.proj.weight"].shape = {64, 32};
+  message = test::input_error([&] { params_from_tensors<float>(config, wrong); });
+  EXPECT_NE(message.find("blocks.2.mlp.proj.weight: expected shape [32, 64], got [64, 32]"), std::string::npos)
+      << message;
+  wrong = tensors;
+  wrong["blocks.0.attn.c_k.weight"].shape = {12, 32};
+  message = test::input_error([&] { ModelConfig::from_tensors(wrong); });
+  EXPECT_NE(message.find("blocks.0.attn.c_k.weight"), std::string::npos) << message;
+
+  auto extra = tensors;
+  extra["bigram.weight"] = {{2}, {0, 0}};
+  message = test::input_error([&] { params_from_tensors<float>(config, extra); });
+  EXPECT_NE(message.find("unexpected tensor bigram.weight"), std::string::npos) << message;
+}
+
+TEST(Model, TokensOutsideTheVocabAreRefused) {
+  const ModelConfig config = tiny_config();
+  const Model<float> model(config, init_params<float>(config, 1));
+  std::vector<uint16_t> tokens = {1, 2, 64};
+  std::vector<TokenWindow> windows = {tokens};
+  EXPECT_NE(test::input_error([&] { model.token_losses(windows, 1); }).find("token id 64"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgolf

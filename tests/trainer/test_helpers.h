@@ -1,0 +1,61 @@
+// Helpers shared by the trainer tests.
+#pragma once
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "trainer/model.h"
+
+namespace pgolf::test {
+
+// The message of the InputError that f() throws, or "" when it throws none.
+template <typename F>
+std::string input_error(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The gradient-check model: every path that exists in the real one (GQA, a U-Net skip, two
+// decoder blocks), small enough to run thousands of forwards.
+inline ModelConfig tiny_config() {
+  ModelConfig c;
+  c.vocab = 64;
+  c.dim = 32;
+  c.layers = 3;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.mlp_hidden = 64;
+  return c;
+}
+
+// Weights with nothing at a special value: the reference init plus noise on every tensor
+// (projections and scales non-zero, resid_mix mixing both inputs), and an embedding large
+// enough to bend the logit softcap without saturating it.
+template <typename T>
+ModelParams<T> random_params(const ModelConfig& config, uint64_t seed) {
+  ModelParams<T> p = init_params<T>(config, seed);
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_real_distribution<double> noise(-1.0, 1.0);
+  for_each_parameter(p, [&](const std::string& name, Matrix<T>& m, const std::vector<int64_t>&) {
+    const bool is_weight = name.ends_with(".weight");
+    const double amplitude = name == "tok_emb.weight" ? 0.3 : is_weight ? 1.0 / std::sqrt(double(m.cols())) : 0.5;
+    for (auto& x : m.reshaped()) x += static_cast<T>(amplitude * noise(rng));
+  });
+  return p;
+}
+
+// count tokens below vocab, deterministic in seed.
+inline std::vector<uint16_t> random_tokens(size_t count, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint16_t> tokens(count);
+  for (auto& t : tokens) t = static_cast<uint16_t>(rng() % static_cast<uint64_t>(vocab));
+  return tokens;
+}
+
+}  // namespace pgolf::test
