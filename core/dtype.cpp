@@ -45,7 +45,9 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 void to_float(DType t, std::span<const uint8_t> bytes, std::span<float> out) {
   if (bytes.size() != out.size() * dtype_size(t)) throw std::logic_error("to_float: size mismatch");
   switch (t) {
-    case DType::F32: std::memcpy(out.data(), bytes.data(), bytes.size()); return;
+    case DType::F32:
+      if (!out.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+      return;
     case DType::F64: convert<double>(bytes, out); return;
     case DType::I64: convert<int64_t>(bytes, out); return;
     case DType::I32: convert<int32_t>(bytes, out); return;
@@ -67,7 +69,9 @@ void to_float(DType t, std::span<const uint8_t> bytes, std::span<float> out) {
 std::vector<uint8_t> from_float(DType t, std::span<const float> values) {
   std::vector<uint8_t> out(values.size() * dtype_size(t));
   switch (t) {
-    case DType::F32: std::memcpy(out.data(), values.data(), out.size()); break;
+    case DType::F32:
+      if (!out.empty()) std::memcpy(out.data(), values.data(), out.size());  // memcpy of null is undefined
+      break;
     case DType::F16:
     case DType::BF16:
       for (size_t i = 0; i < values.size(); ++i) {
