@@ -145,7 +145,7 @@ std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped) {
   }
   for (int rank : {16, 32, 64, 128, 256}) {
     std::string spec = "lowrank:rank=" + std::to_string(rank) + "+int8";
-    all.push_back({"tok_emb " + spec, "tok_emb lowrank+int8, int6 elsewhere", "int6", {"^tok_emb\\.weight$=" + spec}});
+    all.push_back({"tok_emb " + spec, "tok_emb lowrank+int8 (rest int6)", "int6", {"^tok_emb\\.weight$=" + spec}});
   }
 
   std::vector<SweepPoint> known;

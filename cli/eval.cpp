@@ -139,10 +139,11 @@ int eval_main(int argc, char** argv) {
   std::printf("model       %s (%zu tensors: %s)\n", model_paths[0].c_str(), tensors.size(), config.describe().c_str());
   std::printf("data        %s: %zu val shards, %s tokens read; tokenizer %s\n", data_dir.c_str(), shards.size(),
               with_commas(tokens.size()).c_str(), tokenizer_path.c_str());
-  std::printf("eval        %s sequences of %d (%s), %s, fp32\n",
-              eval.max_sequences > 0 ? ("first " + with_commas(r.sequences)).c_str() : ("all " + with_commas(r.sequences)).c_str(),
-              eval.seq_len, eval.max_sequences > 0 ? "--tokens rounded up to whole sequences" : "every full sequence",
-              eval.stride > 0 ? ("sliding, stride " + std::to_string(eval.stride)).c_str() : "plain");
+  std::string scope = (eval.max_sequences > 0 ? "first " : "all ") + with_commas(r.sequences) + " sequences of " +
+                      std::to_string(eval.seq_len);
+  if (eval.max_sequences > 0) scope += " (--tokens rounded up to whole sequences)";
+  const std::string mode = eval.stride > 0 ? "sliding, stride " + std::to_string(eval.stride) : "plain";
+  std::printf("eval        %s, %s, fp32\n", scope.c_str(), mode.c_str());
   std::printf("device      %s\n", device_text.c_str());
   std::printf("val_loss    %.6f\n", r.val_loss);
   std::printf("val_bpb     %.6f\n", r.val_bpb);

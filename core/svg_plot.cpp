@@ -13,7 +13,8 @@ namespace {
 constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
                                     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"};
 constexpr int kPaletteSize = sizeof kPalette / sizeof kPalette[0];
-constexpr double kLeft = 90, kRight = 300, kTop = 44, kBottom = 64;  // margins; the legend is on the right
+constexpr double kLeft = 90, kTop = 44, kBottom = 64;  // margins; the legend is on the right
+constexpr double kMinPlotWidth = 480, kLegendCharWidth = 6.8;  // a 12px sans-serif character, generously
 
 std::string escape(const std::string& text) {
   std::string out;
@@ -101,9 +102,13 @@ struct Axis {
 }  // namespace
 
 std::string svg_plot(const PlotOptions& options, std::span<const PlotSeries> series) {
-  const double width = options.width, height = options.height;
+  // The legend takes what its longest label needs; the picture widens rather than squeeze the plot.
+  size_t longest = 0;
+  for (const auto& s : series) longest = std::max(longest, s.label.size());
+  const double legend = 60 + kLegendCharWidth * static_cast<double>(longest);
+  const double width = std::max<double>(options.width, kLeft + kMinPlotWidth + legend), height = options.height;
   Axis x{options.log_x}, y{options.log_y};
-  x.pixel_lo = kLeft, x.pixel_hi = width - kRight;
+  x.pixel_lo = kLeft, x.pixel_hi = width - legend;
   y.pixel_lo = height - kBottom, y.pixel_hi = kTop;  // y grows upwards
 
   double x_min = std::numeric_limits<double>::infinity(), x_max = -x_min, y_min = x_min, y_max = -x_min;
@@ -161,7 +166,7 @@ std::string svg_plot(const PlotOptions& options, std::span<const PlotSeries> ser
     svg += "<g>\n<title>" + escape(s.label) + "</title>\n";
     svg += "<polyline points=\"" + points + "\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"1.5\"" + dash + "/>\n";
     svg += markers + "</g>\n";
-    double ly = kTop + 10 + 18.0 * static_cast<double>(i), lx = width - kRight + 16;
+    double ly = kTop + 10 + 18.0 * static_cast<double>(i), lx = width - legend + 16;
     svg += "<line x1=\"" + number(lx) + "\" y1=\"" + number(ly) + "\" x2=\"" + number(lx + 24) + "\" y2=\"" + number(ly) +
            "\" stroke=\"" + color + "\" stroke-width=\"2\"" + dash + "/>\n";
     svg += "<text x=\"" + number(lx + 30) + "\" y=\"" + number(ly + 4) + "\">" + escape(s.label) + "</text>\n";

@@ -74,7 +74,8 @@ Rope<T> make_rope(Eigen::Index positions, int head_dim, double base) {
   const int half = head_dim / 2;
   Rope<T> rope{Matrix<T>(positions, half), Matrix<T>(positions, half)};
   for (int j = 0; j < half; ++j) {
-    float inv_freq = 1.0f / std::pow(static_cast<float>(base), static_cast<float>(2 * j) / static_cast<float>(head_dim));
+    const float exponent = static_cast<float>(2 * j) / static_cast<float>(head_dim);
+    const float inv_freq = 1.0f / std::pow(static_cast<float>(base), exponent);
     for (Eigen::Index t = 0; t < positions; ++t) {
       float angle = static_cast<float>(t) * inv_freq;
       rope.cos(t, j) = static_cast<T>(std::cos(static_cast<double>(angle)));
@@ -153,12 +154,15 @@ struct Activations {
   Matrix<T> logits;                           // softcapped [T, V]
 };
 
+// GQA: query head h reads KV head h / (heads / kv_heads).
+int kv_head(const ModelConfig& c, int h) { return h / (c.heads / c.kv_heads); }
+
 // The attention weights of query head h (the backward recomputes them rather than storing them).
 template <typename T>
 void attention_weights(const ModelConfig& c, const BlockParams<T>& p, const BlockActivations<T>& a, int h,
                        Matrix<T>& weights) {
   const int d = c.head_dim();
-  const int kv = h / (c.heads / c.kv_heads);
+  const int kv = kv_head(c, h);
   const Matrix<T> q = a.q_rotated.middleCols(h * d, d) * p.q_gain(0, h);
   causal_attention_weights(q, a.k_rotated.middleCols(kv * d, d), T(1) / std::sqrt(T(d)), weights);
 }
@@ -181,7 +185,7 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
   a.heads_out.resize(n, c.heads * d);
   Matrix<T> weights;
   for (int h = 0; h < c.heads; ++h) {
-    const int kv = h / (c.heads / c.kv_heads);
+    const int kv = kv_head(c, h);
     attention_weights(c, p, a, h, weights);
     for (Eigen::Index first = 0; first < n; first += kQueryBlock) {  // only the keys each block sees
       const Eigen::Index rows = std::min(kQueryBlock, n - first), seen = first + rows;
@@ -227,7 +231,7 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   Matrix<T> d_v = Matrix<T>::Zero(a.v.rows(), a.v.cols());
   Matrix<T> weights;
   for (int h = 0; h < c.heads; ++h) {
-    const int kv = h / (c.heads / c.kv_heads);
+    const int kv = kv_head(c, h);
     const T gain = p.q_gain(0, h);
     auto q = a.q_rotated.middleCols(h * d, d);
     auto k = a.k_rotated.middleCols(kv * d, d);
@@ -380,6 +384,18 @@ void Model<T>::check_tokens(std::span<const uint16_t> tokens) const {
 }
 
 template <typename T>
+size_t Model<T>::check_windows(std::span<const TokenWindow> windows) const {
+  require(!windows.empty(), "no windows to evaluate");
+  size_t targets = 0;
+  for (const TokenWindow& w : windows) {
+    require(w.size() >= 2, "a window needs at least 2 tokens, got " + std::to_string(w.size()));
+    check_tokens(w);
+    targets += w.size() - 1;
+  }
+  return targets;
+}
+
+template <typename T>
 Matrix<T> Model<T>::logits(std::span<const uint16_t> inputs) const {
   require(!inputs.empty(), "no input tokens");
   check_tokens(inputs);
@@ -390,12 +406,9 @@ Matrix<T> Model<T>::logits(std::span<const uint16_t> inputs) const {
 
 template <typename T>
 std::vector<double> Model<T>::token_losses(std::span<const TokenWindow> windows, int threads) const {
+  check_windows(windows);
   std::vector<size_t> offsets{0};  // where each window's losses start
-  for (const TokenWindow& w : windows) {
-    require(w.size() >= 2, "a window needs at least 2 tokens, got " + std::to_string(w.size()));
-    check_tokens(w);
-    offsets.push_back(offsets.back() + w.size() - 1);
-  }
+  for (const TokenWindow& w : windows) offsets.push_back(offsets.back() + w.size() - 1);
   std::vector<double> losses(offsets.back());
   std::vector<Activations<T>> scratch(static_cast<size_t>(std::max(threads, 1)));  // reused: no page faults
   parallel_for(windows.size(), threads, [&](size_t i, int thread) {
@@ -410,13 +423,7 @@ std::vector<double> Model<T>::token_losses(std::span<const TokenWindow> windows,
 
 template <typename T>
 double Model<T>::loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const {
-  size_t targets = 0;
-  for (const TokenWindow& w : windows) {
-    require(w.size() >= 2, "a window needs at least 2 tokens, got " + std::to_string(w.size()));
-    check_tokens(w);
-    targets += w.size() - 1;
-  }
-  const double weight = 1.0 / static_cast<double>(targets);
+  const double weight = 1.0 / static_cast<double>(check_windows(windows));
   const int used = std::max(1, std::min(threads, static_cast<int>(windows.size())));
   std::vector<ModelParams<T>> grads(used, zero_params<T>(config_));
   std::vector<double> loss_sums(used, 0.0);

@@ -42,7 +42,8 @@ class Model {
   double loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const;
 
  private:
-  void check_tokens(std::span<const uint16_t> tokens) const;
+  void check_tokens(std::span<const uint16_t> tokens) const;       // InputError past the vocab
+  size_t check_windows(std::span<const TokenWindow> windows) const;  // returns the target count
   ModelConfig config_;
   ModelParams<T> params_;
 };

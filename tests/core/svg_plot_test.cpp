@@ -74,11 +74,20 @@ TEST(SvgPlot, WellFormedWithEverySeriesAndLabel) {
   EXPECT_NE(svg.find(">0.01</text>"), std::string::npos);
   // Linear x ticks in millions.
   EXPECT_NE(svg.find(">8M</text>"), std::string::npos);
-  // The polyline's x coordinates grow with the data's (the frame is 90 .. width-300).
+  // The polyline's x coordinates grow with the data's (the frame starts at x = 90).
   std::smatch m;
   ASSERT_TRUE(std::regex_search(svg, m, std::regex("<polyline points=\"([0-9.]+),[0-9.]+ ([0-9.]+),")));
   EXPECT_LT(std::stod(m[1]), std::stod(m[2]));
   EXPECT_GE(std::stod(m[1]), 90.0);
+}
+
+TEST(SvgPlot, WidensForALongLegend) {
+  std::vector<PlotSeries> series = {{std::string(200, 'x'), {{1, 1}, {2, 2}}}};
+  std::string svg = svg_plot({"t", "x", "y"}, series);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(svg, m, std::regex("<svg [^>]*width=\"([0-9.]+)\"")));
+  EXPECT_GT(std::stod(m[1]), 90 + 480 + 200 * 6.0);
+  EXPECT_EQ(xml_problem(svg), "");
 }
 
 TEST(SvgPlot, LeavesOutWhatALogAxisCannotShow) {
