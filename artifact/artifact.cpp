@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "codecs/byte_codec.h"
@@ -11,6 +12,7 @@
 #include "core/mapped_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "quant/ecsq.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
@@ -25,6 +27,9 @@ constexpr uint8_t kMagic[8] = {0x89, 'P', 'G', 'Z', '\r', '\n', 0x1a, '\n'};
 constexpr size_t kHeaderBytes = 24;
 constexpr const char* kManifestCodec = "zstd:19";
 constexpr uint64_t kMaxManifestBytes = 256u << 20;
+// At most this many tensor elements, plus this many per byte of the artifact (base9: 1.5 per byte).
+constexpr uint64_t kMaxElementsBase = uint64_t{1} << 24;
+constexpr uint64_t kMaxElementsPerByte = 4096;
 
 void put_u32(std::vector<uint8_t>& out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
@@ -60,28 +65,46 @@ json manifest_to_json(const ArtifactManifest& m) {
           {"groups", groups}};
 }
 
+// nlohmann's get<unsigned>() converts any number: a float out of range is undefined behaviour (found
+// by fuzz/artifact), a negative integer wraps. Sizes, offsets, checksums and dimensions are integers.
+uint64_t integer_in_range(const json& v, uint64_t max, const std::string& what) {
+  require(v.is_number_integer() && (v.is_number_unsigned() || v.get<int64_t>() >= 0) && v.get<uint64_t>() <= max,
+          what + " must be an integer from 0 to " + std::to_string(max) + ", not " + v.dump());
+  return v.get<uint64_t>();
+}
+
 ArtifactManifest manifest_from_json(const json& j, const std::string& path) {
   ArtifactManifest m;
+  constexpr uint64_t kAny = ~uint64_t{0};
   try {
     require(j.at("format") == "pgolf-artifact", path + ": manifest is not a pgolf artifact's");
     m.metadata = j.at("metadata").get<std::map<std::string, std::string>>();
     for (const auto& g : j.at("groups")) {
-      ManifestGroup group{g.at("name").get<std::string>(),   g.at("codec").get<std::string>(),
-                          g.at("raw_size").get<uint64_t>(),  g.at("stored_size").get<uint64_t>(),
-                          g.at("raw_crc32").get<uint32_t>(), g.at("stored_crc32").get<uint32_t>()};
+      std::string where = path + ": group " + g.at("name").dump() + ": ";
+      ManifestGroup group{g.at("name").get<std::string>(),
+                          g.at("codec").get<std::string>(),
+                          integer_in_range(g.at("raw_size"), kAny, where + "raw_size"),
+                          integer_in_range(g.at("stored_size"), kAny, where + "stored_size"),
+                          static_cast<uint32_t>(integer_in_range(g.at("raw_crc32"), UINT32_MAX, where + "raw_crc32")),
+                          static_cast<uint32_t>(integer_in_range(g.at("stored_crc32"), UINT32_MAX, where + "stored_crc32"))};
       m.groups.push_back(std::move(group));
     }
     for (const auto& t : j.at("tensors")) {
       ManifestTensor tensor;
       tensor.name = t.at("name").get<std::string>();
-      tensor.shape = t.at("shape").get<std::vector<int64_t>>();
+      std::string where = path + ": tensor '" + tensor.name + "': ";
+      require(t.at("shape").is_array(), where + "shape must be an array");
+      for (const auto& d : t.at("shape"))
+        tensor.shape.push_back(static_cast<int64_t>(integer_in_range(d, INT64_MAX, where + "a dimension")));
       auto dtype = dtype_from_name(t.at("dtype").get<std::string>());
       require(dtype.has_value(), path + ": tensor '" + tensor.name + "' has an unknown dtype");
       tensor.dtype = *dtype;
       tensor.codec = t.at("codec").get<std::string>();
       for (const auto& s : t.at("streams")) {
         require(s.is_array() && s.size() == 3, path + ": tensor '" + tensor.name + "' has a malformed stream");
-        tensor.streams.push_back({s[0].get<size_t>(), s[1].get<uint64_t>(), s[2].get<uint64_t>()});
+        tensor.streams.push_back({integer_in_range(s[0], kAny, where + "a stream's group"),
+                                  integer_in_range(s[1], kAny, where + "a stream's offset"),
+                                  integer_in_range(s[2], kAny, where + "a stream's size")});
       }
       m.tensors.push_back(std::move(tensor));
     }
@@ -121,7 +144,7 @@ EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
   out.report.input_bytes = ref.bytes.size();
   if (spec == kRawSpec) {
     out.streams.push_back({"raw." + std::string(dtype_name(ref.dtype)), {ref.bytes.begin(), ref.bytes.end()},
-                           static_cast<int>(dtype_size(ref.dtype))});
+                           static_cast<int>(dtype_size(ref.dtype)), false, ref.dtype == DType::BF16});
   } else {
     auto codec = make_tensor_codec(spec);
     TensorShape shape{ref.shape};
@@ -140,6 +163,15 @@ EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
 
 }  // namespace
 
+std::string group_codec_spec(const Stream& stream, const ByteCodec& compressor) {
+  if (stream.integer) return compressor.spec_for_symbols(stream.element_bytes);
+  if (stream.element_bytes == 1) return compressor.spec();
+  std::string width = std::to_string(stream.element_bytes);
+  std::string shuffled = "shuffle:" + width + "+" + compressor.spec();
+  // fp16's exponent does not fill a byte, rotated or not: it only shuffles.
+  return stream.element_bytes == 2 && !stream.bf16 ? shuffled : "rotate:" + width + "+" + shuffled;
+}
+
 bool has_artifact_magic(std::span<const uint8_t> bytes) {
   return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
 }
@@ -148,8 +180,11 @@ EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& pl
   const auto& refs = checkpoint.tensors();
   EncodedCheckpoint encoded{checkpoint.metadata(), std::vector<EncodedTensor>(refs.size())};
   unsigned threads = options.threads ? options.threads : default_threads();
+  std::vector<std::string> specs;
+  for (const auto& ref : refs) specs.push_back(plan.codec_for(ref.name, ref.dtype, ref.shape));
+  resolve_shared_steps(specs, [&](size_t i) { return refs[i].to_floats(); });
   parallel_for(refs.size(), [&](size_t i) {
-    encoded.tensors[i] = encode_tensor(refs[i], plan.codec_for(refs[i].name, refs[i].dtype, refs[i].shape));
+    encoded.tensors[i] = encode_tensor(refs[i], specs[i]);
     if (options.progress) options.progress->advance();
   }, threads);
   return encoded;
@@ -176,9 +211,7 @@ CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& 
                              [&](const ManifestGroup& g) { return g.name == stream.group; });
       size_t g = static_cast<size_t>(it - manifest.groups.begin());
       if (it == manifest.groups.end()) {
-        // Float streams go through a byte shuffle first: exponents together, mantissas together.
-        std::string codec = compressor.spec();
-        if (stream.element_bytes > 1) codec = "shuffle:" + std::to_string(stream.element_bytes) + "+" + codec;
+        std::string codec = group_codec_spec(stream, compressor);
         manifest.groups.push_back({stream.group, codec, 0, 0, 0, 0});
         group_raw.emplace_back();
         group_codecs.push_back(make_byte_codec(codec));
@@ -190,7 +223,10 @@ CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& 
   }
 
   std::vector<std::vector<uint8_t>> group_stored(group_raw.size());
-  parallel_for(group_raw.size(), [&](size_t g) { group_stored[g] = group_codecs[g]->encode(group_raw[g]); }, threads);
+  // A choosing compressor ("auto") records its choice, so decoding needs nothing but that codec.
+  parallel_for(group_raw.size(), [&](size_t g) {
+    std::tie(manifest.groups[g].codec, group_stored[g]) = group_codecs[g]->encode_named(group_raw[g]);
+  }, threads);
   for (size_t g = 0; g < group_raw.size(); ++g) {
     auto& group = manifest.groups[g];
     group.raw_size = group_raw[g].size();
@@ -256,6 +292,14 @@ ArtifactManifest read_manifest(std::span<const uint8_t> file, const std::string&
   json j = json::parse(raw.begin(), raw.end(), nullptr, false);
   require(!j.is_discarded() && j.is_object(), path + ": manifest is not valid JSON");
   ArtifactManifest m = manifest_from_json(j, path);
+  // Decoding allocates every tensor whole, and a codec may expand a lot (low-rank factors, zstd on
+  // zeros), so a few hundred bytes could ask for terabytes: the elements are capped by the file size.
+  uint64_t elements = 0;
+  for (const auto& t : m.tensors) elements += static_cast<uint64_t>(element_count(t.shape));
+  uint64_t max_elements = kMaxElementsBase + kMaxElementsPerByte * file.size();
+  require(elements <= max_elements, path + ": declares " + std::to_string(elements) + " elements, more than a " +
+                                        std::to_string(file.size()) + "-byte artifact may hold (" +
+                                        std::to_string(max_elements) + ")");
   uint64_t total = 0;
   for (const auto& g : m.groups) {
     require(g.stored_size <= file.size(), path + ": truncated (group '" + g.name + "' runs past the end)");

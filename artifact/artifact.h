@@ -100,10 +100,17 @@ struct EncodedCheckpoint {
   std::vector<EncodedTensor> tensors;  // the checkpoint's order (sorted by name)
 };
 EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const CompressOptions& options = {});
-// Groups the streams, compresses each group with the byte codec (float groups behind a byte
-// shuffle) and lays out the file. options.progress is not used.
+// Groups the streams, compresses each group with the byte codec (as group_codec_spec says) and
+// lays out the file; a choosing compressor ("auto") records its choice per group. options.progress
+// is not used.
 CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& compressor,
                              const CompressOptions& options = {});
+
+// The byte codec spec for the group a stream joins: the compressor for byte symbols, as it codes
+// wide symbols for integer streams (rans: one 16-bit alphabet), and for floats behind a byte
+// grouping (rotate:W+shuffle:W: exponents in one plane, signs and mantissas in the others; fp16
+// only shuffle:2).
+std::string group_codec_spec(const Stream& stream, const ByteCodec& compressor);
 
 // A decoded tensor: float values, or (codec "raw") the original bytes of its dtype.
 struct DecodedTensor {

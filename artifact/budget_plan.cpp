@@ -50,15 +50,15 @@ double coding_overhead(const EncodedCheckpoint& encoded, const std::vector<bool>
 }
 
 // The bytes a tensor's streams will take: symbol-like streams (1-byte elements) at their order-0
-// entropy times the coding overhead, float streams compressed on their own behind the byte
-// shuffle the artifact uses.
+// entropy times the coding overhead, wider streams compressed on their own as the
+// artifact codes them (group_codec_spec).
 double estimate_bytes(const std::vector<Stream>& streams, const ByteCodec& compressor, double overhead) {
   double bytes = 0;
   for (const auto& s : streams) {
     if (s.element_bytes == 1) {
       bytes += entropy_bytes(s) * overhead;
     } else {
-      auto codec = make_byte_codec("shuffle:" + std::to_string(s.element_bytes) + "+" + compressor.spec());
+      auto codec = make_byte_codec(group_codec_spec(s, compressor));
       bytes += static_cast<double>(codec->encode(s.bytes).size());
     }
   }

@@ -67,7 +67,8 @@ bool is_symbol_group(const std::string& group);
 
 // int4 .. int8 under each clip rule (absmax, quantile:0.9999, std:K, mse), in that order.
 std::vector<std::string> int_n_sweep_specs();
-// The default sweep: int_n_sweep_specs(); kmeans K = 16, 64, 256, Lloyd and ECSQ; prune 1/3/5%
+// The default sweep: int_n_sweep_specs(); kmeans K = 16, 64, 256, Lloyd and ECSQ (and ECSQ K = 256
+// at the lambda that beats int6 on base9); prune 1/3/5%
 // before int6; tok_emb low-rank (rank 16 .. 256, int8 factors) with int6 elsewhere. Points whose
 // codecs the registry does not know are left out, each with a line in `skipped`.
 std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped);

@@ -63,8 +63,19 @@ BENCHMARK_CAPTURE(BM_Encode, int5_quantile, "int5:clip=quantile:0.9999")->Unit(b
 BENCHMARK_CAPTURE(BM_Encode, int6_std, "int6:clip=std:12.85")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Encode, int8_mse, "int8:clip=mse")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Encode, fp16, "fp16")->Unit(benchmark::kMillisecond);
+// The codec zoo: one run of each of the slow encoders (k-means, SVD) is enough to read.
+BENCHMARK_CAPTURE(BM_Encode, kmeans16, "kmeans:k=16")->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_Encode, kmeans256_ecsq, "kmeans:k=256,init=kmeanspp,method=ecsq,lambda=0.000175")
+    ->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_Encode, prune3_int6, "prune:0.03+int6")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Encode, lowrank64_int8, "lowrank:rank=64+int8")->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK_CAPTURE(BM_Encode, int6_lrcorr4, "int6+lrcorr:rank=4")->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK_CAPTURE(BM_Decode, int6, "int6")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Decode, fp16, "fp16")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, kmeans16, "kmeans:k=16")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, prune3_int6, "prune:0.03+int6")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, lowrank64_int8, "lowrank:rank=64+int8")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Decode, int6_lrcorr4, "int6+lrcorr:rank=4")->Unit(benchmark::kMillisecond);
 
 // Byte codecs on base9's int6 symbols (MB/s of symbol bytes).
 const std::vector<uint8_t>& int6_symbols() {

@@ -11,10 +11,10 @@
 #include "artifact/sweep.h"
 #include "cli/bench_report.h"
 #include "cli/command.h"
+#include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/list_flag.h"
 #include "cli/val_data.h"
-#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -25,13 +25,6 @@
 
 namespace pgolf::cli {
 
-namespace {
-
-void write_text(const std::string& path, const std::string& text) {
-  write_file_atomic(path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), true);
-}
-
-}  // namespace
 
 int bench_main(int argc, char** argv) {
   cxxopts::Options options(
@@ -47,6 +40,8 @@ int bench_main(int argc, char** argv) {
       ("eval-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try 8192)",
        cxxopts::value<int64_t>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
+      ("device", "for --eval-tokens: auto, cpu or cuda (auto: cuda when a GPU is present)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("out", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots",
        cxxopts::value<std::string>()->default_value("pgolf-bench"))
@@ -86,23 +81,21 @@ int bench_main(int argc, char** argv) {
   EvalOptions eval;
   std::vector<uint16_t> tokens;
   std::optional<Tokenizer> tokenizer;
+  std::string device;
   if (args.count("eval-tokens")) {
     const int64_t n = args["eval-tokens"].as<int64_t>();
     require(n > 0, "--eval-tokens must be positive");
     require(args.count("data") > 0, "--eval-tokens needs --data DIR");
     const std::string data = args["data"].as<std::string>();
+    device = choose_device(args["device"].as<std::string>());
     tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
     eval.max_sequences = (n + eval.seq_len - 1) / eval.seq_len;
     eval.threads = static_cast<int>(sweep.threads ? sweep.threads : default_threads());
     tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
     sweep.evaluate = [&](DecodedArtifact&& decoded) {
       const auto tensors = float_tensors_of(std::move(decoded), "bench");
-      const ModelConfig config = ModelConfig::from_tensors(tensors);
-      require(tokenizer->vocab_size() == config.vocab, tokenizer->path() + ": tokenizer vocab " +
-                                                           std::to_string(tokenizer->vocab_size()) + " != model vocab " +
-                                                           std::to_string(config.vocab));
-      const Model<float> model(config, params_from_tensors<float>(config, tensors));
-      return evaluate(model, tokens, tokenizer->byte_table(), eval).val_bpb;
+      const Model<float> model = evaluation_model(tensors, *tokenizer);
+      return evaluate_on(device, model, tokens, tokenizer->byte_table(), eval).val_bpb;
     };
   }
 
@@ -120,7 +113,8 @@ int bench_main(int argc, char** argv) {
   std::string md = "# pgolf bench\n\n" + checkpoint.files().front() + (checkpoint.files().size() > 1 ? " (and more)" : "") +
                    ": " + with_commas(results.front().parameters) + " parameters; " + std::to_string(points.size()) +
                    " codecs x " + std::to_string(sweep.compressors.size()) + " byte codecs in " +
-                   std::to_string(static_cast<int>(seconds)) + " s. Errors are over the quantized tensors.\n\n" + table + "\n";
+                   std::to_string(static_cast<int>(seconds)) + " s. Errors are over the quantized tensors.\n\n" + table +
+                   "\n## Relative MSE by tensor class\n\n" + bench_class_markdown(results) + "\n";
   const auto plots = bench_plots(results);
   for (const auto& plot : plots) md += "![" + plot.name + "](" + plot.name + ")\n";
   write_text(path("bench.md"), md);

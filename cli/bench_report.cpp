@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include "cli/format.h"
@@ -74,6 +75,25 @@ std::vector<PlotSeries> series_by_family(std::span<const SweepResult> results, P
   return series;
 }
 
+// The classes of the tensors some point quantized, in first-seen order.
+std::vector<std::string> quantized_classes(std::span<const SweepResult> results) {
+  std::vector<std::string> classes;
+  for (const auto& r : results)
+    for (const auto& [t, entropy] : r.tensors)
+      if (t.quantized && std::find(classes.begin(), classes.end(), tensor_class(t.name)) == classes.end())
+        classes.push_back(tensor_class(t.name));
+  return classes;
+}
+
+// One class's stored bytes and error under one result (count 0: the result quantized none of it).
+std::pair<double, Distortion> class_totals(const SweepResult& r, const std::string& cls) {
+  double bytes = 0;
+  Distortion d;
+  for (const auto& [t, entropy] : r.tensors)
+    if (t.quantized && tensor_class(t.name) == cls) bytes += t.stored_bytes, d.add(t.distortion);
+  return {bytes, d};
+}
+
 }  // namespace
 
 std::string bench_markdown(std::span<const SweepResult> results) {
@@ -88,6 +108,26 @@ std::string bench_markdown(std::span<const SweepResult> results) {
           " | " + printed("%.3e", r.quantized.relative_mse()) + " | " + printed("%.2f", r.quantized.snr_db()) + " | " +
           printed("%.6f", r.quantized.cosine()) + " | " + printed("%.2f", r.encode_seconds) + " | " +
           printed("%.2f", r.decode_seconds) + " | " + (r.val_bpb ? printed("%.5f", *r.val_bpb) : std::string("-")) + " |\n";
+  return md;
+}
+
+std::string bench_class_markdown(std::span<const SweepResult> results) {
+  const auto classes = quantized_classes(results);
+  if (classes.empty() || results.empty()) return "";
+  std::string md = "| codec |", rule = "|---|";
+  for (const auto& cls : classes) md += " " + cls + " |", rule += "---:|";
+  md += "\n" + rule + "\n";
+  // The error does not depend on the byte codec, and the stored bytes are given per byte codec in
+  // bench_tensors.csv: one row per codec, from its first byte codec's result.
+  for (const auto& r : results) {
+    if (r.compressor != results.front().compressor) continue;
+    md += "| " + r.point.label + " |";
+    for (const auto& cls : classes) {
+      const auto [bytes, d] = class_totals(r, cls);
+      md += d.count == 0 ? std::string(" - |") : " " + printed("%.3e", d.relative_mse()) + " |";
+    }
+    md += "\n";
+  }
   return md;
 }
 
@@ -149,24 +189,29 @@ std::vector<PlotFile> bench_plots(std::span<const SweepResult> results) {
                              false, true},
                             mse)});
 
-  auto bpb = series_by_family(results, [](const SweepResult& r) -> Point {
+  // A broken model (val_bpb several times the best) would flatten every useful curve: points above
+  // kBpbPlotLimit times the best are left out of the plot (not the tables), and the title says how many.
+  constexpr double kBpbPlotLimit = 1.5;
+  double best_bpb = std::numeric_limits<double>::infinity();
+  for (const auto& r : results)
+    if (r.val_bpb) best_bpb = std::min(best_bpb, *r.val_bpb);
+  size_t left_out = 0;
+  auto bpb = series_by_family(results, [&](const SweepResult& r) -> Point {
     if (!r.val_bpb) return std::nullopt;
+    if (*r.val_bpb > kBpbPlotLimit * best_bpb) return ++left_out, std::nullopt;
     return std::make_pair(static_cast<double>(r.artifact_bytes), *r.val_bpb);
   });
-  if (!bpb.empty())
-    plots.push_back({"rd_bytes_vs_val_bpb.svg", svg_plot({"Artifact bytes vs val_bpb", "artifact bytes", "val_bpb"}, bpb)});
+  if (!bpb.empty()) {
+    std::string title = "Artifact bytes vs val_bpb";
+    if (left_out > 0)
+      title += " (" + std::to_string(left_out) + " point" + (left_out > 1 ? "s" : "") + " above " +
+               printed("%.1f", kBpbPlotLimit) + "x the best left out)";
+    plots.push_back({"rd_bytes_vs_val_bpb.svg", svg_plot({title, "artifact bytes", "val_bpb"}, bpb)});
+  }
 
-  std::vector<std::string> classes;
-  for (const auto& r : results)
-    for (const auto& [t, entropy] : r.tensors)
-      if (t.quantized && std::find(classes.begin(), classes.end(), tensor_class(t.name)) == classes.end())
-        classes.push_back(tensor_class(t.name));
-  for (const auto& cls : classes) {
+  for (const auto& cls : quantized_classes(results)) {
     auto series = series_by_family(results, [&](const SweepResult& r) -> Point {
-      double bytes = 0;
-      Distortion d;
-      for (const auto& [t, entropy] : r.tensors)
-        if (t.quantized && tensor_class(t.name) == cls) bytes += t.stored_bytes, d.add(t.distortion);
+      const auto [bytes, d] = class_totals(r, cls);
       if (d.count == 0) return std::nullopt;
       return std::make_pair(bytes, d.relative_mse());
     });

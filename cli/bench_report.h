@@ -11,6 +11,9 @@
 namespace pgolf::cli {
 
 std::string bench_markdown(std::span<const SweepResult> results);
+// Relative MSE per tensor class ("attn.c_q", "tok_emb", ...), one row per codec: where a codec
+// spends its error (for a low-rank tok_emb, 1 - rel. MSE is the variance its rank explains).
+std::string bench_class_markdown(std::span<const SweepResult> results);
 std::string bench_csv(std::span<const SweepResult> results);          // one row per codec and compressor
 std::string bench_tensors_csv(std::span<const SweepResult> results);  // one row per codec, compressor and tensor
 nlohmann::json bench_json(std::span<const SweepResult> results);

@@ -10,6 +10,8 @@ int decompress_main(int argc, char** argv);
 int inspect_main(int argc, char** argv);
 int eval_main(int argc, char** argv);
 int data_main(int argc, char** argv);
+int train_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
+int sensitivity_main(int argc, char** argv);
 
 }  // namespace pgolf::cli

@@ -95,9 +95,11 @@ int compress_main(int argc, char** argv) {
   options.positional_help("IN...").show_positional_help();
   options.add_options()
       ("o,output", "artifact to write (.pgz)", cxxopts::value<std::string>())
-      ("codec", "codec for large 2-D float tensors: intN[:clip=absmax|quantile:P|std:K|mse], fp16, bf16, fp32",
+      ("codec", "codec for large 2-D float tensors: intN[:clip=absmax|quantile:P|std:K|mse], "
+                "ecsq:relmse=R|bits=B|step=S|totalrelmse=T, fp16, bf16, fp32; or 'lossless': every tensor exact",
        cxxopts::value<std::string>()->default_value("int6"))
-      ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, none",
+      ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, rans, none; "
+                     "auto: per group the smallest of rans, zstd:22, zlib:9",
        cxxopts::value<std::string>()->default_value("zstd:22"))
       ("rule", "REGEX=SPEC: codec for tensors whose name matches (repeatable, first match wins; SPEC 'raw' stores bytes as they are)",
        cxxopts::value<std::vector<std::string>>())

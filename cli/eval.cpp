@@ -10,6 +10,7 @@
 
 #include "artifact/load.h"
 #include "cli/command.h"
+#include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/val_data.h"
 #include "core/error.h"
@@ -17,48 +18,7 @@
 #include "trainer/shards.h"
 #include "trainer/tokenizer.h"
 
-#ifdef PGOLF_HAVE_CUDA
-#include "kernels/cuda_eval.h"
-#endif
-
 namespace pgolf::cli {
-
-namespace {
-
-// auto: cuda where a GPU is present, else cpu. cuda is refused where there is none.
-std::string choose_device(const std::string& requested) {
-  require(requested == "auto" || requested == "cpu" || requested == "cuda",
-          "--device must be auto, cpu or cuda, got '" + requested + "'");
-#ifdef PGOLF_HAVE_CUDA
-  const bool gpu = cuda_available();
-  const std::string missing = "no CUDA GPU found";
-#else
-  const bool gpu = false;
-  const std::string missing = "this pgolf was built without CUDA";
-#endif
-  if (requested == "auto") return gpu ? "cuda" : "cpu";
-  require(requested == "cpu" || gpu, "--device cuda: " + missing);
-  return requested;
-}
-
-std::string describe_device(const std::string& device, int threads) {
-#ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return "cuda (" + cuda_device_name() + ")";
-#endif
-  (void)device;
-  return "cpu, " + std::to_string(threads) + " threads";
-}
-
-EvalResult run_eval(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
-                    const ByteTable& bytes, const EvalOptions& options) {
-#ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return evaluate_cuda(model, tokens, bytes, options);
-#endif
-  (void)device;
-  return evaluate(model, tokens, bytes, options);
-}
-
-}  // namespace
 
 int eval_main(int argc, char** argv) {
   cxxopts::Options options(
@@ -107,13 +67,10 @@ int eval_main(int argc, char** argv) {
   }
 
   const auto tensors = load_float_tensors(model_paths);
-  const ModelConfig config = ModelConfig::from_tensors(tensors);
-  const Model<float> model(config, params_from_tensors<float>(config, tensors));
   const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
-  require(tokenizer.vocab_size() == config.vocab, tokenizer_path + ": tokenizer vocab " +
-                                                      std::to_string(tokenizer.vocab_size()) + " != model vocab " +
-                                                      std::to_string(config.vocab));
+  const Model<float> model = evaluation_model(tensors, tokenizer);
+  const ModelConfig& config = model.config();
   const auto shards = find_shards(data_dir, "val");
   const auto tokens = read_val_tokens(shards, eval.max_sequences > 0 ? eval.max_sequences * eval.seq_len + 1 : 0);
 
@@ -124,7 +81,7 @@ int eval_main(int argc, char** argv) {
       if (done == total) std::fprintf(stderr, "\n");
     };
   const std::string device_text = describe_device(device, eval.threads);
-  const EvalResult r = run_eval(device, model, tokens, tokenizer.byte_table(), eval);
+  const EvalResult r = evaluate_on(device, model, tokens, tokenizer.byte_table(), eval);
 
   if (json) {
     nlohmann::json j = {{"model", model_paths},        {"config", config.describe()},    {"data", data_dir},

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/spec.h"
 
@@ -32,6 +33,10 @@ uint64_t parse_byte_count(const std::string& text) {
   double value = parse_number(number, "byte count '" + text + "'") * factor;
   require(value >= 1 && value < 1e15, "byte count '" + text + "' is out of range");
   return static_cast<uint64_t>(std::llround(value));
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  write_file_atomic(path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), true);
 }
 
 }  // namespace pgolf::cli

@@ -22,7 +22,9 @@ constexpr Subcommand kSubcommands[] = {
     {"inspect", pgolf::cli::inspect_main, "list the tensors, codecs, bytes and checksums of safetensors files or artifacts"},
     {"eval", pgolf::cli::eval_main, "val_loss and val_bpb of a checkpoint or artifact on Parameter Golf shards"},
     {"data", pgolf::cli::data_main, "build or import a corpus in Parameter Golf's shard format"},
+    {"train", pgolf::cli::train_main, "train the baseline model (Muon + Adam) on Parameter Golf shards; bf16 checkpoint + resumable state"},
     {"bench", pgolf::cli::bench_main, "rate-distortion sweep: bytes, error, time and val_bpb per codec; table, CSV, JSON, SVG plots"},
+    {"sensitivity", pgolf::cli::sensitivity_main, "per-tensor loss increase per unit of squared error, for compress --auto --sensitivity"},
 };
 
 void usage(std::FILE* out) {

@@ -1,11 +1,12 @@
 // Lossless byte codecs (bytes to fewer bytes), registered by name with a spec string:
-// "zstd:22", "zlib:9", "none". One small interface, one file per implementation.
+// "zstd:22", "zlib:9", "none", "rans", "auto". One small interface, one file per implementation.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgolf {
@@ -18,6 +19,13 @@ class ByteCodec {
   // raw_size is the exact decoded size recorded by the caller; a stream that does not decode
   // to exactly that many bytes is an InputError (corrupt input), never a crash.
   virtual std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const = 0;
+
+  // The spec of this codec for streams of `width`-byte little-endian integer symbols: behind a byte
+  // shuffle by default; rans codes 16-bit symbols as one alphabet.
+  virtual std::string spec_for_symbols(int width) const;
+  // encode(), and the spec of the codec that decodes the result: spec() but for a codec that
+  // chooses ("auto"), which names its choice, so stored bytes never need the chooser to decode.
+  virtual std::pair<std::string, std::vector<uint8_t>> encode_named(std::span<const uint8_t> raw) const;
 };
 
 // Throws InputError for an unknown name or a bad parameter, listing what is accepted.

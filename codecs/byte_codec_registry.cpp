@@ -16,7 +16,9 @@ constexpr ByteCodecEntry kByteCodecs[] = {
     {"zlib", false, make_zlib_codec},
     {"none", true, make_none_codec},
     {"shuffle", true, make_shuffle_codec},
+    {"rotate", true, make_rotate_codec},
     {"rans", false, make_rans_codec},
+    {"auto", false, make_auto_codec},
 };
 
 // "T1+T2+...+C": size-preserving transforms, then one codec. Decoding runs the chain
@@ -29,10 +31,16 @@ class ChainCodec final : public ByteCodec {
     for (const auto& stage : stages_) s += (s.empty() ? "" : "+") + stage->spec();
     return s;
   }
-  std::vector<uint8_t> encode(std::span<const uint8_t> raw) const override {
+  std::vector<uint8_t> encode(std::span<const uint8_t> raw) const override { return encode_named(raw).second; }
+  std::pair<std::string, std::vector<uint8_t>> encode_named(std::span<const uint8_t> raw) const override {
     std::vector<uint8_t> data(raw.begin(), raw.end());
-    for (const auto& stage : stages_) data = stage->encode(data);
-    return data;
+    std::string name;
+    for (size_t i = 0; i + 1 < stages_.size(); ++i) {
+      data = stages_[i]->encode(data);
+      name += stages_[i]->spec() + "+";
+    }
+    auto [last, encoded] = stages_.back()->encode_named(data);
+    return {name + last, std::move(encoded)};
   }
   std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const override {
     std::vector<uint8_t> data = stages_.back()->decode(encoded, raw_size);
@@ -54,6 +62,14 @@ const ByteCodecEntry& find_entry(const SpecStage& stage, std::string_view spec) 
 
 }  // namespace
 
+std::string ByteCodec::spec_for_symbols(int width) const {
+  return width == 1 ? spec() : "shuffle:" + std::to_string(width) + "+" + spec();
+}
+
+std::pair<std::string, std::vector<uint8_t>> ByteCodec::encode_named(std::span<const uint8_t> raw) const {
+  return {spec(), encode(raw)};
+}
+
 std::vector<std::string> byte_codec_names() {
   std::vector<std::string> names;
   for (const auto& e : kByteCodecs) names.emplace_back(e.name);
@@ -66,7 +82,7 @@ std::unique_ptr<ByteCodec> make_byte_codec(std::string_view spec) {
   for (size_t i = 0; i < stages.size(); ++i) {
     const auto& entry = find_entry(stages[i], spec);
     require(entry.size_preserving || i + 1 == stages.size(),
-            "compressor '" + std::string(spec) + "': only size-preserving transforms (shuffle, none) may come before '+'");
+            "compressor '" + std::string(spec) + "': only size-preserving transforms (shuffle, rotate, none) may come before '+'");
     codecs.push_back(entry.make(stages[i]));
   }
   if (codecs.size() == 1) return std::move(codecs[0]);

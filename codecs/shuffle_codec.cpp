@@ -40,11 +40,15 @@ class ShuffleCodec final : public ByteCodec {
 
 }  // namespace
 
+size_t element_width_param(const SpecStage& stage) {
+  long width = stage.params.size() == 1 ? parse_integer(stage.params[0].second, stage.name + " width") : 0;
+  require(width == 2 || width == 4 || width == 8, stage.name + " takes an element width of 2, 4 or 8, e.g. " + stage.name +
+                                                      ":2 (got '" + stage.to_string() + "')");
+  return static_cast<size_t>(width);
+}
+
 std::unique_ptr<ByteCodec> make_shuffle_codec(const SpecStage& stage) {
-  long width = stage.params.size() == 1 ? parse_integer(stage.params[0].second, "shuffle width") : 0;
-  require(width == 2 || width == 4 || width == 8, "shuffle takes an element width of 2, 4 or 8, e.g. shuffle:2 (got '" +
-                                                      stage.to_string() + "')");
-  return std::make_unique<ShuffleCodec>(static_cast<size_t>(width));
+  return std::make_unique<ShuffleCodec>(element_width_param(stage));
 }
 
 }  // namespace pgolf

@@ -1,10 +1,12 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -17,12 +19,35 @@ std::string folder_of(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   return parent.empty() ? std::string(".") : parent.string();
 }
+
+// Temporaries are TARGET.tmp.PID.XXXXXX. A writer killed before commit (SIGKILL, OOM, power loss)
+// cannot remove its own; the next write to the same target removes those whose writer is gone.
+std::string temp_prefix(const std::string& target) { return target + ".tmp."; }
+
+void remove_stale_temporaries(const std::string& target) {
+  namespace fs = std::filesystem;
+  std::string prefix = fs::path(temp_prefix(target)).filename().string();
+  std::error_code ec;
+  for (fs::directory_iterator it(folder_of(target), ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const char* digits = name.c_str() + prefix.size();
+    char* rest = nullptr;
+    long pid = std::strtol(digits, &rest, 10);
+    if (rest == digits || pid <= 0 || std::strlen(rest) != 7 || rest[0] != '.') continue;
+    // Alive (or alive under another user: EPERM) means a write in progress: leave it.
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;  // another writer may remove it first
+    fs::remove(it->path(), ignored);
+  }
+}
 }  // namespace
 
 AtomicFile::AtomicFile(std::string target, bool overwrite) : target_(std::move(target)) {
   if (!overwrite && std::filesystem::exists(target_))
     throw InputError(target_ + ": exists; pass --force to replace it");
-  temp_ = target_ + ".tmp.XXXXXX";
+  remove_stale_temporaries(target_);
+  temp_ = temp_prefix(target_) + std::to_string(::getpid()) + ".XXXXXX";
   fd_ = ::mkstemp(temp_.data());
   if (fd_ < 0) throw InputError(target_ + ": cannot create a temporary file: " + std::strerror(errno));
 }

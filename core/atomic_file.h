@@ -1,6 +1,8 @@
 // Every file pgolf writes goes through here: the bytes land in a temporary file in the
 // same folder, are fsync'd, then renamed over the target, so a crash at any point leaves
-// either the old file or the new one, never half of one.
+// either the old file or the new one, never half of one. A writer killed before its rename
+// leaves its temporary (TARGET.tmp.PID.XXXXXX) behind; the next write to that target removes
+// the temporaries of writers that are no longer running.
 #pragma once
 #include <cstdint>
 #include <span>

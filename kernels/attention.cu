@@ -1,4 +1,5 @@
-// Causal GQA attention forward in fp32 with an online softmax (no scores in device memory).
+// Causal GQA attention forward in fp32 with an online softmax (no scores in device memory); for
+// training it also keeps each row's log-sum-exp.
 // One block per (sequence, query head, tile of 64 queries), one query per thread: the thread keeps
 // its q and output row in registers while the block stages tiles of keys and values in shared
 // memory; scores are taken 16 keys at a time, so the running max and sum are rescaled once per 16.
@@ -8,6 +9,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/forward_kernels.h"
+#include "kernels/train_kernels.h"
 
 namespace pgolf::cuda {
 
@@ -19,7 +21,7 @@ constexpr int kKeysPerChunk = 16;
 
 template <int kHeadDim>
 __global__ void __launch_bounds__(kQueriesPerBlock)
-    attention_kernel(const float* qkv, int seq_len, int heads, int kv_heads, float* out) {
+    attention_kernel(const float* qkv, int seq_len, int heads, int kv_heads, float* out, float* lse) {
   constexpr int kVectors = kHeadDim / 4;  // float4s per head row
   const int sequence = blockIdx.x / heads, head = blockIdx.x % heads;
   const int kv_head = head / (heads / kv_heads);
@@ -107,12 +109,14 @@ __global__ void __launch_bounds__(kQueriesPerBlock)
   for (int c = 0; c < kVectors; ++c)
     out_row[c] = make_float4(o[4 * c] / running_sum, o[4 * c + 1] / running_sum, o[4 * c + 2] / running_sum,
                              o[4 * c + 3] / running_sum);
+  if (lse) lse[(int64_t(sequence) * seq_len + query) * heads + head] = running_max + logf(running_sum);
 }
 
 template <int kHeadDim>
-void launch(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, float* out, cudaStream_t stream) {
+void launch(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, float* out, float* lse,
+            cudaStream_t stream) {
   const dim3 grid(unsigned(sequences * heads), unsigned((seq_len + kQueriesPerBlock - 1) / kQueriesPerBlock));
-  attention_kernel<kHeadDim><<<grid, kQueriesPerBlock, 0, stream>>>(qkv, seq_len, heads, kv_heads, out);
+  attention_kernel<kHeadDim><<<grid, kQueriesPerBlock, 0, stream>>>(qkv, seq_len, heads, kv_heads, out, lse);
   PGOLF_CUDA_CHECK_LAUNCH("attention");
 }
 
@@ -122,19 +126,24 @@ bool attention_supports_head_dim(int head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64;
 }
 
-void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim, float* out,
-               cudaStream_t stream) {
+void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
+                        float* out, float* lse, cudaStream_t stream) {
   if (kv_heads <= 0 || heads % kv_heads != 0)
     throw std::invalid_argument("attention: heads " + std::to_string(heads) + " is not a multiple of kv_heads " +
                                 std::to_string(kv_heads));
   if (sequences == 0 || seq_len == 0) return;
   switch (head_dim) {
-    case 8: return launch<8>(qkv, sequences, seq_len, heads, kv_heads, out, stream);
-    case 16: return launch<16>(qkv, sequences, seq_len, heads, kv_heads, out, stream);
-    case 32: return launch<32>(qkv, sequences, seq_len, heads, kv_heads, out, stream);
-    case 64: return launch<64>(qkv, sequences, seq_len, heads, kv_heads, out, stream);
+    case 8: return launch<8>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
+    case 16: return launch<16>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
+    case 32: return launch<32>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
+    case 64: return launch<64>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
   }
   throw std::invalid_argument("attention: head_dim " + std::to_string(head_dim) + " is not 8, 16, 32 or 64");
+}
+
+void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim, float* out,
+               cudaStream_t stream) {
+  attention_with_lse(qkv, sequences, seq_len, heads, kv_heads, head_dim, out, nullptr, stream);
 }
 
 }  // namespace pgolf::cuda

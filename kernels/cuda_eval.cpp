@@ -7,10 +7,12 @@
 #include "kernels/cuda_check.h"
 #include "kernels/device_buffer.h"
 #include "kernels/forward_kernels.h"
+#include "kernels/gemm.h"
 
 namespace pgolf {
 
 using cuda::DeviceBuffer;
+using cuda::linear;
 
 namespace {
 
@@ -18,13 +20,6 @@ namespace {
 constexpr int kTokensPerCall = 64 * 1024;
 
 std::span<const float> values(const Matrix<float>& m) { return {m.data(), static_cast<size_t>(m.size())}; }
-
-// y[rows, out] = x[rows, in] w[out, in]^T, a Linear layer on row-major matrices. cuBLAS is
-// column-major: there the same memory holds y^T = w x^T, with w read transposed.
-void linear(cublasHandle_t cublas, const float* x, const float* w, int rows, int in, int out, float* y) {
-  const float one = 1, zero = 0;
-  PGOLF_CUDA_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &one, w, in, x, in, &zero, y, out));
-}
 
 struct BlockWeights {
   DeviceBuffer<float> qkv;  // c_q, c_k and c_v stacked [(H + 2 Hkv) D, C]: one GEMM makes q, k and v

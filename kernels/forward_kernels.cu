@@ -4,40 +4,11 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/forward_kernels.h"
+#include "kernels/warp_rows.cuh"
 
 namespace pgolf::cuda {
 
 namespace {
-
-constexpr int kWarp = 32;
-constexpr int kWarpsPerBlock = 8;  // row kernels: one warp per row (or per head of a row)
-constexpr int kThreadsPerBlock = kWarp * kWarpsPerBlock;
-
-__device__ float warp_sum(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ double warp_sum(double v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ float warp_max(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// The warp's item: a row, or a (row, head) pair.
-__device__ int64_t warp_item() { return int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; }
-__device__ int lane() { return threadIdx.x % kWarp; }
-
-// 1 / sqrt(mean(x^2) + eps) of x[0..width), summed by the whole warp (eps as F.rms_norm's for fp32).
-__device__ float warp_inv_rms(const float* x, int width) {
-  float sum = 0;
-  for (int j = lane(); j < width; j += kWarp) sum += x[j] * x[j];
-  return 1.0f / sqrtf(warp_sum(sum) / float(width) + FLT_EPSILON);
-}
 
 __device__ void warp_rms_norm_row(const float* x, int width, float* out) {
   const float inv_rms = warp_inv_rms(x, width);
@@ -94,28 +65,14 @@ __global__ void qk_norm_rope_kernel(float* qkv, int64_t rows, int seq_len, int h
   }
 }
 
-__device__ float softcap(float logit, float cap) { return cap * tanhf(logit / cap); }
 
 __global__ void softcap_cross_entropy_kernel(const float* logits, const uint16_t* targets, int64_t rows, int vocab,
                                              float cap, double* losses) {
   const int64_t row = warp_item();
   if (row >= rows) return;
   const float* z = logits + row * vocab;
-  float max = -INFINITY;
-  for (int j = lane(); j < vocab; j += kWarp) max = fmaxf(max, softcap(z[j], cap));
-  max = warp_max(max);
-  double sum = 0;
-  for (int j = lane(); j < vocab; j += kWarp) sum += exp(double(softcap(z[j], cap)) - double(max));
-  sum = warp_sum(sum);
+  const auto [max, sum] = warp_softcap_softmax(z, vocab, cap);
   if (lane() == 0) losses[row] = log(sum) + double(max) - double(softcap(z[targets[row]], cap));
-}
-
-unsigned row_blocks(int64_t items) { return unsigned((items + kWarpsPerBlock - 1) / kWarpsPerBlock); }
-
-// Grid-stride elementwise kernels: enough blocks to fill the GPU several times over.
-unsigned elementwise_blocks(int64_t count) {
-  const int64_t blocks = (count + kThreadsPerBlock - 1) / kThreadsPerBlock;
-  return unsigned(blocks < 8192 ? blocks : 8192);
 }
 
 }  // namespace

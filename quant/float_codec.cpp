@@ -16,9 +16,18 @@ class FloatCodec final : public TensorCodec {
   std::string spec() const override { return name_; }
   bool is_passthrough() const override { return true; }
 
+  // Values are stored as they are, NaN and Inf included; a finite value that would round to Inf
+  // (beyond 65504 in fp16) is refused rather than silently changed.
   std::vector<Stream> encode(std::span<const float> values, const TensorShape&) const override {
     std::vector<Stream> out;
-    out.push_back({name_, from_float(type_, values), static_cast<int>(dtype_size(type_))});
+    out.push_back({name_, from_float(type_, values), static_cast<int>(dtype_size(type_)), false, type_ == DType::BF16});
+    std::vector<float> stored(values.size());
+    to_float(type_, out[0].bytes, stored);
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (std::isfinite(values[i]) && !std::isfinite(stored[i]))
+        throw InputError(name_ + ": value " + std::to_string(values[i]) + " at index " + std::to_string(i) +
+                         " is beyond " + name_ + "'s range (store it as fp32)");
+    }
     return out;
   }
 

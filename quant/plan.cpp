@@ -16,7 +16,7 @@ bool is_control_tensor(const std::string& name) {
 }
 
 Plan::Plan(std::string default_spec, const std::vector<std::string>& rules) : default_spec_(std::move(default_spec)) {
-  make_tensor_codec(default_spec_);  // validates
+  if (default_spec_ != kLosslessSpec) make_tensor_codec(default_spec_);  // validates
   for (const auto& text : rules) {
     size_t eq = text.rfind('=');
     // a spec may contain '=' (int6:clip=mse), so split at the first '=' that leaves a valid codec
@@ -48,6 +48,7 @@ std::string Plan::codec_for(const std::string& name, DType dtype, const std::vec
   if (!dtype_is_float(dtype)) return kRawSpec;
   for (const auto& rule : rules_)
     if (std::regex_search(name, rule.regex)) return rule.spec;
+  if (default_spec_ == kLosslessSpec) return kRawSpec;
   if (is_control_tensor(name)) return "fp32";
   if (shape.size() != 2 || element_count(shape) <= kSmallTensorElements) return "fp16";
   return default_spec_;

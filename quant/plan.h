@@ -13,6 +13,8 @@ namespace pgolf {
 
 // The spec that stores a tensor's bytes exactly as they are (non-float tensors).
 inline constexpr const char* kRawSpec = "raw";
+// The default spec that stores every tensor exactly: raw bytes for all (the byte codec does the work).
+inline constexpr const char* kLosslessSpec = "lossless";
 
 struct PlanRule {
   std::string pattern;  // ECMAScript regex, searched in the tensor name
@@ -22,7 +24,8 @@ struct PlanRule {
 
 class Plan {
  public:
-  // default_spec: the codec for large 2-D float tensors ("int6"). Rules are "REGEX=SPEC".
+  // default_spec: the codec for large 2-D float tensors ("int6"), or "lossless" for raw bytes of
+  // every tensor no rule matches. Rules are "REGEX=SPEC".
   // Throws InputError for a malformed rule or regex, or an unknown codec.
   Plan(std::string default_spec, const std::vector<std::string>& rules);
 

@@ -27,6 +27,8 @@ struct Stream {
   std::string group;      // e.g. "int6", "scale.fp16", "fp16"
   std::vector<uint8_t> bytes;
   int element_bytes = 1;  // 2 or 4 for float streams, whose bytes the artifact groups before compressing
+  bool integer = false;   // wide symbols: element_bytes-wide little-endian integers, not floats
+  bool bf16 = false;      // 2-byte floats are bf16, not fp16: after the sign, the exponent fills a byte
 };
 
 class TensorCodec {

@@ -30,6 +30,7 @@ constexpr TensorCodecEntry kTensorCodecs[] = {
     {"bf16", false, Role::Leaf, "bf16", make_float_codec, nullptr},
     {"fp32", false, Role::Leaf, "fp32", make_float_codec, nullptr},
     {"kmeans", false, Role::Leaf, "kmeans:k=K[,init=quantile|kmeanspp,groups=rows:R,method=lloyd|exact|ecsq,lambda=L,iters=N,seed=S]", make_kmeans_codec, nullptr},
+    {"ecsq", false, Role::Leaf, "ecsq:relmse=R|bits=B|step=S|totalrelmse=T[,scope=tensor|row]", make_ecsq_codec, nullptr},
     {"prune", false, Role::Wrapper, "prune:F[,scope=tensor|row]+INNER or prune:threshold=T+INNER", nullptr, make_prune_codec},
     {"lowrank", false, Role::Wrapper, "lowrank:rank=R|energy=E+INNER (float factors: +fp16)", nullptr, make_lowrank_codec},
     {"lrcorr", false, Role::Corrector, "BASE+lrcorr:rank=R[,factors=SPEC] (factors int8 by default)", nullptr, make_lowrank_correction_codec},

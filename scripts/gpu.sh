@@ -4,6 +4,9 @@
 # samples/base9 on the full val split and profiles one batch of it. Logs go to $OUT (else build-gpu/logs).
 #   here, once:  scripts/gpu.sh prepare   (devdata: the full val shard, the tokenizer, liblzma-dev)
 #   there:       scripts/gpu.sh           (the device tool's run, with carry ["devdata"])
+#                scripts/gpu.sh rd        (only val_bpb against bytes: the sweep, sensitivity, --auto)
+#                scripts/gpu.sh train     (only the trainer: its GPU tests and a throughput run at the
+#                                          reference settings; TRAIN_STEPS steps, default 20)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +15,8 @@ if [[ "${1:-}" == prepare ]]; then
   mkdir -p devdata/sp1024
   xz -dc ../shared/data/sp1024/corpus_val_000000.bin.xz > devdata/sp1024/corpus_val_000000.bin
   cp samples/sp1024/corpus_1024_bpe.model devdata/sp1024/
+  # The first train shard travels compressed (10 MB; 100 MB unpacked) and is unpacked there.
+  cp ../shared/data/sp1024/corpus_train_000000.bin.xz devdata/
   # The GPU machine has no liblzma headers and nothing can be installed there: carry Debian's
   # liblzma-dev headers and static library, found through a pkg-config file of its own.
   deb=$(mktemp -d)
@@ -42,20 +47,12 @@ if ! { cmake -S . -B build-gpu -DPGOLF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DP
   exit 1
 fi
 
-step "GPU tests: kernels and whole forward against the CPU reference"
-build-gpu/tests/test_kernels 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
-
-step "eval: base9 on the full val split, on the GPU"
-start=$(date +%s.%N)
-build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda 2>&1 | tee "$logs/eval.txt" ||
-  failed+=(eval)
-awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "wall seconds, loading and GPU set-up included: %.2f\n", end - start }'
-
-if command -v ncu > /dev/null; then
-  step "kernel times of one batch of 64 x 1024 tokens (ncu)"
-  timeout 180 ncu --clock-control none --metrics gpu__time_duration.sum --print-kernel-base function --csv --log-file "$logs/ncu.csv" \
-    build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --tokens 65536 > /dev/null 2>&1 &&
-    python3 - "$logs/ncu.csv" <<'EOF' || echo "ncu profile failed"
+# kernel_times CSV LABEL COMMAND...: runs COMMAND under ncu and prints the GPU time per kernel.
+kernel_times() {
+  local csv=$1 label=$2
+  shift 2
+  timeout 180 ncu --clock-control none --metrics gpu__time_duration.sum --print-kernel-base function --csv \
+    --log-file "$csv" "$@" > /dev/null 2>&1 && python3 - "$csv" "$label" <<'EOF' || echo "ncu profile failed"
 import csv, sys, collections
 seconds = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0}
 total, count = collections.Counter(), collections.Counter()
@@ -70,9 +67,111 @@ all_ms = 1e3 * sum(total.values())
 print(f"{'kernel':60} {'launches':>8} {'ms':>9} {'share':>6}")
 for kernel, t in total.most_common():
     print(f"{kernel:60} {count[kernel]:8d} {1e3 * t:9.3f} {100 * t * 1e3 / all_ms:5.1f}%")
-print(f"{'all kernels of one batch':60} {sum(count.values()):8d} {all_ms:9.3f}")
+print(f"{sys.argv[2]:60} {sum(count.values()):8d} {all_ms:9.3f}")
 EOF
+}
+
+# The trainer at the base9 reference run's settings (262,144 tokens per step as 4 micro-batches
+# of 64 x 1024, warmdown 400, seed 1337) for TRAIN_STEPS steps: tokens/s per step and at the end.
+train_benchmark() {
+  step "GPU tests: the CUDA trainer against the CPU reference"
+  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*' 2>&1 | tee "$logs/test_train.log" || failed+=(test_train)
+  step "train: reference settings, ${TRAIN_STEPS:-20} steps"
+  [ -f devdata/sp1024/corpus_train_000000.bin ] || xz -dc devdata/corpus_train_000000.bin.xz > devdata/sp1024/corpus_train_000000.bin
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/train-bench --overwrite --device cuda --tf32 \
+    --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337 --steps "${TRAIN_STEPS:-20}" \
+    --val-tokens 65536 2>&1 | tee "$logs/train.txt" || failed+=(train)
+  # (Their logs stay in build-gpu: at most 8 files come back from the device.)
+  step "train: 100 steps, save, resume 100 = 200 straight (small model, fp32)"
+  local small=(--data devdata/sp1024 --device cuda --layers 4 --dim 128 --heads 4 --kv-heads 2 --seq-len 256
+               --micro-batch 8 --tokens-per-step 4096 --warmdown 50 --steps 200 --val-tokens 4096 --overwrite)
+  build-gpu/cli/pgolf train "${small[@]}" --out build-gpu/straight > "build-gpu/resume_straight.txt" 2>&1 &&
+    build-gpu/cli/pgolf train "${small[@]}" --stop-at 100 --out build-gpu/first > "build-gpu/resume_first.txt" 2>&1 &&
+    build-gpu/cli/pgolf train "${small[@]}" --resume build-gpu/first.state --out build-gpu/rest \
+      > "build-gpu/resume_rest.txt" 2>&1 || failed+=(resume)
+  if cmp <(grep -o 'step [0-9]*/200 loss [^ ]*' "build-gpu/resume_straight.txt") \
+         <(cat "build-gpu/resume_first.txt" "build-gpu/resume_rest.txt" | grep -o 'step [0-9]*/200 loss [^ ]*'); then
+    echo "resume: the 200 printed losses equal the straight run's ($(grep -c '/200 loss' "build-gpu/resume_straight.txt") lines)"
+  else
+    echo "resume: a run failed or the losses differ:"
+    tail -n 3 build-gpu/resume_*.txt
+    failed+=(resume)
+  fi
+  if command -v ncu > /dev/null; then
+    step "kernel times of one training step of 64 x 1024 tokens (ncu)"
+    kernel_times "build-gpu/ncu_train.csv" "all kernels of one step (+ 1 val window)" \
+      build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/profile --overwrite --device cuda --tf32 \
+      --tokens-per-step 65536 --micro-batch 64 --steps 1 --val-tokens 1024
+  fi
+}
+# Rate-distortion against val_bpb on the first 64 val sequences (samples/sp1024 holds them): every
+# default sweep point; the per-tensor sensitivity; --auto at 8, 10 and 12 MB, plain and weighted by
+# the sensitivity, each evaluated. Everything is packed into $OUT/rd.tar.gz (the device returns few files).
+rd_benchmark() {
+  local rd=build-gpu/rd data=(--data samples/sp1024 --tokens 65536 --device cuda)
+  rm -rf "$rd" && mkdir -p "$rd"
+  auto() {  # auto NAME BUDGET [FLAGS...]: compress --auto, then eval the artifact
+    local name=$1 budget=$2
+    shift 2
+    build-gpu/cli/pgolf compress samples/base9 -o "$rd/$name.pgz" --auto --budget "$budget" --threads 5 "$@" \
+      > "$rd/$name.txt" 2>&1 && build-gpu/cli/pgolf eval "$rd/$name.pgz" "${data[@]}" --json > "$rd/eval_$name.json" 2>&1
+  }
+  step "rd: --auto at 8, 10, 12 MB (squared error), with the sensitivity in the meantime"
+  for b in 8000000 10000000 12000000; do auto "auto_$b" $b & done
+  build-gpu/cli/pgolf sensitivity samples/base9 "${data[@]}" -o "$rd/sensitivity.json" > "$rd/sensitivity.txt" 2>&1 ||
+    failed+=(sensitivity)
+  wait
+  step "rd: --auto weighted by the sensitivity"
+  for b in 8000000 10000000 12000000; do auto "auto_weighted_$b" $b --sensitivity "$rd/sensitivity.json" & done
+  wait
+  step "rd: int6 against the settings that beat it at fewer bytes"
+  build-gpu/cli/pgolf compress samples/base9 -o "$rd/int6.pgz" --codec int6 > "$rd/int6.txt" 2>&1 &&
+    build-gpu/cli/pgolf eval "$rd/int6.pgz" "${data[@]}" --json > "$rd/eval_int6.json" 2>&1 || failed+=(int6)
+  build-gpu/cli/pgolf compress samples/base9 -o "$rd/ecsq.pgz" --codec ecsq:totalrelmse=9.5e-4 --compressor auto \
+    > "$rd/ecsq.txt" 2>&1 && build-gpu/cli/pgolf eval "$rd/ecsq.pgz" "${data[@]}" --json > "$rd/eval_ecsq.json" 2>&1 ||
+    failed+=(ecsq)
+  build-gpu/cli/pgolf compress samples/base9 -o "$rd/kmeans_ecsq.pgz" \
+    --codec kmeans:k=256,init=kmeanspp,method=ecsq,lambda=0.000175 > "$rd/kmeans_ecsq.txt" 2>&1 &&
+    build-gpu/cli/pgolf eval "$rd/kmeans_ecsq.pgz" "${data[@]}" --json > "$rd/eval_kmeans_ecsq.json" 2>&1 ||
+    failed+=(kmeans_ecsq)
+  grep -h -E "^artifact|^quantized" "$rd"/int6.txt "$rd"/ecsq.txt "$rd"/kmeans_ecsq.txt
+  step "rd: val_bpb of every default sweep point (zstd:3: the bytes under zstd:22 come from the CPU run)"
+  build-gpu/cli/pgolf bench samples/base9 --compressors zstd:3 "${data[@]/--tokens/--eval-tokens}" --out "$rd/bench" \
+    > "$rd/bench.txt" 2>&1 || failed+=(bench)
+  rm -f "$rd"/*.pgz
+  tar czf "${OUT:-build-gpu}/rd.tar.gz" -C "$rd" .
+  grep -h -E "^artifact|^quantized" "$rd"/auto_*.txt
+  grep -E '"val_bpb"' "$rd"/eval_*.json
+}
+if [[ "${1:-}" == rd ]]; then
+  rd_benchmark
+  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
+  echo "all passed"
+  exit 0
 fi
+if [[ "${1:-}" == train ]]; then
+  train_benchmark
+  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
+  echo "all passed"
+  exit 0
+fi
+
+step "GPU tests: kernels and whole forward against the CPU reference"
+build-gpu/tests/test_kernels --gtest_filter='-CudaTrain*' 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
+
+step "eval: base9 on the full val split, on the GPU"
+start=$(date +%s.%N)
+build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda 2>&1 | tee "$logs/eval.txt" ||
+  failed+=(eval)
+awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "wall seconds, loading and GPU set-up included: %.2f\n", end - start }'
+
+if command -v ncu > /dev/null; then
+  step "kernel times of one batch of 64 x 1024 tokens (ncu)"
+  kernel_times "$logs/ncu.csv" "all kernels of one batch" \
+    build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --tokens 65536
+fi
+
+train_benchmark
 
 step "build the rest, then every test (ctest)"
 if cmake --build build-gpu -j16 >> "$logs/build.log" 2>&1; then

@@ -181,8 +181,34 @@ TEST(ArtifactMalformed, ForgedManifestsAreRefused) {
       {"wrong byte codec", [](J& j) { j["groups"][0]["codec"] = "zlib:9"; }},
       {"not a pgolf manifest", [](J& j) { j["format"] = "other"; }},
       {"metadata not strings", [](J& j) { j["metadata"] = {{"a", 1}}; }},
+      // found by fuzz/artifact: a float too large for the field was converted (undefined behaviour)
+      {"checksum a huge float", [](J& j) { j["groups"][0]["raw_crc32"] = 3.4e37; }},
+      {"size a fraction", [](J& j) { j["groups"][0]["stored_size"] = 12.5; }},
+      {"size negative", [](J& j) { j["groups"][0]["raw_size"] = -1; }},
+      {"checksum past 32 bits", [](J& j) { j["groups"][0]["stored_crc32"] = uint64_t{1} << 32; }},
+      {"dimension a huge float", [](J& j) { j["tensors"][0]["shape"] = {1e30, 1}; }},
+      {"shape not an array", [](J& j) { j["tensors"][0]["shape"] = 320; }},
+      {"stream offset a float", [](J& j) { j["tensors"][0]["streams"][0][1] = 1e300; }},
   };
   for (const auto& [why, edit] : cases) expect_input_error(with_manifest(good, edit), why);
+}
+
+// A low-rank tensor decodes from its factors alone, so a forged shape would make a tiny file
+// allocate terabytes before any stream is checked: the file size caps the declared elements.
+TEST(ArtifactMalformed, DeclaredElementsAreCappedByTheFileSize) {
+  test::TempDir dir;
+  auto w = test::synthetic(test::Distribution::Gaussian, 320, 256, 10);
+  write_safetensors(dir.file("m.safetensors"), {{"a.weight", DType::F32, {320, 256}, from_float(DType::F32, w)}}, {},
+                    false);
+  auto good = compress(Checkpoint::open({dir.file("m.safetensors")}), "lowrank:rank=1+int8", "zstd:3").bytes;
+  ASSERT_NO_THROW(decode_artifact(good, "ok.pgz"));
+  auto forged = with_manifest(good, [](nlohmann::json& j) { j["tensors"][0]["shape"] = {1LL << 20, 1LL << 19}; });
+  try {
+    decode_artifact(forged, "bad.pgz");
+    ADD_FAILURE() << "a " << forged.size() << "-byte artifact declaring 2^39 elements decoded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("elements"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ArtifactMalformed, DamagedFilesAreRefused) {

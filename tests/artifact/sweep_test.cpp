@@ -114,7 +114,7 @@ TEST(Sweep, DefaultSweepValidatesAndLabelsUniquely) {
     for (const auto& rule : p.rules) EXPECT_TRUE(rule.starts_with("^tok_emb\\.weight$=")) << rule;
   }
   EXPECT_EQ(int_n, 20u);
-  EXPECT_EQ(points.size() + skipped.size(), 20u + 6 + 3 + 5);  // int-N, kmeans, prune, tok_emb lowrank
+  EXPECT_EQ(points.size() + skipped.size(), 20u + 7 + 3 + 5);  // int-N, kmeans, prune, tok_emb lowrank
   EXPECT_EQ(int_n_sweep_specs().size(), 20u);
   EXPECT_EQ(int_n_sweep_specs().front(), "int4");
 }

@@ -1,7 +1,6 @@
 // pgolf bench and pgolf compress --auto as a user runs them: the files bench writes (Markdown,
 // CSV, JSON, SVG) agree with each other, val_bpb equals pgolf eval's, and --auto fits its budget.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -9,25 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "quant/safetensors.h"
+#include "cli/run_pgolf.h"
 #include "support/test_support.h"
 
 namespace pgolf {
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
-
-Run pgolf(const std::string& args) {
-  std::string cmd = std::string(PGOLF_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using test::pgolf;
 
 std::string read_text(const std::string& path) {
   auto bytes = test::read_bytes(path);
@@ -89,6 +76,10 @@ TEST(Bench, WritesAgreeingMarkdownCsvJsonAndPlots) {
   auto md = read_text(out + "/bench.md");
   EXPECT_EQ(count(md, "| zstd:3 |") + count(md, "| zlib:6 |"), 6u);
   EXPECT_NE(md.find("![rd_bytes_vs_rel_mse.svg](rd_bytes_vs_rel_mse.svg)"), std::string::npos);
+  // The class table: one row per codec (the first byte codec's), each class's error as the JSON has it.
+  const size_t classes = md.find("## Relative MSE by tensor class");
+  ASSERT_NE(classes, std::string::npos) << md;
+  EXPECT_NE(md.find("| codec | attn.c_q | mlp.proj | tok_emb |", classes), std::string::npos) << md;
 
   auto json = nlohmann::json::parse(read_text(out + "/bench.json"));
   ASSERT_EQ(json.size(), 6u);
@@ -108,6 +99,15 @@ TEST(Bench, WritesAgreeingMarkdownCsvJsonAndPlots) {
     EXPECT_EQ(json[i]["quantized_tensors"], 3);
   }
   EXPECT_EQ(json[0]["label"], "int4");
+  for (size_t i : {0u, 2u, 4u}) {  // the zstd:3 rows; the class columns in name order, tok_emb last
+    const auto& tok_emb = json[i]["tensors"].back();
+    ASSERT_EQ(tok_emb["name"], "tok_emb.weight");
+    char cell[32];
+    std::snprintf(cell, sizeof cell, " %.3e |\n", tok_emb["error"]["relative_mse"].get<double>());
+    const size_t row = md.find("| " + json[i]["label"].get<std::string>() + " | ", classes);
+    ASSERT_NE(row, std::string::npos) << md;
+    EXPECT_EQ(md.substr(row, md.find('\n', row) + 1 - row).ends_with(cell), true) << cell << "\n" << md;
+  }
   EXPECT_LT(json[0]["artifact_bytes"].get<uint64_t>(), json[2]["artifact_bytes"].get<uint64_t>());  // int4 < int8
   EXPECT_EQ(lines(read_text(out + "/bench_tensors.csv")).size(), 1u + 6 * 4);
 

@@ -1,7 +1,6 @@
 // The pgolf binary as a user runs it: exit codes, one-line errors, nothing half-written,
 // inputs untouched, and decompress(compress(x)) equal to the codec's values.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
@@ -13,25 +12,13 @@
 #include "quant/plan.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
+#include "cli/run_pgolf.h"
 #include "support/test_support.h"
 
 namespace pgolf {
 namespace {
 
-struct Run {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
-
-Run pgolf(const std::string& args) {
-  std::string cmd = std::string(PGOLF_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
-  int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using test::pgolf;
 
 // A small real checkpoint: four tensors of base9 (as bf16 safetensors), so CLI tests stay fast.
 std::string small_checkpoint(const test::TempDir& dir) {
@@ -140,7 +127,9 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
     auto r = pgolf(c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.out;
     EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
-    if (c.args.size()) EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+    if (c.args.size()) {
+      EXPECT_LE(std::count(r.out.begin(), r.out.end(), '\n'), 1) << c.args << "\n" << r.out;
+    }
   }
   EXPECT_FALSE(std::filesystem::exists(dir.file("e.pgz")));
   EXPECT_FALSE(std::filesystem::exists(dir.file("f.safetensors")));

@@ -1,8 +1,11 @@
 #include "core/atomic_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "support/test_support.h"
@@ -36,6 +39,27 @@ TEST(AtomicFile, AbandonedWriteLeavesTheOldFile) {
   }
   EXPECT_EQ(test::read_bytes(path), a);
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+}
+
+TEST(AtomicFile, NextWriteRemovesTemporariesOfDeadWritersOnly) {
+  test::TempDir dir;
+  std::string path = dir.file("out.bin");
+  pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ASSERT_GT(child, 0);
+  ::waitpid(child, nullptr, 0);  // a writer that is gone, as after SIGKILL
+  std::string dead = path + ".tmp." + std::to_string(child) + ".abcdef";
+  std::string alive = path + ".tmp." + std::to_string(::getppid()) + ".abcdef";
+  std::string other = dir.file("other.bin.tmp." + std::to_string(child) + ".abcdef");
+  std::string unrelated = path + ".tmp.notapid";
+  for (const auto& p : {dead, alive, other, unrelated}) std::ofstream(p) << "partial";
+
+  write_file_atomic(path, std::vector<uint8_t>{1, 2}, false);
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_TRUE(std::filesystem::exists(alive));      // a write in progress
+  EXPECT_TRUE(std::filesystem::exists(other));      // another target's
+  EXPECT_TRUE(std::filesystem::exists(unrelated));  // not a name pgolf makes
+  EXPECT_EQ(test::read_bytes(path), (std::vector<uint8_t>{1, 2}));
 }
 
 }  // namespace

@@ -169,6 +169,27 @@ TEST(IntN, RefusesNonFiniteAndOutOfRange) {
   EXPECT_EQ(0, std::memcmp(y.data(), special.data(), 12));
 }
 
+// Found by the tensor_codec_roundtrip fuzz target: fp16 stored 2.7e35 as Inf without a word.
+TEST(FloatCodec, FiniteValuesBeyondTheRangeAreRefusedNotMadeInfinite) {
+  TensorShape shape{{4}};
+  std::vector<float> fits = {65504.f, -65504.f, 1e-8f, 0.f};
+  EXPECT_NO_THROW(make_tensor_codec("fp16")->encode(fits, shape));
+  for (float big : {65520.f, -1e6f, 2.7e35f}) {
+    std::vector<float> x = {1.f, big, 0.f, 2.f};
+    try {
+      make_tensor_codec("fp16")->encode(x, shape);
+      ADD_FAILURE() << big << " was stored as fp16";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("index 1"), std::string::npos) << e.what();
+    }
+  }
+  std::vector<float> beyond_bf16 = {std::numeric_limits<float>::max()};
+  EXPECT_THROW(make_tensor_codec("bf16")->encode(beyond_bf16, TensorShape{{1}}), InputError);
+  std::vector<float> special = {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()};
+  auto y = round_trip(*make_tensor_codec("fp16"), special, TensorShape{{2}});  // kept as they are
+  EXPECT_TRUE(std::isinf(y[0]) && std::isnan(y[1]));
+}
+
 TEST(IntN, TinyRowsKeepANonZeroScale) {
   std::vector<float> tiny = {1e-9f, -2e-9f, 0.f, 3e-9f};
   auto y = round_trip(*make_tensor_codec("int8"), tiny, TensorShape{{1, 4}});

@@ -71,6 +71,22 @@ TEST(Shards, TruncatedOrPaddedShardNamesTheSizes) {
   EXPECT_NE(input_error([&] { TokenShard::open(path); }).find("header"), std::string::npos);
 }
 
+// A header that declares the most tokens a shard can hold, on a file of a header alone.
+TEST(Shards, DeclaredCountBeyondTheFileIsRefused) {
+  TempDir dir;
+  std::string path = dir.file("huge_val_000000.bin");
+  write_shard(path, std::vector<uint16_t>{}, false);
+  auto bytes = test::read_bytes(path);
+  for (int i = 0; i < 4; ++i) bytes[8 + i] = i < 3 ? 0xff : 0x7f;  // INT32_MAX tokens
+  test::write_bytes(path, bytes);
+  std::string message = input_error([&] { TokenShard::open(path); });
+  EXPECT_NE(message.find("truncated"), std::string::npos) << message;
+  EXPECT_NE(message.find("2147483647 tokens"), std::string::npos) << message;
+  for (int i = 0; i < 4; ++i) bytes[8 + i] = 0xff;  // -1
+  test::write_bytes(path, bytes);
+  EXPECT_NE(input_error([&] { TokenShard::open(path); }).find("negative"), std::string::npos);
+}
+
 TEST(Shards, FindShardsPicksOneSplitInNameOrder) {
   TempDir dir;
   for (const char* name : {"c_val_000001.bin", "c_train_000000.bin", "c_val_000000.bin", "c_val_000002.txt"})

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "trainer/model.h"
+#include "trainer/training.h"
 
 namespace pgolf::test {
 
@@ -48,6 +49,20 @@ ModelParams<T> random_params(const ModelConfig& config, uint64_t seed) {
     for (auto& x : m.reshaped()) x += static_cast<T>(amplitude * noise(rng));
   });
   return p;
+}
+
+// Training at the tiny model: sequences of 16, micro-batches of 4, two per step (accumulation is
+// exercised), warmdown and momentum warm-up over half the steps, clipping on.
+inline TrainSettings tiny_train_settings(int64_t steps) {
+  TrainSettings s;
+  s.seq_len = 16;
+  s.micro_batch = 4;
+  s.tokens_per_step = 128;
+  s.steps = steps;
+  s.warmdown_steps = steps / 2;
+  s.optimizer.momentum_warmup_steps = static_cast<int>(steps / 2);
+  s.optimizer.grad_clip = 1.0;
+  return s;
 }
 
 // count tokens below vocab, deterministic in seed.

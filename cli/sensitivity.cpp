@@ -1,0 +1,147 @@
+// pgolf sensitivity: how much the val loss grows per unit of squared error in each tensor. Each
+// tensor the plan would quantize is quantized alone with a probe codec and the model evaluated;
+// weight = loss increase / squared error. `pgolf compress --auto --sensitivity FILE` then
+// minimises the predicted loss increase rather than the plain squared error.
+#include <algorithm>
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "artifact/load.h"
+#include "cli/command.h"
+#include "cli/evaluator.h"
+#include "cli/format.h"
+#include "cli/list_flag.h"
+#include "cli/val_data.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "quant/distortion.h"
+#include "quant/plan.h"
+#include "quant/safetensors.h"
+#include "quant/tensor_codec.h"
+#include "trainer/shards.h"
+
+namespace pgolf::cli {
+
+namespace {
+
+struct Probe {
+  std::string name;
+  double sum_sq_error = 0;
+  double loss = 0;  // the val loss with this tensor alone quantized
+  double weight = 0;
+};
+
+}  // namespace
+
+int sensitivity_main(int argc, char** argv) {
+  cxxopts::Options options(
+      "pgolf sensitivity",
+      "Per-tensor sensitivity: the val loss increase per unit of squared error, each tensor quantized alone.\n"
+      "  pgolf sensitivity samples/base9 --data samples/sp1024 --tokens 65536 -o sens.json\n"
+      "  pgolf compress samples/base9 -o b.pgz --auto --budget 10000000 --sensitivity sens.json");
+  options.positional_help("CHECKPOINT...").show_positional_help();
+  options.add_options()
+      ("o,output", "JSON file {\"tensor\": weight} to write", cxxopts::value<std::string>())
+      ("data", "folder of *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
+      ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
+      ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
+                "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value("int4"))
+      ("rule", "REGEX=SPEC, as for compress: which tensors the plan quantizes (only those are probed)",
+       cxxopts::value<std::vector<std::string>>())
+      ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
+      ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
+      ("threads", "CPU threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
+      ("json", "print the measurements as JSON instead of the table")
+      ("force", "replace an existing output")
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
+      ("h,help", "show this help");
+  options.parse_positional({"inputs"});
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help() << "\n";
+    return 0;
+  }
+  require(args.count("inputs") > 0, "no input checkpoint given (pgolf sensitivity --help)");
+  require(args.count("output") > 0, "-o FILE is required (pgolf sensitivity --help)");
+  require(args.count("data") > 0, "--data DIR is required (pgolf sensitivity --help)");
+  const std::string output = args["output"].as<std::string>();
+  require(args.count("force") || !std::filesystem::exists(output), output + " exists (use --force to replace it)");
+  const int64_t token_count = args["tokens"].as<int64_t>();
+  require(token_count > 0, "--tokens must be positive");
+  const std::string device = choose_device(args["device"].as<std::string>());
+  const std::string probe_spec = args["codec"].as<std::string>();
+  const auto probe_codec = make_tensor_codec(probe_spec);
+  require(!probe_codec->is_passthrough(), "--codec " + probe_spec + " stores floats: the probe must quantize");
+  const Plan plan(probe_spec, args.count("rule") ? list_flag_values(args, "rule") : std::vector<std::string>{});
+
+  const auto paths = args["inputs"].as<std::vector<std::string>>();
+  const auto checkpoint = Checkpoint::open(paths);
+  auto tensors = load_float_tensors(paths);
+  const std::string data = args["data"].as<std::string>();
+  const Tokenizer tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
+  EvalOptions eval;
+  eval.max_sequences = (token_count + eval.seq_len - 1) / eval.seq_len;
+  const unsigned threads = args["threads"].as<unsigned>();
+  eval.threads = static_cast<int>(threads ? threads : default_threads());
+  const auto tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
+  auto loss_of = [&](const std::map<std::string, FloatTensor>& weights) {
+    return evaluate_on(device, evaluation_model(weights, tokenizer), tokens, tokenizer.byte_table(), eval).val_loss;
+  };
+
+  std::vector<Probe> probes;
+  for (const auto& ref : checkpoint.tensors())
+    if (plan.codec_for(ref.name, ref.dtype, ref.shape) == probe_codec->spec()) probes.push_back({ref.name});
+  require(!probes.empty(), "the plan quantizes no tensor of this checkpoint with " + probe_spec);
+
+  const double base_loss = loss_of(tensors);
+  {
+    Progress progress("sensitivity", probes.size());
+    for (auto& p : probes) {
+      FloatTensor& t = tensors.at(p.name);
+      const std::vector<float> original = t.values;
+      const TensorShape shape{t.shape};
+      t.values = decode_streams(*probe_codec, probe_codec->encode(original, shape), shape);
+      p.sum_sq_error = Distortion::measure(original, t.values).sum_sq_error;
+      p.loss = loss_of(tensors);
+      t.values = original;
+      progress.advance();
+    }
+  }
+  // A tensor whose loss did not measurably grow still may not be quantized for free: it gets the
+  // smallest weight measured above zero (the probe only shows it is below this evaluation's noise).
+  double floor = 0;
+  for (auto& p : probes) {
+    p.weight = p.sum_sq_error > 0 ? std::max(0.0, p.loss - base_loss) / p.sum_sq_error : 0;
+    if (p.weight > 0) floor = floor > 0 ? std::min(floor, p.weight) : p.weight;
+  }
+  nlohmann::json weights = nlohmann::json::object();
+  for (auto& p : probes) {
+    if (p.weight <= 0) p.weight = floor > 0 ? floor : 1;
+    weights[p.name] = p.weight;
+  }
+  write_text(output, weights.dump(2) + "\n");
+
+  if (args.count("json")) {
+    nlohmann::json j = {{"probe", probe_codec->spec()}, {"device", describe_device(device, eval.threads)},
+                        {"tokens", tokens.size() - 1}, {"base_loss", base_loss}, {"tensors", nlohmann::json::array()}};
+    for (const auto& p : probes)
+      j["tensors"].push_back({{"name", p.name}, {"sum_sq_error", p.sum_sq_error}, {"loss", p.loss},
+                              {"loss_increase", p.loss - base_loss}, {"weight", p.weight}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("probe       %s on %zu tensors; %s val tokens; %s\n", probe_codec->spec().c_str(), probes.size(),
+              with_commas(tokens.size() - 1).c_str(), describe_device(device, eval.threads).c_str());
+  std::printf("base loss   %.6f\n\n", base_loss);
+  std::printf("%-34s %14s %14s %14s\n", "tensor", "sq. error", "loss increase", "weight");
+  for (const auto& p : probes)
+    std::printf("%-34s %14.6g %14.6g %14.6g\n", p.name.c_str(), p.sum_sq_error, p.loss - base_loss, p.weight);
+  std::printf("\nwrote:       %s\n", output.c_str());
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,233 @@
+// pgolf train: trains the Parameter Golf baseline model with the reference recipe (Muon + Adam,
+// linear warmdown) on a data folder's train shards, then writes PREFIX.safetensors (bf16, the
+// reference names) and PREFIX.state (everything --resume needs). Every setting is a flag; a
+// --config JSON file may give any of them by the flag's name (a flag on the command line wins).
+#include <cstdio>
+#include <cxxopts.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "cli/command.h"
+#include "cli/evaluator.h"
+#include "cli/val_data.h"
+#include "core/error.h"
+#include "trainer/shards.h"
+#include "trainer/tokenizer.h"
+#include "trainer/training.h"
+
+#ifdef PGOLF_HAVE_CUDA
+#include "kernels/cuda_train.h"
+#endif
+
+namespace pgolf::cli {
+
+namespace {
+
+// A setting from the command line, else the config file, else the flag's default; records which
+// names were read so unknown config keys are refused.
+class Settings {
+ public:
+  Settings(const cxxopts::ParseResult& args, nlohmann::json config) : args_(args), config_(std::move(config)) {}
+
+  template <typename V>
+  V get(const std::string& name) {
+    known_.insert(name);
+    if (args_.count(name) || !config_.contains(name)) return args_[name].as<V>();
+    try {
+      return config_[name].get<V>();
+    } catch (const nlohmann::json::exception&) {
+      throw InputError("--config: '" + name + "' has the wrong type: " + config_[name].dump());
+    }
+  }
+  bool given(const std::string& name) const { return args_.count(name) > 0 || config_.contains(name); }
+  void check_config_keys() const {
+    for (const auto& [key, value] : config_.items())
+      require(known_.contains(key), "--config: unknown setting '" + key + "'");
+  }
+
+ private:
+  const cxxopts::ParseResult& args_;
+  nlohmann::json config_;
+  std::set<std::string> known_;
+};
+
+nlohmann::json read_config(const std::string& path) {
+  std::ifstream in(path);
+  require(in.good(), path + ": cannot read the config file");
+  nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  require(!config.is_discarded() && config.is_object(), path + ": not a JSON object");
+  return config;
+}
+
+std::unique_ptr<TrainEngine> make_engine(const std::string& device, const TrainState& state,
+                                         const TrainSettings& settings, int threads, bool tf32) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") return std::make_unique<CudaTrainer>(state, settings, tf32);
+#endif
+  (void)device, (void)tf32;
+  return make_cpu_engine(state, settings.optimizer, threads);
+}
+
+}  // namespace
+
+int train_main(int argc, char** argv) {
+  cxxopts::Options options(
+      "pgolf train",
+      "Train the Parameter Golf baseline (Muon + Adam, linear warmdown) on Parameter Golf shards.\n"
+      "  pgolf train --data DIR --out runs/base --steps 1000 --max-seconds 270 --warmdown 400\n"
+      "  pgolf train --data DIR --out runs/more --resume runs/base.state --steps 2000");
+  // clang-format off
+  options.add_options()
+      ("data", "folder of *_train_*.bin and *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
+      ("out", "write OUT.safetensors (bf16 weights) and OUT.state (training state)", cxxopts::value<std::string>())
+      ("config", "JSON object of settings named as the flags", cxxopts::value<std::string>())
+      ("resume", "continue from a training state (its model, optimizer, step and data position)",
+       cxxopts::value<std::string>())
+      ("overwrite", "replace existing output files")
+      ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
+      ("tf32", "cuda: TF32 tensor-core GEMMs (faster; off holds the fp32 CPU reference's numbers)")
+      ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"))
+      ("h,help", "show this help");
+  options.add_options("model")
+      ("vocab", "vocabulary size (the tokenizer's)", cxxopts::value<int>()->default_value("1024"))
+      ("dim", "model dim", cxxopts::value<int>()->default_value("512"))
+      ("layers", "blocks", cxxopts::value<int>()->default_value("9"))
+      ("heads", "query heads", cxxopts::value<int>()->default_value("8"))
+      ("kv-heads", "key/value heads", cxxopts::value<int>()->default_value("4"))
+      ("mlp-mult", "MLP hidden = mlp-mult x dim", cxxopts::value<int>()->default_value("2"))
+      ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value("30"))
+      ("rope-base", "RoPE base", cxxopts::value<double>()->default_value("10000"))
+      ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
+  options.add_options("schedule")
+      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value("1024"))
+      ("tokens-per-step", "tokens per optimizer step", cxxopts::value<int64_t>()->default_value("262144"))
+      ("micro-batch", "sequences per forward/backward", cxxopts::value<int>()->default_value("64"))
+      ("steps", "optimizer steps (the schedule's length)", cxxopts::value<int64_t>()->default_value("20000"))
+      ("stop-at", "stop this run at this step without changing the schedule", cxxopts::value<int64_t>()->default_value("0"))
+      ("max-seconds", "training wallclock limit; the warmdown follows it (0: none)",
+       cxxopts::value<double>()->default_value("0"))
+      ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value("1200"))
+      ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value("0"))
+      ("val-tokens", "tokens each validation scores (0: the whole val split)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("log-every", "steps between log lines", cxxopts::value<int64_t>()->default_value("1"));
+  options.add_options("optimizer")
+      ("matrix-lr", "Muon learning rate", cxxopts::value<double>()->default_value("0.04"))
+      ("embed-lr", "Adam learning rate of the tied embedding", cxxopts::value<double>()->default_value("0.05"))
+      ("scalar-lr", "Adam learning rate of the scales, gains and mixes", cxxopts::value<double>()->default_value("0.04"))
+      ("muon-momentum", "Muon momentum", cxxopts::value<double>()->default_value("0.95"))
+      ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value("0.85"))
+      ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value("500"))
+      ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value("5"))
+      ("beta1", "Adam beta1", cxxopts::value<double>()->default_value("0.9"))
+      ("beta2", "Adam beta2", cxxopts::value<double>()->default_value("0.95"))
+      ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value("1e-8"))
+      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value("0"));
+  // clang-format on
+  auto args = options.parse(argc, argv);
+  if (args.count("help")) {
+    std::cout << options.help({"", "model", "schedule", "optimizer"}) << "\n";
+    return 0;
+  }
+  require(args.count("data") > 0, "--data DIR is required (pgolf train --help)");
+  require(args.count("out") > 0, "--out PREFIX is required (pgolf train --help)");
+  Settings settings(args, args.count("config") ? read_config(args["config"].as<std::string>()) : nlohmann::json::object());
+
+  ModelConfig config;
+  config.vocab = settings.get<int>("vocab");
+  config.dim = settings.get<int>("dim");
+  config.layers = settings.get<int>("layers");
+  config.heads = settings.get<int>("heads");
+  config.kv_heads = settings.get<int>("kv-heads");
+  config.mlp_hidden = settings.get<int>("mlp-mult") * config.dim;
+  config.logit_softcap = settings.get<double>("logit-softcap");
+  config.rope_base = settings.get<double>("rope-base");
+  const auto seed = settings.get<uint64_t>("seed");
+  TrainSettings s;
+  s.seq_len = settings.get<int>("seq-len");
+  s.tokens_per_step = settings.get<int64_t>("tokens-per-step");
+  s.micro_batch = settings.get<int>("micro-batch");
+  s.steps = settings.get<int64_t>("steps");
+  s.stop_at = settings.get<int64_t>("stop-at");
+  s.max_seconds = settings.get<double>("max-seconds");
+  s.warmdown_steps = settings.get<int64_t>("warmdown");
+  s.val_every = settings.get<int64_t>("val-every");
+  s.val_tokens = settings.get<int64_t>("val-tokens");
+  s.log_every = settings.get<int64_t>("log-every");
+  OptimizerSettings& o = s.optimizer;
+  o.matrix_lr = settings.get<double>("matrix-lr");
+  o.embed_lr = settings.get<double>("embed-lr");
+  o.scalar_lr = settings.get<double>("scalar-lr");
+  o.momentum = settings.get<double>("muon-momentum");
+  o.momentum_warmup_start = settings.get<double>("momentum-warmup-start");
+  o.momentum_warmup_steps = settings.get<int>("momentum-warmup-steps");
+  o.newton_schulz_steps = settings.get<int>("ns-steps");
+  o.beta1 = settings.get<double>("beta1");
+  o.beta2 = settings.get<double>("beta2");
+  o.eps = settings.get<double>("adam-eps");
+  o.grad_clip = settings.get<double>("grad-clip");
+  const std::string device = choose_device(settings.get<std::string>("device"));
+  const bool tf32 = settings.get<bool>("tf32");
+  int threads = settings.get<int>("threads");
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  settings.check_config_keys();
+  s.validate();
+
+  // Every check before the first step: the model, the data, the tokenizer, the outputs.
+  const bool resume = args.count("resume") > 0;
+  TrainState state;
+  if (resume) {
+    state = load_train_state(args["resume"].as<std::string>());
+    bool model_given = false;
+    for (const char* name : {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base"})
+      model_given = model_given || settings.given(name);
+    require(!model_given || state.config.describe() == config.describe(),
+            "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +
+                config.describe() + ")");
+  } else {
+    config.validate();
+    state = initial_train_state(config, seed);
+  }
+  const ModelConfig& model = state.config;
+  const std::string data_dir = args["data"].as<std::string>();
+  const std::vector<std::string> train_shards = find_shards(data_dir, "train");
+  const std::string tokenizer_path = find_tokenizer(data_dir);
+  const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
+  require(tokenizer.vocab_size() == model.vocab, "model vocab " + std::to_string(model.vocab) + " != the vocab " +
+                                                     std::to_string(tokenizer.vocab_size()) + " of tokenizer " +
+                                                     tokenizer_path);
+  ValSet val{read_val_tokens(find_shards(data_dir, "val"), 0), tokenizer.byte_table()};
+  require(static_cast<int64_t>(val.tokens.size()) > s.seq_len,
+          data_dir + ": the val split has fewer than --seq-len + 1 tokens");
+  const std::string out = args["out"].as<std::string>();
+  const std::string checkpoint_path = out + ".safetensors", state_path = out + ".state";
+  const bool overwrite = args.count("overwrite") > 0;
+  for (const std::string& path : {checkpoint_path, state_path})
+    require(overwrite || !std::filesystem::exists(path), path + " exists; pass --overwrite to replace it");
+  TokenStream stream(train_shards, state.data);
+  auto engine = make_engine(device, state, s, threads, tf32);
+
+  std::printf("model    %s, %s\n", model.describe().c_str(), resume ? "resumed" : "initialised");
+  std::printf("data     %s: %zu train shards, tokenizer %s\n", data_dir.c_str(), train_shards.size(),
+              tokenizer_path.c_str());
+  std::printf("steps    %lld x %lld tokens (%lld micro-batches of %d x %d), warmdown %lld, max %.0f s, from step %lld\n",
+              static_cast<long long>(s.steps), static_cast<long long>(s.tokens_per_step),
+              static_cast<long long>(s.micro_batches()), s.micro_batch, s.seq_len,
+              static_cast<long long>(s.warmdown_steps), s.max_seconds, static_cast<long long>(state.step));
+  std::printf("device   %s\n", engine->device().c_str());
+  std::fflush(stdout);
+  train(*engine, stream, state, s, &val, [](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  });
+  save_checkpoint(checkpoint_path, state.params, overwrite);
+  save_train_state(state_path, state, overwrite);
+  std::printf("wrote    %s, %s\n", checkpoint_path.c_str(), state_path.c_str());
+  return 0;
+}
+
+}  // namespace pgolf::cli

@@ -1,0 +1,37 @@
+// The trainer on a CUDA GPU in fp32: the forward of cuda_eval with every activation kept, the
+// backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu, cuBLAS
+// GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by cuBLAS). A TrainEngine,
+// so pgolf train runs the same loop on the CPU or here. Plain C++ interface.
+#pragma once
+#include <memory>
+
+#include "trainer/training.h"
+
+namespace pgolf {
+
+class CudaTrainer final : public TrainEngine {
+ public:
+  // Allocates everything for micro-batches of settings.micro_batch sequences of settings.seq_len.
+  // tf32: let cuBLAS use TF32 tensor cores for the fp32 GEMMs (off: plain fp32, to hold the CPU
+  // reference's numbers). InputError before any allocation when the model or the micro-batch do
+  // not fit the GPU's free memory, or the head dim has no attention kernel.
+  CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32);
+  ~CudaTrainer() override;
+
+  double accumulate(std::span<const TokenWindow> windows, double weight) override;
+  void step(double lr_scale, int64_t step) override;
+  std::vector<double> token_losses(std::span<const TokenWindow> windows) override;
+  size_t windows_per_call() const override;
+  void export_state(TrainState& state) override;
+  std::string device() const override;
+  int64_t peak_memory_bytes() const override;
+
+  // The gradient accumulated since the last step (for the tests against the CPU model).
+  ModelParams<float> gradient() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace pgolf

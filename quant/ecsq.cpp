@@ -1,0 +1,265 @@
+// "ecsq:relmse=R | bits=B | step=S | totalrelmse=T [,scope=tensor|row]": uniform step, round to
+// nearest, no clamp. Streams: the symbols, as int8 when every |q| <= 127, else as 16-bit
+// little-endian integers (group "ecsq16", coded by rans as one wide alphabet), and the fp32 steps
+// (one per tensor, or one per row under scope=row).
+#include "quant/ecsq.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/spec.h"
+#include "quant/tensor_codec.h"
+#include "quant/tensor_codec_registry.h"
+
+namespace pgolf {
+
+namespace {
+
+constexpr int32_t kMaxSymbol = 32767;  // symbols are stored in at most 16 bits
+constexpr int32_t kMaxNarrowSymbol = 127;
+// Bisection steps over a step range of at most 2^16 (min_step to twice the max |x|): the step
+// ends within a factor 2^(16 / 2^30) of the boundary.
+constexpr int kSearchIterations = 30;
+
+enum class Target { Step, RelMse, Bits, TotalRelMse };
+constexpr const char* kTargetKeys[] = {"step", "relmse", "bits", "totalrelmse"};
+
+float abs_max(std::span<const float> values) {
+  float m = 0;
+  for (float x : values) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+// The smallest step whose symbols all fit in 16 bits, and at least the smallest normal float: a
+// subnormal step's inverse is Inf (found by fuzz/tensor_codec_roundtrip).
+float min_step(float max_abs) {
+  return std::max(max_abs / kMaxSymbol * (1 + 1e-6f), std::numeric_limits<float>::min());
+}
+
+double squared_error(std::span<const float> values, float step) {
+  float inv = 1.0f / step;
+  double err = 0;
+  for (float x : values) {
+    double e = static_cast<double>(x) - static_cast<double>(std::nearbyint(x * inv) * step);
+    err += e * e;
+  }
+  return err;
+}
+
+double sum_of_squares(std::span<const float> values) {
+  double ss = 0;
+  for (float x : values) ss += static_cast<double>(x) * x;
+  return ss;
+}
+
+// Order-0 entropy of the symbols in bits per symbol.
+double entropy_bits(std::span<const float> values, float step, float max_abs) {
+  if (values.empty()) return 0;
+  float inv = 1.0f / step;
+  auto half = static_cast<int64_t>(std::min<double>(kMaxSymbol, std::ceil(max_abs * inv) + 1));
+  std::vector<uint32_t> counts(static_cast<size_t>(2 * half + 1));
+  for (float x : values) ++counts[static_cast<size_t>(static_cast<int64_t>(std::nearbyint(x * inv)) + half)];
+  double n = static_cast<double>(values.size()), bits = 0;
+  for (uint32_t c : counts)
+    if (c) bits -= c * std::log2(c / n);
+  return bits / n;
+}
+
+// Bisects [lo, hi] in log scale on a predicate of the step that is false at lo and true at hi (it
+// flips once: error grows and entropy falls with the step). Returns the last false and the first
+// true step found.
+template <typename Pred>
+std::pair<float, float> bisect_step(float lo, float hi, Pred&& pred) {
+  for (int i = 0; i < kSearchIterations; ++i) {
+    float mid = std::sqrt(lo) * std::sqrt(hi);
+    if (mid <= lo || mid >= hi) break;
+    (pred(mid) ? hi : lo) = mid;
+  }
+  return {lo, hi};
+}
+
+struct EcsqRule {
+  Target target = Target::RelMse;
+  double value = 0;
+  bool per_row = false;
+
+  std::string spec() const {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "ecsq:%s=%.9g%s", kTargetKeys[static_cast<int>(target)], value, per_row ? ",scope=row" : "");
+    return buf;
+  }
+
+  // The step for one tensor or row; every value is finite.
+  float choose_step(std::span<const float> values) const {
+    float max_abs = abs_max(values);
+    // At hi every symbol is 0; kept finite for values near the float maximum.
+    float lo = min_step(max_abs), hi = std::max(lo, std::min(2 * max_abs, std::numeric_limits<float>::max()));
+    switch (target) {
+      case Target::Step:
+        if (static_cast<float>(value) < lo)
+          throw InputError(spec() + ": the step is too small for values up to " + std::to_string(max_abs) +
+                           " (symbols would pass ±32767)");
+        return static_cast<float>(value);
+      case Target::RelMse:
+      case Target::TotalRelMse: {  // alone, a tensor's total is its own relative MSE
+        if (max_abs == 0) return 1;
+        double limit = value * sum_of_squares(values);
+        auto too_coarse = [&](float step) { return squared_error(values, step) > limit; };
+        return too_coarse(lo) ? lo : bisect_step(lo, hi, too_coarse).first;
+      }
+      case Target::Bits: {
+        if (max_abs == 0) return 1;
+        auto within = [&](float step) { return entropy_bits(values, step, max_abs) <= value; };
+        return within(lo) ? lo : bisect_step(lo, hi, within).second;
+      }
+    }
+    return 1;
+  }
+};
+
+class EcsqCodec final : public TensorCodec {
+ public:
+  explicit EcsqCodec(EcsqRule rule) : rule_(rule) {}
+  std::string spec() const override { return rule_.spec(); }
+  bool is_passthrough() const override { return false; }
+
+  std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
+    require_finite(values, spec());
+    size_t rows = rule_.per_row ? static_cast<size_t>(shape.rows()) : 1;
+    size_t cols = rows == 0 ? 0 : values.size() / rows;
+    std::vector<float> steps(rows);
+    std::vector<int32_t> q(values.size());
+    int32_t widest = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      auto part = values.subspan(r * cols, cols);
+      steps[r] = rule_.choose_step(part);
+      float inv = 1.0f / steps[r];
+      for (size_t i = 0; i < cols; ++i) {
+        q[r * cols + i] = static_cast<int32_t>(std::nearbyint(part[i] * inv));
+        widest = std::max(widest, std::abs(q[r * cols + i]));
+        // Rounding up near the float maximum can step past it: refuse rather than decode Inf.
+        if (!std::isfinite(static_cast<float>(q[r * cols + i]) * steps[r]))
+          throw InputError(spec() + ": value " + std::to_string(part[i]) + " at index " + std::to_string(r * cols + i) +
+                           " rounds past the float range with step " + std::to_string(steps[r]));
+      }
+    }
+    Stream symbols;
+    if (widest <= kMaxNarrowSymbol) {
+      symbols = {"ecsq8", std::vector<uint8_t>(q.size()), 1};
+      for (size_t i = 0; i < q.size(); ++i) symbols.bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(q[i]));
+    } else {
+      symbols = {"ecsq16", std::vector<uint8_t>(2 * q.size()), 2, true};
+      for (size_t i = 0; i < q.size(); ++i) {
+        auto v = static_cast<uint16_t>(static_cast<int16_t>(q[i]));
+        symbols.bytes[2 * i] = static_cast<uint8_t>(v);
+        symbols.bytes[2 * i + 1] = static_cast<uint8_t>(v >> 8);
+      }
+    }
+    Stream step_stream{"step.fp32", std::vector<uint8_t>(4 * rows), 4};
+    std::memcpy(step_stream.bytes.data(), steps.data(), 4 * rows);
+    std::vector<Stream> out;
+    out.push_back(std::move(symbols));
+    out.push_back(std::move(step_stream));
+    return out;
+  }
+
+  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
+    size_t n = static_cast<size_t>(shape.numel());
+    size_t rows = rule_.per_row ? static_cast<size_t>(shape.rows()) : 1;
+    require(streams.size() == 2 && (streams[0].size() == n || streams[0].size() == 2 * n) && streams[1].size() == 4 * rows,
+            spec() + ": stream sizes do not match the tensor's shape");
+    bool wide = streams[0].size() == 2 * n && n > 0;
+    std::vector<float> steps(rows);
+    std::memcpy(steps.data(), streams[1].data(), 4 * rows);
+    for (size_t r = 0; r < rows; ++r)
+      if (!std::isfinite(steps[r])) throw InputError(spec() + ": non-finite step in row " + std::to_string(r));
+    std::vector<float> out(n);
+    size_t cols = rows == 0 ? 0 : n / rows;
+    const uint8_t* s = streams[0].data();
+    for (size_t i = 0; i < n; ++i) {
+      int32_t q = wide ? static_cast<int16_t>(static_cast<uint16_t>(s[2 * i] | s[2 * i + 1] << 8)) : static_cast<int8_t>(s[i]);
+      out[i] = static_cast<float>(q) * steps[i / cols];
+    }
+    return out;
+  }
+
+ private:
+  EcsqRule rule_;
+};
+
+const char* kUsage = "ecsq:relmse=R|bits=B|step=S|totalrelmse=T[,scope=tensor|row]";
+
+std::string ecsq_step_spec(float step) { return EcsqRule{Target::Step, step, false}.spec(); }
+
+}  // namespace
+
+float ecsq_shared_step(std::span<const std::span<const float>> tensors, double target) {
+  float max_abs = 0;
+  double ss = 0;
+  for (auto t : tensors) {
+    require_finite(t, "ecsq");
+    max_abs = std::max(max_abs, abs_max(t));
+    ss += sum_of_squares(t);
+  }
+  if (max_abs == 0) return 1;
+  std::vector<double> errors(tensors.size());
+  auto too_coarse = [&](float step) {
+    parallel_for(tensors.size(), [&](size_t i) { errors[i] = squared_error(tensors[i], step); });
+    double total = 0;
+    for (double e : errors) total += e;
+    return total > target * ss;
+  };
+  float lo = min_step(max_abs);
+  return too_coarse(lo) ? lo : bisect_step(lo, 2 * max_abs, too_coarse).first;
+}
+
+void resolve_shared_steps(std::vector<std::string>& specs, const std::function<std::vector<float>(size_t)>& values) {
+  std::vector<std::string> resolved = specs;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (!specs[i].starts_with("ecsq:") || resolved[i] != specs[i]) continue;
+    auto stages = parse_spec(specs[i]);
+    auto target = stages.size() == 1 ? stages[0].get("totalrelmse") : std::nullopt;
+    if (!target) continue;
+    std::vector<std::vector<float>> owned;
+    std::vector<size_t> members;
+    for (size_t j = i; j < specs.size(); ++j)
+      if (specs[j] == specs[i]) members.push_back(j), owned.push_back(values(j));
+    std::vector<std::span<const float>> views(owned.begin(), owned.end());
+    std::string step = ecsq_step_spec(ecsq_shared_step(views, parse_number(*target, "ecsq totalrelmse")));
+    for (size_t j : members) resolved[j] = step;
+  }
+  specs = std::move(resolved);
+}
+
+std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) {
+  EcsqRule rule;
+  int targets = 0;
+  for (const auto& [key, value] : stage.params) {
+    if (key == "scope") {
+      require(value == "tensor" || value == "row", "ecsq: scope is tensor or row (got '" + value + "')");
+      rule.per_row = value == "row";
+      continue;
+    }
+    auto it = std::find(std::begin(kTargetKeys), std::end(kTargetKeys), key);
+    require(it != std::end(kTargetKeys), "ecsq: unknown parameter '" + (key.empty() ? value : key) + "' (" + kUsage + ")");
+    rule.target = static_cast<Target>(it - std::begin(kTargetKeys));
+    rule.value = parse_number(value, "ecsq " + key);
+    ++targets;
+  }
+  require(targets == 1, std::string("ecsq takes exactly one of relmse, bits, step, totalrelmse (") + kUsage + ")");
+  switch (rule.target) {
+    case Target::Step: require(rule.value > 0 && std::isfinite(rule.value), "ecsq: step must be a finite number > 0"); break;
+    case Target::RelMse:
+    case Target::TotalRelMse: require(rule.value > 0 && rule.value < 1, "ecsq: a relative MSE target must be in (0, 1)"); break;
+    case Target::Bits: require(rule.value > 0 && rule.value <= 16, "ecsq: bits per symbol must be in (0, 16]"); break;
+  }
+  require(!rule.per_row || rule.target == Target::RelMse || rule.target == Target::Bits,
+          "ecsq: scope=row takes relmse or bits (a step or a total target is one per tensor)");
+  return std::make_unique<EcsqCodec>(rule);
+}
+
+}  // namespace pgolf

@@ -1,0 +1,85 @@
+// pgolf train as a user runs it, on the CPU at a tiny model over samples/sp1024: a resumed run
+// repeats a straight run's losses, and bad input is refused before training with nothing written.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "cli/run_pgolf.h"
+#include "quant/safetensors.h"
+#include "support/test_support.h"
+
+namespace pgolf {
+namespace {
+
+using test::pgolf;
+
+const std::string kTiny = " --vocab 1024 --dim 32 --layers 3 --heads 4 --kv-heads 2 --seq-len 32 --micro-batch 2"
+                          " --tokens-per-step 128 --warmdown 3 --val-tokens 64 --device cpu --threads 2";
+
+std::string data() { return " --data " + test::sample_path("sp1024"); }
+
+// The training losses of the log's "step N/M loss X" lines.
+std::vector<std::string> losses(const std::string& log) {
+  std::vector<std::string> found;
+  const std::regex line(R"(step \d+/\d+ loss (\S+))");
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it)
+    found.push_back((*it)[1]);
+  return found;
+}
+
+TEST(CliTrain, ResumedRunRepeatsTheStraightRunsLosses) {
+  test::TempDir dir;
+  auto r = pgolf("train" + data() + kTiny + " --steps 6 --out " + dir.file("straight"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::vector<std::string> expected = losses(r.out);
+  ASSERT_EQ(expected.size(), 6u) << r.out;
+  EXPECT_NE(r.out.find("val_bpb"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tokens/s"), std::string::npos) << r.out;
+  const Checkpoint checkpoint = Checkpoint::open({dir.file("straight.safetensors")});
+  EXPECT_EQ(checkpoint.at("blocks.2.attn.c_k.weight").dtype, DType::BF16);
+  EXPECT_EQ(checkpoint.tensors().size(), 32u);
+
+  r = pgolf("train" + data() + kTiny + " --steps 6 --stop-at 3 --out " + dir.file("first"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<std::string> split = losses(r.out);
+  r = pgolf("train" + data() + " --device cpu --threads 2 --seq-len 32 --micro-batch 2 --tokens-per-step 128"
+            " --warmdown 3 --val-tokens 64 --steps 6 --resume " + dir.file("first.state") + " --out " + dir.file("rest"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed"), std::string::npos) << r.out;
+  for (const std::string& loss : losses(r.out)) split.push_back(loss);
+  EXPECT_EQ(split, expected);
+}
+
+TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
+  test::TempDir dir, empty;
+  std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";
+  const std::string out = " --out " + dir.file("run");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train" + data() + kTiny + " --heads 3" + out, "not a multiple of 3 heads"},
+      {"train --data " + empty.path().string() + kTiny + out, "no *_train_*.bin token shards"},
+      {"train" + data() + kTiny + " --vocab 2048" + out, "model vocab 2048 != the vocab 1024"},
+      {"train" + data() + kTiny + " --tokens-per-step 100" + out, "not a multiple of --micro-batch"},
+      {"train" + data() + kTiny + " --config " + dir.file("config.json") + out, "unknown setting 'warmup'"},
+      {"train" + data() + kTiny + " --resume " + test::sample_path("sp1024/corpus_1024_bpe.model") + out,
+       "corpus_1024_bpe.model"},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto r = pgolf(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("run.safetensors")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("run.state")));
+
+  std::ofstream(dir.file("run.state")) << "keep";
+  const auto r = pgolf("train" + data() + kTiny + " --steps 1" + out);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("pass --overwrite"), std::string::npos) << r.out;
+  EXPECT_EQ(test::read_bytes(dir.file("run.state")).size(), 4u);
+}
+
+}  // namespace
+}  // namespace pgolf

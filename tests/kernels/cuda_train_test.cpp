@@ -1,0 +1,147 @@
+// The CUDA trainer (fp32, TF32 off) against the CPU reference at a tiny configuration: the loss
+// and every gradient tensor of one micro-batch, 20 optimizer steps' losses, bitwise resume, and
+// the memory check. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#ifdef PGOLF_HAVE_CUDA
+#include <cmath>
+#include <cstdio>
+
+#include "kernels/cuda_eval.h"
+#include "kernels/cuda_train.h"
+#include "support/test_support.h"
+#include "trainer/test_helpers.h"
+
+namespace pgolf {
+namespace {
+
+class CudaTrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  }
+};
+
+// count windows of seq_len + 1 tokens from tokens[first], one token of overlap, as the trainer's.
+std::vector<TokenWindow> windows_of(const std::vector<uint16_t>& tokens, size_t first, int count, int seq_len) {
+  std::vector<TokenWindow> windows;
+  for (int b = 0; b < count; ++b) windows.push_back(std::span(tokens).subspan(first + b * seq_len, seq_len + 1));
+  return windows;
+}
+
+// |gpu - reference| / |reference| over the whole tensor (Frobenius norms).
+double relative_error(const Matrix<float>& gpu, const Matrix<double>& reference) {
+  return (gpu.cast<double>() - reference).norm() / std::max(reference.norm(), 1e-30);
+}
+
+// The loss and every gradient tensor of one micro-batch of `sequences` x seq_len tokens.
+void check_gradients(const ModelConfig& config, int sequences, int seq_len) {
+  const ModelParams<double> params = test::random_params<double>(config, 3);
+  TrainState state = initial_train_state(config, 1);
+  state.params = params_from_tensors<float>(config, params_to_tensors(params));
+  TrainSettings s;
+  s.seq_len = seq_len;
+  s.micro_batch = sequences;
+  s.tokens_per_step = int64_t{sequences} * seq_len;
+  const std::vector<uint16_t> tokens = test::random_tokens(sequences * seq_len + 1, config.vocab, 4);
+  const auto windows = windows_of(tokens, 0, sequences, seq_len);
+
+  CudaTrainer gpu(state, s, false);
+  const double gpu_loss = gpu.accumulate(windows, 1.0);
+  ModelParams<double> reference;
+  const double cpu_loss = Model<double>(config, params).loss_and_gradient(windows, reference, 2);
+  std::printf("  %s, %d x %d tokens: loss gpu %.8f, cpu (double) %.8f\n", config.describe().c_str(), sequences,
+              seq_len, gpu_loss, cpu_loss);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-5 * cpu_loss);
+
+  const ModelParams<float> g = gpu.gradient();
+  const auto gpu_tensors = named_tensors(g);
+  const auto cpu_tensors = named_tensors(reference);
+  double worst = 0;
+  for (size_t i = 0; i < gpu_tensors.size(); ++i) {
+    const double error = relative_error(*gpu_tensors[i].second, *cpu_tensors[i].second);
+    worst = std::max(worst, error);
+    EXPECT_LT(error, 1e-4) << gpu_tensors[i].first;
+    EXPECT_GT(cpu_tensors[i].second->norm(), 0) << gpu_tensors[i].first << " has no gradient to compare";
+  }
+  std::printf("  worst per-tensor relative gradient error %.3g over %zu tensors\n", worst, gpu_tensors.size());
+}
+
+TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
+  check_gradients(test::tiny_config(), 4, 16);  // head_dim 8
+  // head_dim 64 as base9, 80 tokens: several attention tiles, the last one partial.
+  ModelConfig wide = test::tiny_config();
+  wide.dim = 128, wide.heads = 2, wide.kv_heads = 1, wide.mlp_hidden = 128, wide.layers = 2;
+  check_gradients(wide, 2, 80);
+}
+
+// The same run on both engines, step by step.
+TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
+  const ModelConfig config = test::tiny_config();
+  const TrainSettings s = test::tiny_train_settings(20);
+  const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
+  TrainState start = initial_train_state(config, 1337);
+  auto cpu = make_cpu_engine(start, s.optimizer, 2);
+  CudaTrainer gpu(start, s, false);
+  double worst = 0;
+  for (int step = 0; step < 20; ++step) {
+    double cpu_loss = 0, gpu_loss = 0;
+    for (int k = 0; k < 2; ++k) {
+      const auto windows = windows_of(tokens, static_cast<size_t>(2 * step + k) * 65, 4, 16);
+      cpu_loss += cpu->accumulate(windows, 0.5) / 2;
+      gpu_loss += gpu.accumulate(windows, 0.5) / 2;
+    }
+    const double scale = lr_scale(s, step, 0);
+    cpu->step(scale, step);
+    gpu.step(scale, step);
+    worst = std::max(worst, std::abs(gpu_loss - cpu_loss));
+    EXPECT_NEAR(gpu_loss, cpu_loss, 1e-3) << "step " << step;
+    if (step % 5 == 0 || step == 19) std::printf("  step %2d: cpu %.6f gpu %.6f\n", step, cpu_loss, gpu_loss);
+  }
+  std::printf("  20 steps: max |gpu - cpu| loss %.3g\n", worst);
+}
+
+TEST_F(CudaTrain, ResumeIsBitwise) {
+  const ModelConfig config = test::tiny_config();
+  TrainSettings s = test::tiny_train_settings(8);
+  const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
+  test::TempDir dir;
+  write_shard(dir.file("t_train_000000.bin"), tokens, false);
+  const std::vector<std::string> shards = {dir.file("t_train_000000.bin")};
+  auto run = [&](TrainState& state) {
+    TokenStream stream(shards, state.data);
+    CudaTrainer gpu(state, s, false);
+    return train(gpu, stream, state, s, nullptr, [](const std::string&) {}).losses;
+  };
+  TrainState straight = initial_train_state(config, 5);
+  const std::vector<double> expected = run(straight);
+  TrainState resumed = initial_train_state(config, 5);
+  s.stop_at = 4;
+  std::vector<double> losses = run(resumed);
+  save_train_state(dir.file("run.state"), resumed, false);
+  resumed = load_train_state(dir.file("run.state"));
+  s.stop_at = 0;
+  const std::vector<double> rest = run(resumed);
+  losses.insert(losses.end(), rest.begin(), rest.end());
+  EXPECT_EQ(losses, expected);
+}
+
+TEST_F(CudaTrain, AConfigThatDoesNotFitIsRefusedBeforeAllocating) {
+  ModelConfig config = test::tiny_config();
+  config.dim = 512, config.heads = 8, config.kv_heads = 4, config.mlp_hidden = 1024, config.vocab = 1024;
+  TrainSettings s;
+  s.micro_batch = 4096;
+  s.tokens_per_step = 4096 * 1024;
+  const std::string message =
+      test::input_error([&] { CudaTrainer(initial_train_state(config, 1), s, false); });
+  EXPECT_NE(message.find("MiB of GPU memory"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace pgolf
+
+#else
+
+TEST(CudaTrain, NeedCudaBuild) { GTEST_SKIP() << "built without CUDA (PGOLF_CUDA=OFF, or no nvcc found)"; }
+
+#endif

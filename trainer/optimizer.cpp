@@ -1,0 +1,82 @@
+#include "trainer/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace pgolf {
+
+ParamGroup param_group(const std::string& name) {
+  if (name == "tok_emb.weight") return ParamGroup::Embedding;
+  if (name.starts_with("blocks.") && name.ends_with(".weight")) return ParamGroup::Matrix;
+  return ParamGroup::Scalar;
+}
+
+OptimizerState zero_optimizer_state(const ModelConfig& config) {
+  return {zero_params<float>(config), zero_params<float>(config), zero_params<float>(config), 0};
+}
+
+Matrix<float> newton_schulz(const Matrix<float>& g, int steps) {
+  const bool transposed = g.rows() > g.cols();
+  Matrix<float> x = transposed ? Matrix<float>(g.transpose()) : g;
+  x /= x.norm() + 1e-7f;
+  for (int i = 0; i < steps; ++i) {
+    const Matrix<float> a = x * x.transpose();
+    const Matrix<float> b = kNewtonSchulzB * a + kNewtonSchulzC * a * a;
+    x = kNewtonSchulzA * x + b * x;
+  }
+  if (transposed) return x.transpose();
+  return x;
+}
+
+double muon_momentum(const OptimizerSettings& s, int64_t step) {
+  if (s.momentum_warmup_steps <= 0) return s.momentum;
+  const double fraction = std::min(1.0, static_cast<double>(step) / s.momentum_warmup_steps);
+  return (1 - fraction) * s.momentum_warmup_start + fraction * s.momentum;
+}
+
+double gradient_norm(ModelParams<float>& grad) {
+  double sum = 0;
+  for (auto& [name, g] : named_tensors(grad)) sum += g->cast<double>().squaredNorm();
+  return std::sqrt(sum);
+}
+
+void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
+                    ModelParams<float>& grad, OptimizerState& state) {
+  if (s.grad_clip > 0) {  // torch.nn.utils.clip_grad_norm_
+    const double norm = gradient_norm(grad);
+    const double coefficient = s.grad_clip / (norm + 1e-6);
+    if (coefficient < 1)
+      for (auto& [name, g] : named_tensors(grad)) *g *= static_cast<float>(coefficient);
+  }
+  ++state.steps;
+  const auto p = named_tensors(params), g = named_tensors(grad);
+  const auto buf = named_tensors(state.momentum), m = named_tensors(state.adam_m), v = named_tensors(state.adam_v);
+  const float momentum = static_cast<float>(muon_momentum(s, step));
+  const double correction1 = 1 - std::pow(s.beta1, static_cast<double>(state.steps));
+  const double correction2 = 1 - std::pow(s.beta2, static_cast<double>(state.steps));
+  const float beta1 = static_cast<float>(s.beta1), beta2 = static_cast<float>(s.beta2);
+  for (size_t i = 0; i < p.size(); ++i) {
+    const ParamGroup group = param_group(p[i].first);
+    Matrix<float>& w = *p[i].second;
+    const Matrix<float>& grad_i = *g[i].second;
+    if (group == ParamGroup::Matrix) {
+      Matrix<float>& b = *buf[i].second;
+      b = momentum * b + grad_i;
+      const Matrix<float> update = newton_schulz(grad_i + momentum * b, s.newton_schulz_steps);
+      const double shape_scale = std::sqrt(std::max(1.0, static_cast<double>(w.rows()) / static_cast<double>(w.cols())));
+      w -= static_cast<float>(s.matrix_lr * lr_scale * shape_scale) * update;
+      continue;
+    }
+    const double lr = (group == ParamGroup::Embedding ? s.embed_lr : s.scalar_lr) * lr_scale;
+    Matrix<float>& m_i = *m[i].second;
+    Matrix<float>& v_i = *v[i].second;
+    m_i = beta1 * m_i + (1 - beta1) * grad_i;
+    v_i = beta2 * v_i + (1 - beta2) * grad_i.cwiseProduct(grad_i);
+    // torch's Adam: w -= lr / c1 * m / (sqrt(v) / sqrt(c2) + eps)
+    const float step_size = static_cast<float>(lr / correction1);
+    const float root_c2 = static_cast<float>(std::sqrt(correction2));
+    w.array() -= step_size * m_i.array() / (v_i.array().sqrt() / root_c2 + static_cast<float>(s.eps));
+  }
+}
+
+}  // namespace pgolf

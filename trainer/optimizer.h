@@ -1,0 +1,72 @@
+// The reference recipe's optimizers on the CPU, in float: Muon for the blocks' 2-D weight
+// matrices, Adam for the tied embedding and for every scale, gain, mix and skip weight
+// (the control tensors). This is the twin the CUDA optimizer kernels are held to.
+//   Muon:  buf = momentum * buf + g;  u = g + momentum * buf (Nesterov);
+//          u = newton_schulz(u) * sqrt(max(1, rows / cols));  w -= lr * u
+//   Adam:  torch.optim.Adam (no weight decay) with bias correction.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "trainer/model_params.h"
+
+namespace pgolf {
+
+struct OptimizerSettings {
+  double matrix_lr = 0.04;
+  double embed_lr = 0.05;
+  double scalar_lr = 0.04;
+  double momentum = 0.95;
+  double momentum_warmup_start = 0.85;
+  int momentum_warmup_steps = 500;
+  int newton_schulz_steps = 5;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 0;  // max global gradient norm; 0: no clipping
+};
+
+enum class ParamGroup { Matrix, Embedding, Scalar };
+// Muon takes blocks.N.*.weight; tok_emb.weight is the embedding; the rest are scalars.
+ParamGroup param_group(const std::string& name);
+
+// Optimizer state, tensor for tensor as the parameters: Muon's momentum buffer for the matrices,
+// Adam's first and second moments for the others (zero where a group does not use them).
+struct OptimizerState {
+  ModelParams<float> momentum, adam_m, adam_v;
+  int64_t steps = 0;  // optimizer steps taken (Adam's bias correction)
+};
+OptimizerState zero_optimizer_state(const ModelConfig& config);
+
+// Every tensor of p (ModelParams<T>, const or not) with its name, in for_each_parameter's order.
+template <typename Params>
+auto named_tensors(Params& p) {
+  using Tensor = std::remove_reference_t<decltype((p.tok_emb))>;  // const with Params
+  std::vector<std::pair<std::string, Tensor*>> tensors;
+  for_each_parameter(p, [&](const std::string& name, Tensor& m, const std::vector<int64_t>&) {
+    tensors.emplace_back(name, &m);
+  });
+  return tensors;
+}
+
+// The orthogonalisation Muon applies: X = G / (|G|_F + 1e-7), transposed when rows > cols, then
+// `steps` iterations of A = X X^T, X = a X + (b A + c A^2) X with (a, b, c) = (3.4445, -4.7750,
+// 2.0315). Singular values land near 1 (about 0.7 to 1.2), not exactly on it.
+Matrix<float> newton_schulz(const Matrix<float>& g, int steps);
+inline constexpr float kNewtonSchulzA = 3.4445f, kNewtonSchulzB = -4.7750f, kNewtonSchulzC = 2.0315f;
+
+// Muon's momentum at step (0-based): warmed linearly from momentum_warmup_start.
+double muon_momentum(const OptimizerSettings& s, int64_t step);
+
+// sqrt(sum of squares) of every gradient, in double.
+double gradient_norm(ModelParams<float>& grad);
+
+// One step of every parameter: clips grad when grad_clip is set (grad is scaled in place), then
+// Muon and Adam with their learning rates times lr_scale (the warmdown), Muon's momentum at `step`.
+void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
+                    ModelParams<float>& grad, OptimizerState& state);
+
+}  // namespace pgolf

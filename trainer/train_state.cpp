@@ -1,0 +1,127 @@
+#include "trainer/train_state.h"
+
+#include <charconv>
+#include <cstdio>
+#include <map>
+
+#include "core/error.h"
+#include "quant/safetensors.h"
+
+namespace pgolf {
+
+namespace {
+
+constexpr const char* kFormat = "pgolf-train-state-1";
+
+// Each tensor set of the state under its own name prefix.
+struct Part {
+  const char* prefix;
+  ModelParams<float> TrainState::*params;
+  ModelParams<float> OptimizerState::*optimizer;
+};
+
+template <typename State>  // TrainState, const or not
+auto& part_of(State& s, const Part& part) {
+  return part.params ? s.*part.params : s.optimizer.*part.optimizer;
+}
+
+constexpr Part kParts[] = {{"param.", &TrainState::params, nullptr},
+                           {"muon_momentum.", nullptr, &OptimizerState::momentum},
+                           {"adam_m.", nullptr, &OptimizerState::adam_m},
+                           {"adam_v.", nullptr, &OptimizerState::adam_v}};
+
+void add_tensors(std::vector<TensorData>& out, const std::string& prefix, const ModelParams<float>& params, DType dtype) {
+  for_each_parameter(params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>& shape) {
+    out.push_back({prefix + name, dtype, shape, from_float(dtype, std::span(m.data(), static_cast<size_t>(m.size())))});
+  });
+}
+
+std::string number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", x);
+  return text;
+}
+
+template <typename N>
+N parse(const std::map<std::string, std::string>& metadata, const std::string& key, const std::string& path) {
+  auto it = metadata.find(key);
+  require(it != metadata.end(), path + ": training state lacks '" + key + "'");
+  N value{};
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  require(ec == std::errc() && end == text.data() + text.size(), path + ": training state '" + key + "' is not a number: " + text);
+  return value;
+}
+
+}  // namespace
+
+TrainState initial_train_state(const ModelConfig& config, uint64_t seed) {
+  TrainState s;
+  s.config = config;
+  s.params = init_params<float>(config, seed);
+  s.optimizer = zero_optimizer_state(config);
+  return s;
+}
+
+void save_train_state(const std::string& path, const TrainState& state, bool overwrite) {
+  std::vector<TensorData> tensors;
+  for (const Part& part : kParts) add_tensors(tensors, part.prefix, part_of(state, part), DType::F32);
+  const ModelConfig& c = state.config;
+  const std::map<std::string, std::string> metadata = {
+      {"format", kFormat},
+      {"vocab", std::to_string(c.vocab)},
+      {"dim", std::to_string(c.dim)},
+      {"layers", std::to_string(c.layers)},
+      {"heads", std::to_string(c.heads)},
+      {"kv_heads", std::to_string(c.kv_heads)},
+      {"mlp_hidden", std::to_string(c.mlp_hidden)},
+      {"logit_softcap", number(c.logit_softcap)},
+      {"rope_base", number(c.rope_base)},
+      {"step", std::to_string(state.step)},
+      {"optimizer_steps", std::to_string(state.optimizer.steps)},
+      {"data_shard", std::to_string(state.data.shard)},
+      {"data_offset", std::to_string(state.data.offset)},
+      {"elapsed_seconds", number(state.elapsed_seconds)},
+  };
+  write_safetensors(path, tensors, metadata, overwrite);
+}
+
+TrainState load_train_state(const std::string& path) {
+  const Checkpoint file = Checkpoint::open({path});
+  const auto& meta = file.metadata();
+  auto format = meta.find("format");
+  require(format != meta.end() && format->second == kFormat, path + ": not a pgolf training state (no format " + kFormat + ")");
+  TrainState s;
+  ModelConfig& c = s.config;
+  c.vocab = parse<int>(meta, "vocab", path);
+  c.dim = parse<int>(meta, "dim", path);
+  c.layers = parse<int>(meta, "layers", path);
+  c.heads = parse<int>(meta, "heads", path);
+  c.kv_heads = parse<int>(meta, "kv_heads", path);
+  c.mlp_hidden = parse<int>(meta, "mlp_hidden", path);
+  c.logit_softcap = parse<double>(meta, "logit_softcap", path);
+  c.rope_base = parse<double>(meta, "rope_base", path);
+  c.validate();
+  s.step = parse<int64_t>(meta, "step", path);
+  s.optimizer.steps = parse<int64_t>(meta, "optimizer_steps", path);
+  s.data = {parse<int64_t>(meta, "data_shard", path), parse<int64_t>(meta, "data_offset", path)};
+  s.elapsed_seconds = parse<double>(meta, "elapsed_seconds", path);
+  require(s.step >= 0 && s.optimizer.steps >= 0 && s.elapsed_seconds >= 0,
+          path + ": training state has a negative step count or training time");
+  for (const Part& part : kParts) {
+    std::map<std::string, FloatTensor> tensors;
+    const std::string prefix = part.prefix;
+    for (const TensorRef& t : file.tensors())
+      if (t.name.starts_with(prefix)) tensors[t.name.substr(prefix.size())] = {t.shape, t.to_floats()};
+    part_of(s, part) = params_from_tensors<float>(c, tensors);
+  }
+  return s;
+}
+
+void save_checkpoint(const std::string& path, const ModelParams<float>& params, bool overwrite) {
+  std::vector<TensorData> tensors;
+  add_tensors(tensors, "", params, DType::BF16);
+  write_safetensors(path, tensors, {{"format", "pt"}}, overwrite);
+}
+
+}  // namespace pgolf

@@ -1,0 +1,76 @@
+// The training loop of the reference recipe (train_gpt.py's main loop): data, warmdown,
+// gradient accumulation, periodic validation, logging. What computes the gradients and applies
+// the optimizer is a TrainEngine: the CPU reference model here, the CUDA trainer in kernels/.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "trainer/eval.h"
+#include "trainer/train_state.h"
+
+namespace pgolf {
+
+struct TrainSettings {
+  int seq_len = 1024;
+  int64_t tokens_per_step = 262144;
+  int micro_batch = 64;         // sequences per forward/backward
+  int64_t steps = 20000;        // stop after this many optimizer steps...
+  double max_seconds = 0;       // ...or this much training time (0: no limit)
+  int64_t stop_at = 0;          // stop this run at this step, the schedule unchanged (0: at steps)
+  int64_t warmdown_steps = 1200;
+  OptimizerSettings optimizer;
+  int64_t val_every = 0;        // steps between validations (0: only at the end)
+  int64_t val_tokens = 0;       // validations score this many tokens (0: the whole split)
+  int64_t log_every = 1;
+
+  int64_t micro_batches() const { return tokens_per_step / (int64_t{micro_batch} * seq_len); }
+  void validate() const;  // InputError on sizes that do not divide or are not positive
+};
+
+// The warmdown multiplier of every learning rate (lr_mul in the reference): without a time limit,
+// linear to 0 over the last warmdown_steps steps; with one, the remaining time over warmdown_steps
+// steps at the average step time so far, once that is less.
+double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds);
+
+class TrainEngine {
+ public:
+  virtual ~TrainEngine() = default;
+  // Mean cross-entropy of windows of seq_len + 1 tokens; adds weight times its gradient to the
+  // gradient the next step() applies.
+  virtual double accumulate(std::span<const TokenWindow> windows, double weight) = 0;
+  // One optimizer step with the accumulated gradient (then zeroed); step is 0-based.
+  virtual void step(double lr_scale, int64_t step) = 0;
+  // Cross-entropy of every target (Model::token_losses' contract), for validation.
+  virtual std::vector<double> token_losses(std::span<const TokenWindow> windows) = 0;
+  virtual size_t windows_per_call() const = 0;  // token_losses takes at most this many windows
+  // Copies the weights and optimizer state into state.
+  virtual void export_state(TrainState& state) = 0;
+  virtual std::string device() const = 0;
+  virtual int64_t peak_memory_bytes() const { return 0; }  // of a GPU; 0 where not measured
+};
+
+// The CPU reference (Model<float>, optimizer_step) on `threads` threads.
+std::unique_ptr<TrainEngine> make_cpu_engine(const TrainState& state, const OptimizerSettings& optimizer, int threads);
+
+struct ValSet {
+  std::vector<uint16_t> tokens;  // the val split from its start
+  ByteTable bytes;
+};
+
+struct TrainResult {
+  std::vector<double> losses;  // the training loss of every step run
+  int64_t tokens = 0;          // trained on
+  double seconds = 0;          // training time of this run
+  EvalResult final_val;        // after the last step, when val was given
+};
+
+// Runs from state (its step, data position, training time) to settings.steps or max_seconds;
+// state ends at the last step. stream must start at state.data. log gets one line at a time.
+TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, const TrainSettings& settings,
+                  const ValSet* val, const std::function<void(const std::string&)>& log);
+
+}  // namespace pgolf
