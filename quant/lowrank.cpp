@@ -38,6 +38,10 @@ class LowRankCodec final : public TensorCodec {
     auto svd = thin_svd(values, rows, cols);
     int64_t rank = rank_ > 0 ? std::min(rank_, std::min(rows, cols)) : rank_for_energy(svd.singular_values, energy_);
     auto factors = leading_factors(svd, rank);
+    // An SVD of values spanning the whole float range can lose them (found by fuzzing): refuse
+    // rather than store factors that decode to NaN.
+    require_finite(factors.a, spec());
+    require_finite(factors.b, spec());
     Stream meta{"lowrank.meta", std::vector<uint8_t>(4), 1};
     for (int i = 0; i < 4; ++i) meta.bytes[static_cast<size_t>(i)] = static_cast<uint8_t>(static_cast<uint32_t>(rank) >> (8 * i));
     std::vector<Stream> streams;

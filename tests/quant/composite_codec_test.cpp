@@ -129,6 +129,20 @@ TEST_P(EveryComposite, CorruptStreamsAreErrors) {
 
 INSTANTIATE_TEST_SUITE_P(All, EveryComposite, ::testing::ValuesIn(kCompositeSpecs));
 
+// Singular values past the float maximum make U·S infinite (fuzz/corpus/tensor_codec_roundtrip/
+// lowrank-infinite-factors): refused, never stored as factors that decode to NaN.
+TEST(CompositeSpec, LowRankNeverDecodesToNaN) {
+  const std::vector<float> x(6, 3.39e38f);
+  const TensorShape shape{{2, 3}};
+  for (const char* spec : {"lowrank:rank=1+fp16", "lowrank:rank=1+int8", "lowrank:rank=2+fp32"}) {
+    auto codec = make_tensor_codec(spec);
+    try {
+      for (float v : decode_streams(*codec, codec->encode(x, shape), shape)) EXPECT_TRUE(std::isfinite(v)) << spec;
+    } catch (const InputError&) {
+    }
+  }
+}
+
 TEST(CompositeSpec, DefaultsAreLeftOut) {
   EXPECT_EQ(make_tensor_codec("prune:0.03,scope=tensor+int6")->spec(), "prune:0.03+int6");
   EXPECT_EQ(make_tensor_codec("int6+lrcorr:rank=4,factors=int8")->spec(), "int6+lrcorr:rank=4");
