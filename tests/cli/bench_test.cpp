@@ -53,15 +53,8 @@ std::vector<std::string> lines(const std::string& text) {
 
 // Three quantizable tensors of base9 (one of each class kind) and a control tensor.
 std::string base9_slice(const test::TempDir& dir) {
-  auto base9 = Checkpoint::open({test::sample_path("base9")});
-  std::vector<TensorData> tensors;
-  for (const char* name : {"tok_emb.weight", "blocks.0.attn.c_q.weight", "blocks.0.mlp.proj.weight", "blocks.0.attn.q_gain"}) {
-    const auto& t = base9.at(name);
-    tensors.push_back({t.name, t.dtype, t.shape, {t.bytes.begin(), t.bytes.end()}});
-  }
-  std::string path = dir.file("slice.safetensors");
-  write_safetensors(path, tensors, base9.metadata(), false);
-  return path;
+  return test::base9_subset(dir, {"tok_emb.weight", "blocks.0.attn.c_q.weight", "blocks.0.mlp.proj.weight", "blocks.0.attn.q_gain"},
+                            "slice.safetensors");
 }
 
 TEST(Bench, WritesAgreeingMarkdownCsvJsonAndPlots) {

@@ -22,15 +22,8 @@ using test::pgolf;
 
 // A small real checkpoint: four tensors of base9 (as bf16 safetensors), so CLI tests stay fast.
 std::string small_checkpoint(const test::TempDir& dir) {
-  auto base9 = Checkpoint::open({test::sample_path("base9")});
-  std::vector<TensorData> tensors;
-  for (const char* name : {"blocks.0.attn.c_q.weight", "blocks.0.mlp.fc.weight", "blocks.0.attn.q_gain", "skip_weights"}) {
-    const auto& t = base9.at(name);
-    tensors.push_back({t.name, t.dtype, t.shape, {t.bytes.begin(), t.bytes.end()}});
-  }
-  std::string path = dir.file("small.safetensors");
-  write_safetensors(path, tensors, base9.metadata(), false);
-  return path;
+  return test::base9_subset(dir, {"blocks.0.attn.c_q.weight", "blocks.0.mlp.fc.weight", "blocks.0.attn.q_gain", "skip_weights"},
+                            "small.safetensors");
 }
 
 TEST(Cli, CompressDecompressIsExactAndInputIsUntouched) {
