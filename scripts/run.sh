@@ -8,7 +8,8 @@ scripts/setup.sh build
 mkdir -p out
 pgolf=build/cli/pgolf
 $pgolf compress samples/base9 -o out/base9-int6.pgz --codec int6 --compressor zstd:22 --force
-$pgolf inspect out/base9-int6.pgz | head -8
+# sed reads all of it: head would end inspect with SIGPIPE, which pipefail turns into a failure
+$pgolf inspect out/base9-int6.pgz | sed -n 1,8p
 $pgolf decompress out/base9-int6.pgz -o out/base9-int6.safetensors --force
 for model in samples/base9 out/base9-int6.pgz; do
   echo "== val_bpb of $model (first 8 sequences of the bundled val slice)"
