@@ -15,6 +15,7 @@
 #include "cli/evaluator.h"
 #include "cli/val_data.h"
 #include "core/error.h"
+#include "trainer/ranks.h"
 #include "trainer/shards.h"
 #include "trainer/tokenizer.h"
 #include "trainer/training.h"
@@ -90,6 +91,8 @@ int train_main(int argc, char** argv) {
       ("overwrite", "replace existing output files")
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
       ("tf32", "cuda: TF32 tensor-core GEMMs (faster; off holds the fp32 CPU reference's numbers)")
+      ("gpus", "data-parallel training on GPUs 0 .. N-1 of this host, one process each, over NCCL (0: one GPU, "
+       "no NCCL)", cxxopts::value<int>()->default_value("0"))
       ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"))
       ("h,help", "show this help");
   options.add_options("model")
@@ -170,12 +173,21 @@ int train_main(int argc, char** argv) {
   o.beta2 = settings.get<double>("beta2");
   o.eps = settings.get<double>("adam-eps");
   o.grad_clip = settings.get<double>("grad-clip");
-  const std::string device = choose_device(settings.get<std::string>("device"));
+  const std::string device_flag = settings.get<std::string>("device");
+  const int gpus = settings.get<int>("gpus");
+  require(gpus >= 0, "--gpus must not be negative");
+  require(gpus == 0 || device_flag == "auto" || device_flag == "cuda",
+          "--gpus trains on GPUs; it cannot run with --device " + device_flag);
+  // With --gpus this process only starts the ranks and must not touch the GPU before fork.
+  const std::string device = gpus > 0 ? "cuda" : choose_device(device_flag);
   const bool tf32 = settings.get<bool>("tf32");
   int threads = settings.get<int>("threads");
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
   s.validate();
+  require(gpus == 0 || s.micro_batches() % gpus == 0,
+          "--gpus " + std::to_string(gpus) + " must divide the " + std::to_string(s.micro_batches()) +
+              " micro-batches of a step (--tokens-per-step / (--micro-batch x --seq-len))");
 
   // Every check before the first step: the model, the data, the tokenizer, the outputs.
   const bool resume = args.count("resume") > 0;
@@ -209,25 +221,53 @@ int train_main(int argc, char** argv) {
   for (const std::string& path : {checkpoint_path, state_path})
     require(overwrite || !std::filesystem::exists(path), path + " exists; pass --overwrite to replace it");
   TokenStream stream(train_shards, state.data);
-  auto engine = make_engine(device, state, s, threads, tf32);
 
-  std::printf("model    %s, %s\n", model.describe().c_str(), resume ? "resumed" : "initialised");
-  std::printf("data     %s: %zu train shards, tokenizer %s\n", data_dir.c_str(), train_shards.size(),
-              tokenizer_path.c_str());
-  std::printf("steps    %lld x %lld tokens (%lld micro-batches of %d x %d), warmdown %lld, max %.0f s, from step %lld\n",
-              static_cast<long long>(s.steps), static_cast<long long>(s.tokens_per_step),
-              static_cast<long long>(s.micro_batches()), s.micro_batch, s.seq_len,
-              static_cast<long long>(s.warmdown_steps), s.max_seconds, static_cast<long long>(state.step));
-  std::printf("device   %s\n", engine->device().c_str());
-  std::fflush(stdout);
-  train(*engine, stream, state, s, &val, [](const std::string& line) {
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);
+  // Trains on engine and writes the outputs; with several ranks only rank 0 logs and writes.
+  auto run = [&](TrainEngine& engine) {
+    const bool lead = engine.rank() == 0;
+    if (lead) {
+      std::printf("model    %s, %s\n", model.describe().c_str(), resume ? "resumed" : "initialised");
+      std::printf("data     %s: %zu train shards, tokenizer %s\n", data_dir.c_str(), train_shards.size(),
+                  tokenizer_path.c_str());
+      std::printf(
+          "steps    %lld x %lld tokens (%lld micro-batches of %d x %d), warmdown %lld, max %.0f s, from step %lld\n",
+          static_cast<long long>(s.steps), static_cast<long long>(s.tokens_per_step),
+          static_cast<long long>(s.micro_batches()), s.micro_batch, s.seq_len,
+          static_cast<long long>(s.warmdown_steps), s.max_seconds, static_cast<long long>(state.step));
+      std::printf("device   %s\n", engine.device().c_str());
+      std::fflush(stdout);
+    }
+    train(engine, stream, state, s, &val, [lead](const std::string& line) {
+      if (!lead) return;
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    });
+    if (!lead) return;
+    save_checkpoint(checkpoint_path, state.params, overwrite);
+    save_train_state(state_path, state, overwrite);
+    std::printf("wrote    %s, %s\n", checkpoint_path.c_str(), state_path.c_str());
+  };
+  if (gpus == 0) {
+    run(*make_engine(device, state, s, threads, tf32));
+    return 0;
+  }
+#ifdef PGOLF_HAVE_CUDA
+  // One process per GPU: rank 0 makes the NCCL group id, the others read it from the board.
+  return run_ranks(gpus, [&](int rank, RankBoard& board) {
+    std::vector<std::byte> id;
+    if (rank == 0) {
+      id = cuda::RankGroup::new_id();
+      board.publish(id);
+    } else {
+      id = board.wait(600);
+    }
+    CudaTrainer engine(state, s, tf32, cuda::RankGroup::join(id, rank, gpus));
+    run(engine);
+    return 0;
   });
-  save_checkpoint(checkpoint_path, state.params, overwrite);
-  save_train_state(state_path, state, overwrite);
-  std::printf("wrote    %s, %s\n", checkpoint_path.c_str(), state_path.c_str());
-  return 0;
+#else
+  throw InputError("--gpus: this pgolf was built without CUDA");
+#endif
 }
 
 }  // namespace pgolf::cli

@@ -60,8 +60,20 @@ struct CudaTrainer::State {
   DeviceBuffer<float> ns_x, ns_y, ns_a, ns_b, norm;
   int64_t peak_bytes = 0;
 
+  // Data parallel: the collectives run on comm_stream (non-blocking: the legacy default stream
+  // would serialise with it), ordered after the compute stream's work by `ready`.
+  std::unique_ptr<cuda::RankGroup> group;
+  cudaStream_t comm_stream = nullptr;
+  cudaEvent_t ready = nullptr, comm_done = nullptr;
+  int64_t local_micro_batches = 1, micro_batches_seen = 0;
+  bool gradient_summed = false;  // this step's gradient was summed during the backward
+  DeviceBuffer<double> shared_values;
+
   ~State() {
     if (cublas) cublasDestroy(cublas);
+    if (ready) cudaEventDestroy(ready);
+    if (comm_done) cudaEventDestroy(comm_done);
+    if (comm_stream) cudaStreamDestroy(comm_stream);
   }
   float* param(size_t i) { return params.data() + slots[i].offset; }
   float* grad(size_t i) { return grads.data() + slots[i].offset; }
@@ -71,7 +83,11 @@ struct CudaTrainer::State {
 
   void upload_windows(std::span<const TokenWindow> windows);
   void forward(int sequences);
-  void backward(int sequences, float weight);
+  void backward(int sequences, float weight, bool sum_over_ranks);
+  // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
+  void sum_gradient(size_t first, size_t last);
+  // The compute stream waits for everything queued on comm_stream.
+  void wait_for_collectives();
   void block_backward(int layer, int sequences);
   void newton_schulz(float* g, int64_t rows, int64_t cols, float* out);
   void copy(float* to, const float* from, int64_t count) {
@@ -187,7 +203,22 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   cuda::scale_channels(d_x.data(), bp(i, kResidMix), n, c.dim, d_x.data(), false, stream);
 }
 
-void CudaTrainer::State::backward(int sequences, float weight) {
+void CudaTrainer::State::sum_gradient(size_t first, size_t last) {
+  PGOLF_CUDA_CHECK(cudaEventRecord(ready, stream));
+  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready));
+  const size_t begin = slots[first].offset, end = slots[last].offset + slots[last].rows * slots[last].cols;
+  group->sum(grads.data() + begin, end - begin, comm_stream);
+}
+
+void CudaTrainer::State::wait_for_collectives() {
+  PGOLF_CUDA_CHECK(cudaEventRecord(comm_done, comm_stream));
+  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(stream, comm_done));
+}
+
+// Model::loss_and_gradient's backward; with sum_over_ranks each block's gradient (a contiguous run
+// of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
+// weights' (written by several blocks) at the end.
+void CudaTrainer::State::backward(int sequences, float weight, bool sum_over_ranks) {
   const ModelConfig& c = config;
   const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
   const int64_t stream_count = int64_t{n} * c.dim;
@@ -210,10 +241,17 @@ void CudaTrainer::State::backward(int sequences, float weight) {
       cuda::scale_channels(d_x.data(), param(skips) + decoder * c.dim, n, c.dim, d_encoder[encoder].data(), false,
                            stream);
     }
+    if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
   }
   add(d_x.data(), d_x0.data(), stream_count);
   cuda::embedding_rms_norm_backward(param(0), inputs.data(), d_x.data(), n, c.dim, t1.data(), stream);
   cuda::embedding_backward(t1.data(), order.data(), offsets.data(), c.vocab, c.dim, grad(0), stream);
+  if (sum_over_ranks) {
+    group->begin_group();
+    sum_gradient(0, 0);
+    sum_gradient(skips, skips);
+    group->end_group();
+  }
 }
 
 // optimizer.cpp's newton_schulz on the device: g [rows, cols] -> out, same shape.
@@ -246,7 +284,8 @@ void CudaTrainer::State::newton_schulz(float* g, int64_t rows, int64_t cols, flo
     copy(out, x, rows * cols);
 }
 
-CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32)
+CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32,
+                         std::unique_ptr<cuda::RankGroup> group)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   const ModelConfig& c = state.config;
@@ -341,6 +380,17 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.ns_a = DeviceBuffer<float>(static_cast<size_t>(ns_side * ns_side));
   s.ns_b = DeviceBuffer<float>(static_cast<size_t>(ns_side * ns_side));
   s.norm = DeviceBuffer<float>(1);
+  if (group) {
+    require(settings.micro_batches() % group->ranks() == 0,
+            std::to_string(group->ranks()) + " ranks do not divide the " + std::to_string(settings.micro_batches()) +
+                " micro-batches of a step");
+    s.local_micro_batches = settings.micro_batches() / group->ranks();
+    s.group = std::move(group);
+    PGOLF_CUDA_CHECK(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking));
+    PGOLF_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
+    PGOLF_CUDA_CHECK(cudaEventCreateWithFlags(&s.comm_done, cudaEventDisableTiming));
+    s.shared_values = DeviceBuffer<double>(16);
+  }
 }
 
 CudaTrainer::~CudaTrainer() = default;
@@ -350,7 +400,10 @@ double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weig
   s.upload_windows(windows);
   const int sequences = static_cast<int>(windows.size());
   s.forward(sequences);
-  s.backward(sequences, static_cast<float>(weight));
+  // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
+  const bool last = s.group && ++s.micro_batches_seen == s.local_micro_batches;
+  s.backward(sequences, static_cast<float>(weight), last);
+  s.gradient_summed = s.gradient_summed || last;
   const std::vector<double> losses = s.losses.download(static_cast<size_t>(sequences) * s.settings.seq_len);
   size_t free_bytes = 0, total_bytes = 0;
   PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -362,6 +415,13 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   State& s = *state_;
   const OptimizerSettings& o = s.settings.optimizer;
   const cudaStream_t stream = s.stream;
+  if (s.group) {
+    // A caller that ran fewer micro-batches than a step's share (the tests) sums it all here.
+    if (!s.gradient_summed) s.sum_gradient(0, s.slots.size() - 1);
+    s.wait_for_collectives();
+    s.gradient_summed = false;
+    s.micro_batches_seen = 0;
+  }
   if (o.grad_clip > 0) {
     cuda::squared_norm(s.grads.data(), static_cast<int64_t>(s.grads.size()), s.norm.data(), stream);
     cuda::clip_by_norm(s.grads.data(), s.norm.data(), static_cast<int64_t>(s.grads.size()),
@@ -371,14 +431,35 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   const float momentum = static_cast<float>(muon_momentum(o, step));
   const double correction1 = 1 - std::pow(o.beta1, static_cast<double>(s.optimizer_steps));
   const double correction2 = 1 - std::pow(o.beta2, static_cast<double>(s.optimizer_steps));
+  // Muon's direction: momentum on every rank (each keeps the whole state), Newton-Schulz on the
+  // matrix's owner, which then hands the result to the others.
+  const int rank = s.group ? s.group->rank() : 0, ranks = s.group ? s.group->ranks() : 1;
+  int matrix = 0;
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    const Slot& slot = s.slots[i];
+    if (slot.group != ParamGroup::Matrix) continue;
+    cuda::muon_momentum(s.momentum.data() + slot.offset, s.grad(i), static_cast<int64_t>(slot.rows * slot.cols),
+                        momentum, stream);
+    if (matrix++ % ranks == rank)
+      s.newton_schulz(s.grad(i), static_cast<int64_t>(slot.rows), static_cast<int64_t>(slot.cols), s.grad(i));
+  }
+  if (s.group) {
+    PGOLF_CUDA_CHECK(cudaEventRecord(s.ready, stream));
+    PGOLF_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready));
+    s.group->begin_group();
+    matrix = 0;
+    for (size_t i = 0; i < s.slots.size(); ++i)
+      if (s.slots[i].group == ParamGroup::Matrix)
+        s.group->broadcast(s.grad(i), s.slots[i].rows * s.slots[i].cols, matrix++ % ranks, s.comm_stream);
+    s.group->end_group();
+    s.wait_for_collectives();
+  }
   for (size_t i = 0; i < s.slots.size(); ++i) {
     const Slot& slot = s.slots[i];
     const auto count = static_cast<int64_t>(slot.rows * slot.cols);
     float* w = s.param(i);
     float* g = s.grad(i);
     if (slot.group == ParamGroup::Matrix) {
-      cuda::muon_momentum(s.momentum.data() + slot.offset, g, count, momentum, stream);
-      s.newton_schulz(g, static_cast<int64_t>(slot.rows), static_cast<int64_t>(slot.cols), g);
       const double shape_scale =
           std::sqrt(std::max(1.0, static_cast<double>(slot.rows) / static_cast<double>(slot.cols)));
       cuda::apply_update(w, g, count, static_cast<float>(o.matrix_lr * lr_scale * shape_scale), stream);
@@ -435,7 +516,23 @@ ModelParams<float> CudaTrainer::gradient() const {
 }
 
 std::string CudaTrainer::device() const {
-  return "cuda (" + cuda_device_name() + "), fp32" + (state_->tf32 ? " with TF32 GEMMs" : "");
+  const State& s = *state_;
+  return "cuda (" + cuda_device_name() + "), fp32" + (s.tf32 ? " with TF32 GEMMs" : "") +
+         (s.group ? ", rank " + std::to_string(s.group->rank()) + " of " + std::to_string(s.group->ranks()) : "");
+}
+
+int CudaTrainer::rank() const { return state_->group ? state_->group->rank() : 0; }
+int CudaTrainer::ranks() const { return state_->group ? state_->group->ranks() : 1; }
+
+void CudaTrainer::sum_over_ranks(std::span<double> values) {
+  State& s = *state_;
+  if (!s.group) return;
+  require(values.size() <= s.shared_values.size(), "CudaTrainer::sum_over_ranks: at most 16 values");
+  s.shared_values.upload(values);  // blocking: done before the collective starts
+  s.group->sum(s.shared_values.data(), values.size(), s.comm_stream);
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.comm_stream));
+  const std::vector<double> sums = s.shared_values.download(values.size());
+  std::copy(sums.begin(), sums.end(), values.begin());
 }
 
 int64_t CudaTrainer::peak_memory_bytes() const { return state_->peak_bytes; }

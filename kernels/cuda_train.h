@@ -2,9 +2,14 @@
 // backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu, cuBLAS
 // GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by cuBLAS). A TrainEngine,
 // so pgolf train runs the same loop on the CPU or here. Plain C++ interface.
+// Data parallel with a RankGroup: the backward of a step's last micro-batch sums each block's
+// gradient over the ranks as soon as the block is done (one bucket per block, on a second stream,
+// overlapping the blocks below); Muon's Newton-Schulz runs on matrix m's owner rank m % ranks
+// only, and the owners broadcast the results. Every rank then applies the same update.
 #pragma once
 #include <memory>
 
+#include "kernels/rank_group.h"
 #include "trainer/training.h"
 
 namespace pgolf {
@@ -14,8 +19,10 @@ class CudaTrainer final : public TrainEngine {
   // Allocates everything for micro-batches of settings.micro_batch sequences of settings.seq_len.
   // tf32: let cuBLAS use TF32 tensor cores for the fp32 GEMMs (off: plain fp32, to hold the CPU
   // reference's numbers). InputError before any allocation when the model or the micro-batch do
-  // not fit the GPU's free memory, or the head dim has no attention kernel.
-  CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32);
+  // not fit the GPU's free memory, or the head dim has no attention kernel. group: this trainer's
+  // rank in a data-parallel run (none: alone), on the current device.
+  CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32,
+              std::unique_ptr<cuda::RankGroup> group = nullptr);
   ~CudaTrainer() override;
 
   double accumulate(std::span<const TokenWindow> windows, double weight) override;
@@ -25,6 +32,9 @@ class CudaTrainer final : public TrainEngine {
   void export_state(TrainState& state) override;
   std::string device() const override;
   int64_t peak_memory_bytes() const override;
+  int rank() const override;
+  int ranks() const override;
+  void sum_over_ranks(std::span<double> values) override;
 
   // The gradient accumulated since the last step (for the tests against the CPU model).
   ModelParams<float> gradient() const;

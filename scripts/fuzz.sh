@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/*.cpp) with clang under ASan + UBSan and runs each for SECONDS,
-# one after the other, starting from the seed corpus in fuzz/corpus/<target>/ (what a run finds is
+# Builds the libFuzzer targets (fuzz/*.cpp) with clang under ASan + UBSan and runs each for SECONDS
+# (or until RUNS executions, whichever comes first), one after the other, starting from the seed corpus in fuzz/corpus/<target>/ (what a run finds is
 # kept in BUILD_DIR/corpus/, not in the repo). Prints executions per target; stops at the first crash,
 # whose reproducer libFuzzer writes into BUILD_DIR/crashes/.
-# Usage: scripts/fuzz.sh SECONDS [TARGET...]   (env: BUILD_DIR=build-fuzz, JOBS=nproc)
+# Usage: scripts/fuzz.sh SECONDS [TARGET...]   (env: BUILD_DIR=build-fuzz, JOBS=nproc, RUNS=unlimited)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:?usage: scripts/fuzz.sh SECONDS [TARGET...]}"
@@ -32,6 +32,8 @@ cmake --build "$build_dir" -j"${JOBS:-$(nproc)}" --target "${targets[@]/#/fuzz_}
 
 export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+# The targets hand their input to the readers as a file; keep it in memory where there is a tmpfs.
+[ -d /dev/shm ] && [ -w /dev/shm ] && export TMPDIR=/dev/shm
 mkdir -p "$build_dir/crashes"
 for t in "${targets[@]}"; do
   corpus="$build_dir/corpus/$t"
@@ -39,11 +41,12 @@ for t in "${targets[@]}"; do
   seeds=()
   [ -d "fuzz/corpus/$t" ] && seeds=("fuzz/corpus/$t")
   # rss/malloc limits: a few KB of input must never need more than 1 GiB.
-  "$build_dir/fuzz/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -rss_limit_mb=2048 \
+  "$build_dir/fuzz/fuzz_$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -runs="${RUNS:--1}" -rss_limit_mb=2048 \
     -malloc_limit_mb=1024 -max_len=65536 -timeout=30 -print_final_stats=1 \
     -artifact_prefix="$build_dir/crashes/$t-" >"$build_dir/fuzz-$t.log" 2>&1 ||
     { tail -40 "$build_dir/fuzz-$t.log"; echo "fuzz: $t FAILED (log: $build_dir/fuzz-$t.log)"; exit 1; }
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$build_dir/fuzz-$t.log")
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$build_dir/fuzz-$t.log")
-  echo "fuzz: $t: $runs executions in ${seconds} s ($rate/s), no crash"
+  took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$build_dir/fuzz-$t.log")
+  echo "fuzz: $t: $runs executions in ${took:-$seconds} s ($rate/s), no crash"
 done

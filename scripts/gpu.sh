@@ -7,6 +7,8 @@
 #                scripts/gpu.sh rd        (only val_bpb against bytes: the sweep, sensitivity, --auto)
 #                scripts/gpu.sh train     (only the trainer: its GPU tests and a throughput run at the
 #                                          reference settings; TRAIN_STEPS steps, default 20)
+#                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
+#                                          losses and tokens/s, a rank killed mid-run)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -143,6 +145,67 @@ rd_benchmark() {
   grep -h -E "^artifact|^quantized" "$rd"/auto_*.txt
   grep -E '"val_bpb"' "$rd"/eval_*.json
 }
+# Data parallel (needs 2 GPUs): the NCCL tests; MULTI_STEPS steps (default 50) at the reference
+# settings on 1 GPU and on 2 at the same global batch (losses, tokens/s), and on 2 at twice the
+# batch (the same micro-batches per GPU as the 1-GPU run); then rank 1 killed with SIGKILL mid-run.
+multi_gpu_benchmark() {
+  local steps=${MULTI_STEPS:-50} dp=build-gpu/dp
+  mkdir -p "$dp"
+  step "GPU tests: data parallel over NCCL"
+  cmake --build build-gpu -j"$(nproc)" --target test_cli >> "$logs/build.log" 2>&1 || failed+=(build-test-cli)
+  build-gpu/tests/test_kernels --gtest_filter='CudaTrainRanks*' 2>&1 | tee "$logs/test_ranks.log" || failed+=(test_ranks)
+  build-gpu/tests/test_cli --gtest_filter='CliTrain.DataParallel*' 2>&1 | tail -4 | tee -a "$logs/test_ranks.log" ||
+    failed+=(test_cli_ranks)
+  [ -f devdata/sp1024/corpus_train_000000.bin ] || xz -dc devdata/corpus_train_000000.bin.xz > devdata/sp1024/corpus_train_000000.bin
+  local common=(--data devdata/sp1024 --device cuda --tf32 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337
+                --val-tokens 65536 --overwrite)
+  step "train: $steps steps of 262,144 tokens on 1 GPU"
+  build-gpu/cli/pgolf train "${common[@]}" --steps "$steps" --tokens-per-step 262144 --out "$dp/one" \
+    > "$dp/one.txt" 2>&1 || failed+=(train-1gpu)
+  step "train: the same on 2 GPUs (2 micro-batches each)"
+  build-gpu/cli/pgolf train "${common[@]}" --steps "$steps" --tokens-per-step 262144 --gpus 2 --out "$dp/two" \
+    > "$dp/two.txt" 2>&1 || failed+=(train-2gpu)
+  step "train: 20 steps of 524,288 tokens on 2 GPUs (4 micro-batches each, as the 1-GPU run)"
+  build-gpu/cli/pgolf train "${common[@]}" --steps 20 --tokens-per-step 524288 --gpus 2 --out "$dp/two_wide" \
+    > "$dp/two_wide.txt" 2>&1 || failed+=(train-2gpu-wide)
+  python3 - "$dp" <<'EOF' | tee "$logs/multi.txt"
+import re, statistics, sys
+def run(name):
+    text = open(f"{sys.argv[1]}/{name}.txt").read()
+    steps = re.findall(r"step (\d+)/\d+ loss (\S+) lr \S+ tok/s (\S+)", text)
+    return [float(l) for _, l, _ in steps], [float(t) for _, _, t in steps[3:]], re.findall(r"val_bpb (\S+) \(final", text)
+one, two, wide = run("one"), run("two"), run("two_wide")
+diff = [abs(a - b) for a, b in zip(one[0], two[0])]
+print(f"losses over {len(diff)} steps, 2 GPUs vs 1 at 262,144 tokens/step: max |diff| {max(diff):.3g}, "
+      f"mean {statistics.mean(diff):.3g}; last {one[0][-1]:.6f} vs {two[0][-1]:.6f}; final val_bpb {one[2]} vs {two[2]}")
+for label, r in (("1 GPU, 262,144 tokens/step", one), ("2 GPUs, 262,144 tokens/step", two), ("2 GPUs, 524,288 tokens/step", wide)):
+    print(f"{label}: median {statistics.median(r[1]):,.0f} tokens/s over steps 4+")
+print(f"speed-up at the same micro-batches per GPU: {statistics.median(wide[1]) / statistics.median(one[1]):.3f}x "
+      f"(at the same global batch: {statistics.median(two[1]) / statistics.median(one[1]):.3f}x)")
+EOF
+  step "kill: rank 1 of a 2-GPU run gets SIGKILL after step 3"
+  build-gpu/cli/pgolf train "${common[@]}" --steps 1000 --tokens-per-step 262144 --gpus 2 --out "$dp/killed" \
+    > "$dp/killed.txt" 2>&1 &
+  local launcher=$! waited=0
+  until grep -q "step 3/" "$dp/killed.txt" || ((waited > 240)); do sleep 0.5; waited=$((waited + 1)); done
+  local rank1 killed_at code
+  rank1=$(pgrep -P "$launcher" | sort -n | sed -n 2p)
+  killed_at=$(date +%s.%N)
+  [ -n "$rank1" ] && kill -9 "$rank1"
+  wait "$launcher"
+  code=$?
+  awk -v a="$killed_at" -v b="$(date +%s.%N)" -v c="$code" 'BEGIN { printf "launcher exited %d, %.2f s after the kill\n", c, b - a }' |
+    tee -a "$logs/multi.txt"
+  grep -E "rank|error" "$dp/killed.txt" | tail -4 | tee -a "$logs/multi.txt"
+  if ((code == 0)) || ls "$dp"/killed.safetensors "$dp"/killed.state > /dev/null 2>&1; then failed+=(kill); fi
+  tar czf "$logs/multi_logs.tar.gz" -C "$dp" one.txt two.txt two_wide.txt killed.txt
+}
+if [[ "${1:-}" == multi ]]; then
+  multi_gpu_benchmark
+  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
+  echo "all passed"
+  exit 0
+fi
 if [[ "${1:-}" == rd ]]; then
   rd_benchmark
   ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }

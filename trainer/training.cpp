@@ -93,6 +93,9 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
   using Clock = std::chrono::steady_clock;
   TrainResult result;
   const int64_t micro_batches = s.micro_batches();
+  const int rank = engine.rank(), ranks = engine.ranks();
+  require(micro_batches % ranks == 0, std::to_string(ranks) + " ranks do not divide the " +
+                                          std::to_string(micro_batches) + " micro-batches of a step");
   const size_t micro_tokens = static_cast<size_t>(s.micro_batch) * s.seq_len;
   auto validate = [&](int64_t max_tokens) {
     EvalOptions options;
@@ -116,13 +119,20 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     for (int64_t k = 0; k < micro_batches; ++k) {
       // As the reference's loader: micro_tokens + 1 tokens make micro_batch overlapping windows.
       const std::vector<uint16_t> tokens = stream.take(micro_tokens + 1);
+      if (k % ranks != rank) continue;
       std::vector<TokenWindow> windows;
       for (int b = 0; b < s.micro_batch; ++b)
         windows.push_back(std::span(tokens).subspan(static_cast<size_t>(b) * s.seq_len, s.seq_len + 1));
       loss += engine.accumulate(windows, 1.0 / static_cast<double>(micro_batches)) / static_cast<double>(micro_batches);
     }
     engine.step(scale, state.step);
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (ranks > 1) {
+      double shared[2] = {loss, rank == 0 ? seconds : 0.0};
+      engine.sum_over_ranks(shared);
+      loss = shared[0];
+      seconds = shared[1];
+    }
     ++state.step;
     state.elapsed_seconds += seconds;
     state.data = stream.position();

@@ -51,6 +51,13 @@ class TrainEngine {
   virtual void export_state(TrainState& state) = 0;
   virtual std::string device() const = 0;
   virtual int64_t peak_memory_bytes() const { return 0; }  // of a GPU; 0 where not measured
+
+  // Data parallel: this engine is rank() of ranks() engines training one model, each on its share
+  // of every step's micro-batches; step() applies the gradient summed over all of them.
+  virtual int rank() const { return 0; }
+  virtual int ranks() const { return 1; }
+  // Sums values over the ranks in place; every rank gets the sums.
+  virtual void sum_over_ranks(std::span<double> values) { (void)values; }
 };
 
 // The CPU reference (Model<float>, optimizer_step) on `threads` threads.
@@ -70,6 +77,9 @@ struct TrainResult {
 
 // Runs from state (its step, data position, training time) to settings.steps or max_seconds;
 // state ends at the last step. stream must start at state.data. log gets one line at a time.
+// Data parallel: every rank reads the whole stream and computes micro-batches k with
+// k % ranks == rank (the reference loader's split), so any number of ranks trains on the same
+// tokens; the loss and rank 0's step time (which drives the stop and the warmdown) are shared.
 TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, const TrainSettings& settings,
                   const ValSet* val, const std::function<void(const std::string&)>& log);
 

@@ -7,6 +7,11 @@
 #include <regex>
 
 #include "cli/run_pgolf.h"
+#ifdef PGOLF_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda_eval.h"
+#endif
 #include "quant/safetensors.h"
 #include "support/test_support.h"
 
@@ -15,8 +20,9 @@ namespace {
 
 using test::pgolf;
 
-const std::string kTiny = " --vocab 1024 --dim 32 --layers 3 --heads 4 --kv-heads 2 --seq-len 32 --micro-batch 2"
-                          " --tokens-per-step 128 --warmdown 3 --val-tokens 64 --device cpu --threads 2";
+const std::string kTinyModel = " --vocab 1024 --dim 32 --layers 3 --heads 4 --kv-heads 2 --seq-len 32 --micro-batch 2"
+                               " --tokens-per-step 128 --warmdown 3 --val-tokens 64";
+const std::string kTiny = kTinyModel + " --device cpu --threads 2";
 
 std::string data() { return " --data " + test::sample_path("sp1024"); }
 
@@ -64,6 +70,8 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --config " + dir.file("config.json") + out, "unknown setting 'warmup'"},
       {"train" + data() + kTiny + " --resume " + test::sample_path("sp1024/corpus_1024_bpe.model") + out,
        "corpus_1024_bpe.model"},
+      {"train" + data() + kTiny + " --gpus 2" + out, "--gpus trains on GPUs; it cannot run with --device cpu"},
+      {"train" + data() + kTinyModel + " --gpus 3" + out, "--gpus 3 must divide the 2 micro-batches of a step"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);
@@ -80,6 +88,33 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   EXPECT_NE(r.out.find("pass --overwrite"), std::string::npos) << r.out;
   EXPECT_EQ(test::read_bytes(dir.file("run.state")).size(), 4u);
 }
+
+#ifdef PGOLF_HAVE_CUDA
+// --gpus 1 runs one rank process with a one-rank NCCL group: the lone trainer's losses, bitwise.
+// With two GPUs, --gpus 2 (one micro-batch each) follows them up to the order of the sums.
+TEST(CliTrain, DataParallelRunsFollowTheOneGpuRun) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  test::TempDir dir;
+  const std::string run = "train" + data() + kTinyModel + " --device cuda --steps 6";
+  auto r = pgolf(run + " --out " + dir.file("alone"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::vector<std::string> expected = losses(r.out);
+  ASSERT_EQ(expected.size(), 6u) << r.out;
+  r = pgolf(run + " --gpus 1 --out " + dir.file("one"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 0 of 1"), std::string::npos) << r.out;
+  EXPECT_EQ(losses(r.out), expected);
+  EXPECT_EQ(test::read_bytes(dir.file("one.safetensors")), test::read_bytes(dir.file("alone.safetensors")));
+
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices < 2) GTEST_SKIP() << "--gpus 2 needs 2 GPUs";
+  r = pgolf(run + " --gpus 2 --out " + dir.file("two"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::vector<std::string> two = losses(r.out);
+  ASSERT_EQ(two.size(), expected.size()) << r.out << "\nonly rank 0 logs";
+  for (size_t i = 0; i < two.size(); ++i) EXPECT_NEAR(std::stod(two[i]), std::stod(expected[i]), 1e-4) << i;
+}
+#endif
 
 }  // namespace
 }  // namespace pgolf

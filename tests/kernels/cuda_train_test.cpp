@@ -1,14 +1,18 @@
 // The CUDA trainer (fp32, TF32 off) against the CPU reference at a tiny configuration: the loss
 // and every gradient tensor of one micro-batch, 20 optimizer steps' losses, bitwise resume, and
-// the memory check. Skipped without a GPU.
+// the memory check; data parallel over NCCL against one GPU. Skipped without a GPU (the two-rank
+// test without two).
 #include <gtest/gtest.h>
 
 #ifdef PGOLF_HAVE_CUDA
 #include <cmath>
 #include <cstdio>
+#include <thread>
 
+#include "kernels/cuda_check.h"
 #include "kernels/cuda_eval.h"
 #include "kernels/cuda_train.h"
+#include "kernels/rank_group.h"
 #include "support/test_support.h"
 #include "trainer/test_helpers.h"
 
@@ -124,6 +128,80 @@ TEST_F(CudaTrain, ResumeIsBitwise) {
   const std::vector<double> rest = run(resumed);
   losses.insert(losses.end(), rest.begin(), rest.end());
   EXPECT_EQ(losses, expected);
+}
+
+// A tiny run through train() on rank r of group (none: alone) on the current device: its losses
+// and its final state.
+struct RunResult {
+  std::vector<double> losses;
+  TrainState state;
+};
+RunResult train_tiny(const std::vector<std::string>& shards, const TrainSettings& s,
+                     std::unique_ptr<cuda::RankGroup> group) {
+  RunResult r{{}, initial_train_state(test::tiny_config(), 5)};
+  TokenStream stream(shards, r.state.data);
+  CudaTrainer gpu(r.state, s, false, std::move(group));
+  r.losses = train(gpu, stream, r.state, s, nullptr, [](const std::string&) {}).losses;
+  return r;
+}
+
+bool same_params(const TrainState& a, const TrainState& b) {
+  const auto x = named_tensors(a.params), y = named_tensors(b.params);
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!(*x[i].second == *y[i].second)) return false;
+  return true;
+}
+
+class CudaTrainRanks : public CudaTrain {
+ protected:
+  void SetUp() override {
+    CudaTrain::SetUp();
+    if (IsSkipped()) return;
+    const std::vector<uint16_t> tokens = test::random_tokens(3000, test::tiny_config().vocab, 9);
+    write_shard(dir_.file("t_train_000000.bin"), tokens, false);
+    shards_ = {dir_.file("t_train_000000.bin")};
+  }
+  test::TempDir dir_;
+  std::vector<std::string> shards_;
+};
+
+// A group of one rank goes through every collective (sums, the owners' broadcasts) and must
+// change nothing: NCCL on one rank copies.
+TEST_F(CudaTrainRanks, OneRankGroupRepeatsTheLoneTrainerBitwise) {
+  const TrainSettings s = test::tiny_train_settings(6);
+  const RunResult alone = train_tiny(shards_, s, nullptr);
+  const RunResult grouped = train_tiny(shards_, s, std::move(cuda::RankGroup::local(1)[0]));
+  EXPECT_EQ(grouped.losses, alone.losses);
+  EXPECT_TRUE(same_params(grouped.state, alone.state));
+}
+
+// Two GPUs, one micro-batch each, against one GPU doing both: the same losses up to the order of
+// the gradient sums, and both ranks end with identical weights.
+TEST_F(CudaTrainRanks, TwoRanksFollowOneGpuAtTheSameGlobalBatch) {
+  int devices = 0;
+  PGOLF_CUDA_CHECK(cudaGetDeviceCount(&devices));
+  if (devices < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has " << devices;
+  const TrainSettings s = test::tiny_train_settings(8);
+  const RunResult single = train_tiny(shards_, s, nullptr);
+  auto groups = cuda::RankGroup::local(2);
+  std::vector<RunResult> ranks(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      PGOLF_CUDA_CHECK(cudaSetDevice(r));
+      ranks[r] = train_tiny(shards_, s, std::move(groups[r]));
+    });
+  for (auto& t : threads) t.join();
+  PGOLF_CUDA_CHECK(cudaSetDevice(0));
+  EXPECT_EQ(ranks[0].losses, ranks[1].losses);
+  EXPECT_TRUE(same_params(ranks[0].state, ranks[1].state));
+  ASSERT_EQ(ranks[0].losses.size(), single.losses.size());
+  double worst = 0;
+  for (size_t i = 0; i < single.losses.size(); ++i) {
+    worst = std::max(worst, std::abs(ranks[0].losses[i] - single.losses[i]));
+    EXPECT_NEAR(ranks[0].losses[i], single.losses[i], 1e-5 * single.losses[i]) << "step " << i;
+  }
+  std::printf("  8 steps on 2 ranks: max |2 GPUs - 1 GPU| loss %.3g\n", worst);
 }
 
 TEST_F(CudaTrain, AConfigThatDoesNotFitIsRefusedBeforeAllocating) {
