@@ -17,11 +17,14 @@ bool is_artifact_path(const std::string& path) {
 }
 
 std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths) {
-  std::map<std::string, FloatTensor> out;
   if (paths.size() == 1 && is_artifact_path(paths[0])) return float_tensors_of(decode_artifact_file(paths[0]), paths[0]);
   for (const auto& path : paths)
     require(!is_artifact_path(path), path + ": an artifact must be the only model path");
-  auto checkpoint = Checkpoint::open(paths);
+  return float_tensors_of(Checkpoint::open(paths));
+}
+
+std::map<std::string, FloatTensor> float_tensors_of(const Checkpoint& checkpoint) {
+  std::map<std::string, FloatTensor> out;
   for (const auto& t : checkpoint.tensors()) {
     require(dtype_is_float(t.dtype), t.file + ": tensor '" + t.name + "' is not a float tensor");
     out[t.name] = {t.shape, t.to_floats()};

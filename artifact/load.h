@@ -16,6 +16,10 @@ struct FloatTensor {
 // Throws InputError on anything malformed.
 std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths);
 
+class Checkpoint;
+// The tensors of an open checkpoint as floats; InputError for one that is not a float tensor.
+std::map<std::string, FloatTensor> float_tensors_of(const Checkpoint& checkpoint);
+
 struct DecodedArtifact;
 // The tensors of a decoded artifact (moved out of it); InputError naming `path` for a raw one.
 std::map<std::string, FloatTensor> float_tensors_of(DecodedArtifact&& decoded, const std::string& path);

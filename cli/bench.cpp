@@ -11,6 +11,7 @@
 #include "artifact/sweep.h"
 #include "cli/bench_report.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/list_flag.h"
@@ -47,16 +48,14 @@ int bench_main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("pgolf-bench"))
       ("json", "print bench.json instead of the table")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
-      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
-      ("h,help", "show this help");
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\ndefault sweep: int4..int8 under clip absmax, quantile:0.9999, std:K and mse; "
-                 "kmeans K=16/64/256, Lloyd and ECSQ; prune:0.01/0.03/0.05+int6; tok_emb lowrank:rank=16..256+int8 "
-                 "(int6 elsewhere). Codecs the build lacks are skipped with a warning.\n";
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args, {},
+                     "default sweep: int4..int8 under clip absmax, quantile:0.9999, std:K and mse; kmeans K=16/64/256, "
+                     "Lloyd and ECSQ; prune:0.01/0.03/0.05+int6; tok_emb lowrank:rank=16..256+int8 (int6 elsewhere). "
+                     "Codecs the build lacks are skipped with a warning.\n"))
     return 0;
-  }
   require(args.count("inputs") > 0, "no input checkpoint given (pgolf bench --help)");
   const auto start = std::chrono::steady_clock::now();
   const auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());

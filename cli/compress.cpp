@@ -11,6 +11,7 @@
 #include "artifact/artifact.h"
 #include "artifact/budget_plan.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/format.h"
 #include "cli/list_flag.h"
 #include "codecs/byte_codec.h"
@@ -114,14 +115,10 @@ int compress_main(int argc, char** argv) {
       ("json", "print one JSON object instead of the table")
       ("force", "replace an existing output")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
-      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
-      ("h,help", "show this help");
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("inputs") > 0, "no input checkpoint given (pgolf compress --help)");
   bool dry_run = args.count("dry-run") > 0, as_json = args.count("json") > 0;
   require(dry_run || args.count("output") > 0, "no output given: pass -o OUT.pgz (or --dry-run)");

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/format.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -67,15 +68,6 @@ class StageReporter {
   Clock::time_point start_;
 };
 
-// Parses a subcommand's flags; returns false (after printing the help) when --help was asked.
-bool parse(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args) {
-  options.add_options()("h,help", "show this help");
-  args = options.parse(argc, argv);
-  if (!args.count("help")) return true;
-  std::cout << options.help() << "\n";
-  return false;
-}
-
 void print_counts(const std::string& label, const nlohmann::ordered_json& counts) {
   std::printf("  %-22s %8s docs %13s bytes %12s tokens\n", label.c_str(),
               with_commas(counts["documents"].get<size_t>()).c_str(),
@@ -100,7 +92,7 @@ int build_main(int argc, char** argv) {
       cxxopts::value<std::string>())("threads", "threads for extracting and tokenizing (default: every core)",
                                      cxxopts::value<unsigned>())("force", "replace a corpus already in --out");
   cxxopts::ParseResult args;
-  if (!parse(options, argc, argv, args)) return 0;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("out") > 0, "--out DIR is required (pgolf data build --help)");
   const std::string out = args["out"].as<std::string>();
   const bool force = args.count("force") > 0;
@@ -151,7 +143,7 @@ int import_main(int argc, char** argv) {
       "force", "replace a corpus already in --out")("dir", "folder to import", cxxopts::value<std::string>());
   options.parse_positional({"dir"});
   cxxopts::ParseResult args;
-  if (!parse(options, argc, argv, args)) return 0;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("dir") > 0, "no folder to import given (pgolf data import --help)");
   require(args.count("out") > 0, "--out DIR is required (pgolf data import --help)");
   const std::string out = args["out"].as<std::string>();
@@ -183,7 +175,7 @@ int extract_main(int argc, char** argv) {
   options.add_options()("out", "output .jsonl file", cxxopts::value<std::string>())("force",
                                                                                     "replace --out if it exists");
   cxxopts::ParseResult args;
-  if (!parse(options, argc, argv, args)) return 0;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   // The files are the unmatched arguments: a vector option would split names at commas.
   const std::vector<std::string>& files = args.unmatched();
   require(!files.empty(), "no files given (pgolf data extract --help)");

@@ -1,10 +1,10 @@
 // pgolf decompress: artifact in, safetensors out, holding exactly the codec's dequantized values.
 #include <cstdio>
 #include <cxxopts.hpp>
-#include <iostream>
 
 #include "artifact/artifact.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/format.h"
 #include "core/error.h"
 #include "quant/plan.h"
@@ -21,14 +21,10 @@ int decompress_main(int argc, char** argv) {
       ("dtype", "float output type: fp32 (exact for every codec), bf16 or fp16 (rounded)",
        cxxopts::value<std::string>()->default_value("fp32"))
       ("force", "replace an existing output")
-      ("input", "the artifact", cxxopts::value<std::string>())
-      ("h,help", "show this help");
+      ("input", "the artifact", cxxopts::value<std::string>());
   options.parse_positional({"input"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("input") > 0, "no input artifact given (pgolf decompress --help)");
   require(args.count("output") > 0, "no output given: pass -o OUT.safetensors");
   std::string dtype_text = args["dtype"].as<std::string>();

@@ -10,6 +10,7 @@
 
 #include "artifact/load.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/val_data.h"
@@ -40,14 +41,10 @@ int eval_main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("auto"))
       ("json", "print JSON")
       ("model", "safetensors files/folder (one checkpoint) or a .pgz artifact",
-       cxxopts::value<std::vector<std::string>>())
-      ("h,help", "show this help");
+       cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"model"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("model") > 0, "no model given (pgolf eval --help)");
   require(args.count("data") > 0, "--data DIR is required (pgolf eval --help)");
   const auto model_paths = args["model"].as<std::vector<std::string>>();

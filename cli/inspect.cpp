@@ -8,6 +8,7 @@
 #include "artifact/artifact.h"
 #include "artifact/load.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/format.h"
 #include "core/error.h"
 #include "quant/safetensors.h"
@@ -81,14 +82,10 @@ int inspect_main(int argc, char** argv) {
   options.positional_help("FILE...").show_positional_help();
   options.add_options()
       ("json", "print JSON")
-      ("files", "safetensors files/folders (one checkpoint) or artifacts", cxxopts::value<std::vector<std::string>>())
-      ("h,help", "show this help");
+      ("files", "safetensors files/folders (one checkpoint) or artifacts", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"files"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("files") > 0, "no file given (pgolf inspect --help)");
   auto files = args["files"].as<std::vector<std::string>>();
   nlohmann::json all = nlohmann::json::array();

@@ -11,6 +11,7 @@
 
 #include "artifact/load.h"
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/list_flag.h"
@@ -57,14 +58,10 @@ int sensitivity_main(int argc, char** argv) {
       ("threads", "CPU threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("json", "print the measurements as JSON instead of the table")
       ("force", "replace an existing output")
-      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>())
-      ("h,help", "show this help");
+      ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help() << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("inputs") > 0, "no input checkpoint given (pgolf sensitivity --help)");
   require(args.count("output") > 0, "-o FILE is required (pgolf sensitivity --help)");
   require(args.count("data") > 0, "--data DIR is required (pgolf sensitivity --help)");
@@ -80,7 +77,7 @@ int sensitivity_main(int argc, char** argv) {
 
   const auto paths = args["inputs"].as<std::vector<std::string>>();
   const auto checkpoint = Checkpoint::open(paths);
-  auto tensors = load_float_tensors(paths);
+  auto tensors = float_tensors_of(checkpoint);
   const std::string data = args["data"].as<std::string>();
   const Tokenizer tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
   EvalOptions eval;

@@ -6,12 +6,12 @@
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/val_data.h"
 #include "core/error.h"
@@ -93,8 +93,7 @@ int train_main(int argc, char** argv) {
       ("tf32", "cuda: TF32 tensor-core GEMMs (faster; off holds the fp32 CPU reference's numbers)")
       ("gpus", "data-parallel training on GPUs 0 .. N-1 of this host, one process each, over NCCL (0: one GPU, "
        "no NCCL)", cxxopts::value<int>()->default_value("0"))
-      ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"))
-      ("h,help", "show this help");
+      ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"));
   options.add_options("model")
       ("vocab", "vocabulary size (the tokenizer's)", cxxopts::value<int>()->default_value("1024"))
       ("dim", "model dim", cxxopts::value<int>()->default_value("512"))
@@ -131,11 +130,8 @@ int train_main(int argc, char** argv) {
       ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value("1e-8"))
       ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value("0"));
   // clang-format on
-  auto args = options.parse(argc, argv);
-  if (args.count("help")) {
-    std::cout << options.help({"", "model", "schedule", "optimizer"}) << "\n";
-    return 0;
-  }
+  cxxopts::ParseResult args;
+  if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;
   require(args.count("data") > 0, "--data DIR is required (pgolf train --help)");
   require(args.count("out") > 0, "--out PREFIX is required (pgolf train --help)");
   Settings settings(args, args.count("config") ? read_config(args["config"].as<std::string>()) : nlohmann::json::object());

@@ -1,5 +1,7 @@
 #include "quant/plan.h"
 
+#include <cctype>
+
 #include "core/error.h"
 #include "quant/tensor_codec.h"
 
@@ -35,6 +37,13 @@ Plan::Plan(std::string default_spec, const std::vector<std::string>& rules) : de
       }
     }
     require(parsed, "rule '" + text + "' must be REGEX=SPEC, e.g. 'mlp\\.=int5'");
+    // libstdc++'s regex compiler reads a back-reference or a {n,m} count into a long without an
+    // overflow check (undefined behaviour; found by fuzz/spec.cpp); no tensor name needs such numbers.
+    size_t digits = 0;
+    for (char c : rule.pattern) {
+      digits = std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
+      require(digits <= 6, "rule '" + text + "': a number in its regex has more than 6 digits");
+    }
     try {
       rule.regex = std::regex(rule.pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {

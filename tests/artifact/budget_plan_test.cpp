@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
+#include "support/base9_subset.h"
 #include "support/test_support.h"
 
 namespace pgolf {
@@ -21,16 +22,11 @@ const std::vector<std::string> kCandidates = {"int4", "int5", "int6", "int8", "i
 
 // Four matrices and two control tensors of base9 (bf16), written to a TempDir.
 Checkpoint base9_slice(const test::TempDir& dir) {
-  auto base9 = Checkpoint::open({test::sample_path("base9")});
-  std::vector<TensorData> tensors;
-  for (const char* name : {"blocks.0.attn.c_q.weight", "blocks.0.attn.c_k.weight", "blocks.0.mlp.fc.weight",
-                           "blocks.0.mlp.proj.weight", "blocks.0.attn.q_gain", "skip_weights"}) {
-    const auto& t = base9.at(name);
-    tensors.push_back({t.name, t.dtype, t.shape, {t.bytes.begin(), t.bytes.end()}});
-  }
-  std::string path = dir.file("slice.safetensors");
-  write_safetensors(path, tensors, base9.metadata(), false);
-  return Checkpoint::open({path});
+  return Checkpoint::open({test::base9_subset(dir,
+                                              {"blocks.0.attn.c_q.weight", "blocks.0.attn.c_k.weight",
+                                               "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight",
+                                               "blocks.0.attn.q_gain", "skip_weights"},
+                                              "slice.safetensors")});
 }
 
 double quantized_sq_error(const CompressResult& r) {

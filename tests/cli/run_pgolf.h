@@ -1,14 +1,13 @@
-// What the CLI tests share: the pgolf binary run as a user runs it, and small real checkpoints.
+// What the CLI tests share: the pgolf binary run as a user runs it (and support/base9_subset.h).
 #pragma once
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
-#include "quant/safetensors.h"
+#include "support/base9_subset.h"
 #include "support/test_support.h"
 
 namespace pgolf::test {
@@ -26,20 +25,6 @@ inline Run pgolf(const std::string& args) {
   while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
   int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// A real checkpoint small enough for fast CLI tests: the named tensors of base9, as they are (bf16),
-// written to dir/file.
-inline std::string base9_subset(const TempDir& dir, std::initializer_list<const char*> names, const std::string& file) {
-  auto base9 = Checkpoint::open({sample_path("base9")});
-  std::vector<TensorData> tensors;
-  for (const char* name : names) {
-    const auto& t = base9.at(name);
-    tensors.push_back({t.name, t.dtype, t.shape, {t.bytes.begin(), t.bytes.end()}});
-  }
-  std::string path = dir.file(file);
-  write_safetensors(path, tensors, base9.metadata(), false);
-  return path;
 }
 
 }  // namespace pgolf::test

@@ -1,6 +1,8 @@
-// CPU twins of the kernels in kernels/forward_kernels.h: the same operation on the same float
-// layout, written as plainly as possible and computed in double, as the kernels' references.
-// (The whole GPU forward is held to trainer/model.cpp itself in cuda_eval_test.cpp.)
+// CPU twins of the kernels in kernels/forward_kernels.h and kernels/train_kernels.h: the same
+// operation on the same float layout, written as plainly as possible and computed in double, as
+// the kernels' references. (The whole GPU forward and every gradient are held to trainer/model.cpp
+// itself in cuda_eval_test.cpp and cuda_train_test.cpp; that also covers the backward kernels
+// with no twin here: attention, qk_norm_rope and the embedding's rms_norm.)
 #pragma once
 #include <algorithm>
 #include <cfloat>
@@ -118,6 +120,67 @@ inline std::vector<double> twin_softcap_cross_entropy(const std::vector<float>& 
     losses[t] = std::log(sum) + max - z[targets[t]];
   }
   return losses;
+}
+
+// The backward of rms_norm over rows of `width`: y = x r, r = 1 / sqrt(mean(x^2) + eps), so
+// dx = r dy - x r^3 mean(dy x).
+inline std::vector<double> twin_rms_norm_backward(const std::vector<float>& x, const std::vector<float>& dy,
+                                                  int64_t rows, int width) {
+  std::vector<double> dx(x.size());
+  for (int64_t t = 0; t < rows; ++t) {
+    double squares = 0, dot = 0;
+    for (int j = 0; j < width; ++j) {
+      squares += double(x[t * width + j]) * x[t * width + j];
+      dot += double(dy[t * width + j]) * x[t * width + j];
+    }
+    const double r = 1.0 / std::sqrt(squares / width + FLT_EPSILON);
+    for (int j = 0; j < width; ++j)
+      dx[t * width + j] = r * dy[t * width + j] - x[t * width + j] * r * r * r * dot / width;
+  }
+  return dx;
+}
+
+inline std::vector<double> twin_relu_square_backward(const std::vector<float>& pre, const std::vector<float>& d) {
+  std::vector<double> out(pre.size());
+  for (size_t i = 0; i < pre.size(); ++i) out[i] = pre[i] > 0 ? 2.0 * pre[i] * d[i] : 0.0;
+  return out;
+}
+
+// Per column: the sum over rows of a * b (b empty: of a).
+inline std::vector<double> twin_column_sum(const std::vector<float>& a, const std::vector<float>& b, int64_t rows,
+                                           int dim) {
+  std::vector<double> out(dim, 0.0);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int j = 0; j < dim; ++j) out[j] += double(a[t * dim + j]) * (b.empty() ? 1.0 : b[t * dim + j]);
+  return out;
+}
+
+// weight * d/d logits of the softcapped cross-entropy: z = cap tanh(l / cap), p = softmax(z),
+// dz = p - onehot(target), dl = dz (1 - tanh^2).
+inline std::vector<double> twin_softcap_cross_entropy_backward(const std::vector<float>& logits,
+                                                               const std::vector<uint16_t>& targets, int vocab,
+                                                               double cap, double weight) {
+  std::vector<double> grad(logits.size()), z(vocab);
+  for (size_t t = 0; t < targets.size(); ++t) {
+    double max = -std::numeric_limits<double>::infinity();
+    for (int j = 0; j < vocab; ++j) max = std::max(max, z[j] = cap * std::tanh(logits[t * vocab + j] / cap));
+    double sum = 0;
+    for (int j = 0; j < vocab; ++j) sum += std::exp(z[j] - max);
+    for (int j = 0; j < vocab; ++j) {
+      const double p = std::exp(z[j] - max) / sum, th = std::tanh(logits[t * vocab + j] / cap);
+      grad[t * vocab + j] = weight * (p - (j == targets[t] ? 1.0 : 0.0)) * (1 - th * th);
+    }
+  }
+  return grad;
+}
+
+// d_tok_emb (starting from `initial`) plus, per token id, the rows that read it.
+inline std::vector<double> twin_embedding_backward(const std::vector<float>& d_rows, const std::vector<uint16_t>& ids,
+                                                   const std::vector<float>& initial, int dim) {
+  std::vector<double> out(initial.begin(), initial.end());
+  for (size_t t = 0; t < ids.size(); ++t)
+    for (int j = 0; j < dim; ++j) out[ids[t] * dim + j] += d_rows[t * dim + j];
+  return out;
 }
 
 }  // namespace pgolf::test

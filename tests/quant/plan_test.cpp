@@ -39,6 +39,10 @@ TEST(Plan, BadRulesAreErrors) {
   EXPECT_THROW(Plan("int6", {"mlp="}), InputError);
   EXPECT_THROW(Plan("int6", {"mlp=int42"}), InputError);
   EXPECT_THROW(Plan("int6", {"(=int6"}), InputError);
+  // Numbers libstdc++'s regex compiler would overflow on (fuzz finding: undefined behaviour there).
+  EXPECT_THROW(Plan("int6", {"i`|\\66666666666666666666665=int4"}), InputError);
+  EXPECT_THROW(Plan("int6", {"a{99999999999999999999}=int4"}), InputError);
+  EXPECT_EQ(Plan("int6", {"blocks\\.123456\\.=int4"}).codec_for("blocks.123456.w", DType::F32, {4, 4}), "int4");
   EXPECT_THROW(Plan("nosuchcodec", {}), InputError);
 }
 

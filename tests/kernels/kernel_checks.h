@@ -1,0 +1,72 @@
+// What the kernel tests share: NaN-poisoned outputs, the relative error against a CPU twin, and a
+// fixture with fresh random inputs every run (the seed is in any failure message). GPU only.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda_eval.h"
+#include "kernels/device_buffer.h"
+
+namespace pgolf::test {
+
+inline constexpr double kTolerance = 1e-4;
+
+// Every byte 0xFF: a float NaN wherever a kernel fails to write.
+inline cuda::DeviceBuffer<float> poisoned(size_t count) {
+  cuda::DeviceBuffer<float> buffer(count);
+  PGOLF_CUDA_CHECK(cudaMemset(buffer.data(), 0xFF, count * sizeof(float)));
+  return buffer;
+}
+
+// ||got - want|| / ||want||; infinite when got holds a NaN or an infinity.
+template <typename T>
+double relative_error(const std::vector<T>& got, const std::vector<double>& want) {
+  if (got.size() != want.size()) return std::numeric_limits<double>::infinity();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(double(got[i]))) return std::numeric_limits<double>::infinity();
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+template <typename T>
+void expect_close(const std::string& what, const std::vector<T>& got, const std::vector<double>& want) {
+  const double error = relative_error(got, want);
+  std::printf("  %-48s relative error %.3g\n", what.c_str(), error);
+  EXPECT_LT(error, kTolerance) << what;
+}
+
+class CudaKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  }
+  std::vector<float> normal(size_t count, float stddev) {
+    std::normal_distribution<float> dist(0.f, stddev);
+    std::vector<float> v(count);
+    for (float& x : v) x = dist(rng_);
+    return v;
+  }
+  std::vector<uint16_t> ids(size_t count, int below) {
+    std::uniform_int_distribution<int> dist(0, below - 1);
+    std::vector<uint16_t> v(count);
+    for (uint16_t& x : v) x = static_cast<uint16_t>(dist(rng_));
+    return v;
+  }
+
+ private:
+  // Fresh inputs every run; the seed is in the failure message.
+  const uint64_t seed_ = std::random_device{}();
+  std::mt19937_64 rng_{seed_};
+  ::testing::ScopedTrace trace_{__FILE__, __LINE__, "random seed " + std::to_string(seed_)};
+};
+
+}  // namespace pgolf::test
