@@ -6,7 +6,7 @@
 
 #include "artifact/sweep.h"
 #include "codecs/byte_codec.h"
-#include "codecs/byte_histogram.h"
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -31,7 +31,7 @@ std::string exact_name_regex(const std::string& name) {
 }
 
 double entropy_bytes(const Stream& s) {
-  ByteHistogram h;
+  SymbolHistogram h;
   h.add(s.bytes);
   return h.entropy_bytes();
 }

@@ -7,7 +7,7 @@
 #include <regex>
 
 #include "codecs/byte_codec.h"
-#include "codecs/byte_histogram.h"
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "quant/plan.h"
@@ -46,7 +46,9 @@ size_t sweep_steps(size_t points, const SweepOptions& options) {
   return points * (1 + options.compressors.size() + (options.evaluate ? 1 : 0));
 }
 
-bool is_symbol_group(const std::string& group) { return group.starts_with("int") || group.starts_with("kmeans"); }
+bool is_symbol_group(const std::string& group) {
+  return group.starts_with("int") || group.starts_with("kmeans") || group.starts_with("ecsq");
+}
 
 std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const SweepPoint> points,
                                    const SweepOptions& options) {
@@ -66,15 +68,16 @@ std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const
     // Order-0 entropy of the symbol streams: per tensor, and per group as the artifact stores it.
     std::vector<double> tensor_entropy(encoded.tensors.size(), 0);
     double tensor_entropy_sum = 0;
-    std::map<std::string, ByteHistogram> group_histograms;
+    std::map<std::string, SymbolHistogram> group_histograms;
     for (size_t i = 0; i < encoded.tensors.size(); ++i)
       for (const auto& stream : encoded.tensors[i].streams) {
         if (!is_symbol_group(stream.group)) continue;
-        ByteHistogram h;
+        const int symbol_bytes = stream.integer ? stream.element_bytes : 1;  // ecsq16: 2-byte symbols
+        SymbolHistogram h(symbol_bytes);
         h.add(stream.bytes);
         tensor_entropy[i] += h.entropy_bytes();
         tensor_entropy_sum += h.entropy_bytes();
-        group_histograms[stream.group].add(h);
+        group_histograms.try_emplace(stream.group, symbol_bytes).first->second.add(h);
       }
     double symbol_entropy = 0;
     for (const auto& [group, h] : group_histograms) symbol_entropy += h.entropy_bytes();

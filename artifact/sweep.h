@@ -62,7 +62,7 @@ size_t sweep_steps(size_t points, const SweepOptions& options);
 std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const SweepPoint> points,
                                    const SweepOptions& options);
 
-// Groups whose bytes are small-alphabet symbols (int-N values, k-means indices).
+// Groups whose bytes are symbols (int-N values, k-means indices, ECSQ's 1- or 2-byte integers).
 bool is_symbol_group(const std::string& group);
 
 // int4 .. int8 under each clip rule (absmax, quantile:0.9999, std:K, mse), in that order.

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "codecs/byte_codec.h"
+#include "codecs/symbol_histogram.h"
 #include "quant/distortion.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
@@ -34,12 +35,9 @@ const std::vector<Matrix>& quantized_matrices() {
 }
 
 double entropy_bits(std::span<const uint8_t> bytes) {
-  double count[256] = {};
-  for (uint8_t b : bytes) count[b] += 1;
-  double bits = 0, n = static_cast<double>(bytes.size());
-  for (double c : count)
-    if (c > 0) bits -= c * std::log2(c / n);
-  return bits;
+  SymbolHistogram h;
+  h.add(bytes);
+  return 8 * h.entropy_bytes();
 }
 
 void BM_RateDistortion(benchmark::State& state, const char* spec) {

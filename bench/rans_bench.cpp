@@ -10,7 +10,7 @@
 #include <algorithm>
 
 #include "codecs/byte_codec.h"
-#include "codecs/byte_histogram.h"
+#include "codecs/symbol_histogram.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
@@ -48,7 +48,7 @@ const std::vector<uint8_t>& ecsq_wide_stream() {
 double block_entropy_bytes(std::span<const uint8_t> data, size_t block) {
   double total = 0;
   for (size_t begin = 0; begin < data.size(); begin += block) {
-    ByteHistogram histogram;
+    SymbolHistogram histogram;
     histogram.add(data.subspan(begin, std::min(block, data.size() - begin)));
     total += histogram.entropy_bytes();
   }
@@ -98,7 +98,7 @@ void BM_Int6ClassBits(benchmark::State& state, const char* part) {
   const auto raw = symbol_stream("int6", part);
   size_t rans = 0;
   for (auto _ : state) rans = make_byte_codec("rans")->encode(raw).size();
-  ByteHistogram histogram;
+  SymbolHistogram histogram;
   histogram.add(raw);
   const double symbols = static_cast<double>(raw.size());
   state.counters["symbols"] = symbols;

@@ -8,7 +8,7 @@
 #include <set>
 
 #include "codecs/byte_codec.h"
-#include "codecs/byte_histogram.h"
+#include "codecs/symbol_histogram.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
 #include "support/test_support.h"
@@ -77,7 +77,7 @@ TEST(Sweep, MeasuresEveryPointUnderEveryCompressor) {
       EXPECT_EQ(r.quantized_tensors, 2);
       EXPECT_EQ(r.quantized.count, 2 * 512 * 256);
       ASSERT_EQ(r.tensors.size(), expected.tensors.size());
-      ByteHistogram symbols;
+      SymbolHistogram symbols;
       Distortion quantized;
       for (size_t i = 0; i < r.tensors.size(); ++i) {
         EXPECT_EQ(r.tensors[i].report.name, expected.tensors[i].name);
@@ -129,6 +129,7 @@ TEST(Sweep, FamiliesAndTensorClasses) {
   EXPECT_EQ(tensor_class("skip_weights"), "skip_weights");
   EXPECT_TRUE(is_symbol_group("int6"));
   EXPECT_TRUE(is_symbol_group("kmeans64"));
+  EXPECT_TRUE(is_symbol_group("ecsq16"));
   EXPECT_FALSE(is_symbol_group("scale.fp16"));
 }
 

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "codecs/byte_codec.h"
-#include "codecs/byte_histogram.h"
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 
 namespace pgolf {
@@ -104,7 +104,7 @@ TEST(Rans, GaussianAndLaplacianSymbolsCodeAtTheirEntropy) {
       auto raw = int6_symbols(1 << 20, sigma, laplacian, 3);
       auto encoded = codec->encode(raw);
       ASSERT_EQ(codec->decode(encoded, raw.size()), raw);
-      ByteHistogram histogram;
+      SymbolHistogram histogram;
       histogram.add(raw);
       double entropy = histogram.entropy_bytes();
       // The table is one frequency per present symbol (at most 63, two bytes each) plus 32 bytes of states.

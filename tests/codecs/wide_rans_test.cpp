@@ -3,10 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <map>
 #include <random>
 
 #include "codecs/byte_codec.h"
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 
 namespace pgolf {
@@ -28,12 +28,9 @@ std::vector<uint8_t> wide_symbols(size_t n, double b, size_t outliers, uint64_t 
 }
 
 double entropy16_bytes(const std::vector<uint8_t>& v) {
-  std::map<int, uint64_t> counts;
-  size_t n = v.size() / 2;
-  for (size_t i = 0; i < n; ++i) ++counts[v[2 * i] | v[2 * i + 1] << 8];
-  double bits = 0;
-  for (auto [s, c] : counts) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / static_cast<double>(n));
-  return bits / 8;
+  SymbolHistogram h(2);
+  h.add(v);
+  return h.entropy_bytes();
 }
 
 void expect_round_trip(const ByteCodec& codec, const std::vector<uint8_t>& raw) {

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
 
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "quant/distortion.h"
 #include "quant/safetensors.h"
@@ -28,14 +28,9 @@ std::vector<float> steps_of(const Stream& s) {
 }
 
 double symbol_entropy_bits(const Stream& s) {
-  std::map<int, uint64_t> counts;
-  size_t n = s.bytes.size() / s.element_bytes;
-  for (size_t i = 0; i < n; ++i)
-    ++counts[s.element_bytes == 1 ? static_cast<int8_t>(s.bytes[i])
-                                  : static_cast<int16_t>(static_cast<uint16_t>(s.bytes[2 * i] | s.bytes[2 * i + 1] << 8))];
-  double bits = 0;
-  for (auto [q, c] : counts) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / static_cast<double>(n));
-  return bits / static_cast<double>(n);
+  SymbolHistogram h(s.element_bytes);
+  h.add(s.bytes);
+  return h.entropy_bits_per_symbol();
 }
 
 // Decodes and checks the rounding bound against the stored steps.
