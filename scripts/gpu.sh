@@ -9,6 +9,8 @@
 #                                          reference settings; TRAIN_STEPS steps, default 20)
 #                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
 #                                          losses and tokens/s, a rank killed mid-run)
+#                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
+#                                          val_bpb, int6 + zstd:22; REF_GPUS=N for --gpus N)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +19,8 @@ if [[ "${1:-}" == prepare ]]; then
   mkdir -p devdata/sp1024
   xz -dc ../shared/data/sp1024/corpus_val_000000.bin.xz > devdata/sp1024/corpus_val_000000.bin
   cp samples/sp1024/corpus_1024_bpe.model devdata/sp1024/
-  # The first train shard travels compressed (10 MB; 100 MB unpacked) and is unpacked there.
-  cp ../shared/data/sp1024/corpus_train_000000.bin.xz devdata/
+  # The train shards travel compressed (27 MB; 250 MB unpacked) and are unpacked there.
+  cp ../shared/data/sp1024/corpus_train_*.bin.xz devdata/
   # The GPU machine has no liblzma headers and nothing can be installed there: carry Debian's
   # liblzma-dev headers and static library, found through a pkg-config file of its own.
   deb=$(mktemp -d)
@@ -200,6 +202,34 @@ EOF
   if ((code == 0)) || ls "$dp"/killed.safetensors "$dp"/killed.state > /dev/null 2>&1; then failed+=(kill); fi
   tar czf "$logs/multi_logs.tar.gz" -C "$dp" one.txt two.txt two_wide.txt killed.txt
 }
+# The base9 reference run (its README: 262,144 tokens per step as 4 micro-batches of 64 x 1024, 270 s
+# of training wallclock, warmdown 400, seed 1337), on REF_GPUS GPUs (default: one, no NCCL): the
+# final full-val val_bpb, then int6 + zstd:22 and that artifact's full-val val_bpb. Needs every train
+# shard in devdata (scripts/gpu.sh prepare copies them all).
+reference_run() {
+  local ref=build-gpu/ref gpus=()
+  mkdir -p "$ref"
+  [ -n "${REF_GPUS:-}" ] && gpus=(--gpus "$REF_GPUS")
+  for xz in devdata/corpus_train_*.bin.xz; do
+    local bin="devdata/sp1024/$(basename "${xz%.xz}")"
+    [ -f "$bin" ] || xz -dc "$xz" > "$bin"
+  done
+  step "reference run: 270 s of training ${REF_GPUS:+on $REF_GPUS GPUs}"
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$ref/base" --overwrite --device cuda --tf32 "${gpus[@]}" \
+    --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --max-seconds 270 --warmdown 400 --seed 1337 \
+    --steps 20000 --log-every 25 2>&1 | tee "$logs/reference.txt" || failed+=(reference)
+  step "reference run: int6 + zstd:22, then the artifact on the full val split"
+  build-gpu/cli/pgolf compress "$ref/base.safetensors" -o "$ref/base.pgz" --codec int6 --compressor zstd:22 \
+    --force 2>&1 | grep -E "^artifact|^quantized" | tee -a "$logs/reference.txt" || failed+=(reference-compress)
+  build-gpu/cli/pgolf eval "$ref/base.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val" |
+    tee -a "$logs/reference.txt" || failed+=(reference-eval)
+}
+if [[ "${1:-}" == reference ]]; then
+  reference_run
+  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
+  echo "all passed"
+  exit 0
+fi
 if [[ "${1:-}" == multi ]]; then
   multi_gpu_benchmark
   ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
