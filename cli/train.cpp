@@ -181,9 +181,7 @@ int train_main(int argc, char** argv) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
   s.validate();
-  require(gpus == 0 || s.micro_batches() % gpus == 0,
-          "--gpus " + std::to_string(gpus) + " must divide the " + std::to_string(s.micro_batches()) +
-              " micro-batches of a step (--tokens-per-step / (--micro-batch x --seq-len))");
+  if (gpus > 0) s.validate_ranks(gpus);
 
   // Every check before the first step: the model, the data, the tokenizer, the outputs.
   const bool resume = args.count("resume") > 0;

@@ -381,9 +381,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.ns_b = DeviceBuffer<float>(static_cast<size_t>(ns_side * ns_side));
   s.norm = DeviceBuffer<float>(1);
   if (group) {
-    require(settings.micro_batches() % group->ranks() == 0,
-            std::to_string(group->ranks()) + " ranks do not divide the " + std::to_string(settings.micro_batches()) +
-                " micro-batches of a step");
+    settings.validate_ranks(group->ranks());
     s.local_micro_batches = settings.micro_batches() / group->ranks();
     s.group = std::move(group);
     PGOLF_CUDA_CHECK(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking));

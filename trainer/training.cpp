@@ -21,6 +21,12 @@ void TrainSettings::validate() const {
           "--ns-steps, --momentum-warmup-steps and --grad-clip must not be negative");
 }
 
+void TrainSettings::validate_ranks(int ranks) const {
+  require(ranks > 0 && micro_batches() % ranks == 0,
+          "--gpus " + std::to_string(ranks) + " must divide the " + std::to_string(micro_batches()) +
+              " micro-batches of a step (--tokens-per-step / (--micro-batch x --seq-len))");
+}
+
 double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   if (s.warmdown_steps <= 0) return 1.0;
   const double warmdown = static_cast<double>(s.warmdown_steps);
@@ -94,8 +100,7 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
   TrainResult result;
   const int64_t micro_batches = s.micro_batches();
   const int rank = engine.rank(), ranks = engine.ranks();
-  require(micro_batches % ranks == 0, std::to_string(ranks) + " ranks do not divide the " +
-                                          std::to_string(micro_batches) + " micro-batches of a step");
+  s.validate_ranks(ranks);
   const size_t micro_tokens = static_cast<size_t>(s.micro_batch) * s.seq_len;
   auto validate = [&](int64_t max_tokens) {
     EvalOptions options;

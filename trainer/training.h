@@ -29,6 +29,7 @@ struct TrainSettings {
 
   int64_t micro_batches() const { return tokens_per_step / (int64_t{micro_batch} * seq_len); }
   void validate() const;  // InputError on sizes that do not divide or are not positive
+  void validate_ranks(int ranks) const;  // InputError unless `ranks` (--gpus) divide micro_batches()
 };
 
 // The warmdown multiplier of every learning rate (lr_mul in the reference): without a time limit,
