@@ -14,6 +14,15 @@
 
 namespace pgolf {
 
+cuda::RowsByToken cuda::rows_by_token(const std::vector<uint16_t>& ids, int vocab) {
+  RowsByToken rows{std::vector<int32_t>(ids.size()), std::vector<int32_t>(static_cast<size_t>(vocab) + 1, 0)};
+  for (uint16_t t : ids) ++rows.offsets[t + 1];
+  std::partial_sum(rows.offsets.begin(), rows.offsets.end(), rows.offsets.begin());
+  std::vector<int32_t> next(rows.offsets.begin(), rows.offsets.end() - 1);
+  for (size_t r = 0; r < ids.size(); ++r) rows.order[next[ids[r]]++] = static_cast<int32_t>(r);
+  return rows;
+}
+
 using cuda::DeviceBuffer;
 
 namespace {
@@ -86,7 +95,9 @@ struct CudaTrainer::State {
   void backward(int sequences, float weight, bool sum_over_ranks);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
   void sum_gradient(size_t first, size_t last);
-  // The compute stream waits for everything queued on comm_stream.
+  // What is queued on comm_stream from now on waits for the work queued so far on the compute
+  // stream; wait_for_collectives is the other way round.
+  void collectives_after_compute();
   void wait_for_collectives();
   void block_backward(int layer, int sequences);
   void newton_schulz(float* g, int64_t rows, int64_t cols, float* out);
@@ -100,7 +111,7 @@ struct CudaTrainer::State {
 };
 
 // The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
-// that read it (a counting sort, in row order) for the embedding backward.
+// that read it for the embedding backward.
 void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   const int seq_len = settings.seq_len;
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
@@ -117,15 +128,11 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   const auto outside_target = std::find_if(out.begin(), out.end(), [&](uint16_t t) { return t >= config.vocab; });
   require(outside == in.end() && outside_target == out.end(),
           "a token id is outside the model's vocab of " + std::to_string(config.vocab));
-  std::vector<int32_t> counts(config.vocab + 1, 0), sorted(in.size());
-  for (uint16_t t : in) ++counts[t + 1];
-  std::partial_sum(counts.begin(), counts.end(), counts.begin());
-  std::vector<int32_t> next(counts.begin(), counts.end() - 1);
-  for (size_t r = 0; r < in.size(); ++r) sorted[next[in[r]]++] = static_cast<int32_t>(r);
+  const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
   inputs.upload(in);
   targets.upload(out);
-  order.upload(sorted);
-  offsets.upload(counts);
+  order.upload(rows.order);
+  offsets.upload(rows.offsets);
 }
 
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
@@ -204,10 +211,14 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
 }
 
 void CudaTrainer::State::sum_gradient(size_t first, size_t last) {
-  PGOLF_CUDA_CHECK(cudaEventRecord(ready, stream));
-  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready));
+  collectives_after_compute();
   const size_t begin = slots[first].offset, end = slots[last].offset + slots[last].rows * slots[last].cols;
   group->sum(grads.data() + begin, end - begin, comm_stream);
+}
+
+void CudaTrainer::State::collectives_after_compute() {
+  PGOLF_CUDA_CHECK(cudaEventRecord(ready, stream));
+  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready));
 }
 
 void CudaTrainer::State::wait_for_collectives() {
@@ -431,7 +442,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   const double correction2 = 1 - std::pow(o.beta2, static_cast<double>(s.optimizer_steps));
   // Muon's direction: momentum on every rank (each keeps the whole state), Newton-Schulz on the
   // matrix's owner, which then hands the result to the others.
-  const int rank = s.group ? s.group->rank() : 0, ranks = s.group ? s.group->ranks() : 1;
+  const int rank = this->rank(), ranks = this->ranks();
   int matrix = 0;
   for (size_t i = 0; i < s.slots.size(); ++i) {
     const Slot& slot = s.slots[i];
@@ -442,8 +453,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
       s.newton_schulz(s.grad(i), static_cast<int64_t>(slot.rows), static_cast<int64_t>(slot.cols), s.grad(i));
   }
   if (s.group) {
-    PGOLF_CUDA_CHECK(cudaEventRecord(s.ready, stream));
-    PGOLF_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready));
+    s.collectives_after_compute();
     s.group->begin_group();
     matrix = 0;
     for (size_t i = 0; i < s.slots.size(); ++i)

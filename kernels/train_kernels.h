@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace pgolf::cuda {
 
@@ -47,6 +48,13 @@ void scale_channels(const float* x, const float* scale, int64_t rows, int dim, f
 // softcap_cross_entropy: the log-softmax in double).
 void softcap_cross_entropy_backward(float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
                                     float weight, double* losses, cudaStream_t stream);
+
+// The host's lists for embedding_backward: per token id (< vocab) the rows of ids that read it, in
+// row order (a counting sort).
+struct RowsByToken {
+  std::vector<int32_t> order, offsets;  // offsets has vocab + 1 entries
+};
+RowsByToken rows_by_token(const std::vector<uint16_t>& ids, int vocab);
 
 // d_tok_emb[v] += sum of d_rows[order[k]] for k in [offsets[v], offsets[v+1]): the embedding
 // gather's backward, with the rows of each token id listed (in a fixed order) by the host.

@@ -41,6 +41,23 @@ logs=${OUT:-build-gpu/logs}
 mkdir -p "$logs"
 failed=()
 step() { echo "== $1 ($(date +%T))"; }
+# The train shards travel compressed in devdata/ (scripts/gpu.sh prepare); unpacked once per machine.
+unpack_train_shards() {
+  local xz bin
+  for xz in devdata/corpus_train_*.bin.xz; do
+    bin="devdata/sp1024/$(basename "${xz%.xz}")"
+    [ -f "$bin" ] || xz -dc "$xz" > "$bin"
+  done
+}
+# Ends the script: the failed steps, or "all passed".
+finish() {
+  if ((${#failed[@]})); then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+  fi
+  echo "all passed"
+  exit 0
+}
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv | tee "$logs/gpu.txt"
 
@@ -81,7 +98,7 @@ train_benchmark() {
   step "GPU tests: the CUDA trainer against the CPU reference"
   build-gpu/tests/test_kernels --gtest_filter='CudaTrain*' 2>&1 | tee "$logs/test_train.log" || failed+=(test_train)
   step "train: reference settings, ${TRAIN_STEPS:-20} steps"
-  [ -f devdata/sp1024/corpus_train_000000.bin ] || xz -dc devdata/corpus_train_000000.bin.xz > devdata/sp1024/corpus_train_000000.bin
+  unpack_train_shards
   build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/train-bench --overwrite --device cuda --tf32 \
     --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337 --steps "${TRAIN_STEPS:-20}" \
     --val-tokens 65536 2>&1 | tee "$logs/train.txt" || failed+=(train)
@@ -158,7 +175,7 @@ multi_gpu_benchmark() {
   build-gpu/tests/test_kernels --gtest_filter='CudaTrainRanks*' 2>&1 | tee "$logs/test_ranks.log" || failed+=(test_ranks)
   build-gpu/tests/test_cli --gtest_filter='CliTrain.DataParallel*' 2>&1 | tail -4 | tee -a "$logs/test_ranks.log" ||
     failed+=(test_cli_ranks)
-  [ -f devdata/sp1024/corpus_train_000000.bin ] || xz -dc devdata/corpus_train_000000.bin.xz > devdata/sp1024/corpus_train_000000.bin
+  unpack_train_shards
   local common=(--data devdata/sp1024 --device cuda --tf32 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337
                 --val-tokens 65536 --overwrite)
   step "train: $steps steps of 262,144 tokens on 1 GPU"
@@ -210,10 +227,7 @@ reference_run() {
   local ref=build-gpu/ref gpus=()
   mkdir -p "$ref"
   [ -n "${REF_GPUS:-}" ] && gpus=(--gpus "$REF_GPUS")
-  for xz in devdata/corpus_train_*.bin.xz; do
-    local bin="devdata/sp1024/$(basename "${xz%.xz}")"
-    [ -f "$bin" ] || xz -dc "$xz" > "$bin"
-  done
+  unpack_train_shards
   step "reference run: 270 s of training ${REF_GPUS:+on $REF_GPUS GPUs}"
   build-gpu/cli/pgolf train --data devdata/sp1024 --out "$ref/base" --overwrite --device cuda --tf32 "${gpus[@]}" \
     --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --max-seconds 270 --warmdown 400 --seed 1337 \
@@ -224,30 +238,13 @@ reference_run() {
   build-gpu/cli/pgolf eval "$ref/base.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val" |
     tee -a "$logs/reference.txt" || failed+=(reference-eval)
 }
-if [[ "${1:-}" == reference ]]; then
-  reference_run
-  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
-  echo "all passed"
-  exit 0
-fi
-if [[ "${1:-}" == multi ]]; then
-  multi_gpu_benchmark
-  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
-  echo "all passed"
-  exit 0
-fi
-if [[ "${1:-}" == rd ]]; then
-  rd_benchmark
-  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
-  echo "all passed"
-  exit 0
-fi
-if [[ "${1:-}" == train ]]; then
-  train_benchmark
-  ((${#failed[@]})) && { echo "FAILED: ${failed[*]}"; exit 1; }
-  echo "all passed"
-  exit 0
-fi
+
+case "${1:-}" in
+  reference) reference_run; finish ;;
+  multi) multi_gpu_benchmark; finish ;;
+  rd) rd_benchmark; finish ;;
+  train) train_benchmark; finish ;;
+esac
 
 step "GPU tests: kernels and whole forward against the CPU reference"
 build-gpu/tests/test_kernels --gtest_filter='-CudaTrain*' 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
@@ -281,8 +278,4 @@ grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$logs/test_kernels.log"
 grep -E "^(device|val_loss|val_bpb|tokens|bytes|seconds)" "$logs/eval.txt"
 awk '/^val_bpb/ { d = $2 - 1.04512; printf "val_bpb - 1.04512 = %+.6f (%s)\n", d, (d < 0.001 && d > -0.001) ? "within 0.001" : "OFF" }' \
   "$logs/eval.txt"
-if ((${#failed[@]})); then
-  echo "FAILED: ${failed[*]}"
-  exit 1
-fi
-echo "all passed"
+finish

@@ -4,8 +4,6 @@
 #include <gtest/gtest.h>
 
 #ifdef PGOLF_HAVE_CUDA
-#include <numeric>
-
 #include "cpu_twins.h"
 #include "kernel_checks.h"
 #include "kernels/train_kernels.h"
@@ -85,14 +83,9 @@ TEST_F(CudaTrainKernels, EmbeddingBackwardSumsTheRowsOfEachId) {
   const int vocab = 50, dim = 64, rows = 1000;
   const auto id = ids(rows, vocab - 1);  // the last id is never read: its row must stay as it was
   const auto d_rows = normal(rows * dim, 1.f), initial = normal(vocab * dim, 1.f);
-  // The host's lists, as CudaTrainer::upload_windows makes them: a counting sort of the rows by id.
-  std::vector<int32_t> offsets(vocab + 1, 0), order(rows);
-  for (uint16_t t : id) ++offsets[t + 1];
-  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
-  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
-  for (int r = 0; r < rows; ++r) order[next[id[r]]++] = r;
+  const cuda::RowsByToken lists = cuda::rows_by_token(id, vocab);  // the host's lists, as the trainer's
   DeviceBuffer<float> dev_rows(d_rows), d_tok_emb(initial);
-  DeviceBuffer<int32_t> d_order(order), d_offsets(offsets);
+  DeviceBuffer<int32_t> d_order(lists.order), d_offsets(lists.offsets);
   cuda::embedding_backward(dev_rows.data(), d_order.data(), d_offsets.data(), vocab, dim, d_tok_emb.data(), nullptr);
   expect_close("embedding_backward", d_tok_emb.download(), twin_embedding_backward(d_rows, id, initial, dim));
 }
