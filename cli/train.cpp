@@ -65,11 +65,11 @@ nlohmann::json read_config(const std::string& path) {
 }
 
 std::unique_ptr<TrainEngine> make_engine(const std::string& device, const TrainState& state,
-                                         const TrainSettings& settings, int threads, bool tf32) {
+                                         const TrainSettings& settings, int threads, const std::string& precision) {
 #ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return std::make_unique<CudaTrainer>(state, settings, tf32);
+  if (device == "cuda") return std::make_unique<CudaTrainer>(state, settings, parse_cuda_precision(precision, state.config));
 #endif
-  (void)device, (void)tf32;
+  (void)device, (void)precision;
   return make_cpu_engine(state, settings.optimizer, threads);
 }
 
@@ -90,7 +90,9 @@ int train_main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("overwrite", "replace existing output files")
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
-      ("tf32", "cuda: TF32 tensor-core GEMMs (faster; off holds the fp32 CPU reference's numbers)")
+      ("precision", "auto, fp32, tf32 or bf16. cuda: bf16 (auto) puts the GEMMs and attention on bf16 tensor "
+       "cores with fp32 weights, optimizer state and loss; tf32 the GEMMs on TF32; fp32 holds the CPU reference's "
+       "numbers. cpu: fp32 only", cxxopts::value<std::string>()->default_value("auto"))
       ("gpus", "data-parallel training on GPUs 0 .. N-1 of this host, one process each, over NCCL (0: one GPU, "
        "no NCCL)", cxxopts::value<int>()->default_value("0"))
       ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"));
@@ -176,7 +178,11 @@ int train_main(int argc, char** argv) {
           "--gpus trains on GPUs; it cannot run with --device " + device_flag);
   // With --gpus this process only starts the ranks and must not touch the GPU before fork.
   const std::string device = gpus > 0 ? "cuda" : choose_device(device_flag);
-  const bool tf32 = settings.get<bool>("tf32");
+  const std::string precision = settings.get<std::string>("precision");
+  require(precision == "auto" || precision == "fp32" || precision == "tf32" || precision == "bf16",
+          "--precision must be auto, fp32, tf32 or bf16, not '" + precision + "'");
+  require(device == "cuda" || precision == "auto" || precision == "fp32",
+          "--precision " + precision + " is for --device cuda; the CPU trainer is fp32");
   int threads = settings.get<int>("threads");
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
@@ -242,7 +248,7 @@ int train_main(int argc, char** argv) {
     std::printf("wrote    %s, %s\n", checkpoint_path.c_str(), state_path.c_str());
   };
   if (gpus == 0) {
-    run(*make_engine(device, state, s, threads, tf32));
+    run(*make_engine(device, state, s, threads, precision));
     return 0;
   }
 #ifdef PGOLF_HAVE_CUDA
@@ -255,7 +261,7 @@ int train_main(int argc, char** argv) {
     } else {
       id = board.wait(600);
     }
-    CudaTrainer engine(state, s, tf32, cuda::RankGroup::join(id, rank, gpus));
+    CudaTrainer engine(state, s, parse_cuda_precision(precision, model), cuda::RankGroup::join(id, rank, gpus));
     run(engine);
     return 0;
   });

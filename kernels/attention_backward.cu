@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <cuda_bf16.h>
+
 #include "kernels/cuda_check.h"
 #include "kernels/train_kernels.h"
 
@@ -27,14 +29,23 @@ struct QkvLayout {
   __device__ int64_t v(int kv) const { return int64_t(heads + kv_heads + kv) * head_dim; }
 };
 
-// delta[row, head] = d_out . out over the head's columns: one warp per (row, head).
-__global__ void delta_kernel(const float* out, const float* d_out, int64_t items, int head_dim, float* delta) {
+// One warp per (row, head).
+template <typename T>
+__global__ void delta_kernel(const T* out, const T* d_out, int64_t items, int head_dim, float* delta) {
   const int64_t item = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
   if (item >= items) return;
   float sum = 0;
-  for (int j = threadIdx.x % 32; j < head_dim; j += 32) sum += out[item * head_dim + j] * d_out[item * head_dim + j];
+  for (int j = threadIdx.x % 32; j < head_dim; j += 32)
+    sum += float(out[item * head_dim + j]) * float(d_out[item * head_dim + j]);
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
   if (threadIdx.x % 32 == 0) delta[item] = sum;
+}
+
+template <typename T>
+void launch_delta(const T* out, const T* d_out, int64_t items, int head_dim, float* delta, cudaStream_t stream) {
+  if (items == 0) return;
+  delta_kernel<<<unsigned((items + 7) / 8), 256, 0, stream>>>(out, d_out, items, head_dim, delta);
+  PGOLF_CUDA_CHECK_LAUNCH("attention_delta");
 }
 
 template <int kHeadDim>
@@ -178,6 +189,15 @@ void launch(const float* qkv, const float* lse, const float* d_out, const float*
 
 }  // namespace
 
+void attention_delta(const float* out, const float* d_out, int64_t items, int head_dim, float* delta,
+                     cudaStream_t stream) {
+  launch_delta(out, d_out, items, head_dim, delta, stream);
+}
+void attention_delta(const __nv_bfloat16* out, const __nv_bfloat16* d_out, int64_t items, int head_dim, float* delta,
+                     cudaStream_t stream) {
+  launch_delta(out, d_out, items, head_dim, delta, stream);
+}
+
 void attention_backward(const float* qkv, const float* out, const float* lse, const float* d_out, int sequences,
                         int seq_len, int heads, int kv_heads, int head_dim, float* d_qkv, float* d_rows_scratch,
                         cudaStream_t stream) {
@@ -185,9 +205,7 @@ void attention_backward(const float* qkv, const float* out, const float* lse, co
     throw std::invalid_argument("attention_backward: heads " + std::to_string(heads) +
                                 " is not a multiple of kv_heads " + std::to_string(kv_heads));
   if (sequences == 0 || seq_len == 0) return;
-  const int64_t items = int64_t(sequences) * seq_len * heads;
-  delta_kernel<<<unsigned((items + 7) / 8), 256, 0, stream>>>(out, d_out, items, head_dim, d_rows_scratch);
-  PGOLF_CUDA_CHECK_LAUNCH("attention_delta");
+  attention_delta(out, d_out, int64_t(sequences) * seq_len * heads, head_dim, d_rows_scratch, stream);
   const QkvLayout layout{heads, kv_heads, head_dim};
   switch (head_dim) {
     case 8: return launch<8>(qkv, lse, d_out, d_rows_scratch, sequences, seq_len, layout, d_qkv, stream);

@@ -31,7 +31,7 @@ struct BlockWeights {
 struct CudaModel::State {
   ModelConfig config;
   int max_windows = 0, max_seq_len = 0;
-  cublasHandle_t cublas = nullptr;
+  cuda::Gemm gemm;  // plain fp32 FMA: no TF32 or bf16 shortcuts, to hold the CPU reference's numbers
   // The legacy default stream: DeviceBuffer's blocking copies are ordered with the kernels on it.
   cudaStream_t stream = nullptr;
 
@@ -45,7 +45,7 @@ struct CudaModel::State {
   DeviceBuffer<double> losses;
 
   ~State() {
-    if (cublas) cublasDestroy(cublas);
+    if (gemm.handle) cublasDestroy(gemm.handle);
   }
   void forward(int windows, int seq_len);
 };
@@ -64,26 +64,26 @@ void CudaModel::State::forward(int windows, int seq_len) {
     const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
     if (decoder >= 0 && decoder < c.skip_count())
       cuda::add_scaled(x.data(), encoder_outputs[encoders - 1 - decoder].data(), skip_weights.data() + decoder * c.dim,
-                       rows, c.dim, stream);
-    cuda::resid_mix(x.data(), x0.data(), w.resid_mix.data(), rows, c.dim, stream);
+                       rows, c.dim, x.data(), stream);
+    cuda::resid_mix(x.data(), x0.data(), w.resid_mix.data(), rows, c.dim, x.data(), stream);
     cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
-    linear(cublas, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
+    linear(gemm, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
     cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
-                       w.q_gain.data(), stream);
+                       w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
-    linear(cublas, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
-    cuda::add_scaled(x.data(), projected.data(), w.attn_scale.data(), rows, c.dim, stream);
+    linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
+    cuda::add_scaled(x.data(), projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), stream);
     cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
-    linear(cublas, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
-    cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, stream);
-    linear(cublas, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
-    cuda::add_scaled(x.data(), projected.data(), w.mlp_scale.data(), rows, c.dim, stream);
+    linear(gemm, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
+    cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, hidden.data(), stream);
+    linear(gemm, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
+    cuda::add_scaled(x.data(), projected.data(), w.mlp_scale.data(), rows, c.dim, x.data(), stream);
     if (i < encoders)
       PGOLF_CUDA_CHECK(
           cudaMemcpyAsync(encoder_outputs[i].data(), x.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   }
   cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
-  linear(cublas, normed.data(), tok_emb.data(), rows, c.dim, c.vocab, logits.data());
+  linear(gemm, normed.data(), tok_emb.data(), rows, c.dim, c.vocab, logits.data());
   cuda::softcap_cross_entropy(logits.data(), targets.data(), rows, c.vocab, static_cast<float>(c.logit_softcap),
                               losses.data(), stream);
 }
@@ -99,10 +99,8 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   s.config = c;
   s.max_windows = max_windows;
   s.max_seq_len = max_seq_len;
-  PGOLF_CUDA_CHECK(cublasCreate(&s.cublas));
-  // Plain fp32 FMA GEMMs: no TF32 or other reduced-precision shortcuts, to hold the CPU reference's numbers.
-  PGOLF_CUDA_CHECK(cublasSetMathMode(s.cublas, CUBLAS_PEDANTIC_MATH));
-  PGOLF_CUDA_CHECK(cublasSetStream(s.cublas, s.stream));
+  PGOLF_CUDA_CHECK(cublasCreate(&s.gemm.handle));
+  PGOLF_CUDA_CHECK(cublasSetStream(s.gemm.handle, s.stream));
 
   const ModelParams<float>& p = model.params();
   s.tok_emb = DeviceBuffer<float>(values(p.tok_emb));

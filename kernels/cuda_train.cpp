@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numeric>
 
 #include "core/error.h"
@@ -15,12 +16,31 @@
 namespace pgolf {
 
 cuda::RowsByToken cuda::rows_by_token(const std::vector<uint16_t>& ids, int vocab) {
-  RowsByToken rows{std::vector<int32_t>(ids.size()), std::vector<int32_t>(static_cast<size_t>(vocab) + 1, 0)};
-  for (uint16_t t : ids) ++rows.offsets[t + 1];
-  std::partial_sum(rows.offsets.begin(), rows.offsets.end(), rows.offsets.begin());
-  std::vector<int32_t> next(rows.offsets.begin(), rows.offsets.end() - 1);
+  std::vector<int32_t> offsets(static_cast<size_t>(vocab) + 1, 0);  // token v's rows: order[offsets[v] ..)
+  for (uint16_t t : ids) ++offsets[t + 1];
+  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  RowsByToken rows{std::vector<int32_t>(ids.size()), {}, {}};
+  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
   for (size_t r = 0; r < ids.size(); ++r) rows.order[next[ids[r]]++] = static_cast<int32_t>(r);
+  for (int v = 0; v < vocab; ++v) {
+    rows.token_segments.push_back(static_cast<int32_t>(rows.segments.size()));
+    for (int32_t first = offsets[v]; first < offsets[v + 1]; first += kEmbeddingSegmentRows)
+      rows.segments.push_back(first);
+  }
+  rows.token_segments.push_back(static_cast<int32_t>(rows.segments.size()));
+  rows.segments.push_back(static_cast<int32_t>(ids.size()));
   return rows;
+}
+
+int64_t cuda::max_embedding_segments(int64_t rows, int vocab) { return rows / kEmbeddingSegmentRows + vocab; }
+
+CudaPrecision parse_cuda_precision(const std::string& name, const ModelConfig& config) {
+  if (name == "auto")
+    return cuda::attention_bf16_supports_head_dim(config.head_dim()) ? CudaPrecision::kBf16 : CudaPrecision::kTf32;
+  if (name == "fp32") return CudaPrecision::kFp32;
+  if (name == "tf32") return CudaPrecision::kTf32;
+  if (name == "bf16") return CudaPrecision::kBf16;
+  throw InputError("unknown precision '" + name + "' (auto, fp32, tf32 or bf16)");
 }
 
 using cuda::DeviceBuffer;
@@ -38,8 +58,16 @@ struct Slot {
 
 // What one block keeps from its forward (rows x width each).
 struct BlockActivations {
-  DeviceBuffer<float> x_in, mixed, attn_in, qkv_raw, qkv, heads_out, lse, attn_out, after_attn, mlp_in, fc_out,
+  DeviceBuffer<float> skipped, mixed, attn_in, qkv_raw, qkv, heads_out, lse, attn_out, after_attn, mlp_in, fc_out,
       hidden, mlp_out, x_out;
+  // The block's input: `skipped` (the previous output plus a U-Net skip) in the decoder blocks
+  // that take one, else the previous block's output (or x0), left where it is.
+  const float* x_in = nullptr;
+};
+
+// In bf16 mode, the bf16 copies of a block's GEMM and attention inputs (heads_out only exists here).
+struct BlockBf16 {
+  DeviceBuffer<__nv_bfloat16> attn_in, qkv, heads_out, mlp_in, hidden;
 };
 
 }  // namespace
@@ -48,9 +76,9 @@ struct CudaTrainer::State {
   ModelConfig config;
   TrainSettings settings;
   int rows = 0;  // micro_batch * seq_len: the rows every buffer is made for
-  cublasHandle_t cublas = nullptr;
+  cuda::Gemm gemm;               // every GEMM, Newton-Schulz's included, at the precision's compute type
   cudaStream_t stream = nullptr;  // the legacy default stream, ordered with DeviceBuffer's copies
-  bool tf32 = false;
+  CudaPrecision precision = CudaPrecision::kFp32;
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
   DeviceBuffer<float> params, grads, momentum, adam_m, adam_v;
@@ -58,14 +86,20 @@ struct CudaTrainer::State {
   DeviceBuffer<float> rope_cos, rope_sin;
 
   DeviceBuffer<uint16_t> inputs, targets;
-  DeviceBuffer<int32_t> order, offsets;  // the embedding backward's token lists
+  DeviceBuffer<int32_t> order, segments, token_segments;  // the embedding backward's token lists
+  int64_t segment_count = 0;
+  DeviceBuffer<float> embedding_scratch;
   DeviceBuffer<float> x0, final_normed, logits;
   DeviceBuffer<double> losses;
   std::vector<BlockActivations> blocks;
   // Backward scratch.
   DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
+  // bf16 mode: the parameters' bf16 copy (refreshed after every step), the blocks' inputs, and
+  // the backward's GEMM inputs (one buffer, rows x the widest).
+  DeviceBuffer<__nv_bfloat16> params16, final16, d_rounded, d_heads16;
+  std::vector<BlockBf16> blocks16;
   std::vector<DeviceBuffer<float>> d_encoder;  // what reaches each U-Net skip from its decoder
-  // Newton-Schulz scratch, sized for the largest matrix.
+  // Newton-Schulz scratch, sized for all matrices in one batch; per matrix a squared norm's floats.
   DeviceBuffer<float> ns_x, ns_y, ns_a, ns_b, norm;
   int64_t peak_bytes = 0;
 
@@ -79,7 +113,7 @@ struct CudaTrainer::State {
   DeviceBuffer<double> shared_values;
 
   ~State() {
-    if (cublas) cublasDestroy(cublas);
+    if (gemm.handle) cublasDestroy(gemm.handle);
     if (ready) cudaEventDestroy(ready);
     if (comm_done) cudaEventDestroy(comm_done);
     if (comm_stream) cudaStreamDestroy(comm_stream);
@@ -92,7 +126,7 @@ struct CudaTrainer::State {
 
   void upload_windows(std::span<const TokenWindow> windows);
   void forward(int sequences);
-  void backward(int sequences, float weight, bool sum_over_ranks);
+  void backward(int sequences, float loss_weight, bool sum_over_ranks);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
   void sum_gradient(size_t first, size_t last);
   // What is queued on comm_stream from now on waits for the work queued so far on the compute
@@ -100,13 +134,42 @@ struct CudaTrainer::State {
   void collectives_after_compute();
   void wait_for_collectives();
   void block_backward(int layer, int sequences);
-  void newton_schulz(float* g, int64_t rows, int64_t cols, float* out);
+  void newton_schulz(const std::vector<size_t>& batch);
+  bool bf16() const { return precision == CudaPrecision::kBf16; }
+  // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
+  bool takes_skip(int layer) const {
+    const int decoder = layer - config.encoder_layers();
+    return decoder >= 0 && decoder < config.skip_count();
+  }
+  // bf16 mode: params16 = params rounded, after every change of the parameters.
+  void round_params() {
+    if (bf16()) cuda::to_bf16(params.data(), static_cast<int64_t>(params.size()), params16.data(), stream);
+  }
+  // Parameter slot i as a GEMM input.
+  cuda::Operand weight(size_t i) const {
+    return {params.data() + slots[i].offset, bf16() ? params16.data() + slots[i].offset : nullptr};
+  }
+  cuda::Operand weight(int layer, BlockTensor t) const { return weight(block_slot(layer, t)); }
+  // A GEMM input made by write(out): into its bf16 buffer in bf16 mode, else into the fp32 one.
+  template <typename Write>
+  cuda::Operand produce(DeviceBuffer<float>& f32, DeviceBuffer<__nv_bfloat16>& b16, Write&& write) {
+    if (bf16()) {
+      write(b16.data());
+      return {f32.data(), b16.data()};
+    }
+    write(f32.data());
+    return {f32.data()};
+  }
+  // One produced earlier.
+  cuda::Operand kept(const DeviceBuffer<float>& f32, const DeviceBuffer<__nv_bfloat16>& b16) const {
+    return {f32.data(), bf16() ? b16.data() : nullptr};
+  }
   void copy(float* to, const float* from, int64_t count) {
     PGOLF_CUDA_CHECK(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   }
   void add(float* to, const float* from, int64_t count) {  // to += from
     const float one = 1;
-    PGOLF_CUDA_CHECK(cublasSaxpy(cublas, static_cast<int>(count), &one, from, 1, to, 1));
+    PGOLF_CUDA_CHECK(cublasSaxpy(gemm.handle, static_cast<int>(count), &one, from, 1, to, 1));
   }
 };
 
@@ -132,7 +195,9 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   inputs.upload(in);
   targets.upload(out);
   order.upload(rows.order);
-  offsets.upload(rows.offsets);
+  segments.upload(rows.segments);
+  token_segments.upload(rows.token_segments);
+  segment_count = rows.segment_count();
 }
 
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
@@ -140,37 +205,50 @@ void CudaTrainer::State::forward(int sequences) {
   const ModelConfig& c = config;
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
-  const int64_t stream_count = int64_t{n} * c.dim;
   cuda::embedding_rms_norm(param(0), inputs.data(), n, c.dim, x0.data(), stream);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
-    copy(a.x_in.data(), i == 0 ? x0.data() : blocks[i - 1].x_out.data(), stream_count);
+    BlockBf16& h = blocks16[i];
+    a.x_in = i == 0 ? x0.data() : blocks[i - 1].x_out.data();
     const int decoder = i - encoders;
-    if (decoder >= 0 && decoder < c.skip_count())
-      cuda::add_scaled(a.x_in.data(), blocks[encoders - 1 - decoder].x_out.data(),
-                       param(slots.size() - 1) + decoder * c.dim, n, c.dim, stream);
-    copy(a.mixed.data(), a.x_in.data(), stream_count);
-    cuda::resid_mix(a.mixed.data(), x0.data(), bp(i, kResidMix), n, c.dim, stream);
-    cuda::rms_norm(a.mixed.data(), n, c.dim, a.attn_in.data(), stream);
-    cuda::linear(cublas, a.attn_in.data(), bp(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
-    copy(a.qkv.data(), a.qkv_raw.data(), int64_t{n} * qkv_width);
-    cuda::qk_norm_rope(a.qkv.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
-                       bp(i, kQGain), stream);
-    cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
-                             a.lse.data(), stream);
-    cuda::linear(cublas, a.heads_out.data(), bp(i, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
-    copy(a.after_attn.data(), a.mixed.data(), stream_count);
-    cuda::add_scaled(a.after_attn.data(), a.attn_out.data(), bp(i, kAttnScale), n, c.dim, stream);
-    cuda::rms_norm(a.after_attn.data(), n, c.dim, a.mlp_in.data(), stream);
-    cuda::linear(cublas, a.mlp_in.data(), bp(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
-    copy(a.hidden.data(), a.fc_out.data(), int64_t{n} * c.mlp_hidden);
-    cuda::relu_square(a.hidden.data(), int64_t{n} * c.mlp_hidden, stream);
-    cuda::linear(cublas, a.hidden.data(), bp(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
-    copy(a.x_out.data(), a.after_attn.data(), stream_count);
-    cuda::add_scaled(a.x_out.data(), a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, stream);
+    if (takes_skip(i)) {
+      cuda::add_scaled(a.x_in, blocks[encoders - 1 - decoder].x_out.data(), param(slots.size() - 1) + decoder * c.dim,
+                       n, c.dim, a.skipped.data(), stream);
+      a.x_in = a.skipped.data();
+    }
+    cuda::resid_mix(a.x_in, x0.data(), bp(i, kResidMix), n, c.dim, a.mixed.data(), stream);
+    const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
+      cuda::rms_norm(a.mixed.data(), n, c.dim, out, stream);
+    });
+    cuda::linear(gemm, attn_in, weight(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
+    if (bf16()) {
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
+                         bp(i, kQGain), h.qkv.data(), stream);
+      cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
+                                    a.lse.data(), stream);
+    } else {
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
+                         bp(i, kQGain), a.qkv.data(), stream);
+      cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
+                               a.lse.data(), stream);
+    }
+    cuda::linear(gemm, kept(a.heads_out, h.heads_out), weight(i, kAttnProj), n, c.heads * d, c.dim,
+                 a.attn_out.data());
+    cuda::add_scaled(a.mixed.data(), a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(), stream);
+    const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
+      cuda::rms_norm(a.after_attn.data(), n, c.dim, out, stream);
+    });
+    cuda::linear(gemm, mlp_in, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
+    const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
+      cuda::relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, out, stream);
+    });
+    cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
+    cuda::add_scaled(a.after_attn.data(), a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(), stream);
   }
-  cuda::rms_norm(blocks.back().x_out.data(), n, c.dim, final_normed.data(), stream);
-  cuda::linear(cublas, final_normed.data(), param(0), n, c.dim, c.vocab, logits.data());
+  const cuda::Operand normed = produce(final_normed, final16, [&](auto* out) {
+    cuda::rms_norm(blocks.back().x_out.data(), n, c.dim, out, stream);
+  });
+  cuda::linear(gemm, normed, weight(0), n, c.dim, c.vocab, logits.data());
 }
 
 // trainer/model.cpp's block_backward: d_x holds the gradient of the block's output and leaves
@@ -180,34 +258,50 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d;
   BlockActivations& a = blocks[i];
+  BlockBf16& h = blocks16[i];
   float* scratch = column_scratch.data();
   // x_out = after_attn + mlp_scale * mlp_out
-  cuda::column_sum(d_x.data(), a.mlp_out.data(), n, c.dim, bg(i, kMlpScale), true, scratch, stream);
-  cuda::scale_channels(d_x.data(), bp(i, kMlpScale), n, c.dim, t1.data(), false, stream);
-  cuda::linear_backward_weight(cublas, t1.data(), a.hidden.data(), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
-  cuda::linear_backward_input(cublas, t1.data(), bp(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
-  cuda::relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden, stream);
-  cuda::linear_backward_weight(cublas, d_hidden.data(), a.mlp_in.data(), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
-  cuda::linear_backward_input(cublas, d_hidden.data(), bp(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
+  const cuda::Operand d_mlp_out = produce(t1, d_rounded, [&](auto* out) {
+    cuda::scaled_add_backward(d_x.data(), a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, bg(i, kMlpScale), out, false,
+                              scratch, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
+  cuda::linear_backward_input(gemm, d_mlp_out, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
+  const cuda::Operand d_fc_out = produce(d_hidden, d_rounded, [&](auto* out) {
+    cuda::relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden, out, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
+  cuda::linear_backward_input(gemm, d_fc_out, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
   cuda::rms_norm_backward(a.after_attn.data(), t2.data(), n, c.dim, d_x.data(), true, stream);
   // after_attn = mixed + attn_scale * attn_out
-  cuda::column_sum(d_x.data(), a.attn_out.data(), n, c.dim, bg(i, kAttnScale), true, scratch, stream);
-  cuda::scale_channels(d_x.data(), bp(i, kAttnScale), n, c.dim, t1.data(), false, stream);
-  cuda::linear_backward_weight(cublas, t1.data(), a.heads_out.data(), n, c.heads * d, c.dim, bg(i, kAttnProj));
-  cuda::linear_backward_input(cublas, t1.data(), bp(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
-  cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
-                           c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
-  cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(),
-                              rope_sin.data(), bp(i, kQGain), gain_partial.data(), stream);
+  const cuda::Operand d_attn_out = produce(t1, d_rounded, [&](auto* out) {
+    cuda::scaled_add_backward(d_x.data(), a.attn_out.data(), bp(i, kAttnScale), n, c.dim, bg(i, kAttnScale), out,
+                              false, scratch, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_attn_out, kept(a.heads_out, h.heads_out), n, c.heads * d, c.dim,
+                               bg(i, kAttnProj));
+  cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
+  if (bf16()) {
+    cuda::to_bf16(d_heads.data(), int64_t{n} * c.heads * d, d_heads16.data(), stream);
+    cuda::attention_bf16_backward(h.qkv.data(), h.heads_out.data(), a.lse.data(), d_heads16.data(), sequences,
+                                  seq_len, c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
+  } else {
+    cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
+                             c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
+  }
+  const cuda::Operand d_qkv_raw = produce(d_qkv, d_rounded, [&](auto* out) {
+    cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(),
+                                rope_sin.data(), bp(i, kQGain), out, gain_partial.data(), stream);
+  });
   cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(i, kQGain), true, scratch, stream);
-  cuda::linear_backward_weight(cublas, d_qkv.data(), a.attn_in.data(), n, c.dim, qkv_width, bg(i, kCq));
-  cuda::linear_backward_input(cublas, d_qkv.data(), bp(i, kCq), n, c.dim, qkv_width, t2.data(), false);
+  cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(i, kCq));
+  cuda::linear_backward_input(gemm, d_qkv_raw, weight(i, kCq), n, c.dim, qkv_width, t2.data(), false);
   cuda::rms_norm_backward(a.mixed.data(), t2.data(), n, c.dim, d_x.data(), true, stream);
-  // mixed = mix[0] * x_in + mix[1] * x0
-  cuda::column_sum(d_x.data(), a.x_in.data(), n, c.dim, bg(i, kResidMix), true, scratch, stream);
-  cuda::column_sum(d_x.data(), x0.data(), n, c.dim, bg(i, kResidMix) + c.dim, true, scratch, stream);
-  cuda::scale_channels(d_x.data(), bp(i, kResidMix) + c.dim, n, c.dim, d_x0.data(), true, stream);
-  cuda::scale_channels(d_x.data(), bp(i, kResidMix), n, c.dim, d_x.data(), false, stream);
+  // mixed = mix[0] * x_in + mix[1] * x0: d_x0 gathers its share first, then d_x becomes d x_in in place
+  cuda::scaled_add_backward(d_x.data(), x0.data(), bp(i, kResidMix) + c.dim, n, c.dim, bg(i, kResidMix) + c.dim,
+                            d_x0.data(), true, scratch, stream);
+  cuda::scaled_add_backward(d_x.data(), a.x_in, bp(i, kResidMix), n, c.dim, bg(i, kResidMix), d_x.data(), false,
+                            scratch, stream);
 }
 
 void CudaTrainer::State::sum_gradient(size_t first, size_t last) {
@@ -229,15 +323,18 @@ void CudaTrainer::State::wait_for_collectives() {
 // Model::loss_and_gradient's backward; with sum_over_ranks each block's gradient (a contiguous run
 // of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
 // weights' (written by several blocks) at the end.
-void CudaTrainer::State::backward(int sequences, float weight, bool sum_over_ranks) {
+void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_over_ranks) {
   const ModelConfig& c = config;
   const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
   const int64_t stream_count = int64_t{n} * c.dim;
   float* scratch = column_scratch.data();
-  cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab, static_cast<float>(c.logit_softcap),
-                                       weight / static_cast<float>(n), losses.data(), stream);
-  cuda::linear_backward_weight(cublas, logits.data(), final_normed.data(), n, c.dim, c.vocab, grad(0));
-  cuda::linear_backward_input(cublas, logits.data(), param(0), n, c.dim, c.vocab, t2.data(), false);
+  const cuda::Operand d_logits = produce(logits, d_rounded, [&](auto* out) {
+    cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab,
+                                         static_cast<float>(c.logit_softcap), loss_weight / static_cast<float>(n), out,
+                                         losses.data(), stream);
+  });
+  cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
+  cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
   cuda::rms_norm_backward(blocks.back().x_out.data(), t2.data(), n, c.dim, d_x.data(), false, stream);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
   const size_t skips = slots.size() - 1;
@@ -245,18 +342,17 @@ void CudaTrainer::State::backward(int sequences, float weight, bool sum_over_ran
     if (i < encoders) add(d_x.data(), d_encoder[i].data(), stream_count);  // every encoder has a skip
     block_backward(i, sequences);
     const int decoder = i - encoders;
-    if (decoder >= 0 && decoder < c.skip_count()) {
+    if (takes_skip(i)) {
       const int encoder = encoders - 1 - decoder;
-      cuda::column_sum(d_x.data(), blocks[encoder].x_out.data(), n, c.dim, grad(skips) + decoder * c.dim, true,
-                       scratch, stream);
-      cuda::scale_channels(d_x.data(), param(skips) + decoder * c.dim, n, c.dim, d_encoder[encoder].data(), false,
-                           stream);
+      cuda::scaled_add_backward(d_x.data(), blocks[encoder].x_out.data(), param(skips) + decoder * c.dim, n, c.dim,
+                                grad(skips) + decoder * c.dim, d_encoder[encoder].data(), false, scratch, stream);
     }
     if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
   }
   add(d_x.data(), d_x0.data(), stream_count);
   cuda::embedding_rms_norm_backward(param(0), inputs.data(), d_x.data(), n, c.dim, t1.data(), stream);
-  cuda::embedding_backward(t1.data(), order.data(), offsets.data(), c.vocab, c.dim, grad(0), stream);
+  cuda::embedding_backward(t1.data(), order.data(), segments.data(), token_segments.data(), segment_count, c.vocab,
+                           c.dim, embedding_scratch.data(), grad(0), stream);
   if (sum_over_ranks) {
     group->begin_group();
     sum_gradient(0, 0);
@@ -265,49 +361,69 @@ void CudaTrainer::State::backward(int sequences, float weight, bool sum_over_ran
   }
 }
 
-// optimizer.cpp's newton_schulz on the device: g [rows, cols] -> out, same shape.
-void CudaTrainer::State::newton_schulz(float* g, int64_t rows, int64_t cols, float* out) {
-  const bool transposed = rows > cols;
-  const int r = static_cast<int>(std::min(rows, cols)), k = static_cast<int>(std::max(rows, cols));
-  const float one = 1, zero = 0, a = kNewtonSchulzA, b = kNewtonSchulzB, c = kNewtonSchulzC;
+// optimizer.cpp's newton_schulz on the device, in place, for matrices (slots) of one shape up to
+// transposition: each is gathered as X [r, k] (r <= k) into one batch, and every product is one
+// strided-batched GEMM over the batch.
+void CudaTrainer::State::newton_schulz(const std::vector<size_t>& batch) {
+  const Slot& shape = slots[batch.front()];
+  const int r = static_cast<int>(std::min(shape.rows, shape.cols)), k = static_cast<int>(std::max(shape.rows, shape.cols));
+  const int64_t size = int64_t{r} * k, square = int64_t{r} * r, count = static_cast<int64_t>(batch.size());
+  const float one = 1, zero = 0;
   // X [r, k] row-major = [k, r] column-major.
   float* x = ns_x.data();
   float* y = ns_y.data();
-  if (transposed)  // g [k, r] row-major = [r, k] column-major; x = its transpose
-    PGOLF_CUDA_CHECK(cublasSgeam(cublas, CUBLAS_OP_T, CUBLAS_OP_N, k, r, &one, g, r, &zero, x, k, x, k));
-  else
-    copy(x, g, rows * cols);
-  cuda::squared_norm(x, rows * cols, norm.data(), stream);
-  cuda::divide_by_norm(x, norm.data(), rows * cols, stream);
+  for (int64_t m = 0; m < count; ++m) {
+    const Slot& slot = slots[batch[m]];
+    const float* g = grad(batch[m]);
+    float* xm = x + m * size;
+    if (slot.rows > slot.cols)  // g [k, r] row-major = [r, k] column-major; X = its transpose
+      PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_T, CUBLAS_OP_N, k, r, &one, g, r, &zero, xm, k, xm, k));
+    else
+      copy(xm, g, size);
+    float* squared = norm.data() + m * cuda::kSquaredNormFloats;
+    cuda::squared_norm(xm, size, squared, stream);
+    cuda::divide_by_norm(xm, squared, size, stream);
+  }
   for (int step = 0; step < settings.optimizer.newton_schulz_steps; ++step) {
     // A = X X^T [r, r] (symmetric); B = b A + c A A; X = a X + B X
-    PGOLF_CUDA_CHECK(cublasSgemm(cublas, CUBLAS_OP_T, CUBLAS_OP_N, r, r, k, &one, x, k, x, k, &zero, ns_a.data(), r));
-    copy(ns_b.data(), ns_a.data(), int64_t{r} * r);
-    PGOLF_CUDA_CHECK(
-        cublasSgemm(cublas, CUBLAS_OP_N, CUBLAS_OP_N, r, r, r, &c, ns_a.data(), r, ns_a.data(), r, &b, ns_b.data(), r));
-    copy(y, x, int64_t{r} * k);
-    PGOLF_CUDA_CHECK(cublasSgemm(cublas, CUBLAS_OP_N, CUBLAS_OP_N, k, r, r, &one, x, k, ns_b.data(), r, &a, y, k));
+    gemm.batched(CUBLAS_OP_T, CUBLAS_OP_N, r, r, k, 1, x, k, size, x, k, size, 0, ns_a.data(), r, square, count);
+    copy(ns_b.data(), ns_a.data(), count * square);
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, r, r, r, kNewtonSchulzC, ns_a.data(), r, square, ns_a.data(), r, square,
+                 kNewtonSchulzB, ns_b.data(), r, square, count);
+    copy(y, x, count * size);
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, k, r, r, 1, x, k, size, ns_b.data(), r, square, kNewtonSchulzA, y, k, size,
+                 count);
     std::swap(x, y);
   }
-  if (transposed)  // back to [k, r] row-major = [r, k] column-major
-    PGOLF_CUDA_CHECK(cublasSgeam(cublas, CUBLAS_OP_T, CUBLAS_OP_N, r, k, &one, x, k, &zero, out, r, out, r));
-  else
-    copy(out, x, rows * cols);
+  for (int64_t m = 0; m < count; ++m) {
+    const Slot& slot = slots[batch[m]];
+    float* g = grad(batch[m]);
+    const float* xm = x + m * size;
+    if (slot.rows > slot.cols)  // back to [k, r] row-major = [r, k] column-major
+      PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_T, CUBLAS_OP_N, r, k, &one, xm, k, &zero, g, r, g, r));
+    else
+      copy(g, xm, size);
+  }
 }
 
-CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32,
+CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, CudaPrecision precision,
                          std::unique_ptr<cuda::RankGroup> group)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   const ModelConfig& c = state.config;
   settings.validate();
   c.validate();
-  require(cuda::attention_supports_head_dim(c.head_dim()),
-          "the CUDA trainer's attention takes head_dim 8, 16, 32 or 64; this model's is " +
-              std::to_string(c.head_dim()));
+  if (precision == CudaPrecision::kBf16)
+    require(cuda::attention_bf16_supports_head_dim(c.head_dim()),
+            "the CUDA trainer's bf16 attention takes head_dim 16, 32 or 64; this model's is " +
+                std::to_string(c.head_dim()) + " (--precision fp32 or tf32 also take 8)");
+  else
+    require(cuda::attention_supports_head_dim(c.head_dim()),
+            "the CUDA trainer's attention takes head_dim 8, 16, 32 or 64; this model's is " +
+                std::to_string(c.head_dim()));
   s.config = c;
   s.settings = settings;
-  s.tf32 = tf32;
+  s.precision = precision;
   s.optimizer_steps = state.optimizer.steps;
   const int64_t rows = int64_t{settings.micro_batch} * settings.seq_len;
   require(rows <= (int64_t{1} << 24), "--micro-batch x --seq-len is too large for the CUDA trainer");
@@ -315,23 +431,37 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int d = c.head_dim();
   const int64_t qkv_width = int64_t{c.heads + 2 * c.kv_heads} * d;
 
-  size_t total = 0, largest = 0;
+  size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
   for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
     s.slots.push_back({total, static_cast<size_t>(m.rows()), static_cast<size_t>(m.cols()), param_group(name)});
     total += static_cast<size_t>(m.size());
-    if (param_group(name) == ParamGroup::Matrix) largest = std::max(largest, static_cast<size_t>(m.size()));
+    if (param_group(name) == ParamGroup::Matrix) {
+      const auto side = static_cast<size_t>(std::min(m.rows(), m.cols()));
+      matrix_total += static_cast<size_t>(m.size()), squares += side * side, ++matrices;
+    }
   });
-  const int64_t ns_side = std::max<int64_t>(c.dim, std::max<int64_t>(c.mlp_hidden, qkv_width));
 
   // Every allocation below, in floats, checked against the free memory first.
-  const int64_t per_block = rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads +
-                                    2 * int64_t{c.mlp_hidden});
+  // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
+  // bf16 only in bf16 mode; so are the final norm's output and the backward's GEMM inputs.
+  const bool bf16 = precision == CudaPrecision::kBf16;
+  const int64_t inputs_width = 2 * int64_t{c.dim} + qkv_width + int64_t{c.heads} * d + c.mlp_hidden;
+  const int64_t per_block =
+      rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads + 2 * int64_t{c.mlp_hidden} -
+              (bf16 ? inputs_width : 0));
+  const int64_t widest = std::max<int64_t>({c.dim, c.mlp_hidden, qkv_width, c.vocab});
   const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + int64_t{c.heads} * d + qkv_width + 2 * c.heads) +
                           cuda::column_sum_scratch(static_cast<int>(std::max<int64_t>(c.dim, c.heads))) +
-                          rows * int64_t{c.dim} * c.skip_count();
+                          rows * int64_t{c.dim} * c.skip_count() +
+                          cuda::max_embedding_segments(rows, c.vocab) * c.dim;
+  // In bf16 values: the parameters' copy, the blocks' inputs, the final norm's output, the
+  // backward's GEMM inputs (one buffer of the widest) and d_heads.
+  const int64_t halves =
+      bf16 ? static_cast<int64_t>(total) + rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d)
+           : 0;
   const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch +
-                         rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(largest) +
-                         2 * ns_side * ns_side;
+                         rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
+                         2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
   const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
   size_t free_bytes = 0, total_bytes = 0;
   PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -340,9 +470,11 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
               std::to_string(settings.seq_len) + " tokens needs " + std::to_string(std::llround(needed / (1 << 20))) +
               " MiB of GPU memory; " + std::to_string(free_bytes >> 20) + " MiB are free (lower --micro-batch)");
 
-  PGOLF_CUDA_CHECK(cublasCreate(&s.cublas));
-  PGOLF_CUDA_CHECK(cublasSetMathMode(s.cublas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
-  PGOLF_CUDA_CHECK(cublasSetStream(s.cublas, s.stream));
+  PGOLF_CUDA_CHECK(cublasCreate(&s.gemm.handle));
+  PGOLF_CUDA_CHECK(cublasSetStream(s.gemm.handle, s.stream));
+  s.gemm.compute = precision == CudaPrecision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                   : precision == CudaPrecision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                       : CUBLAS_COMPUTE_32F_PEDANTIC;
   auto flat = [&](const ModelParams<float>& p) {
     std::vector<float> values(total);
     size_t i = 0;
@@ -362,18 +494,22 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
 
   auto buffer = [&](int64_t width) { return DeviceBuffer<float>(static_cast<size_t>(rows * width)); };
+  auto input = [&](int64_t width) { return buffer(bf16 ? 0 : width); };  // held in bf16 in bf16 mode
   s.inputs = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
   s.targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
   s.order = DeviceBuffer<int32_t>(static_cast<size_t>(rows));
-  s.offsets = DeviceBuffer<int32_t>(static_cast<size_t>(c.vocab) + 1);
+  const int64_t segments = cuda::max_embedding_segments(rows, c.vocab);
+  s.segments = DeviceBuffer<int32_t>(static_cast<size_t>(segments) + 1);
+  s.token_segments = DeviceBuffer<int32_t>(static_cast<size_t>(c.vocab) + 1);
+  s.embedding_scratch = DeviceBuffer<float>(static_cast<size_t>(segments * c.dim));
   s.x0 = buffer(c.dim);
-  s.final_normed = buffer(c.dim);
+  s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);
   s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));
   for (int i = 0; i < c.layers; ++i)
-    s.blocks.push_back({buffer(c.dim), buffer(c.dim), buffer(c.dim), buffer(qkv_width), buffer(qkv_width),
-                        buffer(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim), buffer(c.dim),
-                        buffer(c.mlp_hidden), buffer(c.mlp_hidden), buffer(c.dim), buffer(c.dim)});
+    s.blocks.push_back({buffer(s.takes_skip(i) ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
+                        input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
+                        input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim)});
   s.d_x = buffer(c.dim);
   s.d_x0 = buffer(c.dim);
   s.t1 = buffer(c.dim);
@@ -386,11 +522,22 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.column_scratch =
       DeviceBuffer<float>(static_cast<size_t>(cuda::column_sum_scratch(static_cast<int>(std::max(c.dim, c.heads)))));
   for (int i = 0; i < c.encoder_layers(); ++i) s.d_encoder.push_back(buffer(c.dim));
-  s.ns_x = DeviceBuffer<float>(largest);
-  s.ns_y = DeviceBuffer<float>(largest);
-  s.ns_a = DeviceBuffer<float>(static_cast<size_t>(ns_side * ns_side));
-  s.ns_b = DeviceBuffer<float>(static_cast<size_t>(ns_side * ns_side));
-  s.norm = DeviceBuffer<float>(1);
+  s.ns_x = DeviceBuffer<float>(matrix_total);
+  s.ns_y = DeviceBuffer<float>(matrix_total);
+  s.ns_a = DeviceBuffer<float>(squares);
+  s.ns_b = DeviceBuffer<float>(squares);
+  s.norm = DeviceBuffer<float>(std::max<size_t>(matrices, 1) * cuda::kSquaredNormFloats);
+  auto buffer16 = [&](int64_t width) {
+    return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
+  };
+  for (int i = 0; i < c.layers; ++i)
+    s.blocks16.push_back(
+        {buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim), buffer16(c.mlp_hidden)});
+  s.final16 = buffer16(c.dim);
+  s.d_rounded = buffer16(widest);
+  s.d_heads16 = buffer16(int64_t{c.heads} * d);
+  s.params16 = DeviceBuffer<__nv_bfloat16>(bf16 ? total : 0);
+  s.round_params();
   if (group) {
     settings.validate_ranks(group->ranks());
     s.local_micro_batches = settings.micro_batches() / group->ranks();
@@ -441,17 +588,19 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   const double correction1 = 1 - std::pow(o.beta1, static_cast<double>(s.optimizer_steps));
   const double correction2 = 1 - std::pow(o.beta2, static_cast<double>(s.optimizer_steps));
   // Muon's direction: momentum on every rank (each keeps the whole state), Newton-Schulz on the
-  // matrix's owner, which then hands the result to the others.
+  // matrix's owner (batched by shape), which then hands the result to the others.
   const int rank = this->rank(), ranks = this->ranks();
   int matrix = 0;
+  std::map<std::pair<size_t, size_t>, std::vector<size_t>> batches;  // by (short side, long side)
   for (size_t i = 0; i < s.slots.size(); ++i) {
     const Slot& slot = s.slots[i];
     if (slot.group != ParamGroup::Matrix) continue;
     cuda::muon_momentum(s.momentum.data() + slot.offset, s.grad(i), static_cast<int64_t>(slot.rows * slot.cols),
                         momentum, stream);
     if (matrix++ % ranks == rank)
-      s.newton_schulz(s.grad(i), static_cast<int64_t>(slot.rows), static_cast<int64_t>(slot.cols), s.grad(i));
+      batches[{std::min(slot.rows, slot.cols), std::max(slot.rows, slot.cols)}].push_back(i);
   }
+  for (const auto& [shape, batch] : batches) s.newton_schulz(batch);
   if (s.group) {
     s.collectives_after_compute();
     s.group->begin_group();
@@ -478,6 +627,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
                static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(lr / correction1),
                static_cast<float>(std::sqrt(correction2)), stream);
   }
+  s.round_params();
   PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), stream));
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
@@ -525,7 +675,10 @@ ModelParams<float> CudaTrainer::gradient() const {
 
 std::string CudaTrainer::device() const {
   const State& s = *state_;
-  return "cuda (" + cuda_device_name() + "), fp32" + (s.tf32 ? " with TF32 GEMMs" : "") +
+  const char* precision = s.precision == CudaPrecision::kBf16   ? "bf16 GEMMs and attention, fp32 weights and loss"
+                          : s.precision == CudaPrecision::kTf32 ? "fp32 with TF32 GEMMs"
+                                                                : "fp32";
+  return "cuda (" + cuda_device_name() + "), " + precision +
          (s.group ? ", rank " + std::to_string(s.group->rank()) + " of " + std::to_string(s.group->ranks()) : "");
 }
 

@@ -1,4 +1,4 @@
-// The trainer on a CUDA GPU in fp32: the forward of cuda_eval with every activation kept, the
+// The trainer on a CUDA GPU: the forward of cuda_eval with every activation kept, the
 // backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu, cuBLAS
 // GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by cuBLAS). A TrainEngine,
 // so pgolf train runs the same loop on the CPU or here. Plain C++ interface.
@@ -8,20 +8,30 @@
 // only, and the owners broadcast the results. Every rank then applies the same update.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "kernels/rank_group.h"
 #include "trainer/training.h"
 
 namespace pgolf {
 
+// How the CUDA trainer multiplies. Weights, optimizer state, activations and the loss are fp32 in
+// memory in every mode. kFp32: plain fp32 FMA, held to the CPU reference's numbers. kTf32: the
+// GEMMs on TF32 tensor cores. kBf16 (the reference recipe's bf16 compute): the GEMMs, Newton-Schulz
+// included, on bf16 tensor cores (cuBLAS rounds the inputs) and attention by attention_bf16.cu.
+enum class CudaPrecision { kFp32, kTf32, kBf16 };
+
+// "fp32", "tf32", "bf16", or "auto": bf16 where its attention takes the model's head dim, else
+// tf32. InputError otherwise.
+CudaPrecision parse_cuda_precision(const std::string& name, const ModelConfig& config);
+
 class CudaTrainer final : public TrainEngine {
  public:
   // Allocates everything for micro-batches of settings.micro_batch sequences of settings.seq_len.
-  // tf32: let cuBLAS use TF32 tensor cores for the fp32 GEMMs (off: plain fp32, to hold the CPU
-  // reference's numbers). InputError before any allocation when the model or the micro-batch do
-  // not fit the GPU's free memory, or the head dim has no attention kernel. group: this trainer's
-  // rank in a data-parallel run (none: alone), on the current device.
-  CudaTrainer(const TrainState& state, const TrainSettings& settings, bool tf32,
+  // InputError before any allocation when the model or the micro-batch do not fit the GPU's free
+  // memory, or the head dim has no attention kernel at this precision. group: this trainer's rank
+  // in a data-parallel run (none: alone), on the current device.
+  CudaTrainer(const TrainState& state, const TrainSettings& settings, CudaPrecision precision,
               std::unique_ptr<cuda::RankGroup> group = nullptr);
   ~CudaTrainer() override;
 

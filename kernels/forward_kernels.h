@@ -3,6 +3,7 @@
 // trainer/model.cpp computes, operation by operation; tests/kernels/ holds a CPU twin of each.
 // Activations are row-major with one token per row: `rows` tokens, sequence after sequence.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -14,24 +15,32 @@ namespace pgolf::cuda {
 void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim, float* out,
                         cudaStream_t stream);
 
+// Outputs marked T are float or __nv_bfloat16 (rounded to nearest even: the bf16 trainer's GEMM
+// and attention inputs). Out-of-place kernels may write over their input (out == x).
+
 // out[t] = rms_norm(x[t]).
-void rms_norm(const float* x, int64_t rows, int dim, float* out, cudaStream_t stream);
+template <typename T>
+void rms_norm(const float* x, int64_t rows, int dim, T* out, cudaStream_t stream);
 
-// x = mix[0] * x + mix[1] * x0, per channel (mix [2, dim]): a block's resid_mix.
-void resid_mix(float* x, const float* x0, const float* mix, int64_t rows, int dim, cudaStream_t stream);
+// out = mix[0] * x + mix[1] * x0, per channel (mix [2, dim]): a block's resid_mix.
+void resid_mix(const float* x, const float* x0, const float* mix, int64_t rows, int dim, float* out,
+               cudaStream_t stream);
 
-// x += scale * y, per channel (scale [dim]): the scaled residual adds and the U-Net skip adds.
-void add_scaled(float* x, const float* y, const float* scale, int64_t rows, int dim, cudaStream_t stream);
+// out = x + scale * y, per channel (scale [dim]): the scaled residual adds and the U-Net skip adds.
+void add_scaled(const float* x, const float* y, const float* scale, int64_t rows, int dim, float* out,
+                cudaStream_t stream);
 
-// x = relu(x)^2, elementwise.
-void relu_square(float* x, int64_t count, cudaStream_t stream);
+// out = relu(x)^2, elementwise.
+template <typename T>
+void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream);
 
-// The fused projection's output, qkv [rows, (heads + 2 * kv_heads) * head_dim], holds per token
-// the q heads, then the k heads, then the v heads. In place: per-head rms_norm of every q and k
-// head, RoPE at the token's position in its sequence (row % seq_len) from rope_cos/rope_sin
-// [>= seq_len, head_dim / 2], then q head h times q_gain[h].
-void qk_norm_rope(float* qkv, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
-                  const float* rope_cos, const float* rope_sin, const float* q_gain, cudaStream_t stream);
+// The fused projection's output, raw [rows, (heads + 2 * kv_heads) * head_dim], holds per token
+// the q heads, then the k heads, then the v heads. qkv (same layout) = per-head rms_norm of every
+// q and k head, RoPE at the token's position in its sequence (row % seq_len) from rope_cos/rope_sin
+// [>= seq_len, head_dim / 2], then q head h times q_gain[h]; v heads copied.
+template <typename T>
+void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
+                  const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream);
 
 // Causal attention over `sequences` sequences of seq_len tokens, reading q, k and v from the qkv
 // layout above; query head h reads KV head h / (heads / kv_heads), scores are scaled by

@@ -2,6 +2,8 @@
 // attention_backward.cu).
 #include <cfloat>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cuda_check.h"
 #include "kernels/train_kernels.h"
@@ -41,17 +43,26 @@ __global__ void embedding_rms_norm_backward_kernel(const float* tok_emb, const u
   if (row < rows) warp_rms_norm_backward(tok_emb + int64_t(ids[row]) * dim, dy + row * dim, dim, d_rows + row * dim, false);
 }
 
-__global__ void qk_norm_rope_backward_kernel(const float* raw, float* d_qkv, int64_t rows, int seq_len, int heads,
+// One warp per (row, head) over every head (v heads: copied into d_raw, unless it is d_qkv).
+constexpr int kMaxHeadDim = 256;
+template <typename T>
+__global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads,
                                              int kv_heads, int head_dim, const float* rope_cos, const float* rope_sin,
-                                             const float* q_gain, float* d_gain_partial) {
-  const int normed_heads = heads + kv_heads;
+                                             const float* q_gain, T* d_raw, float* d_gain_partial) {
+  const int all_heads = heads + 2 * kv_heads;
   const int64_t item = warp_item();
-  if (item >= rows * normed_heads) return;
-  const int64_t row = item / normed_heads;
-  const int head = int(item % normed_heads);
-  const int64_t offset = row * (heads + 2 * kv_heads) * head_dim + int64_t(head) * head_dim;
+  if (item >= rows * all_heads) return;
+  const int64_t row = item / all_heads;
+  const int head = int(item % all_heads);
+  const int64_t offset = row * all_heads * head_dim + int64_t(head) * head_dim;
   const float* x = raw + offset;
-  float* d = d_qkv + offset;
+  const float* d = d_qkv + offset;
+  T* out = d_raw + offset;
+  if (head >= heads + kv_heads) {
+    if (static_cast<const void*>(out) != static_cast<const void*>(d))
+      for (int j = lane(); j < head_dim; j += kWarp) put(out + j, d[j]);
+    return;
+  }
   const int half = head_dim / 2;
   const int64_t position = row % seq_len;
   float sum_sq = 0;
@@ -59,39 +70,60 @@ __global__ void qk_norm_rope_backward_kernel(const float* raw, float* d_qkv, int
   const float inv_rms = 1.0f / sqrtf(warp_sum(sum_sq) / float(head_dim) + FLT_EPSILON);
   const float gain = head < heads ? q_gain[head] : 1.0f;
   // Forward: y = norm(x); r = rotate(y); out = gain * r. Backward: d_gain = d_out . r,
-  // d_r = gain * d_out, d_y = rotate^T(d_r); then through the norm.
+  // d_r = gain * d_out, d_y = rotate^T(d_r) (kept in registers: a lane's j, j + 32, ...); then
+  // through the norm.
+  constexpr int kMaxPerLane = kMaxHeadDim / 2 / kWarp;
+  float dy1[kMaxPerLane], dy2[kMaxPerLane];
   float gain_dot = 0, y_dot = 0;
-  for (int j = lane(); j < half; j += kWarp) {
+#pragma unroll
+  for (int k = 0; k < kMaxPerLane; ++k) {
+    const int j = lane() + k * kWarp;
+    if (j >= half) break;
     const float c = rope_cos[position * half + j], s = rope_sin[position * half + j];
     const float y1 = x[j] * inv_rms, y2 = x[half + j] * inv_rms;
     const float d1 = d[j], d2 = d[half + j];
     gain_dot += d1 * (y1 * c + y2 * s) + d2 * (y2 * c - y1 * s);
-    const float dy1 = gain * (d1 * c - d2 * s), dy2 = gain * (d1 * s + d2 * c);
-    d[j] = dy1, d[half + j] = dy2;  // each lane rewrites only what it read
-    y_dot += dy1 * y1 + dy2 * y2;
+    dy1[k] = gain * (d1 * c - d2 * s), dy2[k] = gain * (d1 * s + d2 * c);
+    y_dot += dy1[k] * y1 + dy2[k] * y2;
   }
   gain_dot = warp_sum(gain_dot);
   const float mean_dot = warp_sum(y_dot) / float(head_dim);
-  __syncwarp();
-  for (int j = lane(); j < head_dim; j += kWarp) d[j] = inv_rms * (d[j] - x[j] * inv_rms * mean_dot);
+#pragma unroll
+  for (int k = 0; k < kMaxPerLane; ++k) {
+    const int j = lane() + k * kWarp;
+    if (j >= half) break;
+    put(out + j, inv_rms * (dy1[k] - x[j] * inv_rms * mean_dot));
+    put(out + half + j, inv_rms * (dy2[k] - x[half + j] * inv_rms * mean_dot));
+  }
   if (head < heads && lane() == 0) d_gain_partial[row * heads + head] = gain_dot;
 }
 
-__global__ void relu_square_backward_kernel(const float* pre, float* d, int64_t count) {
-  PGOLF_GRID_STRIDE(i, count) d[i] *= 2.0f * fmaxf(pre[i], 0.0f);
+template <typename T>
+__global__ void relu_square_backward_kernel(const float* pre, const float* d, int64_t count, T* out) {
+  PGOLF_GRID_STRIDE(i, count) put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f));
 }
 
 // Stage 1 of column_sum: block (column tile of 32, row chunk) sums its rows into partial[chunk][column].
+// With `scaled`, the same pass also writes (or adds) a * scale[column] there.
 constexpr int kColumnChunks = 256;
-__global__ void column_sum_partial_kernel(const float* a, const float* b, int64_t rows, int dim, float* partial) {
+template <typename T>
+__global__ void column_sum_partial_kernel(const float* a, const float* b, int64_t rows, int dim, float* partial,
+                                          const float* scale, T* scaled, bool accumulate_scaled) {
   const int column = blockIdx.x * kWarp + threadIdx.x % kWarp;
   const int64_t chunk_rows = (rows + kColumnChunks - 1) / kColumnChunks;
   const int64_t first = blockIdx.y * chunk_rows, last = min(rows, first + chunk_rows);
   __shared__ float sums[kWarpsPerBlock][kWarp];
   float sum = 0;
   if (column < dim)
-    for (int64_t t = first + threadIdx.x / kWarp; t < last; t += kWarpsPerBlock)
-      sum += b ? a[t * dim + column] * b[t * dim + column] : a[t * dim + column];
+    for (int64_t t = first + threadIdx.x / kWarp; t < last; t += kWarpsPerBlock) {
+      const int64_t i = t * dim + column;
+      const float value = a[i];  // read before `scaled` (which may be a) is written
+      sum += b ? value * b[i] : value;
+      if (scaled) {
+        const float v = value * scale[column];
+        put(scaled + i, accumulate_scaled ? get(scaled + i) + v : v);
+      }
+    }
   sums[threadIdx.x / kWarp][threadIdx.x % kWarp] = sum;
   __syncthreads();
   if (threadIdx.x < kWarp && column < dim) {
@@ -109,19 +141,14 @@ __global__ void column_sum_final_kernel(const float* partial, int dim, float* ou
   out[column] = accumulate ? out[column] + total : total;
 }
 
-__global__ void scale_channels_kernel(const float* x, const float* scale, int64_t count, int dim, float* y,
-                                      bool accumulate) {
-  PGOLF_GRID_STRIDE(i, count) {
-    const float v = x[i] * scale[i % dim];
-    y[i] = accumulate ? y[i] + v : v;
-  }
-}
-
-__global__ void softcap_cross_entropy_backward_kernel(float* logits, const uint16_t* targets, int64_t rows, int vocab,
-                                                      float cap, float weight, double* losses) {
+template <typename T>
+__global__ void softcap_cross_entropy_backward_kernel(const float* logits, const uint16_t* targets, int64_t rows,
+                                                      int vocab, float cap, float weight, T* d_logits,
+                                                      double* losses) {
   const int64_t row = warp_item();
   if (row >= rows) return;
-  float* z = logits + row * vocab;
+  const float* z = logits + row * vocab;
+  T* out = d_logits + row * vocab;
   const auto [max, sum] = warp_softcap_softmax(z, vocab, cap);
   const int target = targets[row];
   const float target_capped = softcap(z[target], cap);  // read by every lane before any write
@@ -130,18 +157,31 @@ __global__ void softcap_cross_entropy_backward_kernel(float* logits, const uint1
     const float t = tanhf(z[j] / cap);
     const double p = exp(double(cap * t) - double(max)) / sum;
     const double d = (p - (j == target ? 1.0 : 0.0)) * weight;
-    z[j] = float(d) * (1.0f - t * t);
+    put(out + j, float(d) * (1.0f - t * t));
   }
   if (lane() == 0) losses[row] = log(sum) + double(max) - double(target_capped);
 }
 
-__global__ void embedding_backward_kernel(const float* d_rows, const int32_t* order, const int32_t* offsets, int vocab,
-                                          int dim, float* d_tok_emb) {
+// Stage 1 of embedding_backward, one warp per segment: partial[s] = sum of its rows.
+__global__ void embedding_segment_kernel(const float* d_rows, const int32_t* order, const int32_t* segments,
+                                         int64_t segment_count, int dim, float* partial) {
+  const int64_t segment = warp_item();
+  if (segment >= segment_count) return;
+  for (int j = lane(); j < dim; j += kWarp) {
+    float sum = 0;
+    for (int k = segments[segment]; k < segments[segment + 1]; ++k) sum += d_rows[int64_t(order[k]) * dim + j];
+    partial[segment * dim + j] = sum;
+  }
+}
+
+// Stage 2, one warp per token id: d_tok_emb[v] += its segments' sums, in order.
+__global__ void embedding_token_kernel(const float* partial, const int32_t* token_segments, int vocab, int dim,
+                                       float* d_tok_emb) {
   const int64_t v = warp_item();
   if (v >= vocab) return;
   for (int j = lane(); j < dim; j += kWarp) {
     float sum = 0;
-    for (int k = offsets[v]; k < offsets[v + 1]; ++k) sum += d_rows[int64_t(order[k]) * dim + j];
+    for (int s = token_segments[v]; s < token_segments[v + 1]; ++s) sum += partial[int64_t(s) * dim + j];
     d_tok_emb[v * dim + j] += sum;
   }
 }
@@ -154,10 +194,13 @@ __global__ void muon_momentum_kernel(float* buf, float* g, int64_t count, float 
   }
 }
 
-__global__ void squared_norm_kernel(const float* x, int64_t count, float* out) {
+// The block's sum of x[i] (squared when kSquare) over a grid stride, left in thread 0's `out`.
+template <bool kSquare>
+__device__ void block_sum(const float* x, int64_t count, float* out) {
   __shared__ float sums[1024 / kWarp];
   float sum = 0;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += x[i] * x[i];
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    sum += kSquare ? x[i] * x[i] : x[i];
   sum = warp_sum(sum);
   if (lane() == 0) sums[threadIdx.x / kWarp] = sum;
   __syncthreads();
@@ -166,6 +209,16 @@ __global__ void squared_norm_kernel(const float* x, int64_t count, float* out) {
     total = warp_sum(total);
     if (threadIdx.x == 0) *out = total;
   }
+}
+
+__global__ void squared_norm_partial_kernel(const float* x, int64_t count, float* partials) {
+  block_sum<true>(x, count, partials + blockIdx.x);
+}
+
+__global__ void squared_norm_final_kernel(float* out) { block_sum<false>(out + 1, kSquaredNormBlocks, out); }
+
+__global__ void to_bf16_kernel(const float* x, int64_t count, __nv_bfloat16* out) {
+  PGOLF_GRID_STRIDE(i, count) out[i] = __float2bfloat16_rn(x[i]);
 }
 
 __global__ void divide_by_norm_kernel(float* x, const float* squared_norm, int64_t count) {
@@ -210,53 +263,85 @@ void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, cons
   PGOLF_CUDA_CHECK_LAUNCH("embedding_rms_norm_backward");
 }
 
-void qk_norm_rope_backward(const float* raw, float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
-                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain,
+template <typename T>
+void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
+                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
                            float* d_gain_partial, cudaStream_t stream) {
   if (rows == 0) return;
-  qk_norm_rope_backward_kernel<<<row_blocks(rows * (heads + kv_heads)), kThreadsPerBlock, 0, stream>>>(
-      raw, d_qkv, rows, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain, d_gain_partial);
+  if (head_dim > kMaxHeadDim || head_dim % 2)
+    throw std::invalid_argument("qk_norm_rope_backward: head_dim " + std::to_string(head_dim) +
+                                " is odd or above " + std::to_string(kMaxHeadDim));
+  qk_norm_rope_backward_kernel<<<row_blocks(rows * (heads + 2 * kv_heads)), kThreadsPerBlock, 0, stream>>>(
+      raw, d_qkv, rows, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain, d_raw, d_gain_partial);
   PGOLF_CUDA_CHECK_LAUNCH("qk_norm_rope_backward");
 }
+template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, const float*,
+                                    const float*, const float*, float*, float*, cudaStream_t);
+template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, const float*,
+                                    const float*, const float*, __nv_bfloat16*, float*, cudaStream_t);
 
-void relu_square_backward(const float* pre, float* d, int64_t count, cudaStream_t stream) {
+template <typename T>
+void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_backward_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(pre, d, count);
+  relu_square_backward_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(pre, d, count, out);
   PGOLF_CUDA_CHECK_LAUNCH("relu_square_backward");
 }
+template void relu_square_backward(const float*, const float*, int64_t, float*, cudaStream_t);
+template void relu_square_backward(const float*, const float*, int64_t, __nv_bfloat16*, cudaStream_t);
 
 int64_t column_sum_scratch(int dim) { return int64_t(kColumnChunks) * dim; }
 
-void column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate, float* scratch,
-                cudaStream_t stream) {
+template <typename T>
+void launch_column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate,
+                       float* scratch, const float* scale, T* scaled, bool accumulate_scaled, cudaStream_t stream) {
   if (dim == 0) return;
   const dim3 grid(unsigned((dim + kWarp - 1) / kWarp), kColumnChunks);
-  column_sum_partial_kernel<<<grid, kThreadsPerBlock, 0, stream>>>(a, b, rows, dim, scratch);
+  column_sum_partial_kernel<<<grid, kThreadsPerBlock, 0, stream>>>(a, b, rows, dim, scratch, scale, scaled,
+                                                                   accumulate_scaled);
   PGOLF_CUDA_CHECK_LAUNCH("column_sum_partial");
   column_sum_final_kernel<<<unsigned((dim + 255) / 256), 256, 0, stream>>>(scratch, dim, out, accumulate);
   PGOLF_CUDA_CHECK_LAUNCH("column_sum_final");
 }
 
-void scale_channels(const float* x, const float* scale, int64_t rows, int dim, float* y, bool accumulate,
-                    cudaStream_t stream) {
-  if (rows == 0) return;
-  scale_channels_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, scale, rows * dim, dim, y,
-                                                                                        accumulate);
-  PGOLF_CUDA_CHECK_LAUNCH("scale_channels");
+void column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate, float* scratch,
+                cudaStream_t stream) {
+  launch_column_sum<float>(a, b, rows, dim, out, accumulate, scratch, nullptr, nullptr, false, stream);
 }
 
-void softcap_cross_entropy_backward(float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
-                                    float weight, double* losses, cudaStream_t stream) {
+template <typename T>
+void scaled_add_backward(const float* d, const float* y, const float* scale, int64_t rows, int dim, float* d_scale,
+                         T* d_y, bool accumulate_d_y, float* scratch, cudaStream_t stream) {
+  launch_column_sum(d, y, rows, dim, d_scale, true, scratch, scale, d_y, accumulate_d_y, stream);
+}
+template void scaled_add_backward(const float*, const float*, const float*, int64_t, int, float*, float*, bool, float*,
+                                  cudaStream_t);
+template void scaled_add_backward(const float*, const float*, const float*, int64_t, int, float*, __nv_bfloat16*,
+                                  bool, float*, cudaStream_t);
+
+
+template <typename T>
+void softcap_cross_entropy_backward(const float* logits, const uint16_t* targets, int64_t rows, int vocab,
+                                    float softcap, float weight, T* d_logits, double* losses, cudaStream_t stream) {
   if (rows == 0) return;
-  softcap_cross_entropy_backward_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(logits, targets, rows, vocab,
-                                                                                          softcap, weight, losses);
+  softcap_cross_entropy_backward_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(
+      logits, targets, rows, vocab, softcap, weight, d_logits, losses);
   PGOLF_CUDA_CHECK_LAUNCH("softcap_cross_entropy_backward");
 }
+template void softcap_cross_entropy_backward(const float*, const uint16_t*, int64_t, int, float, float, float*,
+                                             double*, cudaStream_t);
+template void softcap_cross_entropy_backward(const float*, const uint16_t*, int64_t, int, float, float,
+                                             __nv_bfloat16*, double*, cudaStream_t);
 
-void embedding_backward(const float* d_rows, const int32_t* order, const int32_t* offsets, int vocab, int dim,
+void embedding_backward(const float* d_rows, const int32_t* order, const int32_t* segments,
+                        const int32_t* token_segments, int64_t segment_count, int vocab, int dim, float* scratch,
                         float* d_tok_emb, cudaStream_t stream) {
-  embedding_backward_kernel<<<row_blocks(vocab), kThreadsPerBlock, 0, stream>>>(d_rows, order, offsets, vocab, dim,
-                                                                                d_tok_emb);
+  if (segment_count > 0) {
+    embedding_segment_kernel<<<row_blocks(segment_count), kThreadsPerBlock, 0, stream>>>(d_rows, order, segments,
+                                                                                         segment_count, dim, scratch);
+    PGOLF_CUDA_CHECK_LAUNCH("embedding_backward");
+  }
+  embedding_token_kernel<<<row_blocks(vocab), kThreadsPerBlock, 0, stream>>>(scratch, token_segments, vocab, dim,
+                                                                             d_tok_emb);
   PGOLF_CUDA_CHECK_LAUNCH("embedding_backward");
 }
 
@@ -267,8 +352,16 @@ void muon_momentum(float* buf, float* g, int64_t count, float momentum, cudaStre
 }
 
 void squared_norm(const float* x, int64_t count, float* out, cudaStream_t stream) {
-  squared_norm_kernel<<<1, 1024, 0, stream>>>(x, count, out);
+  squared_norm_partial_kernel<<<kSquaredNormBlocks, 1024, 0, stream>>>(x, count, out + 1);
   PGOLF_CUDA_CHECK_LAUNCH("squared_norm");
+  squared_norm_final_kernel<<<1, 1024, 0, stream>>>(out);
+  PGOLF_CUDA_CHECK_LAUNCH("squared_norm");
+}
+
+void to_bf16(const float* x, int64_t count, __nv_bfloat16* out, cudaStream_t stream) {
+  if (count == 0) return;
+  to_bf16_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, out);
+  PGOLF_CUDA_CHECK_LAUNCH("to_bf16");
 }
 
 void divide_by_norm(float* x, const float* squared_norm, int64_t count, cudaStream_t stream) {

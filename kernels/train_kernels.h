@@ -1,11 +1,13 @@
-// The CUDA kernels of training in fp32: the backward of each forward kernel (forward_kernels.h),
+// The CUDA kernels of training: the backward of each forward kernel (forward_kernels.h),
 // the fused softcap + cross-entropy + gradient, the per-channel reductions of the scale
 // gradients, and the optimizers' elementwise parts (Muon's momentum, Adam). They compute what
 // trainer/model.cpp's backward and trainer/optimizer.cpp compute; tests/kernels/ holds a CPU twin
 // of each. Same conventions as forward_kernels.h: row-major, one token per row, launchers that
 // queue on `stream` and throw std::runtime_error on a failed launch. No atomics: every result is
-// the same from run to run.
+// the same from run to run. Outputs marked T are float or __nv_bfloat16 (the bf16 trainer's GEMM
+// inputs, rounded to nearest even); inputs and everything else are fp32.
 #pragma once
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -24,14 +26,17 @@ void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, cons
                                  float* d_rows, cudaStream_t stream);
 
 // The backward of qk_norm_rope. raw: the projection's output before qk_norm_rope; d_qkv: the
-// gradient of its result, rewritten in place into the gradient of raw (v columns untouched).
-// d_gain_partial [rows, heads]: each row's share of q_gain's gradient (column_sum reduces it).
-void qk_norm_rope_backward(const float* raw, float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
-                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain,
+// gradient of its result; d_raw: the gradient of raw, v columns included (may be d_qkv: then the v
+// columns are left as they are). d_gain_partial [rows, heads]: each row's share of q_gain's
+// gradient (column_sum reduces it). head_dim even, at most 256.
+template <typename T>
+void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
+                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
                            float* d_gain_partial, cudaStream_t stream);
 
-// d_pre = d_post * 2 relu(pre), in place over d_post: the backward of relu_square.
-void relu_square_backward(const float* pre, float* d, int64_t count, cudaStream_t stream);
+// out = d * 2 relu(pre) (out may be d): the backward of relu_square.
+template <typename T>
+void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream);
 
 // out[j] (+)= sum over rows of a[t, j] * b[t, j] (b null: of a alone), summed in a fixed order.
 // scratch holds column_sum_scratch(dim) floats.
@@ -39,26 +44,37 @@ void column_sum(const float* a, const float* b, int64_t rows, int dim, float* ou
                 cudaStream_t stream);
 int64_t column_sum_scratch(int dim);
 
-// y (+)= x * scale per channel (scale [dim]).
-void scale_channels(const float* x, const float* scale, int64_t rows, int dim, float* y, bool accumulate,
-                    cudaStream_t stream);
+// The backward of out = x + scale * y (per channel, scale [dim]) given d = d out, in one pass over
+// d and y: d_scale += the column sums of d * y (as column_sum), d_y (+)= d * scale (d_y may be d).
+template <typename T>
+void scaled_add_backward(const float* d, const float* y, const float* scale, int64_t rows, int dim, float* d_scale,
+                         T* d_y, bool accumulate_d_y, float* scratch, cudaStream_t stream);
 
-// Softcapped cross-entropy and its gradient, in place: logits [rows, vocab] (before the cap)
-// become weight * d loss / d logits; losses[t] gets the row's cross-entropy (as
+
+// Softcapped cross-entropy and its gradient: logits [rows, vocab] (before the cap); d_logits (may
+// be logits) = weight * d loss / d logits; losses[t] gets the row's cross-entropy (as
 // softcap_cross_entropy: the log-softmax in double).
-void softcap_cross_entropy_backward(float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
-                                    float weight, double* losses, cudaStream_t stream);
+template <typename T>
+void softcap_cross_entropy_backward(const float* logits, const uint16_t* targets, int64_t rows, int vocab,
+                                    float softcap, float weight, T* d_logits, double* losses, cudaStream_t stream);
 
 // The host's lists for embedding_backward: per token id (< vocab) the rows of ids that read it, in
-// row order (a counting sort).
+// row order (a counting sort), cut into segments of at most kEmbeddingSegmentRows rows of one
+// token, so that frequent tokens' sums spread over many warps. Segment s is order[segments[s] ..
+// segments[s + 1]); token v's segments are token_segments[v] .. token_segments[v + 1].
+inline constexpr int kEmbeddingSegmentRows = 32;
 struct RowsByToken {
-  std::vector<int32_t> order, offsets;  // offsets has vocab + 1 entries
+  std::vector<int32_t> order, segments, token_segments;  // token_segments has vocab + 1 entries
+  int64_t segment_count() const { return static_cast<int64_t>(segments.size()) - 1; }
 };
 RowsByToken rows_by_token(const std::vector<uint16_t>& ids, int vocab);
+// The most segments rows_by_token makes for `rows` ids: what scratch is sized for.
+int64_t max_embedding_segments(int64_t rows, int vocab);
 
-// d_tok_emb[v] += sum of d_rows[order[k]] for k in [offsets[v], offsets[v+1]): the embedding
-// gather's backward, with the rows of each token id listed (in a fixed order) by the host.
-void embedding_backward(const float* d_rows, const int32_t* order, const int32_t* offsets, int vocab, int dim,
+// d_tok_emb[v] += sum of d_rows[r] over the rows r listed for token v (a fixed order): the
+// embedding gather's backward. scratch holds segment_count x dim floats.
+void embedding_backward(const float* d_rows, const int32_t* order, const int32_t* segments,
+                        const int32_t* token_segments, int64_t segment_count, int vocab, int dim, float* scratch,
                         float* d_tok_emb, cudaStream_t stream);
 
 // Causal GQA attention forward as attention() (forward_kernels.h), also writing the log-sum-exp
@@ -73,12 +89,35 @@ void attention_backward(const float* qkv, const float* out, const float* lse, co
                         int seq_len, int heads, int kv_heads, int head_dim, float* d_qkv, float* d_rows_scratch,
                         cudaStream_t stream);
 
+// delta[i] = d_out . out over the head_dim columns of item i (a (row, head) pair): the backward's
+// per-row term, for both attention backwards.
+void attention_delta(const float* out, const float* d_out, int64_t items, int head_dim, float* delta,
+                     cudaStream_t stream);
+void attention_delta(const __nv_bfloat16* out, const __nv_bfloat16* d_out, int64_t items, int head_dim, float* delta,
+                     cudaStream_t stream);
+
+// The same attention forward and backward on bf16 tensor cores (attention_bf16.cu), same layouts:
+// qkv, out and d_out in bf16; lse, the gradient d_qkv and the softmax and every sum in fp32.
+// head_dim 16, 32 or 64.
+void attention_bf16_with_lse(const __nv_bfloat16* qkv, int sequences, int seq_len, int heads, int kv_heads,
+                             int head_dim, __nv_bfloat16* out, float* lse, cudaStream_t stream);
+void attention_bf16_backward(const __nv_bfloat16* qkv, const __nv_bfloat16* out, const float* lse,
+                             const __nv_bfloat16* d_out, int sequences, int seq_len, int heads, int kv_heads,
+                             int head_dim, float* d_qkv, float* d_rows_scratch, cudaStream_t stream);
+bool attention_bf16_supports_head_dim(int head_dim);
+
+// out = x rounded to bf16 (round to nearest even): GEMM and attention inputs in bf16 mode.
+void to_bf16(const float* x, int64_t count, __nv_bfloat16* out, cudaStream_t stream);
+
 // Muon's momentum: buf = momentum * buf + g; g = g + momentum * buf (Nesterov), in place.
 void muon_momentum(float* buf, float* g, int64_t count, float momentum, cudaStream_t stream);
 
 // x /= (sqrt(*squared_norm) + 1e-7), the squared norm already on the device.
 void divide_by_norm(float* x, const float* squared_norm, int64_t count, cudaStream_t stream);
-// *out = sum of x^2 (one block, a fixed order).
+// out[0] = sum of x^2, in a fixed order: kSquaredNormBlocks blocks leave partial sums in
+// out[1 ..], a last block adds them. out holds kSquaredNormFloats floats.
+inline constexpr int kSquaredNormBlocks = 128;
+inline constexpr int kSquaredNormFloats = kSquaredNormBlocks + 1;
 void squared_norm(const float* x, int64_t count, float* out, cudaStream_t stream);
 
 // w -= lr * u (lr on the host).

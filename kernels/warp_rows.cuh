@@ -1,6 +1,8 @@
 // What the row-wise kernels share: one warp per row (or per head of a row), eight warps a block,
 // warp reductions, and the grid sizes of row and grid-stride elementwise kernels.
 #pragma once
+#include <cuda_bf16.h>
+
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +38,12 @@ __device__ inline float warp_inv_rms(const float* x, int width) {
   for (int j = lane(); j < width; j += kWarp) sum += x[j] * x[j];
   return 1.0f / sqrtf(warp_sum(sum) / float(width) + FLT_EPSILON);
 }
+
+// Stores v into an output of either precision (bf16: rounded to nearest even), and reads one back.
+__device__ inline void put(float* at, float v) { *at = v; }
+__device__ inline void put(__nv_bfloat16* at, float v) { *at = __float2bfloat16_rn(v); }
+__device__ inline float get(const float* at) { return *at; }
+__device__ inline float get(const __nv_bfloat16* at) { return __bfloat162float(*at); }
 
 __device__ inline float softcap(float logit, float cap) { return cap * tanhf(logit / cap); }
 

@@ -5,8 +5,9 @@
 #   here, once:  scripts/gpu.sh prepare   (devdata: the full val shard, the tokenizer, liblzma-dev)
 #   there:       scripts/gpu.sh           (the device tool's run, with carry ["devdata"])
 #                scripts/gpu.sh rd        (only val_bpb against bytes: the sweep, sensitivity, --auto)
-#                scripts/gpu.sh train     (only the trainer: its GPU tests and a throughput run at the
-#                                          reference settings; TRAIN_STEPS steps, default 20)
+#                scripts/gpu.sh train     (only the trainer: its GPU tests and throughput runs at the
+#                                          reference settings, bf16 and TF32 in turn; TRAIN_STEPS steps,
+#                                          default 20)
 #                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
@@ -19,8 +20,13 @@ if [[ "${1:-}" == prepare ]]; then
   mkdir -p devdata/sp1024
   xz -dc ../shared/data/sp1024/corpus_val_000000.bin.xz > devdata/sp1024/corpus_val_000000.bin
   cp samples/sp1024/corpus_1024_bpe.model devdata/sp1024/
-  # The train shards travel compressed (27 MB; 250 MB unpacked) and are unpacked there.
-  cp ../shared/data/sp1024/corpus_train_*.bin.xz devdata/
+  # The train shards travel as one tar.xz (21 MB, under the device's 64 MiB carry with the repo;
+  # 107 MB unpacked) and are unpacked there.
+  shards=$(mktemp -d)
+  for xz in ../shared/data/sp1024/corpus_train_*.bin.xz; do xz -dc "$xz" > "$shards/$(basename "${xz%.xz}")"; done
+  rm -f devdata/corpus_train_*.bin.xz
+  tar -cf - -C "$shards" . | xz -9e -T2 > devdata/corpus_train.tar.xz
+  rm -rf "$shards"
   # The GPU machine has no liblzma headers and nothing can be installed there: carry Debian's
   # liblzma-dev headers and static library, found through a pkg-config file of its own.
   deb=$(mktemp -d)
@@ -41,13 +47,9 @@ logs=${OUT:-build-gpu/logs}
 mkdir -p "$logs"
 failed=()
 step() { echo "== $1 ($(date +%T))"; }
-# The train shards travel compressed in devdata/ (scripts/gpu.sh prepare); unpacked once per machine.
+# The train shards travel as devdata/corpus_train.tar.xz (scripts/gpu.sh prepare); unpacked once per machine.
 unpack_train_shards() {
-  local xz bin
-  for xz in devdata/corpus_train_*.bin.xz; do
-    bin="devdata/sp1024/$(basename "${xz%.xz}")"
-    [ -f "$bin" ] || xz -dc "$xz" > "$bin"
-  done
+  ls devdata/sp1024/corpus_train_*.bin > /dev/null 2>&1 || tar -xJf devdata/corpus_train.tar.xz -C devdata/sp1024
 }
 # Ends the script: the failed steps, or "all passed".
 finish() {
@@ -93,17 +95,27 @@ EOF
 }
 
 # The trainer at the base9 reference run's settings (262,144 tokens per step as 4 micro-batches
-# of 64 x 1024, warmdown 400, seed 1337) for TRAIN_STEPS steps: tokens/s per step and at the end.
+# of 64 x 1024, warmdown 400, seed 1337) for TRAIN_STEPS steps, in bf16 and then in TF32 (the
+# same run's yardstick): tokens/s per step and at the end.
 train_benchmark() {
-  step "GPU tests: the CUDA trainer against the CPU reference"
-  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*' 2>&1 | tee "$logs/test_train.log" || failed+=(test_train)
-  step "train: reference settings, ${TRAIN_STEPS:-20} steps"
+  step "GPU tests: the CUDA trainer and its attention kernels against the CPU reference"
+  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*:CudaAttention*' 2>&1 | tee "$logs/test_train.log" ||
+    failed+=(test_train)
   unpack_train_shards
-  build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/train-bench --overwrite --device cuda --tf32 \
-    --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337 --steps "${TRAIN_STEPS:-20}" \
-    --val-tokens 65536 2>&1 | tee "$logs/train.txt" || failed+=(train)
+  local precision
+  for precision in bf16 tf32; do
+    step "train: reference settings, ${TRAIN_STEPS:-20} steps, --precision $precision"
+    build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/train-bench --overwrite --device cuda \
+      --precision "$precision" --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337 \
+      --steps "${TRAIN_STEPS:-20}" --val-tokens 65536 2>&1 | tee "$logs/train_$precision.txt" || failed+=(train)
+  done
+  python3 - "$logs"/train_bf16.txt "$logs"/train_tf32.txt <<'EOF' | tee "$logs/train_speed.txt"
+import re, statistics, sys
+rates = [statistics.median([float(t) for t in re.findall(r"tok/s (\S+)", open(f).read())[3:]] or [0]) for f in sys.argv[1:]]
+print(f"median tokens/s over steps 4+: bf16 {rates[0]:,.0f}, tf32 {rates[1]:,.0f}: bf16/tf32 {rates[0] / max(rates[1], 1):.3f}x")
+EOF
   # (Their logs stay in build-gpu: at most 8 files come back from the device.)
-  step "train: 100 steps, save, resume 100 = 200 straight (small model, fp32)"
+  step "train: 100 steps, save, resume 100 = 200 straight (small model, bf16)"
   local small=(--data devdata/sp1024 --device cuda --layers 4 --dim 128 --heads 4 --kv-heads 2 --seq-len 256
                --micro-batch 8 --tokens-per-step 4096 --warmdown 50 --steps 200 --val-tokens 4096 --overwrite)
   build-gpu/cli/pgolf train "${small[@]}" --out build-gpu/straight > "build-gpu/resume_straight.txt" 2>&1 &&
@@ -121,7 +133,7 @@ train_benchmark() {
   if command -v ncu > /dev/null; then
     step "kernel times of one training step of 64 x 1024 tokens (ncu)"
     kernel_times "build-gpu/ncu_train.csv" "all kernels of one step (+ 1 val window)" \
-      build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/profile --overwrite --device cuda --tf32 \
+      build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/profile --overwrite --device cuda --precision bf16 \
       --tokens-per-step 65536 --micro-batch 64 --steps 1 --val-tokens 1024
   fi
 }
@@ -176,7 +188,7 @@ multi_gpu_benchmark() {
   build-gpu/tests/test_cli --gtest_filter='CliTrain.DataParallel*' 2>&1 | tail -4 | tee -a "$logs/test_ranks.log" ||
     failed+=(test_cli_ranks)
   unpack_train_shards
-  local common=(--data devdata/sp1024 --device cuda --tf32 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337
+  local common=(--data devdata/sp1024 --device cuda --precision tf32 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337
                 --val-tokens 65536 --overwrite)
   step "train: $steps steps of 262,144 tokens on 1 GPU"
   build-gpu/cli/pgolf train "${common[@]}" --steps "$steps" --tokens-per-step 262144 --out "$dp/one" \
@@ -229,7 +241,7 @@ reference_run() {
   [ -n "${REF_GPUS:-}" ] && gpus=(--gpus "$REF_GPUS")
   unpack_train_shards
   step "reference run: 270 s of training ${REF_GPUS:+on $REF_GPUS GPUs}"
-  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$ref/base" --overwrite --device cuda --tf32 "${gpus[@]}" \
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$ref/base" --overwrite --device cuda --precision bf16 "${gpus[@]}" \
     --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --max-seconds 270 --warmdown 400 --seed 1337 \
     --steps 20000 --log-every 25 2>&1 | tee "$logs/reference.txt" || failed+=(reference)
   step "reference run: int6 + zstd:22, then the artifact on the full val split"

@@ -72,6 +72,8 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
        "corpus_1024_bpe.model"},
       {"train" + data() + kTiny + " --gpus 2" + out, "--gpus trains on GPUs; it cannot run with --device cpu"},
       {"train" + data() + kTinyModel + " --gpus 3" + out, "--gpus 3 must divide the 2 micro-batches of a step"},
+      {"train" + data() + kTiny + " --precision bf16" + out, "--precision bf16 is for --device cuda"},
+      {"train" + data() + kTiny + " --precision fp16" + out, "--precision must be auto, fp32, tf32 or bf16"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);

@@ -2,7 +2,7 @@
 // operation on the same float layout, written as plainly as possible and computed in double, as
 // the kernels' references. (The whole GPU forward and every gradient are held to trainer/model.cpp
 // itself in cuda_eval_test.cpp and cuda_train_test.cpp; that also covers the backward kernels
-// with no twin here: attention, qk_norm_rope and the embedding's rms_norm.)
+// with no twin here: qk_norm_rope and the embedding's rms_norm.)
 #pragma once
 #include <algorithm>
 #include <cfloat>
@@ -76,36 +76,86 @@ inline std::vector<double> twin_qk_norm_rope(const std::vector<float>& qkv, int6
   return out;
 }
 
-// Materialised causal softmax attention, per sequence and query head.
+// Materialised causal softmax attention in the qkv layout (forward_kernels.h): the weights p[j],
+// j <= i, of query i of head h in one sequence, returning the log-sum-exp of its scaled scores.
+inline double twin_attention_weights(const float* seq, int heads, int kv_heads, int head_dim, int h, int i,
+                                     std::vector<double>& p) {
+  const int width = (heads + 2 * kv_heads) * head_dim, kv = h / (heads / kv_heads);
+  double max = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j <= i; ++j) {
+    double dot = 0;
+    for (int d = 0; d < head_dim; ++d)
+      dot += double(seq[i * width + h * head_dim + d]) * seq[j * width + (heads + kv) * head_dim + d];
+    p[j] = dot / std::sqrt(double(head_dim));
+    max = std::max(max, p[j]);
+  }
+  double sum = 0;
+  for (int j = 0; j <= i; ++j) sum += p[j] = std::exp(p[j] - max);
+  for (int j = 0; j <= i; ++j) p[j] /= sum;
+  return max + std::log(sum);
+}
+
+// The attention output [rows, heads * head_dim], and lse [rows, heads] when asked for.
 inline std::vector<double> twin_attention(const std::vector<float>& qkv, int sequences, int seq_len, int heads,
-                                          int kv_heads, int head_dim) {
+                                          int kv_heads, int head_dim, std::vector<double>* lse = nullptr) {
   const int width = (heads + 2 * kv_heads) * head_dim;
-  std::vector<double> out(static_cast<size_t>(sequences) * seq_len * heads * head_dim);
-  std::vector<double> weights(seq_len);
+  std::vector<double> out(static_cast<size_t>(sequences) * seq_len * heads * head_dim), p(seq_len);
+  if (lse) lse->assign(static_cast<size_t>(sequences) * seq_len * heads, 0.0);
   for (int b = 0; b < sequences; ++b) {
     const float* seq = &qkv[static_cast<size_t>(b) * seq_len * width];
     for (int h = 0; h < heads; ++h) {
       const int kv = h / (heads / kv_heads);
       for (int i = 0; i < seq_len; ++i) {
-        double max = -std::numeric_limits<double>::infinity();
-        for (int j = 0; j <= i; ++j) {
-          double dot = 0;
-          for (int d = 0; d < head_dim; ++d)
-            dot += double(seq[i * width + h * head_dim + d]) * seq[j * width + (heads + kv) * head_dim + d];
-          weights[j] = dot / std::sqrt(double(head_dim));
-          max = std::max(max, weights[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j <= i; ++j) sum += weights[j] = std::exp(weights[j] - max);
+        const double row_lse = twin_attention_weights(seq, heads, kv_heads, head_dim, h, i, p);
+        if (lse) (*lse)[(static_cast<size_t>(b) * seq_len + i) * heads + h] = row_lse;
         for (int d = 0; d < head_dim; ++d) {
           double o = 0;
-          for (int j = 0; j <= i; ++j) o += weights[j] * seq[j * width + (heads + kv_heads + kv) * head_dim + d];
-          out[(static_cast<size_t>(b) * seq_len + i) * heads * head_dim + h * head_dim + d] = o / sum;
+          for (int j = 0; j <= i; ++j) o += p[j] * seq[j * width + (heads + kv_heads + kv) * head_dim + d];
+          out[(static_cast<size_t>(b) * seq_len + i) * heads * head_dim + h * head_dim + d] = o;
         }
       }
     }
   }
   return out;
+}
+
+// The gradient of q, k and v (qkv's layout) given d_out: with dp[j] = d_out_i . v_j and
+// delta = sum_j p[j] dp[j], ds[j] = p[j] (dp[j] - delta); dq_i = sum_j ds[j] k_j / sqrt(D),
+// dk_j += ds[j] q_i / sqrt(D), dv_j += p[j] d_out_i.
+inline std::vector<double> twin_attention_backward(const std::vector<float>& qkv, const std::vector<float>& d_out,
+                                                   int sequences, int seq_len, int heads, int kv_heads, int head_dim) {
+  const int width = (heads + 2 * kv_heads) * head_dim;
+  const double scale = 1 / std::sqrt(double(head_dim));
+  std::vector<double> d_qkv(qkv.size(), 0.0), p(seq_len), ds(seq_len);
+  for (int b = 0; b < sequences; ++b) {
+    const size_t first_row = static_cast<size_t>(b) * seq_len;
+    const float* seq = &qkv[first_row * width];
+    double* d_seq = &d_qkv[first_row * width];
+    for (int h = 0; h < heads; ++h) {
+      const int kv = h / (heads / kv_heads);
+      const int q = h * head_dim, k = (heads + kv) * head_dim, v = (heads + kv_heads + kv) * head_dim;
+      for (int i = 0; i < seq_len; ++i) {
+        twin_attention_weights(seq, heads, kv_heads, head_dim, h, i, p);
+        const float* g = &d_out[((first_row + i) * heads + h) * head_dim];
+        double delta = 0;
+        for (int j = 0; j <= i; ++j) {
+          double dp = 0;
+          for (int d = 0; d < head_dim; ++d) dp += double(g[d]) * seq[j * width + v + d];
+          ds[j] = dp;
+          delta += p[j] * dp;
+        }
+        for (int j = 0; j <= i; ++j) {
+          ds[j] = p[j] * (ds[j] - delta) * scale;
+          for (int d = 0; d < head_dim; ++d) {
+            d_seq[i * width + q + d] += ds[j] * seq[j * width + k + d];
+            d_seq[j * width + k + d] += ds[j] * seq[i * width + q + d];
+            d_seq[j * width + v + d] += p[j] * g[d];
+          }
+        }
+      }
+    }
+  }
+  return d_qkv;
 }
 
 inline std::vector<double> twin_softcap_cross_entropy(const std::vector<float>& logits,

@@ -1,5 +1,6 @@
 // Each forward kernel against its CPU twin (cpu_twins.h) on fresh random inputs, with outputs
-// poisoned (NaN) beforehand: ||gpu - twin|| / ||twin|| < 1e-4. Skipped without a GPU.
+// poisoned (NaN) beforehand: ||gpu - twin|| / ||twin|| < 1e-4 (bf16 outputs: within their
+// rounding), and in place where the trainer or the evaluator calls it so. Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #ifdef PGOLF_HAVE_CUDA
@@ -30,31 +31,47 @@ TEST_F(CudaKernels, RmsNorm) {
   const auto x = normal(rows * dim, 3.f);
   DeviceBuffer<float> d_x(x);
   auto out = poisoned(rows * dim);
+  auto out16 = poisoned<__nv_bfloat16>(rows * dim);
   cuda::rms_norm(d_x.data(), rows, dim, out.data(), nullptr);
+  cuda::rms_norm(d_x.data(), rows, dim, out16.data(), nullptr);
   expect_close("rms_norm", out.download(), twin_rms_norm(x, rows, dim));
+  expect_close("rms_norm to bf16", floats(out16.download()), twin_rms_norm(x, rows, dim), kBf16RoundingTolerance);
 }
 
 TEST_F(CudaKernels, ResidMix) {
   const int rows = 100, dim = 72;
   const auto x = normal(rows * dim, 1.f), x0 = normal(rows * dim, 1.f), mix = normal(2 * dim, 1.f);
   DeviceBuffer<float> d_x(x), d_x0(x0), d_mix(mix);
-  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, nullptr);
-  expect_close("resid_mix", d_x.download(), twin_resid_mix(x, x0, mix, dim));
+  auto out = poisoned(rows * dim);
+  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, out.data(), nullptr);
+  expect_close("resid_mix", out.download(), twin_resid_mix(x, x0, mix, dim));
+  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, d_x.data(), nullptr);
+  expect_close("resid_mix in place", d_x.download(), twin_resid_mix(x, x0, mix, dim));
 }
 
 TEST_F(CudaKernels, AddScaled) {
   const int rows = 100, dim = 72;
   const auto x = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), scale = normal(dim, 1.f);
   DeviceBuffer<float> d_x(x), d_y(y), d_scale(scale);
-  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, nullptr);
-  expect_close("add_scaled", d_x.download(), twin_add_scaled(x, y, scale, dim));
+  auto out = poisoned(rows * dim);
+  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, out.data(), nullptr);
+  expect_close("add_scaled", out.download(), twin_add_scaled(x, y, scale, dim));
+  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, d_x.data(), nullptr);
+  expect_close("add_scaled in place", d_x.download(), twin_add_scaled(x, y, scale, dim));
 }
 
 TEST_F(CudaKernels, ReluSquare) {
   const auto x = normal(10001, 1.f);
+  const auto count = static_cast<int64_t>(x.size());
   DeviceBuffer<float> d_x(x);
-  cuda::relu_square(d_x.data(), static_cast<int64_t>(x.size()), nullptr);
-  expect_close("relu_square", d_x.download(), twin_relu_square(x));
+  auto out = poisoned(x.size());
+  auto out16 = poisoned<__nv_bfloat16>(x.size());
+  cuda::relu_square(d_x.data(), count, out.data(), nullptr);
+  cuda::relu_square(d_x.data(), count, out16.data(), nullptr);
+  expect_close("relu_square", out.download(), twin_relu_square(x));
+  expect_close("relu_square to bf16", floats(out16.download()), twin_relu_square(x), kBf16RoundingTolerance);
+  cuda::relu_square(d_x.data(), count, d_x.data(), nullptr);
+  expect_close("relu_square in place", d_x.download(), twin_relu_square(x));
 }
 
 TEST_F(CudaKernels, QkNormRope) {
@@ -63,10 +80,19 @@ TEST_F(CudaKernels, QkNormRope) {
     const auto qkv = normal(rows * (heads + 2 * kv_heads) * head_dim, 2.f), q_gain = normal(heads, 1.f);
     const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
     DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
+    auto out = poisoned(qkv.size());
+    auto out16 = poisoned<__nv_bfloat16>(qkv.size());
+    const auto want = twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain);
+    const std::string what = "qk_norm_rope, head_dim " + std::to_string(head_dim);
     cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
-                       d_gain.data(), nullptr);
-    expect_close("qk_norm_rope, head_dim " + std::to_string(head_dim), d_qkv.download(),
-                 twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain));
+                       d_gain.data(), out.data(), nullptr);
+    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
+                       d_gain.data(), out16.data(), nullptr);
+    expect_close(what, out.download(), want);
+    expect_close(what + " to bf16", floats(out16.download()), want, kBf16RoundingTolerance);
+    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
+                       d_gain.data(), d_qkv.data(), nullptr);
+    expect_close(what + " in place", d_qkv.download(), want);
   }
 }
 

@@ -10,17 +10,30 @@
 #include <string>
 #include <vector>
 
+#include <cuda_bf16.h>
+
 #include "kernels/cuda_eval.h"
 #include "kernels/device_buffer.h"
 
 namespace pgolf::test {
 
 inline constexpr double kTolerance = 1e-4;
+// A bf16 output holds the twin's value rounded to 8 significant bits: at most 2^-9 relative each.
+inline constexpr double kBf16RoundingTolerance = 3e-3;
 
-// Every byte 0xFF: a float NaN wherever a kernel fails to write.
-inline cuda::DeviceBuffer<float> poisoned(size_t count) {
-  cuda::DeviceBuffer<float> buffer(count);
-  PGOLF_CUDA_CHECK(cudaMemset(buffer.data(), 0xFF, count * sizeof(float)));
+// values as floats (from bf16 or float).
+template <typename T>
+std::vector<float> floats(const std::vector<T>& values) {
+  std::vector<float> out;
+  for (const T& v : values) out.push_back(float(v));
+  return out;
+}
+
+// Every byte 0xFF: a NaN (float or bf16) wherever a kernel fails to write.
+template <typename T = float>
+cuda::DeviceBuffer<T> poisoned(size_t count) {
+  cuda::DeviceBuffer<T> buffer(count);
+  PGOLF_CUDA_CHECK(cudaMemset(buffer.data(), 0xFF, count * sizeof(T)));
   return buffer;
 }
 
@@ -38,10 +51,11 @@ double relative_error(const std::vector<T>& got, const std::vector<double>& want
 }
 
 template <typename T>
-void expect_close(const std::string& what, const std::vector<T>& got, const std::vector<double>& want) {
+void expect_close(const std::string& what, const std::vector<T>& got, const std::vector<double>& want,
+                  double tolerance = kTolerance) {
   const double error = relative_error(got, want);
-  std::printf("  %-48s relative error %.3g\n", what.c_str(), error);
-  EXPECT_LT(error, kTolerance) << what;
+  std::printf("  %-56s relative error %.3g\n", what.c_str(), error);
+  EXPECT_LT(error, tolerance) << what;
 }
 
 class CudaKernelTest : public ::testing::Test {

@@ -34,9 +34,14 @@ TEST_F(CudaTrainKernels, RmsNormBackwardPerRowAndPerHead) {
 
 TEST_F(CudaTrainKernels, ReluSquareBackward) {
   const auto pre = normal(10007, 1.f), d = normal(10007, 1.f);
+  const auto count = static_cast<int64_t>(pre.size());
   DeviceBuffer<float> d_pre(pre), d_d(d);
-  cuda::relu_square_backward(d_pre.data(), d_d.data(), static_cast<int64_t>(pre.size()), nullptr);
-  expect_close("relu_square_backward", d_d.download(), twin_relu_square_backward(pre, d));
+  auto out16 = poisoned<__nv_bfloat16>(pre.size());
+  cuda::relu_square_backward(d_pre.data(), d_d.data(), count, out16.data(), nullptr);
+  expect_close("relu_square_backward to bf16", floats(out16.download()), twin_relu_square_backward(pre, d),
+               kBf16RoundingTolerance);
+  cuda::relu_square_backward(d_pre.data(), d_d.data(), count, d_d.data(), nullptr);
+  expect_close("relu_square_backward in place", d_d.download(), twin_relu_square_backward(pre, d));
 }
 
 TEST_F(CudaTrainKernels, ColumnSumOfProductsAndOfOneInput) {
@@ -53,14 +58,30 @@ TEST_F(CudaTrainKernels, ColumnSumOfProductsAndOfOneInput) {
   expect_close("column_sum of a, accumulating", sum.download(), want);
 }
 
-TEST_F(CudaTrainKernels, ScaleChannels) {
-  const int rows = 77, dim = 96;
-  const auto x = normal(rows * dim, 1.f), scale = normal(dim, 1.f), base = normal(rows * dim, 1.f);
-  DeviceBuffer<float> d_x(x), d_scale(scale), y(base);
-  cuda::scale_channels(d_x.data(), d_scale.data(), rows, dim, y.data(), true, nullptr);
-  std::vector<double> want(x.size());
-  for (size_t i = 0; i < x.size(); ++i) want[i] = base[i] + double(x[i]) * scale[i % dim];
-  expect_close("scale_channels, accumulating", y.download(), want);
+// The backward of out = x + scale * y: the scale's gradient (column sums of d * y, added to what
+// is there) and d * scale into a float (added, or in place over d) or a bf16 output.
+TEST_F(CudaTrainKernels, ScaledAddBackward) {
+  const int rows = 4099, dim = 520;
+  const auto d = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), scale = normal(dim, 1.f);
+  const auto base = normal(rows * dim, 1.f), d_scale_base = normal(dim, 1.f);
+  DeviceBuffer<float> d_d(d), d_y(y), d_scale(scale), out(base), d_scale_sum(d_scale_base);
+  DeviceBuffer<float> scratch(static_cast<size_t>(cuda::column_sum_scratch(dim)));
+  auto out16 = poisoned<__nv_bfloat16>(d.size());
+  std::vector<double> scaled(d.size()), accumulated(d.size());
+  for (size_t i = 0; i < d.size(); ++i) scaled[i] = double(d[i]) * scale[i % dim], accumulated[i] = base[i] + scaled[i];
+  std::vector<double> want_d_scale = twin_column_sum(d, y, rows, dim);
+  for (int j = 0; j < dim; ++j) want_d_scale[j] += d_scale_base[j];
+
+  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), out.data(), true,
+                            scratch.data(), nullptr);
+  expect_close("scaled_add_backward: d scale", d_scale_sum.download(), want_d_scale);
+  expect_close("scaled_add_backward: d y, accumulating", out.download(), accumulated);
+  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), out16.data(), false,
+                            scratch.data(), nullptr);
+  expect_close("scaled_add_backward: d y to bf16", floats(out16.download()), scaled, kBf16RoundingTolerance);
+  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), d_d.data(), false,
+                            scratch.data(), nullptr);
+  expect_close("scaled_add_backward: d y in place", d_d.download(), scaled);
 }
 
 TEST_F(CudaTrainKernels, SoftcapCrossEntropyBackward) {
@@ -71,22 +92,31 @@ TEST_F(CudaTrainKernels, SoftcapCrossEntropyBackward) {
   DeviceBuffer<float> d_logits(logits);
   DeviceBuffer<uint16_t> d_targets(targets);
   DeviceBuffer<double> losses(rows);
+  auto gradient16 = poisoned<__nv_bfloat16>(logits.size());
+  const auto want = twin_softcap_cross_entropy_backward(logits, targets, vocab, cap, weight);
   cuda::softcap_cross_entropy_backward(d_logits.data(), d_targets.data(), rows, vocab, static_cast<float>(cap),
-                                       static_cast<float>(weight), losses.data(), nullptr);
-  expect_close("softcap_cross_entropy_backward: gradient", d_logits.download(),
-               twin_softcap_cross_entropy_backward(logits, targets, vocab, cap, weight));
+                                       static_cast<float>(weight), gradient16.data(), losses.data(), nullptr);
+  expect_close("softcap_cross_entropy_backward: gradient to bf16", floats(gradient16.download()), want,
+               kBf16RoundingTolerance);
+  cuda::softcap_cross_entropy_backward(d_logits.data(), d_targets.data(), rows, vocab, static_cast<float>(cap),
+                                       static_cast<float>(weight), d_logits.data(), losses.data(), nullptr);
+  expect_close("softcap_cross_entropy_backward: gradient in place", d_logits.download(), want);
   expect_close("softcap_cross_entropy_backward: losses", losses.download(),
                twin_softcap_cross_entropy(logits, targets, vocab, cap));
 }
 
 TEST_F(CudaTrainKernels, EmbeddingBackwardSumsTheRowsOfEachId) {
   const int vocab = 50, dim = 64, rows = 1000;
-  const auto id = ids(rows, vocab - 1);  // the last id is never read: its row must stay as it was
+  auto id = ids(rows, vocab - 1);  // the last id is never read: its row must stay as it was
+  for (int r = 0; r < rows; r += 2) id[r] = 7;  // one id on 500+ rows: many segments of one token
   const auto d_rows = normal(rows * dim, 1.f), initial = normal(vocab * dim, 1.f);
   const cuda::RowsByToken lists = cuda::rows_by_token(id, vocab);  // the host's lists, as the trainer's
-  DeviceBuffer<float> dev_rows(d_rows), d_tok_emb(initial);
-  DeviceBuffer<int32_t> d_order(lists.order), d_offsets(lists.offsets);
-  cuda::embedding_backward(dev_rows.data(), d_order.data(), d_offsets.data(), vocab, dim, d_tok_emb.data(), nullptr);
+  ASSERT_LE(lists.segment_count(), cuda::max_embedding_segments(rows, vocab));
+  ASSERT_GT(lists.token_segments[8] - lists.token_segments[7], 15);
+  DeviceBuffer<float> dev_rows(d_rows), d_tok_emb(initial), scratch(lists.segment_count() * dim);
+  DeviceBuffer<int32_t> d_order(lists.order), d_segments(lists.segments), d_token_segments(lists.token_segments);
+  cuda::embedding_backward(dev_rows.data(), d_order.data(), d_segments.data(), d_token_segments.data(),
+                           lists.segment_count(), vocab, dim, scratch.data(), d_tok_emb.data(), nullptr);
   expect_close("embedding_backward", d_tok_emb.download(), twin_embedding_backward(d_rows, id, initial, dim));
 }
 
@@ -95,7 +125,7 @@ TEST_F(CudaTrainKernels, MuonMomentumNormsUpdateAndClip) {
   const size_t count = 70001;
   const float momentum = 0.9f, lr = 0.03f;
   const auto buf = normal(count, 1.f), g = normal(count, 1.f), w = normal(count, 1.f);
-  DeviceBuffer<float> d_buf(buf), d_g(g), d_w(w), norm(1);
+  DeviceBuffer<float> d_buf(buf), d_g(g), d_w(w), norm(cuda::kSquaredNormFloats);
   const auto n = static_cast<int64_t>(count);
   cuda::muon_momentum(d_buf.data(), d_g.data(), n, momentum, nullptr);
   std::vector<double> want_buf(count), want_g(count);
@@ -110,7 +140,7 @@ TEST_F(CudaTrainKernels, MuonMomentumNormsUpdateAndClip) {
   double squares = 0;
   for (float x : direction) squares += double(x) * x;
   cuda::squared_norm(d_g.data(), n, norm.data(), nullptr);
-  expect_close("squared_norm", norm.download(), {squares});
+  expect_close("squared_norm", norm.download(1), {squares});
   cuda::divide_by_norm(d_g.data(), norm.data(), n, nullptr);
   std::vector<double> unit(count);
   for (size_t i = 0; i < count; ++i) unit[i] = direction[i] / (std::sqrt(squares) + 1e-7);
