@@ -1,6 +1,7 @@
 // The trainer on a CUDA GPU: the forward of cuda_eval with every activation kept, the
-// backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu, cuBLAS
-// GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by cuBLAS). A TrainEngine,
+// backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu or
+// attention_bf16.cu, cuBLAS GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by
+// strided-batched cuBLAS GEMMs, one batch per matrix shape). A TrainEngine,
 // so pgolf train runs the same loop on the CPU or here. Plain C++ interface.
 // Data parallel with a RankGroup: the backward of a step's last micro-batch sums each block's
 // gradient over the ranks as soon as the block is done (one bucket per block, on a second stream,
@@ -15,10 +16,12 @@
 
 namespace pgolf {
 
-// How the CUDA trainer multiplies. Weights, optimizer state, activations and the loss are fp32 in
-// memory in every mode. kFp32: plain fp32 FMA, held to the CPU reference's numbers. kTf32: the
-// GEMMs on TF32 tensor cores. kBf16 (the reference recipe's bf16 compute): the GEMMs, Newton-Schulz
-// included, on bf16 tensor cores (cuBLAS rounds the inputs) and attention by attention_bf16.cu.
+// How the CUDA trainer multiplies. Master weights, optimizer state, the residual stream and the
+// loss are fp32 in every mode. kFp32: plain fp32 FMA, held to the CPU reference's numbers. kTf32:
+// the GEMMs on TF32 tensor cores. kBf16 (the reference recipe's bf16 compute): every model GEMM on
+// bf16 tensor cores, from a bf16 copy of the weights (refreshed after each step) and GEMM inputs
+// that the kernels producing them write in bf16; attention by attention_bf16.cu on bf16 q, k, v.
+// Newton-Schulz keeps fp32 inputs (CUBLAS_COMPUTE_32F_FAST_16BF, which cuBLAS runs on TF32).
 enum class CudaPrecision { kFp32, kTf32, kBf16 };
 
 // "fp32", "tf32", "bf16", or "auto": bf16 where its attention takes the model's head dim, else
