@@ -1,4 +1,4 @@
-// The CUDA kernels of the model's forward pass in fp32, each behind a host launcher that queues
+// The CUDA kernels of the model's forward pass (fp32 maths), each behind a host launcher that queues
 // it on `stream` and throws std::runtime_error when the launch fails. They compute what
 // trainer/model.cpp computes, operation by operation; tests/kernels/ holds a CPU twin of each.
 // Activations are row-major with one token per row: `rows` tokens, sequence after sequence.
