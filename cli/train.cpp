@@ -65,9 +65,9 @@ nlohmann::json read_config(const std::string& path) {
 }
 
 std::unique_ptr<TrainEngine> make_engine(const std::string& device, const TrainState& state,
-                                         const TrainSettings& settings, int threads, const std::string& precision) {
+                                         const TrainSettings& settings, int threads, Precision precision) {
 #ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return std::make_unique<CudaTrainer>(state, settings, parse_cuda_precision(precision, state.config));
+  if (device == "cuda") return std::make_unique<CudaTrainer>(state, settings, precision);
 #endif
   (void)device, (void)precision;
   return make_cpu_engine(state, settings.optimizer, threads);
@@ -178,11 +178,10 @@ int train_main(int argc, char** argv) {
           "--gpus trains on GPUs; it cannot run with --device " + device_flag);
   // With --gpus this process only starts the ranks and must not touch the GPU before fork.
   const std::string device = gpus > 0 ? "cuda" : choose_device(device_flag);
-  const std::string precision = settings.get<std::string>("precision");
-  require(precision == "auto" || precision == "fp32" || precision == "tf32" || precision == "bf16",
-          "--precision must be auto, fp32, tf32 or bf16, not '" + precision + "'");
-  require(device == "cuda" || precision == "auto" || precision == "fp32",
-          "--precision " + precision + " is for --device cuda; the CPU trainer is fp32");
+  const std::string precision_name = settings.get<std::string>("precision");
+  const Precision precision = parse_precision(precision_name);
+  require(device == "cuda" || precision == Precision::kAuto || precision == Precision::kFp32,
+          "--precision " + precision_name + " is for --device cuda; the CPU trainer is fp32");
   int threads = settings.get<int>("threads");
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
@@ -261,7 +260,7 @@ int train_main(int argc, char** argv) {
     } else {
       id = board.wait(600);
     }
-    CudaTrainer engine(state, s, parse_cuda_precision(precision, model), cuda::RankGroup::join(id, rank, gpus));
+    CudaTrainer engine(state, s, precision, cuda::RankGroup::join(id, rank, gpus));
     run(engine);
     return 0;
   });

@@ -34,15 +34,6 @@ cuda::RowsByToken cuda::rows_by_token(const std::vector<uint16_t>& ids, int voca
 
 int64_t cuda::max_embedding_segments(int64_t rows, int vocab) { return rows / kEmbeddingSegmentRows + vocab; }
 
-CudaPrecision parse_cuda_precision(const std::string& name, const ModelConfig& config) {
-  if (name == "auto")
-    return cuda::attention_bf16_supports_head_dim(config.head_dim()) ? CudaPrecision::kBf16 : CudaPrecision::kTf32;
-  if (name == "fp32") return CudaPrecision::kFp32;
-  if (name == "tf32") return CudaPrecision::kTf32;
-  if (name == "bf16") return CudaPrecision::kBf16;
-  throw InputError("unknown precision '" + name + "' (auto, fp32, tf32 or bf16)");
-}
-
 using cuda::DeviceBuffer;
 
 namespace {
@@ -78,7 +69,7 @@ struct CudaTrainer::State {
   int rows = 0;  // micro_batch * seq_len: the rows every buffer is made for
   cuda::Gemm gemm;               // every GEMM, Newton-Schulz's included, at the precision's compute type
   cudaStream_t stream = nullptr;  // the legacy default stream, ordered with DeviceBuffer's copies
-  CudaPrecision precision = CudaPrecision::kFp32;
+  Precision precision = Precision::kFp32;
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
   DeviceBuffer<float> params, grads, momentum, adam_m, adam_v;
@@ -135,7 +126,7 @@ struct CudaTrainer::State {
   void wait_for_collectives();
   void block_backward(int layer, int sequences);
   void newton_schulz(const std::vector<size_t>& batch);
-  bool bf16() const { return precision == CudaPrecision::kBf16; }
+  bool bf16() const { return precision == Precision::kBf16; }
   // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
   bool takes_skip(int layer) const {
     const int decoder = layer - config.encoder_layers();
@@ -406,14 +397,16 @@ void CudaTrainer::State::newton_schulz(const std::vector<size_t>& batch) {
   }
 }
 
-CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, CudaPrecision precision,
+CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, Precision precision,
                          std::unique_ptr<cuda::RankGroup> group)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   const ModelConfig& c = state.config;
   settings.validate();
   c.validate();
-  if (precision == CudaPrecision::kBf16)
+  if (precision == Precision::kAuto)
+    precision = cuda::attention_bf16_supports_head_dim(c.head_dim()) ? Precision::kBf16 : Precision::kTf32;
+  if (precision == Precision::kBf16)
     require(cuda::attention_bf16_supports_head_dim(c.head_dim()),
             "the CUDA trainer's bf16 attention takes head_dim 16, 32 or 64; this model's is " +
                 std::to_string(c.head_dim()) + " (--precision fp32 or tf32 also take 8)");
@@ -444,7 +437,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   // Every allocation below, in floats, checked against the free memory first.
   // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
   // bf16 only in bf16 mode; so are the final norm's output and the backward's GEMM inputs.
-  const bool bf16 = precision == CudaPrecision::kBf16;
+  const bool bf16 = precision == Precision::kBf16;
   const int64_t inputs_width = 2 * int64_t{c.dim} + qkv_width + int64_t{c.heads} * d + c.mlp_hidden;
   const int64_t per_block =
       rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads + 2 * int64_t{c.mlp_hidden} -
@@ -472,8 +465,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
 
   PGOLF_CUDA_CHECK(cublasCreate(&s.gemm.handle));
   PGOLF_CUDA_CHECK(cublasSetStream(s.gemm.handle, s.stream));
-  s.gemm.compute = precision == CudaPrecision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
-                   : precision == CudaPrecision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+  s.gemm.compute = precision == Precision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                   : precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                        : CUBLAS_COMPUTE_32F_PEDANTIC;
   auto flat = [&](const ModelParams<float>& p) {
     std::vector<float> values(total);
@@ -675,8 +668,8 @@ ModelParams<float> CudaTrainer::gradient() const {
 
 std::string CudaTrainer::device() const {
   const State& s = *state_;
-  const char* precision = s.precision == CudaPrecision::kBf16   ? "bf16 GEMMs and attention, fp32 weights and loss"
-                          : s.precision == CudaPrecision::kTf32 ? "fp32 with TF32 GEMMs"
+  const char* precision = s.precision == Precision::kBf16   ? "bf16 GEMMs and attention, fp32 weights and loss"
+                          : s.precision == Precision::kTf32 ? "fp32 with TF32 GEMMs"
                                                                 : "fp32";
   return "cuda (" + cuda_device_name() + "), " + precision +
          (s.group ? ", rank " + std::to_string(s.group->rank()) + " of " + std::to_string(s.group->ranks()) : "");

@@ -16,25 +16,20 @@
 
 namespace pgolf {
 
-// How the CUDA trainer multiplies. Master weights, optimizer state, the residual stream and the
-// loss are fp32 in every mode. kFp32: plain fp32 FMA, held to the CPU reference's numbers. kTf32:
-// the GEMMs on TF32 tensor cores. kBf16 (the reference recipe's bf16 compute): every model GEMM on
-// bf16 tensor cores, from a bf16 copy of the weights (refreshed after each step) and GEMM inputs
-// that the kernels producing them write in bf16; attention by attention_bf16.cu on bf16 q, k, v.
-// Newton-Schulz keeps fp32 inputs (CUBLAS_COMPUTE_32F_FAST_16BF, which cuBLAS runs on TF32).
-enum class CudaPrecision { kFp32, kTf32, kBf16 };
-
-// "fp32", "tf32", "bf16", or "auto": bf16 where its attention takes the model's head dim, else
-// tf32. InputError otherwise.
-CudaPrecision parse_cuda_precision(const std::string& name, const ModelConfig& config);
-
 class CudaTrainer final : public TrainEngine {
  public:
   // Allocates everything for micro-batches of settings.micro_batch sequences of settings.seq_len.
   // InputError before any allocation when the model or the micro-batch do not fit the GPU's free
   // memory, or the head dim has no attention kernel at this precision. group: this trainer's rank
   // in a data-parallel run (none: alone), on the current device.
-  CudaTrainer(const TrainState& state, const TrainSettings& settings, CudaPrecision precision,
+  // Precision: master weights, optimizer state, the residual stream and the loss are fp32 in every
+  // mode. kFp32: plain fp32 FMA, held to the CPU reference's numbers. kTf32: the GEMMs on TF32
+  // tensor cores. kBf16 (the reference recipe's bf16 compute): every model GEMM on bf16 tensor
+  // cores, from a bf16 copy of the weights (refreshed after each step) and GEMM inputs that the
+  // kernels producing them write in bf16; attention by attention_bf16.cu on bf16 q, k, v.
+  // Newton-Schulz keeps fp32 inputs (CUBLAS_COMPUTE_32F_FAST_16BF, which cuBLAS runs on TF32).
+  // kAuto: kBf16 where attention_bf16.cu takes the head dim, else kTf32.
+  CudaTrainer(const TrainState& state, const TrainSettings& settings, Precision precision,
               std::unique_ptr<cuda::RankGroup> group = nullptr);
   ~CudaTrainer() override;
 

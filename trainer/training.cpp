@@ -27,6 +27,14 @@ void TrainSettings::validate_ranks(int ranks) const {
               " micro-batches of a step (--tokens-per-step / (--micro-batch x --seq-len))");
 }
 
+Precision parse_precision(const std::string& name) {
+  if (name == "auto") return Precision::kAuto;
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "tf32") return Precision::kTf32;
+  if (name == "bf16") return Precision::kBf16;
+  throw InputError("--precision must be auto, fp32, tf32 or bf16, not '" + name + "'");
+}
+
 double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   if (s.warmdown_steps <= 0) return 1.0;
   const double warmdown = static_cast<double>(s.warmdown_steps);

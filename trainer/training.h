@@ -32,6 +32,12 @@ struct TrainSettings {
   void validate_ranks(int ranks) const;  // InputError unless `ranks` (--gpus) divide micro_batches()
 };
 
+// How a GPU trainer multiplies (`--precision`; the CPU trainer is fp32): kAuto lets it choose
+// (CudaTrainer: bf16 where its attention takes the model's head dim, else TF32).
+enum class Precision { kAuto, kFp32, kTf32, kBf16 };
+// "auto", "fp32", "tf32" or "bf16"; InputError naming the choices otherwise.
+Precision parse_precision(const std::string& name);
+
 // The warmdown multiplier of every learning rate (lr_mul in the reference): without a time limit,
 // linear to 0 over the last warmdown_steps steps; with one, the remaining time over warmdown_steps
 // steps at the average step time so far, once that is less.

@@ -46,7 +46,7 @@ constexpr double kBf16GradientTolerance = 5e-2, kBf16LossTolerance = 2e-3, kBf16
 
 // The loss and every gradient tensor of one micro-batch of `sequences` x seq_len tokens, each
 // gradient within `tolerance` (relative) and the loss within loss_tolerance (relative).
-void check_gradients(const ModelConfig& config, int sequences, int seq_len, CudaPrecision precision = CudaPrecision::kFp32,
+void check_gradients(const ModelConfig& config, int sequences, int seq_len, Precision precision = Precision::kFp32,
                      double tolerance = 1e-4, double loss_tolerance = 1e-5) {
   const ModelParams<double> params = test::random_params<double>(config, 3);
   TrainState state = initial_train_state(config, 1);
@@ -74,7 +74,7 @@ void check_gradients(const ModelConfig& config, int sequences, int seq_len, Cuda
     const double error = relative_error(*gpu_tensors[i].second, *cpu_tensors[i].second);
     worst = std::max(worst, error);
     EXPECT_LT(error, tolerance) << gpu_tensors[i].first;
-    if (precision == CudaPrecision::kBf16) std::printf("    %-24s %.3g\n", gpu_tensors[i].first.c_str(), error);
+    if (precision == Precision::kBf16) std::printf("    %-24s %.3g\n", gpu_tensors[i].first.c_str(), error);
     EXPECT_GT(cpu_tensors[i].second->norm(), 0) << gpu_tensors[i].first << " has no gradient to compare";
   }
   std::printf("  worst per-tensor relative gradient error %.3g over %zu tensors\n", worst, gpu_tensors.size());
@@ -100,11 +100,11 @@ TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
 }
 
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
-  check_gradients(wide_config(), 2, 80, CudaPrecision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+  check_gradients(wide_config(), 2, 80, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
 }
 
 // The same run on both engines, step by step: the losses within `tolerance`.
-void follow_cpu_for_twenty_steps(const ModelConfig& config, CudaPrecision precision, double tolerance) {
+void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance) {
   const TrainSettings s = test::tiny_train_settings(20);
   const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
   TrainState start = initial_train_state(config, 1337);
@@ -129,11 +129,11 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, CudaPrecision precis
 }
 
 TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
-  follow_cpu_for_twenty_steps(test::tiny_config(), CudaPrecision::kFp32, 1e-3);
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3);
 }
 
 TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {
-  follow_cpu_for_twenty_steps(tiny_bf16_config(), CudaPrecision::kBf16, kBf16StepsTolerance);
+  follow_cpu_for_twenty_steps(tiny_bf16_config(), Precision::kBf16, kBf16StepsTolerance);
 }
 
 TEST_F(CudaTrain, ResumeIsBitwise) {
@@ -145,7 +145,7 @@ TEST_F(CudaTrain, ResumeIsBitwise) {
   const std::vector<std::string> shards = {dir.file("t_train_000000.bin")};
   auto run = [&](TrainState& state) {
     TokenStream stream(shards, state.data);
-    CudaTrainer gpu(state, s, CudaPrecision::kBf16);  // its kernels are as deterministic as fp32's
+    CudaTrainer gpu(state, s, Precision::kBf16);  // its kernels are as deterministic as fp32's
     return train(gpu, stream, state, s, nullptr, [](const std::string&) {}).losses;
   };
   TrainState straight = initial_train_state(config, 5);
@@ -171,7 +171,7 @@ RunResult train_tiny(const std::vector<std::string>& shards, const TrainSettings
                      std::unique_ptr<cuda::RankGroup> group) {
   RunResult r{{}, initial_train_state(test::tiny_config(), 5)};
   TokenStream stream(shards, r.state.data);
-  CudaTrainer gpu(r.state, s, CudaPrecision::kFp32, std::move(group));
+  CudaTrainer gpu(r.state, s, Precision::kFp32, std::move(group));
   r.losses = train(gpu, stream, r.state, s, nullptr, [](const std::string&) {}).losses;
   return r;
 }
@@ -242,7 +242,7 @@ TEST_F(CudaTrain, AConfigThatDoesNotFitIsRefusedBeforeAllocating) {
   s.micro_batch = 4096;
   s.tokens_per_step = 4096 * 1024;
   const std::string message =
-      test::input_error([&] { CudaTrainer(initial_train_state(config, 1), s, CudaPrecision::kBf16); });
+      test::input_error([&] { CudaTrainer(initial_train_state(config, 1), s, Precision::kBf16); });
   EXPECT_NE(message.find("MiB of GPU memory"), std::string::npos) << message;
 }
 
