@@ -12,6 +12,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/train_kernels.h"
+#include "kernels/warp_rows.cuh"
 
 namespace pgolf::cuda {
 
@@ -29,22 +30,28 @@ struct QkvLayout {
   __device__ int64_t v(int kv) const { return int64_t(heads + kv_heads + kv) * head_dim; }
 };
 
-// One warp per (row, head).
+// A thread per 4 columns of an item (a (row, head) pair): the item's head_dim / 4 threads are
+// adjacent lanes (1 << shift of them), each reading 16 (float) or 8 (bf16) bytes of both inputs.
 template <typename T>
-__global__ void delta_kernel(const T* out, const T* d_out, int64_t items, int head_dim, float* delta) {
-  const int64_t item = int64_t(blockIdx.x) * 8 + threadIdx.x / 32;
-  if (item >= items) return;
-  float sum = 0;
-  for (int j = threadIdx.x % 32; j < head_dim; j += 32)
-    sum += float(out[item * head_dim + j]) * float(d_out[item * head_dim + j]);
-  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  if (threadIdx.x % 32 == 0) delta[item] = sum;
+__global__ void delta_kernel(const T* out, const T* d_out, int64_t items, int head_dim, int shift, float* delta) {
+  const int64_t thread = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, item = thread >> shift;
+  const int column = 4 * int(thread & ((1 << shift) - 1));
+  const bool inside = item < items;
+  float sum = inside ? dot(load4(out + item * head_dim + column), load4(d_out + item * head_dim + column)) : 0.0f;
+  sum = group_sum(sum, 1 << shift);
+  if (inside && column == 0) delta[item] = sum;
 }
 
 template <typename T>
 void launch_delta(const T* out, const T* d_out, int64_t items, int head_dim, float* delta, cudaStream_t stream) {
   if (items == 0) return;
-  delta_kernel<<<unsigned((items + 7) / 8), 256, 0, stream>>>(out, d_out, items, head_dim, delta);
+  int shift = 0;
+  while ((4 << shift) < head_dim) ++shift;
+  if ((4 << shift) != head_dim || shift > 5)
+    throw std::invalid_argument("attention_delta: head_dim " + std::to_string(head_dim) +
+                                " is not 4 times a power of two up to 32");
+  const int64_t threads = items << shift;
+  delta_kernel<<<unsigned((threads + 255) / 256), 256, 0, stream>>>(out, d_out, items, head_dim, shift, delta);
   PGOLF_CUDA_CHECK_LAUNCH("attention_delta");
 }
 

@@ -235,9 +235,10 @@ struct KeyValueTiles {
   }
 };
 
-// One block per (sequence, query head, 128-query tile), longest tiles first.
+// One block per (sequence, query head, 128-query tile), longest tiles first; two blocks per
+// multiprocessor (registers capped at 128: one block of 8 warps left the schedulers idle).
 template <int D>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const bf16* qkv, Layout layout, bf16* out, float* lse) {
+__global__ void __launch_bounds__(kThreads, 2) forward_kernel(const bf16* qkv, Layout layout, bf16* out, float* lse) {
   __shared__ __align__(16) Rows<D> q_tile[kBlockRows], k_tile[kTile], v_tile[kTile];
   const QueryBlock b = QueryBlock::of<D>(qkv, layout);
   const int t = b.t, heads = layout.heads;
@@ -435,6 +436,10 @@ dim3 blocks(int sequences, int heads, int seq_len) {
 
 template <int D>
 void launch_forward(const bf16* qkv, int sequences, Layout layout, bf16* out, float* lse, cudaStream_t stream) {
+  // Room for two blocks' tiles: shared memory before L1 (the tiles are read from shared memory).
+  static const cudaError_t carveout = cudaFuncSetAttribute(
+      forward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+  PGOLF_CUDA_CHECK(carveout);
   forward_kernel<D><<<blocks(sequences, layout.heads, layout.seq_len), kThreads, 0, stream>>>(qkv, layout, out, lse);
   PGOLF_CUDA_CHECK_LAUNCH("attention_bf16");
 }

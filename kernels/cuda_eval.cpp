@@ -63,26 +63,27 @@ void CudaModel::State::forward(int windows, int seq_len) {
     const BlockWeights& w = blocks[i];
     const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
     if (decoder >= 0 && decoder < c.skip_count())
-      cuda::add_scaled(x.data(), encoder_outputs[encoders - 1 - decoder].data(), skip_weights.data() + decoder * c.dim,
-                       rows, c.dim, x.data(), stream);
-    cuda::resid_mix(x.data(), x0.data(), w.resid_mix.data(), rows, c.dim, x.data(), stream);
-    cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
+      cuda::scaled_sum(x.data(), nullptr, encoder_outputs[encoders - 1 - decoder].data(),
+                       skip_weights.data() + decoder * c.dim, rows, c.dim, x.data(), stream);
+    cuda::scaled_sum(x.data(), w.resid_mix.data(), x0.data(), w.resid_mix.data() + c.dim, rows, c.dim, x.data(),
+                     normed.data(), stream);
     linear(gemm, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
     cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
                        w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
     linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
-    cuda::add_scaled(x.data(), projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), stream);
-    cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
+    cuda::scaled_sum(x.data(), nullptr, projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), normed.data(),
+                     stream);
     linear(gemm, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
     cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, hidden.data(), stream);
     linear(gemm, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
-    cuda::add_scaled(x.data(), projected.data(), w.mlp_scale.data(), rows, c.dim, x.data(), stream);
+    // After the last block, the final norm in the same pass.
+    cuda::scaled_sum(x.data(), nullptr, projected.data(), w.mlp_scale.data(), rows, c.dim, x.data(),
+                     i + 1 == c.layers ? normed.data() : nullptr, stream);
     if (i < encoders)
       PGOLF_CUDA_CHECK(
           cudaMemcpyAsync(encoder_outputs[i].data(), x.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   }
-  cuda::rms_norm(x.data(), rows, c.dim, normed.data(), stream);
   linear(gemm, normed.data(), tok_emb.data(), rows, c.dim, c.vocab, logits.data());
   cuda::softcap_cross_entropy(logits.data(), targets.data(), rows, c.vocab, static_cast<float>(c.logit_softcap),
                               losses.data(), stream);
@@ -95,6 +96,8 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   require(cuda::attention_supports_head_dim(c.head_dim()),
           "the CUDA attention kernel takes head_dim 8, 16, 32 or 64; this model's is " + std::to_string(c.head_dim()) +
               " (use --device cpu)");
+  require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
+                                                "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
   State& s = *state_;
   s.config = c;
   s.max_windows = max_windows;

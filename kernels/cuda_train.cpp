@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <type_traits>
 
 #include "core/error.h"
 #include "kernels/cuda_check.h"
@@ -41,7 +42,10 @@ namespace {
 // A block's tensors in for_each_parameter's order after tok_emb: 10 per block.
 enum BlockTensor { kCq, kCk, kCv, kAttnProj, kQGain, kMlpFc, kMlpProj, kAttnScale, kMlpScale, kResidMix, kPerBlock };
 
-// One tensor of the flat parameter vector: where it starts, its rows and columns.
+// One tensor of the flat parameter vector: where it starts, its rows and columns. Tensors start at
+// multiples of 8 floats (the gaps stay zero): every tensor is 16-byte aligned for the row kernels'
+// float4 loads of scales, and so is its bf16 copy for cuBLAS.
+constexpr size_t kSlotAlignment = 8;
 struct Slot {
   size_t offset, rows, cols;
   ParamGroup group;
@@ -197,19 +201,20 @@ void CudaTrainer::State::forward(int sequences) {
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
   cuda::embedding_rms_norm(param(0), inputs.data(), n, c.dim, x0.data(), stream);
+  cuda::Operand final_normed_in(nullptr);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
     a.x_in = i == 0 ? x0.data() : blocks[i - 1].x_out.data();
     const int decoder = i - encoders;
     if (takes_skip(i)) {
-      cuda::add_scaled(a.x_in, blocks[encoders - 1 - decoder].x_out.data(), param(slots.size() - 1) + decoder * c.dim,
-                       n, c.dim, a.skipped.data(), stream);
+      cuda::scaled_sum(a.x_in, nullptr, blocks[encoders - 1 - decoder].x_out.data(),
+                       param(slots.size() - 1) + decoder * c.dim, n, c.dim, a.skipped.data(), stream);
       a.x_in = a.skipped.data();
     }
-    cuda::resid_mix(a.x_in, x0.data(), bp(i, kResidMix), n, c.dim, a.mixed.data(), stream);
     const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
-      cuda::rms_norm(a.mixed.data(), n, c.dim, out, stream);
+      cuda::scaled_sum(a.x_in, bp(i, kResidMix), x0.data(), bp(i, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
+                       stream);
     });
     cuda::linear(gemm, attn_in, weight(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
     if (bf16()) {
@@ -225,25 +230,28 @@ void CudaTrainer::State::forward(int sequences) {
     }
     cuda::linear(gemm, kept(a.heads_out, h.heads_out), weight(i, kAttnProj), n, c.heads * d, c.dim,
                  a.attn_out.data());
-    cuda::add_scaled(a.mixed.data(), a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(), stream);
     const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
-      cuda::rms_norm(a.after_attn.data(), n, c.dim, out, stream);
+      cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(),
+                       out, stream);
     });
     cuda::linear(gemm, mlp_in, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
     const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
       cuda::relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, out, stream);
     });
     cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
-    cuda::add_scaled(a.after_attn.data(), a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(), stream);
+    // x_out; after the last block, the final norm in the same pass.
+    const bool last = i + 1 == c.layers;
+    final_normed_in = produce(final_normed, final16, [&](auto* out) {
+      cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(),
+                       last ? out : nullptr, stream);
+    });
   }
-  const cuda::Operand normed = produce(final_normed, final16, [&](auto* out) {
-    cuda::rms_norm(blocks.back().x_out.data(), n, c.dim, out, stream);
-  });
-  cuda::linear(gemm, normed, weight(0), n, c.dim, c.vocab, logits.data());
+  cuda::linear(gemm, final_normed_in, weight(0), n, c.dim, c.vocab, logits.data());
 }
 
-// trainer/model.cpp's block_backward: d_x holds the gradient of the block's output and leaves
-// with that of its input; d_x0 gathers the gradient of x0.
+// trainer/model.cpp's block_backward: d_x holds the gradient of the block's output (after the last
+// block: t2 holds the final norm's, d_x nothing) and leaves with that of its input; d_x0 gathers
+// the gradient of x0.
 void CudaTrainer::State::block_backward(int i, int sequences) {
   const ModelConfig& c = config;
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
@@ -251,10 +259,17 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   BlockActivations& a = blocks[i];
   BlockBf16& h = blocks16[i];
   float* scratch = column_scratch.data();
-  // x_out = after_attn + mlp_scale * mlp_out
+  // x_out = after_attn + mlp_scale * mlp_out. The gradient reaching x_out: d_x, plus an encoder's
+  // U-Net skip gradient; after the last block, the final norm's backward alone.
+  const bool last = i + 1 == c.layers, encoder = i < c.encoder_layers();
   const cuda::Operand d_mlp_out = produce(t1, d_rounded, [&](auto* out) {
-    cuda::scaled_add_backward(d_x.data(), a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, bg(i, kMlpScale), out, false,
-                              scratch, stream);
+    cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
+    g.d_out = last ? nullptr : d_x.data();
+    g.d_out_extra = encoder ? d_encoder[i].data() : nullptr;
+    if (last) g.out = a.x_out.data(), g.d_normed = t2.data();
+    g.d_x = last || encoder ? d_x.data() : nullptr;  // otherwise d_x holds it already
+    g.y = a.mlp_out.data(), g.y_scale = bp(i, kMlpScale), g.d_y = out, g.d_y_scale = bg(i, kMlpScale);
+    cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
   cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
   cuda::linear_backward_input(gemm, d_mlp_out, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
@@ -263,20 +278,22 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   });
   cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
   cuda::linear_backward_input(gemm, d_fc_out, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
-  cuda::rms_norm_backward(a.after_attn.data(), t2.data(), n, c.dim, d_x.data(), true, stream);
-  // after_attn = mixed + attn_scale * attn_out
+  // after_attn = mixed + attn_scale * attn_out, mlp_in = rms_norm(after_attn)
   const cuda::Operand d_attn_out = produce(t1, d_rounded, [&](auto* out) {
-    cuda::scaled_add_backward(d_x.data(), a.attn_out.data(), bp(i, kAttnScale), n, c.dim, bg(i, kAttnScale), out,
-                              false, scratch, stream);
+    cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
+    g.d_out = d_x.data(), g.out = a.after_attn.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
+    g.y = a.attn_out.data(), g.y_scale = bp(i, kAttnScale), g.d_y = out, g.d_y_scale = bg(i, kAttnScale);
+    cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
   cuda::linear_backward_weight(gemm, d_attn_out, kept(a.heads_out, h.heads_out), n, c.heads * d, c.dim,
                                bg(i, kAttnProj));
-  cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
-  if (bf16()) {
-    cuda::to_bf16(d_heads.data(), int64_t{n} * c.heads * d, d_heads16.data(), stream);
+  if (bf16()) {  // the GEMM writes d_heads in bf16 for the bf16 attention
+    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads16.data(),
+                                false);
     cuda::attention_bf16_backward(h.qkv.data(), h.heads_out.data(), a.lse.data(), d_heads16.data(), sequences,
                                   seq_len, c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   } else {
+    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
     cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
                              c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   }
@@ -287,12 +304,13 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(i, kQGain), true, scratch, stream);
   cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(i, kCq));
   cuda::linear_backward_input(gemm, d_qkv_raw, weight(i, kCq), n, c.dim, qkv_width, t2.data(), false);
-  cuda::rms_norm_backward(a.mixed.data(), t2.data(), n, c.dim, d_x.data(), true, stream);
-  // mixed = mix[0] * x_in + mix[1] * x0: d_x0 gathers its share first, then d_x becomes d x_in in place
-  cuda::scaled_add_backward(d_x.data(), x0.data(), bp(i, kResidMix) + c.dim, n, c.dim, bg(i, kResidMix) + c.dim,
-                            d_x0.data(), true, scratch, stream);
-  cuda::scaled_add_backward(d_x.data(), a.x_in, bp(i, kResidMix), n, c.dim, bg(i, kResidMix), d_x.data(), false,
-                            scratch, stream);
+  // mixed = mix[0] * x_in + mix[1] * x0, attn_in = rms_norm(mixed): d_x becomes d x_in, d_x0 gathers its share
+  cuda::ScaledSumGradient<float> g;
+  g.d_out = d_x.data(), g.out = a.mixed.data(), g.d_normed = t2.data();
+  g.x = a.x_in, g.x_scale = bp(i, kResidMix), g.d_x = d_x.data(), g.d_x_scale = bg(i, kResidMix);
+  g.y = x0.data(), g.y_scale = bp(i, kResidMix) + c.dim, g.d_y = d_x0.data(), g.accumulate_d_y = true;
+  g.d_y_scale = bg(i, kResidMix) + c.dim;
+  cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
 }
 
 void CudaTrainer::State::sum_gradient(size_t first, size_t last) {
@@ -318,7 +336,6 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   const ModelConfig& c = config;
   const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
   const int64_t stream_count = int64_t{n} * c.dim;
-  float* scratch = column_scratch.data();
   const cuda::Operand d_logits = produce(logits, d_rounded, [&](auto* out) {
     cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab,
                                          static_cast<float>(c.logit_softcap), loss_weight / static_cast<float>(n), out,
@@ -326,17 +343,17 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   });
   cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
-  cuda::rms_norm_backward(blocks.back().x_out.data(), t2.data(), n, c.dim, d_x.data(), false, stream);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
   const size_t skips = slots.size() - 1;
   for (int i = c.layers - 1; i >= 0; --i) {
-    if (i < encoders) add(d_x.data(), d_encoder[i].data(), stream_count);  // every encoder has a skip
     block_backward(i, sequences);
     const int decoder = i - encoders;
-    if (takes_skip(i)) {
+    if (takes_skip(i)) {  // x_in = x_in' + skip_weight * encoder output: d_x stays, the encoder gets its share
       const int encoder = encoders - 1 - decoder;
-      cuda::scaled_add_backward(d_x.data(), blocks[encoder].x_out.data(), param(skips) + decoder * c.dim, n, c.dim,
-                                grad(skips) + decoder * c.dim, d_encoder[encoder].data(), false, scratch, stream);
+      cuda::ScaledSumGradient<float> g;
+      g.d_out = d_x.data(), g.y = blocks[encoder].x_out.data(), g.y_scale = param(skips) + decoder * c.dim;
+      g.d_y = d_encoder[encoder].data(), g.d_y_scale = grad(skips) + decoder * c.dim;
+      cuda::scaled_sum_backward(g, n, c.dim, column_scratch.data(), stream);
     }
     if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
   }
@@ -414,6 +431,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
     require(cuda::attention_supports_head_dim(c.head_dim()),
             "the CUDA trainer's attention takes head_dim 8, 16, 32 or 64; this model's is " +
                 std::to_string(c.head_dim()));
+  require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
+                                                "2048; this model's is " + std::to_string(c.dim));
   s.config = c;
   s.settings = settings;
   s.precision = precision;
@@ -427,7 +446,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
   for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
     s.slots.push_back({total, static_cast<size_t>(m.rows()), static_cast<size_t>(m.cols()), param_group(name)});
-    total += static_cast<size_t>(m.size());
+    total += (static_cast<size_t>(m.size()) + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
     if (param_group(name) == ParamGroup::Matrix) {
       const auto side = static_cast<size_t>(std::min(m.rows(), m.cols()));
       matrix_total += static_cast<size_t>(m.size()), squares += side * side, ++matrices;
@@ -443,7 +462,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
       rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads + 2 * int64_t{c.mlp_hidden} -
               (bf16 ? inputs_width : 0));
   const int64_t widest = std::max<int64_t>({c.dim, c.mlp_hidden, qkv_width, c.vocab});
-  const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + int64_t{c.heads} * d + qkv_width + 2 * c.heads) +
+  // d_heads is fp32 outside bf16 mode only (in bf16 mode it is d_heads16, below).
+  const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + (bf16 ? 0 : int64_t{c.heads} * d) + qkv_width +
+                                  2 * c.heads) +
                           cuda::column_sum_scratch(static_cast<int>(std::max<int64_t>(c.dim, c.heads))) +
                           rows * int64_t{c.dim} * c.skip_count() +
                           cuda::max_embedding_segments(rows, c.vocab) * c.dim;
@@ -508,7 +529,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.t1 = buffer(c.dim);
   s.t2 = buffer(c.dim);
   s.d_hidden = buffer(c.mlp_hidden);
-  s.d_heads = buffer(int64_t{c.heads} * d);
+  s.d_heads = input(int64_t{c.heads} * d);
   s.d_qkv = buffer(qkv_width);
   s.gain_partial = buffer(c.heads);
   s.delta = buffer(c.heads);

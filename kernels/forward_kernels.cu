@@ -10,74 +10,78 @@ namespace pgolf::cuda {
 
 namespace {
 
-template <typename T>
-__device__ void warp_rms_norm_row(const float* x, int width, T* out) {
-  const float inv_rms = warp_inv_rms(x, width);
-  for (int j = lane(); j < width; j += kWarp) put(out + j, x[j] * inv_rms);
-}
-
+template <int kVectors>
 __global__ void embedding_rms_norm_kernel(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim,
                                           float* out) {
   const int64_t row = warp_item();
-  if (row < rows) warp_rms_norm_row(tok_emb + int64_t(ids[row]) * dim, dim, out + row * dim);
+  if (row >= rows) return;
+  const float* x = tok_emb + int64_t(ids[row]) * dim;
+  float4 v[kVectors];
+  float sum_sq = 0;
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k)
+    if (row_column(k) < dim) v[k] = load4(x + row_column(k)), sum_sq += dot(v[k], v[k]);
+  warp_write_normed(v, sum_sq, dim, out + row * dim);
 }
 
-template <typename T>
-__global__ void rms_norm_kernel(const float* x, int64_t rows, int dim, T* out) {
+// One warp per row; the sum stays in registers for the norm.
+template <int kVectors, typename T>
+__global__ void scaled_sum_kernel(const float* x, const float* x_scale, const float* y, const float* y_scale,
+                                  int64_t rows, int dim, float* out, T* normed) {
   const int64_t row = warp_item();
-  if (row < rows) warp_rms_norm_row(x + row * dim, dim, out + row * dim);
-}
-
-__global__ void resid_mix_kernel(const float* x, const float* x0, const float* mix, int64_t count, int dim,
-                                 float* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const int channel = int(i % dim);
-    out[i] = mix[channel] * x[i] + mix[dim + channel] * x0[i];
+  if (row >= rows) return;
+  const int64_t base = row * dim;
+  float4 v[kVectors];
+  float sum_sq = 0;
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) {
+    const int c = row_column(k);
+    if (c >= dim) continue;
+    const float4 a = load4(x + base + c), b = load4(y + base + c);
+    v[k] = (x_scale ? a * load4(x_scale + c) : a) + b * load4(y_scale + c);
+    store4(out + base + c, v[k]);
+    sum_sq += dot(v[k], v[k]);
   }
-}
-
-__global__ void add_scaled_kernel(const float* x, const float* y, const float* scale, int64_t count, int dim,
-                                  float* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = x[i] + scale[i % dim] * y[i];
+  if (normed) warp_write_normed(v, sum_sq, dim, normed + base);
 }
 
 template <typename T>
 __global__ void relu_square_kernel(const float* x, int64_t count, T* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    const float r = fmaxf(x[i], 0.0f);
-    put(out + i, r * r);
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = 4 * first; i + 3 < count; i += 4 * stride) {
+    const float4 v = load4(x + i);
+    const float4 p = make_float4(fmaxf(v.x, 0.f), fmaxf(v.y, 0.f), fmaxf(v.z, 0.f), fmaxf(v.w, 0.f));
+    store4(out + i, p * p);
+  }
+  for (int64_t i = count / 4 * 4 + first; i < count; i += stride) {  // the last count % 4
+    const float p = fmaxf(x[i], 0.0f);
+    put(out + i, p * p);
   }
 }
 
-// One warp per (row, head) over every head: q and k heads normalised and rotated, v heads copied.
 template <typename T>
-__global__ void qk_norm_rope_kernel(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
-                                    const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv) {
-  const int all_heads = heads + 2 * kv_heads;
-  const int64_t item = warp_item();
-  if (item >= rows * all_heads) return;
-  const int64_t row = item / all_heads;
-  const int head = int(item % all_heads);
-  const int64_t offset = row * all_heads * head_dim + int64_t(head) * head_dim;
-  const float* x = raw + offset;
-  T* out = qkv + offset;
-  if (head >= heads + kv_heads) {  // a v head
-    for (int j = lane(); j < head_dim; j += kWarp) put(out + j, x[j]);
+__global__ void qk_norm_rope_kernel(const float* raw, int rows, int rows_per_block, int seq_len, int heads,
+                                    int kv_heads, int head_dim, const float* rope_cos, const float* rope_sin,
+                                    const float* q_gain, T* qkv) {
+  const RopeLane l = rope_lane(rows, rows_per_block, heads + 2 * kv_heads, head_dim);
+  const int half = head_dim / 2;
+  float4 x1 = zero4(), x2 = zero4();
+  if (l.active) x1 = load4(raw + l.offset + l.j), x2 = load4(raw + l.offset + half + l.j);
+  const float sum_sq = head_sum(dot(x1, x1) + dot(x2, x2), head_dim);
+  if (!l.active) return;
+  T* out = qkv + l.offset;
+  if (l.head >= heads + kv_heads) {  // a v head
+    store4(out + l.j, x1);
+    store4(out + half + l.j, x2);
     return;
   }
-  const int half = head_dim / 2;
-  const int64_t position = row % seq_len;
-  const float inv_rms = warp_inv_rms(x, head_dim);  // every lane has read x before any writes (out may be raw)
-  const float gain = head < heads ? q_gain[head] : 1.0f;
-  for (int j = lane(); j < half; j += kWarp) {
-    const float c = rope_cos[position * half + j], s = rope_sin[position * half + j];
-    const float x1 = x[j] * inv_rms, x2 = x[half + j] * inv_rms;
-    put(out + j, (x1 * c + x2 * s) * gain);
-    put(out + half + j, (x2 * c - x1 * s) * gain);
-  }
+  const float inv_rms = 1.0f / sqrtf(sum_sq / float(head_dim) + FLT_EPSILON);
+  const float gain = l.head < heads ? q_gain[l.head] : 1.0f;
+  const int64_t at = int64_t(l.row % seq_len) * half + l.j;
+  const float4 c = load4(rope_cos + at), s = load4(rope_sin + at), y1 = x1 * inv_rms, y2 = x2 * inv_rms;
+  store4(out + l.j, (y1 * c + y2 * s) * gain);
+  store4(out + half + l.j, (y2 * c - y1 * s) * gain);
 }
-
 
 __global__ void softcap_cross_entropy_kernel(const float* logits, const uint16_t* targets, int64_t rows, int vocab,
                                              float cap, double* losses) {
@@ -93,38 +97,33 @@ __global__ void softcap_cross_entropy_kernel(const float* logits, const uint16_t
 void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim, float* out,
                         cudaStream_t stream) {
   if (rows == 0) return;
-  embedding_rms_norm_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, rows, dim, out);
+  with_row_vectors("embedding_rms_norm", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    embedding_rms_norm_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, rows, dim, out);
+  });
   PGOLF_CUDA_CHECK_LAUNCH("embedding_rms_norm");
 }
 
 template <typename T>
-void rms_norm(const float* x, int64_t rows, int dim, T* out, cudaStream_t stream) {
+void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows, int dim,
+                float* out, T* normed, cudaStream_t stream) {
   if (rows == 0) return;
-  rms_norm_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(x, rows, dim, out);
-  PGOLF_CUDA_CHECK_LAUNCH("rms_norm");
+  with_row_vectors("scaled_sum", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    scaled_sum_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(x, x_scale, y, y_scale, rows, dim,
+                                                                                  out, normed);
+  });
+  PGOLF_CUDA_CHECK_LAUNCH("scaled_sum");
 }
-template void rms_norm(const float*, int64_t, int, float*, cudaStream_t);
-template void rms_norm(const float*, int64_t, int, __nv_bfloat16*, cudaStream_t);
-
-void resid_mix(const float* x, const float* x0, const float* mix, int64_t rows, int dim, float* out,
-               cudaStream_t stream) {
-  if (rows == 0) return;
-  resid_mix_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, x0, mix, rows * dim, dim, out);
-  PGOLF_CUDA_CHECK_LAUNCH("resid_mix");
-}
-
-void add_scaled(const float* x, const float* y, const float* scale, int64_t rows, int dim, float* out,
-                cudaStream_t stream) {
-  if (rows == 0) return;
-  add_scaled_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, y, scale, rows * dim, dim,
-                                                                                     out);
-  PGOLF_CUDA_CHECK_LAUNCH("add_scaled");
-}
+template void scaled_sum(const float*, const float*, const float*, const float*, int64_t, int, float*, float*,
+                         cudaStream_t);
+template void scaled_sum(const float*, const float*, const float*, const float*, int64_t, int, float*,
+                         __nv_bfloat16*, cudaStream_t);
 
 template <typename T>
 void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, out);
+  relu_square_kernel<<<elementwise_blocks((count + 3) / 4), kThreadsPerBlock, 0, stream>>>(x, count, out);
   PGOLF_CUDA_CHECK_LAUNCH("relu_square");
 }
 template void relu_square(const float*, int64_t, float*, cudaStream_t);
@@ -134,8 +133,10 @@ template <typename T>
 void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream) {
   if (rows == 0) return;
-  qk_norm_rope_kernel<<<row_blocks(rows * (heads + 2 * kv_heads)), kThreadsPerBlock, 0, stream>>>(
-      raw, rows, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain, qkv);
+  const RopeLaunch launch = rope_launch("qk_norm_rope", rows, heads, kv_heads, head_dim);
+  qk_norm_rope_kernel<<<launch.blocks, launch.threads, 0, stream>>>(raw, int(rows), launch.rows_per_block, seq_len,
+                                                                    heads, kv_heads, head_dim, rope_cos, rope_sin,
+                                                                    q_gain, qkv);
   PGOLF_CUDA_CHECK_LAUNCH("qk_norm_rope");
 }
 template void qk_norm_rope(const float*, int64_t, int, int, int, int, const float*, const float*, const float*, float*,

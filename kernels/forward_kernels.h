@@ -16,28 +16,31 @@ void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows,
                         cudaStream_t stream);
 
 // Outputs marked T are float or __nv_bfloat16 (rounded to nearest even: the bf16 trainer's GEMM
-// and attention inputs). Out-of-place kernels may write over their input (out == x).
+// and attention inputs). Row-wise kernels take a row width `dim` that is a multiple of 4, at most
+// 2048 (a warp holds a row in registers, 16 bytes per access), and 16-byte aligned rows.
+inline bool row_kernels_support_dim(int dim) { return dim > 0 && dim % 4 == 0 && dim <= 2048; }
 
-// out[t] = rms_norm(x[t]).
+// out = x_scale * x + y_scale * y per channel (scales [dim]; x_scale null: 1), and with `normed`
+// also normed = rms_norm(out), in one pass: a block's resid_mix (x_scale = mix[0], y = x0,
+// y_scale = mix[1]) and the norm after it, its scaled residual adds (x_scale null) and the norms
+// after them, the U-Net skip adds. out may be x or y.
 template <typename T>
-void rms_norm(const float* x, int64_t rows, int dim, T* out, cudaStream_t stream);
+void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows, int dim,
+                float* out, T* normed, cudaStream_t stream);
+inline void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows,
+                       int dim, float* out, cudaStream_t stream) {
+  scaled_sum<float>(x, x_scale, y, y_scale, rows, dim, out, nullptr, stream);
+}
 
-// out = mix[0] * x + mix[1] * x0, per channel (mix [2, dim]): a block's resid_mix.
-void resid_mix(const float* x, const float* x0, const float* mix, int64_t rows, int dim, float* out,
-               cudaStream_t stream);
-
-// out = x + scale * y, per channel (scale [dim]): the scaled residual adds and the U-Net skip adds.
-void add_scaled(const float* x, const float* y, const float* scale, int64_t rows, int dim, float* out,
-                cudaStream_t stream);
-
-// out = relu(x)^2, elementwise.
+// out = relu(x)^2, elementwise (out may be x).
 template <typename T>
 void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream);
 
 // The fused projection's output, raw [rows, (heads + 2 * kv_heads) * head_dim], holds per token
-// the q heads, then the k heads, then the v heads. qkv (same layout) = per-head rms_norm of every
-// q and k head, RoPE at the token's position in its sequence (row % seq_len) from rope_cos/rope_sin
-// [>= seq_len, head_dim / 2], then q head h times q_gain[h]; v heads copied.
+// the q heads, then the k heads, then the v heads. qkv (same layout; may be raw) = per-head
+// rms_norm of every q and k head, RoPE at the token's position in its sequence (row % seq_len)
+// from rope_cos/rope_sin [>= seq_len, head_dim / 2], then q head h times q_gain[h]; v heads
+// copied. head_dim 8, 16, 32, 64, 128 or 256.
 template <typename T>
 void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream);

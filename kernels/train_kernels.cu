@@ -1,5 +1,6 @@
 // Training's row-wise, reduction and optimizer kernels (attention's backward is in
 // attention_backward.cu).
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <stdexcept>
@@ -16,99 +17,150 @@ namespace {
 #define PGOLF_GRID_STRIDE(i, count) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (count); i += int64_t(gridDim.x) * blockDim.x)
 
-// dx = inv_rms * (dy - y * mean(dy * y)) with y = x * inv_rms, over one warp's row of width.
-__device__ void warp_rms_norm_backward(const float* x, const float* dy, int width, float* dx, bool accumulate) {
+// g += the backward of rms_norm at the warp's row x given dy: inv_rms (dy - y mean(dy y)) with
+// y = x inv_rms.
+template <int kVectors>
+__device__ void add_rms_norm_backward(const float* x, const float* dy, int dim, float4 (&g)[kVectors]) {
+  float4 xv[kVectors], dv[kVectors];
   float sum_sq = 0, sum_dot = 0;
-  for (int j = lane(); j < width; j += kWarp) {
-    sum_sq += x[j] * x[j];
-    sum_dot += dy[j] * x[j];
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) {
+    const int c = row_column(k);
+    if (c >= dim) continue;
+    xv[k] = load4(x + c), dv[k] = load4(dy + c);
+    sum_sq += dot(xv[k], xv[k]), sum_dot += dot(dv[k], xv[k]);
   }
-  const float inv_rms = 1.0f / sqrtf(warp_sum(sum_sq) / float(width) + FLT_EPSILON);
-  const float mean_dot = warp_sum(sum_dot) * inv_rms / float(width);  // mean(dy * y)
-  for (int j = lane(); j < width; j += kWarp) {
-    const float g = inv_rms * (dy[j] - x[j] * inv_rms * mean_dot);
-    dx[j] = accumulate ? dx[j] + g : g;
-  }
+  const float inv_rms = 1.0f / sqrtf(warp_sum(sum_sq) / float(dim) + FLT_EPSILON);
+  const float mean_dot = warp_sum(sum_dot) * inv_rms / float(dim);  // mean(dy * y)
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k)
+    if (row_column(k) < dim) g[k] = g[k] + (dv[k] - xv[k] * (inv_rms * mean_dot)) * inv_rms;
 }
 
-__global__ void rms_norm_backward_kernel(const float* x, const float* dy, int64_t rows, int width, float* dx,
-                                         bool accumulate) {
-  const int64_t row = warp_item();
-  if (row < rows) warp_rms_norm_backward(x + row * width, dy + row * width, width, dx + row * width, accumulate);
-}
-
+template <int kVectors>
 __global__ void embedding_rms_norm_backward_kernel(const float* tok_emb, const uint16_t* ids, const float* dy,
                                                    int64_t rows, int dim, float* d_rows) {
   const int64_t row = warp_item();
-  if (row < rows) warp_rms_norm_backward(tok_emb + int64_t(ids[row]) * dim, dy + row * dim, dim, d_rows + row * dim, false);
+  if (row >= rows) return;
+  float4 g[kVectors];
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) g[k] = zero4();
+  add_rms_norm_backward(tok_emb + int64_t(ids[row]) * dim, dy + row * dim, dim, g);
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k)
+    if (row_column(k) < dim) store4(d_rows + row * dim + row_column(k), g[k]);
 }
 
-// One warp per (row, head) over every head (v heads: copied into d_raw, unless it is d_qkv).
-constexpr int kMaxHeadDim = 256;
+// The blocks of the column-summing kernels, and so the partial sums per column.
+constexpr int kColumnChunks = 256;
+
+// partial[blockIdx.x] = the column sums of the block's warps (lane sums as a row held by
+// with_row_vectors's layout), added in warp order.
+template <int kVectors>
+__device__ void store_block_column_sums(const float4 (&sum)[kVectors], int dim, float* partial) {
+  __shared__ float4 block[kVectors * kWarp];
+  const int warp = threadIdx.x / kWarp;
+  for (int w = 0; w < kWarpsPerBlock; ++w) {
+    if (warp == w)
+#pragma unroll
+      for (int k = 0; k < kVectors; ++k) {
+        const int v = lane() + kWarp * k;
+        if (4 * v < dim) block[v] = w == 0 ? sum[k] : block[v] + sum[k];
+      }
+    __syncthreads();
+  }
+  for (int v = threadIdx.x; 4 * v < dim; v += blockDim.x) store4(partial + int64_t(blockIdx.x) * dim + 4 * v, block[v]);
+  __syncthreads();  // `block` is free again
+}
+
+// Warp w of the grid takes rows w, w + warps, ...; each block leaves its column sums in
+// partial_x[blockIdx.x] and partial_y[blockIdx.x] (column_sum_final_kernel adds them up).
+template <int kVectors, typename T>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    scaled_sum_backward_kernel(ScaledSumGradient<T> p, int64_t rows, int dim, float* partial_x, float* partial_y) {
+  float4 sum_x[kVectors], sum_y[kVectors];
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) sum_x[k] = sum_y[k] = zero4();
+  const int64_t warps = int64_t(gridDim.x) * kWarpsPerBlock;
+  for (int64_t row = warp_item(); row < rows; row += warps) {
+    const int64_t base = row * dim;
+    float4 g[kVectors];
+#pragma unroll
+    for (int k = 0; k < kVectors; ++k) {
+      const int c = row_column(k);
+      g[k] = p.d_out && c < dim ? load4(p.d_out + base + c) : zero4();
+      if (p.d_out_extra && c < dim) g[k] = g[k] + load4(p.d_out_extra + base + c);
+    }
+    if (p.out) add_rms_norm_backward(p.out + base, p.d_normed + base, dim, g);
+    // Every read of d_out is done: d_x may be d_out.
+#pragma unroll
+    for (int k = 0; k < kVectors; ++k) {
+      const int c = row_column(k);
+      if (c >= dim) continue;
+      if (p.d_x) {
+        store4(p.d_x + base + c, p.x_scale ? g[k] * load4(p.x_scale + c) : g[k]);
+      }
+      if (p.d_x_scale) sum_x[k] = sum_x[k] + g[k] * load4(p.x + base + c);
+      if (p.d_y) {
+        float4 v = g[k] * load4(p.y_scale + c);
+        if (p.accumulate_d_y) v = v + load4(p.d_y + base + c);
+        store4(p.d_y + base + c, v);
+      }
+      if (p.d_y_scale) sum_y[k] = sum_y[k] + g[k] * load4(p.y + base + c);
+    }
+  }
+  if (p.d_x_scale) store_block_column_sums(sum_x, dim, partial_x);
+  if (p.d_y_scale) store_block_column_sums(sum_y, dim, partial_y);
+}
+
 template <typename T>
-__global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads,
-                                             int kv_heads, int head_dim, const float* rope_cos, const float* rope_sin,
-                                             const float* q_gain, T* d_raw, float* d_gain_partial) {
-  const int all_heads = heads + 2 * kv_heads;
-  const int64_t item = warp_item();
-  if (item >= rows * all_heads) return;
-  const int64_t row = item / all_heads;
-  const int head = int(item % all_heads);
-  const int64_t offset = row * all_heads * head_dim + int64_t(head) * head_dim;
-  const float* x = raw + offset;
-  const float* d = d_qkv + offset;
-  T* out = d_raw + offset;
-  if (head >= heads + kv_heads) {
-    if (static_cast<const void*>(out) != static_cast<const void*>(d))
-      for (int j = lane(); j < head_dim; j += kWarp) put(out + j, d[j]);
+__global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qkv, int rows, int rows_per_block,
+                                             int seq_len, int heads, int kv_heads, int head_dim,
+                                             const float* rope_cos, const float* rope_sin, const float* q_gain,
+                                             T* d_raw, float* d_gain_partial) {
+  const RopeLane l = rope_lane(rows, rows_per_block, heads + 2 * kv_heads, head_dim);
+  const int half = head_dim / 2;
+  float4 x1 = zero4(), x2 = zero4(), d1 = zero4(), d2 = zero4(), c = zero4(), s = zero4();
+  if (l.active) {
+    x1 = load4(raw + l.offset + l.j), x2 = load4(raw + l.offset + half + l.j);
+    d1 = load4(d_qkv + l.offset + l.j), d2 = load4(d_qkv + l.offset + half + l.j);
+    const int64_t at = int64_t(l.row % seq_len) * half + l.j;
+    c = load4(rope_cos + at), s = load4(rope_sin + at);
+  }
+  // Forward: y = norm(x); r = rotate(y); out = gain * r. Backward: d_gain = d_out . r,
+  // d_r = gain * d_out, d_y = rotate^T(d_r); then through the norm. (v heads compute and drop it.)
+  const float inv_rms = 1.0f / sqrtf(head_sum(dot(x1, x1) + dot(x2, x2), head_dim) / float(head_dim) + FLT_EPSILON);
+  const float gain = l.head < heads ? q_gain[l.head] : 1.0f;
+  const float4 y1 = x1 * inv_rms, y2 = x2 * inv_rms;
+  const float gain_dot = head_sum(dot(d1, y1 * c + y2 * s) + dot(d2, y2 * c - y1 * s), head_dim);
+  const float4 dy1 = (d1 * c - d2 * s) * gain, dy2 = (d1 * s + d2 * c) * gain;
+  const float mean_dot = head_sum(dot(dy1, y1) + dot(dy2, y2), head_dim) / float(head_dim);
+  if (!l.active) return;
+  T* out = d_raw + l.offset;
+  if (l.head >= heads + kv_heads) {  // a v head: its gradient passes through
+    if (static_cast<const void*>(out) != static_cast<const void*>(d_qkv + l.offset)) {
+      store4(out + l.j, d1);
+      store4(out + half + l.j, d2);
+    }
     return;
   }
-  const int half = head_dim / 2;
-  const int64_t position = row % seq_len;
-  float sum_sq = 0;
-  for (int j = lane(); j < head_dim; j += kWarp) sum_sq += x[j] * x[j];
-  const float inv_rms = 1.0f / sqrtf(warp_sum(sum_sq) / float(head_dim) + FLT_EPSILON);
-  const float gain = head < heads ? q_gain[head] : 1.0f;
-  // Forward: y = norm(x); r = rotate(y); out = gain * r. Backward: d_gain = d_out . r,
-  // d_r = gain * d_out, d_y = rotate^T(d_r) (kept in registers: a lane's j, j + 32, ...); then
-  // through the norm.
-  constexpr int kMaxPerLane = kMaxHeadDim / 2 / kWarp;
-  float dy1[kMaxPerLane], dy2[kMaxPerLane];
-  float gain_dot = 0, y_dot = 0;
-#pragma unroll
-  for (int k = 0; k < kMaxPerLane; ++k) {
-    const int j = lane() + k * kWarp;
-    if (j >= half) break;
-    const float c = rope_cos[position * half + j], s = rope_sin[position * half + j];
-    const float y1 = x[j] * inv_rms, y2 = x[half + j] * inv_rms;
-    const float d1 = d[j], d2 = d[half + j];
-    gain_dot += d1 * (y1 * c + y2 * s) + d2 * (y2 * c - y1 * s);
-    dy1[k] = gain * (d1 * c - d2 * s), dy2[k] = gain * (d1 * s + d2 * c);
-    y_dot += dy1[k] * y1 + dy2[k] * y2;
-  }
-  gain_dot = warp_sum(gain_dot);
-  const float mean_dot = warp_sum(y_dot) / float(head_dim);
-#pragma unroll
-  for (int k = 0; k < kMaxPerLane; ++k) {
-    const int j = lane() + k * kWarp;
-    if (j >= half) break;
-    put(out + j, inv_rms * (dy1[k] - x[j] * inv_rms * mean_dot));
-    put(out + half + j, inv_rms * (dy2[k] - x[half + j] * inv_rms * mean_dot));
-  }
-  if (head < heads && lane() == 0) d_gain_partial[row * heads + head] = gain_dot;
+  store4(out + l.j, (dy1 - x1 * (inv_rms * mean_dot)) * inv_rms);
+  store4(out + half + l.j, (dy2 - x2 * (inv_rms * mean_dot)) * inv_rms);
+  if (l.head < heads && l.j == 0) d_gain_partial[int64_t(l.row) * heads + l.head] = gain_dot;
 }
 
 template <typename T>
 __global__ void relu_square_backward_kernel(const float* pre, const float* d, int64_t count, T* out) {
-  PGOLF_GRID_STRIDE(i, count) put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f));
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = 4 * first; i + 3 < count; i += 4 * stride) {
+    const float4 p = load4(pre + i);
+    store4(out + i, load4(d + i) * make_float4(fmaxf(p.x, 0.f), fmaxf(p.y, 0.f), fmaxf(p.z, 0.f), fmaxf(p.w, 0.f)) * 2.0f);
+  }
+  for (int64_t i = count / 4 * 4 + first; i < count; i += stride) put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f));
 }
 
 // Stage 1 of column_sum: block (column tile of 32, row chunk) sums its rows into partial[chunk][column].
-// With `scaled`, the same pass also writes (or adds) a * scale[column] there.
-constexpr int kColumnChunks = 256;
-template <typename T>
-__global__ void column_sum_partial_kernel(const float* a, const float* b, int64_t rows, int dim, float* partial,
-                                          const float* scale, T* scaled, bool accumulate_scaled) {
+__global__ void column_sum_partial_kernel(const float* a, const float* b, int64_t rows, int dim, float* partial) {
   const int column = blockIdx.x * kWarp + threadIdx.x % kWarp;
   const int64_t chunk_rows = (rows + kColumnChunks - 1) / kColumnChunks;
   const int64_t first = blockIdx.y * chunk_rows, last = min(rows, first + chunk_rows);
@@ -117,12 +169,7 @@ __global__ void column_sum_partial_kernel(const float* a, const float* b, int64_
   if (column < dim)
     for (int64_t t = first + threadIdx.x / kWarp; t < last; t += kWarpsPerBlock) {
       const int64_t i = t * dim + column;
-      const float value = a[i];  // read before `scaled` (which may be a) is written
-      sum += b ? value * b[i] : value;
-      if (scaled) {
-        const float v = value * scale[column];
-        put(scaled + i, accumulate_scaled ? get(scaled + i) + v : v);
-      }
+      sum += b ? a[i] * b[i] : a[i];
     }
   sums[threadIdx.x / kWarp][threadIdx.x % kWarp] = sum;
   __syncthreads();
@@ -133,11 +180,12 @@ __global__ void column_sum_partial_kernel(const float* a, const float* b, int64_
   }
 }
 
-__global__ void column_sum_final_kernel(const float* partial, int dim, float* out, bool accumulate) {
+// Stage 2: out[column] (+)= the sum of partial[0 .. chunks)[column], in order.
+__global__ void column_sum_final_kernel(const float* partial, int chunks, int dim, float* out, bool accumulate) {
   const int column = blockIdx.x * blockDim.x + threadIdx.x;
   if (column >= dim) return;
   float total = 0;
-  for (int k = 0; k < kColumnChunks; ++k) total += partial[int64_t(k) * dim + column];
+  for (int k = 0; k < chunks; ++k) total += partial[int64_t(k) * dim + column];
   out[column] = accumulate ? out[column] + total : total;
 }
 
@@ -153,11 +201,11 @@ __global__ void softcap_cross_entropy_backward_kernel(const float* logits, const
   const int target = targets[row];
   const float target_capped = softcap(z[target], cap);  // read by every lane before any write
   __syncwarp();
+  const float inv_sum = float(1.0 / sum);
   for (int j = lane(); j < vocab; j += kWarp) {
     const float t = tanhf(z[j] / cap);
-    const double p = exp(double(cap * t) - double(max)) / sum;
-    const double d = (p - (j == target ? 1.0 : 0.0)) * weight;
-    put(out + j, float(d) * (1.0f - t * t));
+    const float p = expf(cap * t - max) * inv_sum;
+    put(out + j, (p - (j == target ? 1.0f : 0.0f)) * weight * (1.0f - t * t));
   }
   if (lane() == 0) losses[row] = log(sum) + double(max) - double(target_capped);
 }
@@ -248,18 +296,14 @@ __global__ void clip_by_norm_kernel(float* x, const float* squared_norm, int64_t
 
 }  // namespace
 
-void rms_norm_backward(const float* x, const float* dy, int64_t rows, int width, float* dx, bool accumulate,
-                       cudaStream_t stream) {
-  if (rows == 0) return;
-  rms_norm_backward_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(x, dy, rows, width, dx, accumulate);
-  PGOLF_CUDA_CHECK_LAUNCH("rms_norm_backward");
-}
-
 void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, const float* dy, int64_t rows, int dim,
                                  float* d_rows, cudaStream_t stream) {
   if (rows == 0) return;
-  embedding_rms_norm_backward_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, dy, rows, dim,
-                                                                                       d_rows);
+  with_row_vectors("embedding_rms_norm_backward", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    embedding_rms_norm_backward_kernel<kVectors>
+        <<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, dy, rows, dim, d_rows);
+  });
   PGOLF_CUDA_CHECK_LAUNCH("embedding_rms_norm_backward");
 }
 
@@ -268,11 +312,10 @@ void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, i
                            int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
                            float* d_gain_partial, cudaStream_t stream) {
   if (rows == 0) return;
-  if (head_dim > kMaxHeadDim || head_dim % 2)
-    throw std::invalid_argument("qk_norm_rope_backward: head_dim " + std::to_string(head_dim) +
-                                " is odd or above " + std::to_string(kMaxHeadDim));
-  qk_norm_rope_backward_kernel<<<row_blocks(rows * (heads + 2 * kv_heads)), kThreadsPerBlock, 0, stream>>>(
-      raw, d_qkv, rows, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain, d_raw, d_gain_partial);
+  const RopeLaunch launch = rope_launch("qk_norm_rope_backward", rows, heads, kv_heads, head_dim);
+  qk_norm_rope_backward_kernel<<<launch.blocks, launch.threads, 0, stream>>>(
+      raw, d_qkv, int(rows), launch.rows_per_block, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain,
+      d_raw, d_gain_partial);
   PGOLF_CUDA_CHECK_LAUNCH("qk_norm_rope_backward");
 }
 template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, const float*,
@@ -283,41 +326,49 @@ template void qk_norm_rope_backward(const float*, const float*, int64_t, int, in
 template <typename T>
 void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_backward_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(pre, d, count, out);
+  relu_square_backward_kernel<<<elementwise_blocks((count + 3) / 4), kThreadsPerBlock, 0, stream>>>(pre, d, count,
+                                                                                                   out);
   PGOLF_CUDA_CHECK_LAUNCH("relu_square_backward");
 }
 template void relu_square_backward(const float*, const float*, int64_t, float*, cudaStream_t);
 template void relu_square_backward(const float*, const float*, int64_t, __nv_bfloat16*, cudaStream_t);
 
-int64_t column_sum_scratch(int dim) { return int64_t(kColumnChunks) * dim; }
-
-template <typename T>
-void launch_column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate,
-                       float* scratch, const float* scale, T* scaled, bool accumulate_scaled, cudaStream_t stream) {
-  if (dim == 0) return;
-  const dim3 grid(unsigned((dim + kWarp - 1) / kWarp), kColumnChunks);
-  column_sum_partial_kernel<<<grid, kThreadsPerBlock, 0, stream>>>(a, b, rows, dim, scratch, scale, scaled,
-                                                                   accumulate_scaled);
-  PGOLF_CUDA_CHECK_LAUNCH("column_sum_partial");
-  column_sum_final_kernel<<<unsigned((dim + 255) / 256), 256, 0, stream>>>(scratch, dim, out, accumulate);
-  PGOLF_CUDA_CHECK_LAUNCH("column_sum_final");
-}
+int64_t column_sum_scratch(int dim) { return 2 * int64_t(kColumnChunks) * dim; }
 
 void column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate, float* scratch,
                 cudaStream_t stream) {
-  launch_column_sum<float>(a, b, rows, dim, out, accumulate, scratch, nullptr, nullptr, false, stream);
+  if (dim == 0) return;
+  column_sum_partial_kernel<<<dim3(unsigned((dim + kWarp - 1) / kWarp), kColumnChunks), kThreadsPerBlock, 0,
+                              stream>>>(a, b, rows, dim, scratch);
+  PGOLF_CUDA_CHECK_LAUNCH("column_sum_partial");
+  column_sum_final_kernel<<<unsigned((dim + 255) / 256), 256, 0, stream>>>(scratch, kColumnChunks, dim, out,
+                                                                            accumulate);
+  PGOLF_CUDA_CHECK_LAUNCH("column_sum_final");
 }
 
 template <typename T>
-void scaled_add_backward(const float* d, const float* y, const float* scale, int64_t rows, int dim, float* d_scale,
-                         T* d_y, bool accumulate_d_y, float* scratch, cudaStream_t stream) {
-  launch_column_sum(d, y, rows, dim, d_scale, true, scratch, scale, d_y, accumulate_d_y, stream);
+void scaled_sum_backward(const ScaledSumGradient<T>& gradient, int64_t rows, int dim, float* scratch,
+                         cudaStream_t stream) {
+  if (rows == 0) return;
+  const int64_t chunks = std::min<int64_t>(kColumnChunks, row_blocks(rows));
+  float* partial_x = scratch;
+  float* partial_y = scratch + int64_t(kColumnChunks) * dim;
+  with_row_vectors("scaled_sum_backward", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    scaled_sum_backward_kernel<kVectors>
+        <<<unsigned(chunks), kThreadsPerBlock, 0, stream>>>(gradient, rows, dim, partial_x, partial_y);
+  });
+  PGOLF_CUDA_CHECK_LAUNCH("scaled_sum_backward");
+  auto add_column_sums = [&](const float* partial, float* out) {
+    if (!out) return;
+    column_sum_final_kernel<<<unsigned((dim + 255) / 256), 256, 0, stream>>>(partial, int(chunks), dim, out, true);
+    PGOLF_CUDA_CHECK_LAUNCH("scaled_sum_backward: column sums");
+  };
+  add_column_sums(partial_x, gradient.d_x_scale);
+  add_column_sums(partial_y, gradient.d_y_scale);
 }
-template void scaled_add_backward(const float*, const float*, const float*, int64_t, int, float*, float*, bool, float*,
-                                  cudaStream_t);
-template void scaled_add_backward(const float*, const float*, const float*, int64_t, int, float*, __nv_bfloat16*,
-                                  bool, float*, cudaStream_t);
-
+template void scaled_sum_backward(const ScaledSumGradient<float>&, int64_t, int, float*, cudaStream_t);
+template void scaled_sum_backward(const ScaledSumGradient<__nv_bfloat16>&, int64_t, int, float*, cudaStream_t);
 
 template <typename T>
 void softcap_cross_entropy_backward(const float* logits, const uint16_t* targets, int64_t rows, int vocab,

@@ -15,11 +15,6 @@
 
 namespace pgolf::cuda {
 
-// dx = d rms_norm(x) given dy (recomputing the norm from x), rows of `width` elements (a whole
-// row, or one head); dx += when accumulate. dx may be dy.
-void rms_norm_backward(const float* x, const float* dy, int64_t rows, int width, float* dx, bool accumulate,
-                       cudaStream_t stream);
-
 // d_rows[t] = d rms_norm(tok_emb[ids[t]]) given dy[t]: the backward of embedding_rms_norm up to
 // the gather (embedding_backward sums the rows per token id).
 void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, const float* dy, int64_t rows, int dim,
@@ -28,7 +23,7 @@ void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, cons
 // The backward of qk_norm_rope. raw: the projection's output before qk_norm_rope; d_qkv: the
 // gradient of its result; d_raw: the gradient of raw, v columns included (may be d_qkv: then the v
 // columns are left as they are). d_gain_partial [rows, heads]: each row's share of q_gain's
-// gradient (column_sum reduces it). head_dim even, at most 256.
+// gradient (column_sum reduces it). head_dim 8, 16, 32, 64, 128 or 256.
 template <typename T>
 void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
                            int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
@@ -39,17 +34,36 @@ template <typename T>
 void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream);
 
 // out[j] (+)= sum over rows of a[t, j] * b[t, j] (b null: of a alone), summed in a fixed order.
-// scratch holds column_sum_scratch(dim) floats.
+// scratch holds column_sum_scratch(dim) floats (as scaled_sum_backward's).
 void column_sum(const float* a, const float* b, int64_t rows, int dim, float* out, bool accumulate, float* scratch,
                 cudaStream_t stream);
 int64_t column_sum_scratch(int dim);
 
-// The backward of out = x + scale * y (per channel, scale [dim]) given d = d out, in one pass over
-// d and y: d_scale += the column sums of d * y (as column_sum), d_y (+)= d * scale (d_y may be d).
+// The backward of scaled_sum (forward_kernels.h: out = x_scale x + y_scale y, normed = rms_norm(out))
+// in one pass over the rows. The gradient reaching out is
+//   g = d_out + d_out_extra + (rms_norm's backward at out, given d_normed)
+// (each term where its pointers are given); then d_x = x_scale g (x_scale null: g), d_y (+)=
+// y_scale g, and d_x_scale += the column sums of g x, d_y_scale += those of g y, each where given
+// (summed in a fixed order). d_x may be d_out. scratch holds column_sum_scratch(dim) floats.
 template <typename T>
-void scaled_add_backward(const float* d, const float* y, const float* scale, int64_t rows, int dim, float* d_scale,
-                         T* d_y, bool accumulate_d_y, float* scratch, cudaStream_t stream);
-
+struct ScaledSumGradient {
+  const float* d_out = nullptr;
+  const float* d_out_extra = nullptr;
+  const float* out = nullptr;
+  const float* d_normed = nullptr;
+  const float* x = nullptr;
+  const float* x_scale = nullptr;
+  float* d_x = nullptr;
+  float* d_x_scale = nullptr;
+  const float* y = nullptr;
+  const float* y_scale = nullptr;
+  T* d_y = nullptr;
+  bool accumulate_d_y = false;
+  float* d_y_scale = nullptr;
+};
+template <typename T>
+void scaled_sum_backward(const ScaledSumGradient<T>& gradient, int64_t rows, int dim, float* scratch,
+                         cudaStream_t stream);
 
 // Softcapped cross-entropy and its gradient: logits [rows, vocab] (before the cap); d_logits (may
 // be logits) = weight * d loss / d logits; losses[t] gets the row's cross-entropy (as

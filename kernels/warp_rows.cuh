@@ -1,11 +1,17 @@
 // What the row-wise kernels share: one warp per row (or per head of a row), eight warps a block,
-// warp reductions, and the grid sizes of row and grid-stride elementwise kernels.
+// warp reductions, 16-byte accesses, rows held in registers, and the grid sizes of row and
+// grid-stride elementwise kernels.
 #pragma once
 #include <cuda_bf16.h>
 
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/forward_kernels.h"
 
 namespace pgolf::cuda {
 
@@ -32,23 +38,65 @@ __device__ inline float warp_max(float v) {
 __device__ inline int64_t warp_item() { return int64_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp; }
 __device__ inline int lane() { return threadIdx.x % kWarp; }
 
-// 1 / sqrt(mean(x^2) + eps) of x[0..width), summed by the whole warp (eps as F.rms_norm's for fp32).
-__device__ inline float warp_inv_rms(const float* x, int width) {
-  float sum = 0;
-  for (int j = lane(); j < width; j += kWarp) sum += x[j] * x[j];
-  return 1.0f / sqrtf(warp_sum(sum) / float(width) + FLT_EPSILON);
-}
-
-// Stores v into an output of either precision (bf16: rounded to nearest even), and reads one back.
+// Stores v into an output of either precision (bf16: rounded to nearest even).
 __device__ inline void put(float* at, float v) { *at = v; }
 __device__ inline void put(__nv_bfloat16* at, float v) { *at = __float2bfloat16_rn(v); }
-__device__ inline float get(const float* at) { return *at; }
-__device__ inline float get(const __nv_bfloat16* at) { return __bfloat162float(*at); }
+
+// Four consecutive values (16-byte aligned for float, 8-byte for bf16): a float4 in registers.
+__device__ inline float4 load4(const float* at) { return *reinterpret_cast<const float4*>(at); }
+__device__ inline float4 load4(const __nv_bfloat16* at) {
+  const uint2 packed = *reinterpret_cast<const uint2*>(at);
+  const float2 low = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed.x));
+  const float2 high = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed.y));
+  return make_float4(low.x, low.y, high.x, high.y);
+}
+__device__ inline void store4(float* at, float4 v) { *reinterpret_cast<float4*>(at) = v; }
+__device__ inline void store4(__nv_bfloat16* at, float4 v) {
+  const __nv_bfloat162 low = __floats2bfloat162_rn(v.x, v.y), high = __floats2bfloat162_rn(v.z, v.w);
+  *reinterpret_cast<uint2*>(at) =
+      make_uint2(*reinterpret_cast<const uint32_t*>(&low), *reinterpret_cast<const uint32_t*>(&high));
+}
+__device__ inline float4 operator+(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
+__device__ inline float4 operator-(float4 a, float4 b) { return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w); }
+__device__ inline float4 operator*(float4 a, float4 b) { return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w); }
+__device__ inline float4 operator*(float4 a, float s) { return make_float4(a.x * s, a.y * s, a.z * s, a.w * s); }
+__device__ inline float dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ inline float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.f); }
+
+// A warp's row of `dim` floats (dim a multiple of 4) in registers: lane l holds the float4 at
+// columns 4 (l + 32 k) for k < kVectors, where that is inside the row.
+__device__ inline int row_column(int k) { return 4 * (lane() + kWarp * k); }
+
+// Runs launch(std::integral_constant<int, V>{}) with V, float4 per lane, the fewest of 1, 2, 4, 8
+// or 16 that hold a row of dim floats; throws std::invalid_argument when no V does or dim % 4 != 0.
+template <typename Launch>
+void with_row_vectors(const char* what, int dim, Launch&& launch) {
+  static_assert(16 * 4 * kWarp == 2048, "row_kernels_support_dim's limit");
+  if (!row_kernels_support_dim(dim))
+    throw std::invalid_argument(std::string(what) + ": the row width " + std::to_string(dim) +
+                                " is not a multiple of 4 from 4 to 2048");
+  const int per_lane = (dim / 4 + kWarp - 1) / kWarp;
+  if (per_lane <= 1) return launch(std::integral_constant<int, 1>{});
+  if (per_lane <= 2) return launch(std::integral_constant<int, 2>{});
+  if (per_lane <= 4) return launch(std::integral_constant<int, 4>{});
+  if (per_lane <= 8) return launch(std::integral_constant<int, 8>{});
+  return launch(std::integral_constant<int, 16>{});
+}
+
+// Writes row * inv_rms, where inv_rms = 1 / sqrt(sum_sq / dim + eps) and sum_sq is this lane's
+// share of the row's squares (summed over the warp here).
+template <int kVectors, typename T>
+__device__ void warp_write_normed(const float4 (&row)[kVectors], float sum_sq, int dim, T* out) {
+  const float inv_rms = 1.0f / sqrtf(warp_sum(sum_sq) / float(dim) + FLT_EPSILON);
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k)
+    if (row_column(k) < dim) store4(out + row_column(k), row[k] * inv_rms);
+}
 
 __device__ inline float softcap(float logit, float cap) { return cap * tanhf(logit / cap); }
 
 // Over the whole warp, of a row of logits z after the softcap: the max, and the sum of exp(z - max)
-// in double (the CPU model's log-softmax precision).
+// (each term in float, summed in double as the CPU model's log-softmax).
 struct SoftcapSoftmax {
   float max;
   double sum;
@@ -58,8 +106,52 @@ __device__ inline SoftcapSoftmax warp_softcap_softmax(const float* z, int vocab,
   for (int j = lane(); j < vocab; j += kWarp) max = fmaxf(max, softcap(z[j], cap));
   max = warp_max(max);
   double sum = 0;
-  for (int j = lane(); j < vocab; j += kWarp) sum += exp(double(softcap(z[j], cap)) - double(max));
+  for (int j = lane(); j < vocab; j += kWarp) sum += expf(softcap(z[j], cap) - max);
   return {max, warp_sum(sum)};
+}
+
+// qk_norm_rope and its backward: a thread per 4 rotation pairs of one head (columns j .. j + 3
+// and half + j .. half + j + 3, j a multiple of 4), so that every access is 16 bytes. A head's
+// head_dim / 8 threads are adjacent lanes of one warp (head_sum sums over them); a block holds
+// whole rows, rounded up to whole warps, and its threads past its rows or past the last row are
+// idle but take part in the sums.
+struct RopeLane {
+  int row, head, j;
+  bool active;
+  int64_t offset;  // the head's first column in the [rows, (heads + 2 kv_heads) head_dim] layout
+};
+__device__ inline RopeLane rope_lane(int rows, int rows_per_block, int all_heads, int head_dim) {
+  const int per_head = head_dim / 8, per_row = all_heads * per_head;
+  const int r = int(threadIdx.x) / per_row, c = int(threadIdx.x) % per_row;
+  RopeLane l;
+  l.row = int(blockIdx.x) * rows_per_block + r;
+  l.head = c / per_head;
+  l.j = 4 * (c % per_head);
+  l.active = r < rows_per_block && l.row < rows;
+  l.offset = (int64_t(l.row) * all_heads + l.head) * head_dim;
+  return l;
+}
+// The sum over an aligned group of `lanes` adjacent lanes (a power of two up to 32; every lane of
+// the warp calls it).
+__device__ inline float group_sum(float v, int lanes) {
+  for (int offset = lanes / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+__device__ inline float head_sum(float v, int head_dim) { return group_sum(v, head_dim / 8); }
+struct RopeLaunch {
+  unsigned blocks;
+  int threads, rows_per_block;
+};
+inline RopeLaunch rope_launch(const char* what, int64_t rows, int heads, int kv_heads, int head_dim) {
+  if (head_dim < 8 || head_dim > 256 || (head_dim & (head_dim - 1)) != 0)
+    throw std::invalid_argument(std::string(what) + ": head_dim " + std::to_string(head_dim) +
+                                " is not 8, 16, 32, 64, 128 or 256");
+  const int per_row = (heads + 2 * kv_heads) * head_dim / 8;
+  if (per_row > 1024 || rows > INT32_MAX)
+    throw std::invalid_argument(std::string(what) + ": more than 8,192 q, k and v columns or 2^31 rows");
+  const int rows_per_block = per_row < kThreadsPerBlock ? kThreadsPerBlock / per_row : 1;
+  return {unsigned((rows + rows_per_block - 1) / rows_per_block), (per_row * rows_per_block + kWarp - 1) / kWarp * kWarp,
+          rows_per_block};
 }
 
 inline unsigned row_blocks(int64_t items) { return unsigned((items + kWarpsPerBlock - 1) / kWarpsPerBlock); }

@@ -8,6 +8,8 @@
 #                scripts/gpu.sh train     (only the trainer: its GPU tests and throughput runs at the
 #                                          reference settings, bf16 and TF32 in turn; TRAIN_STEPS steps,
 #                                          default 20)
+#                scripts/gpu.sh profile   (the trainer's GPU tests, bf16 throughput, and where it goes:
+#                                          ncu's time per kernel, the attention kernels in detail)
 #                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
@@ -94,26 +96,38 @@ print(f"{sys.argv[2]:60} {sum(count.values()):8d} {all_ms:9.3f}")
 EOF
 }
 
+# The trainer's GPU tests: every training kernel, the attention kernels and the whole trainer
+# against their CPU twins and the CPU reference model (with the forward kernels too: the trainer
+# runs them).
+train_tests() {
+  step "GPU tests: the CUDA trainer, its kernels and attention against the CPU reference"
+  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*:CudaAttention*:CudaKernels*' 2>&1 |
+    tee "$logs/test_train.log" || failed+=(test_train)
+}
 # The trainer at the base9 reference run's settings (262,144 tokens per step as 4 micro-batches
-# of 64 x 1024, warmdown 400, seed 1337) for TRAIN_STEPS steps, in bf16 and then in TF32 (the
-# same run's yardstick): tokens/s per step and at the end.
-train_benchmark() {
-  step "GPU tests: the CUDA trainer and its attention kernels against the CPU reference"
-  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*:CudaAttention*' 2>&1 | tee "$logs/test_train.log" ||
-    failed+=(test_train)
+# of 64 x 1024, warmdown 400, seed 1337) for TRAIN_STEPS steps (default 20) at each precision
+# given: tokens/s per step, and the median of steps 4 on.
+train_speed() {
   unpack_train_shards
-  local precision
-  for precision in bf16 tf32; do
+  local precision files=()
+  for precision in "$@"; do
     step "train: reference settings, ${TRAIN_STEPS:-20} steps, --precision $precision"
     build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/train-bench --overwrite --device cuda \
       --precision "$precision" --tokens-per-step 262144 --micro-batch 64 --seq-len 1024 --warmdown 400 --seed 1337 \
       --steps "${TRAIN_STEPS:-20}" --val-tokens 65536 2>&1 | tee "$logs/train_$precision.txt" || failed+=(train)
+    files+=("$logs/train_$precision.txt")
   done
-  python3 - "$logs"/train_bf16.txt "$logs"/train_tf32.txt <<'EOF' | tee "$logs/train_speed.txt"
+  python3 - "${files[@]}" <<'EOF2' | tee "$logs/train_speed.txt"
 import re, statistics, sys
-rates = [statistics.median([float(t) for t in re.findall(r"tok/s (\S+)", open(f).read())[3:]] or [0]) for f in sys.argv[1:]]
-print(f"median tokens/s over steps 4+: bf16 {rates[0]:,.0f}, tf32 {rates[1]:,.0f}: bf16/tf32 {rates[0] / max(rates[1], 1):.3f}x")
-EOF
+rates = {f.rsplit("_", 1)[1][:-4]: statistics.median([float(t) for t in re.findall(r"tok/s (\S+)", open(f).read())[3:]] or [0])
+         for f in sys.argv[1:]}
+print("median tokens/s over steps 4+: " + ", ".join(f"{p} {r:,.0f}" for p, r in rates.items()) +
+      (f": bf16/tf32 {rates['bf16'] / max(rates['tf32'], 1):.3f}x" if {"bf16", "tf32"} <= rates.keys() else "") +
+      f"; against the reference's 1,215,000: {rates.get('bf16', 0) / 1.215e6:.3f}x")
+EOF2
+}
+# 100 steps, save, resume for 100 more: the same printed losses as 200 straight (small model, bf16).
+resume_check() {
   # (Their logs stay in build-gpu: at most 8 files come back from the device.)
   step "train: 100 steps, save, resume 100 = 200 straight (small model, bf16)"
   local small=(--data devdata/sp1024 --device cuda --layers 4 --dim 128 --heads 4 --kv-heads 2 --seq-len 256
@@ -130,12 +144,33 @@ EOF
     tail -n 3 build-gpu/resume_*.txt
     failed+=(resume)
   fi
-  if command -v ncu > /dev/null; then
-    step "kernel times of one training step of 64 x 1024 tokens (ncu)"
-    kernel_times "build-gpu/ncu_train.csv" "all kernels of one step (+ 1 val window)" \
-      build-gpu/cli/pgolf train --data devdata/sp1024 --out build-gpu/profile --overwrite --device cuda --precision bf16 \
-      --tokens-per-step 65536 --micro-batch 64 --steps 1 --val-tokens 1024
+}
+# ncu: the GPU time per kernel of one bf16 training step of 64 x 1024 tokens (+ one val window);
+# with `detail`, also the speed-of-light, occupancy and warp-stall sections of one launch of each
+# attention kernel.
+train_profile() {
+  command -v ncu > /dev/null || return 0
+  local step_args=(train --data devdata/sp1024 --out build-gpu/profile --overwrite --device cuda --precision bf16
+                   --tokens-per-step 65536 --micro-batch 64 --steps 1 --val-tokens 1024)
+  step "kernel times of one training step of 64 x 1024 tokens (ncu)"
+  kernel_times "build-gpu/ncu_train.csv" "all kernels of one step (+ 1 val window)" build-gpu/cli/pgolf "${step_args[@]}"
+  if [[ "${1:-}" == detail ]]; then
+    step "attention kernels in detail (ncu, one launch each)"
+    local kernel
+    for kernel in forward_kernel dq_kernel dkv_kernel; do
+      timeout 120 ncu --clock-control none --section SpeedOfLight --section Occupancy --section WarpStateStats \
+        --section LaunchStats -k "regex:$kernel" -c 1 build-gpu/cli/pgolf "${step_args[@]}" \
+        >> "$logs/ncu_attention.txt" 2>&1 || echo "ncu detail of $kernel failed"
+    done
+    grep -E "_kernel<|Duration|Compute .SM. Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Shared Memory Configuration" \
+      "$logs/ncu_attention.txt" | sed -E 's/\(const .*//' | head -40
   fi
+}
+train_benchmark() {
+  train_tests
+  train_speed bf16 tf32
+  resume_check
+  train_profile
 }
 # Rate-distortion against val_bpb on the first 64 val sequences (samples/sp1024 holds them): every
 # default sweep point; the per-tensor sensitivity; --auto at 8, 10 and 12 MB, plain and weighted by
@@ -251,7 +286,29 @@ reference_run() {
     tee -a "$logs/reference.txt" || failed+=(reference-eval)
 }
 
+# The GPU eval of samples/base9 on the full val split (its README: 1.04512 in bf16).
+eval_base9() {
+  step "eval: base9 on the full val split, on the GPU"
+  local start
+  start=$(date +%s.%N)
+  build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda 2>&1 | tee "$logs/eval.txt" ||
+    failed+=(eval)
+  awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "wall seconds, loading and GPU set-up included: %.2f\n", end - start }'
+  awk '/^val_bpb/ { d = $2 - 1.04512; printf "val_bpb - 1.04512 = %+.6f (%s)\n", d, (d < 0.001 && d > -0.001) ? "within 0.001" : "OFF" }' \
+    "$logs/eval.txt" | tee "$logs/eval_check.txt"
+}
+
 case "${1:-}" in
+  profile) train_tests; train_speed bf16; train_profile detail; finish ;;
+  check)
+    step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"
+    build-gpu/tests/test_kernels 2>&1 | tee "$logs/test_kernels.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[==" ||
+      failed+=(test_kernels)
+    grep -q "^\[  FAILED" "$logs/test_kernels.log" && failed+=(test_kernels)
+    eval_base9
+    train_speed bf16 tf32
+    resume_check
+    finish ;;
   reference) reference_run; finish ;;
   multi) multi_gpu_benchmark; finish ;;
   rd) rd_benchmark; finish ;;
@@ -261,11 +318,7 @@ esac
 step "GPU tests: kernels and whole forward against the CPU reference"
 build-gpu/tests/test_kernels --gtest_filter='-CudaTrain*' 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
 
-step "eval: base9 on the full val split, on the GPU"
-start=$(date +%s.%N)
-build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda 2>&1 | tee "$logs/eval.txt" ||
-  failed+=(eval)
-awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "wall seconds, loading and GPU set-up included: %.2f\n", end - start }'
+eval_base9
 
 if command -v ncu > /dev/null; then
   step "kernel times of one batch of 64 x 1024 tokens (ncu)"
@@ -288,6 +341,5 @@ step summary
 grep -E "^\s+(device|[a-z_]+.*relative error|tiny|stride|base9)" "$logs/test_kernels.log"
 grep -E "^\[  (PASSED|FAILED|SKIPPED)" "$logs/test_kernels.log"
 grep -E "^(device|val_loss|val_bpb|tokens|bytes|seconds)" "$logs/eval.txt"
-awk '/^val_bpb/ { d = $2 - 1.04512; printf "val_bpb - 1.04512 = %+.6f (%s)\n", d, (d < 0.001 && d > -0.001) ? "within 0.001" : "OFF" }' \
-  "$logs/eval.txt"
+cat "$logs/eval_check.txt"
 finish

@@ -1,8 +1,7 @@
 // CPU twins of the kernels in kernels/forward_kernels.h and kernels/train_kernels.h: the same
 // operation on the same float layout, written as plainly as possible and computed in double, as
-// the kernels' references. (The whole GPU forward and every gradient are held to trainer/model.cpp
-// itself in cuda_eval_test.cpp and cuda_train_test.cpp; that also covers the backward kernels
-// with no twin here: qk_norm_rope and the embedding's rms_norm.)
+// the kernels' references. (The whole GPU forward and every gradient are also held to
+// trainer/model.cpp itself in cuda_eval_test.cpp and cuda_train_test.cpp.)
 #pragma once
 #include <algorithm>
 #include <cfloat>
@@ -31,17 +30,12 @@ inline std::vector<double> twin_embedding_rms_norm(const std::vector<float>& tok
   return twin_rms_norm(gathered, static_cast<int64_t>(ids.size()), dim);
 }
 
-inline std::vector<double> twin_resid_mix(const std::vector<float>& x, const std::vector<float>& x0,
-                                          const std::vector<float>& mix, int dim) {
+// x_scale x + y_scale y per channel (x_scale empty: 1).
+inline std::vector<double> twin_scaled_sum(const std::vector<float>& x, const std::vector<float>& x_scale,
+                                           const std::vector<float>& y, const std::vector<float>& y_scale, int dim) {
   std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = double(mix[i % dim]) * x[i] + double(mix[dim + i % dim]) * x0[i];
-  return out;
-}
-
-inline std::vector<double> twin_add_scaled(const std::vector<float>& x, const std::vector<float>& y,
-                                           const std::vector<float>& scale, int dim) {
-  std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] + double(scale[i % dim]) * y[i];
+  for (size_t i = 0; i < x.size(); ++i)
+    out[i] = (x_scale.empty() ? 1.0 : double(x_scale[i % dim])) * x[i] + double(y_scale[i % dim]) * y[i];
   return out;
 }
 
@@ -74,6 +68,44 @@ inline std::vector<double> twin_qk_norm_rope(const std::vector<float>& qkv, int6
     }
   }
   return out;
+}
+
+// The backward of twin_qk_norm_rope given d (the gradient of its output): the gradient of qkv (v
+// columns: d itself) and, per row, each q head's share of q_gain's gradient [rows, heads].
+struct QkNormRopeGradient {
+  std::vector<double> d_qkv, d_gain_partial;
+};
+inline QkNormRopeGradient twin_qk_norm_rope_backward(const std::vector<float>& qkv, const std::vector<float>& d,
+                                                     int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
+                                                     const std::vector<float>& cos, const std::vector<float>& sin,
+                                                     const std::vector<float>& q_gain) {
+  const int width = (heads + 2 * kv_heads) * head_dim, half = head_dim / 2;
+  QkNormRopeGradient g{std::vector<double>(d.begin(), d.end()), std::vector<double>(rows * heads, 0.0)};
+  std::vector<double> y(head_dim), dy(head_dim);
+  for (int64_t t = 0; t < rows; ++t) {
+    const int64_t position = t % seq_len;
+    for (int h = 0; h < heads + kv_heads; ++h) {
+      const float* x = &qkv[t * width + h * head_dim];
+      const float* dh = &d[t * width + h * head_dim];
+      double sum = 0;
+      for (int j = 0; j < head_dim; ++j) sum += double(x[j]) * x[j];
+      const double inv_rms = 1.0 / std::sqrt(sum / head_dim + FLT_EPSILON);
+      const double gain = h < heads ? q_gain[h] : 1.0;
+      for (int j = 0; j < head_dim; ++j) y[j] = x[j] * inv_rms;
+      double gain_dot = 0, y_dot = 0;
+      for (int j = 0; j < half; ++j) {  // out1 = gain (y1 c + y2 s), out2 = gain (y2 c - y1 s)
+        const double c = cos[position * half + j], s = sin[position * half + j];
+        gain_dot += dh[j] * (y[j] * c + y[half + j] * s) + dh[half + j] * (y[half + j] * c - y[j] * s);
+        dy[j] = gain * (dh[j] * c - dh[half + j] * s);
+        dy[half + j] = gain * (dh[j] * s + dh[half + j] * c);
+      }
+      for (int j = 0; j < head_dim; ++j) y_dot += dy[j] * y[j];
+      for (int j = 0; j < head_dim; ++j)
+        g.d_qkv[t * width + h * head_dim + j] = inv_rms * (dy[j] - y[j] * y_dot / head_dim);
+      if (h < heads) g.d_gain_partial[t * heads + h] = gain_dot;
+    }
+  }
+  return g;
 }
 
 // Materialised causal softmax attention in the qkv layout (forward_kernels.h): the weights p[j],

@@ -16,7 +16,7 @@ using namespace pgolf::test;
 using CudaKernels = test::CudaKernelTest;
 
 TEST_F(CudaKernels, EmbeddingRmsNorm) {
-  const int vocab = 100, dim = 96, rows = 257;
+  const int vocab = 100, dim = 96, rows = 257;  // dim: 24 of a warp's 32 float4
   const auto tok_emb = normal(vocab * dim, 0.5f);
   const auto id = ids(rows, vocab);
   DeviceBuffer<float> d_tok_emb(tok_emb);
@@ -26,38 +26,38 @@ TEST_F(CudaKernels, EmbeddingRmsNorm) {
   expect_close("embedding_rms_norm", out.download(), twin_embedding_rms_norm(tok_emb, id, dim));
 }
 
-TEST_F(CudaKernels, RmsNorm) {
-  const int rows = 300, dim = 512;
-  const auto x = normal(rows * dim, 3.f);
-  DeviceBuffer<float> d_x(x);
-  auto out = poisoned(rows * dim);
-  auto out16 = poisoned<__nv_bfloat16>(rows * dim);
-  cuda::rms_norm(d_x.data(), rows, dim, out.data(), nullptr);
-  cuda::rms_norm(d_x.data(), rows, dim, out16.data(), nullptr);
-  expect_close("rms_norm", out.download(), twin_rms_norm(x, rows, dim));
-  expect_close("rms_norm to bf16", floats(out16.download()), twin_rms_norm(x, rows, dim), kBf16RoundingTolerance);
-}
-
-TEST_F(CudaKernels, ResidMix) {
-  const int rows = 100, dim = 72;
-  const auto x = normal(rows * dim, 1.f), x0 = normal(rows * dim, 1.f), mix = normal(2 * dim, 1.f);
-  DeviceBuffer<float> d_x(x), d_x0(x0), d_mix(mix);
-  auto out = poisoned(rows * dim);
-  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, out.data(), nullptr);
-  expect_close("resid_mix", out.download(), twin_resid_mix(x, x0, mix, dim));
-  cuda::resid_mix(d_x.data(), d_x0.data(), d_mix.data(), rows, dim, d_x.data(), nullptr);
-  expect_close("resid_mix in place", d_x.download(), twin_resid_mix(x, x0, mix, dim));
-}
-
-TEST_F(CudaKernels, AddScaled) {
-  const int rows = 100, dim = 72;
-  const auto x = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), scale = normal(dim, 1.f);
-  DeviceBuffer<float> d_x(x), d_y(y), d_scale(scale);
-  auto out = poisoned(rows * dim);
-  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, out.data(), nullptr);
-  expect_close("add_scaled", out.download(), twin_add_scaled(x, y, scale, dim));
-  cuda::add_scaled(d_x.data(), d_y.data(), d_scale.data(), rows, dim, d_x.data(), nullptr);
-  expect_close("add_scaled in place", d_x.download(), twin_add_scaled(x, y, scale, dim));
+// out = x_scale x + y_scale y, and its rms_norm in the same pass, at row widths that fill one,
+// two, four and eight float4 per lane, partly (72, 520) or wholly (256, 512).
+TEST_F(CudaKernels, ScaledSumAndItsNorm) {
+  const int rows = 301;
+  for (int dim : {72, 256, 512, 520}) {
+    const auto x = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), x_scale = normal(dim, 1.f);
+    const auto y_scale = normal(dim, 1.f);
+    DeviceBuffer<float> d_x(x), d_y(y), d_x_scale(x_scale), d_y_scale(y_scale);
+    for (bool identity : {false, true}) {  // x_scale given, or 1
+      const std::string what = "scaled_sum, dim " + std::to_string(dim) + (identity ? ", x_scale 1" : "");
+      const std::vector<double> want = twin_scaled_sum(x, identity ? std::vector<float>{} : x_scale, y, y_scale, dim);
+      std::vector<float> sum(want.begin(), want.end());
+      const std::vector<double> want_normed = twin_rms_norm(sum, rows, dim);
+      const float* xs = identity ? nullptr : d_x_scale.data();
+      auto out = poisoned(x.size());
+      auto normed = poisoned(x.size());
+      auto normed16 = poisoned<__nv_bfloat16>(x.size());
+      cuda::scaled_sum(d_x.data(), xs, d_y.data(), d_y_scale.data(), rows, dim, out.data(), normed.data(), nullptr);
+      expect_close(what, out.download(), want);
+      expect_close(what + ": rms_norm", normed.download(), want_normed);
+      cuda::scaled_sum(d_x.data(), xs, d_y.data(), d_y_scale.data(), rows, dim, out.data(), normed16.data(), nullptr);
+      expect_close(what + ": rms_norm to bf16", floats(normed16.download()), want_normed, kBf16RoundingTolerance);
+      DeviceBuffer<float> over_x(x), over_y(y);  // in place over either input
+      cuda::scaled_sum(over_x.data(), xs, d_y.data(), d_y_scale.data(), rows, dim, over_x.data(), nullptr);
+      expect_close(what + ": in place of x", over_x.download(), want);
+      cuda::scaled_sum(d_x.data(), xs, over_y.data(), d_y_scale.data(), rows, dim, over_y.data(), nullptr);
+      expect_close(what + ": in place of y", over_y.download(), want);
+    }
+  }
+  DeviceBuffer<float> small(static_cast<size_t>(4 * 70));
+  EXPECT_THROW(cuda::scaled_sum(small.data(), nullptr, small.data(), small.data(), 4, 70, small.data(), nullptr),
+               std::invalid_argument);  // 70 is not a multiple of 4
 }
 
 TEST_F(CudaKernels, ReluSquare) {
@@ -75,15 +75,16 @@ TEST_F(CudaKernels, ReluSquare) {
 }
 
 TEST_F(CudaKernels, QkNormRope) {
-  const int sequences = 3, seq_len = 37, heads = 4, kv_heads = 2, rows = sequences * seq_len;
-  for (int head_dim : {8, 64}) {
+  const int sequences = 3, seq_len = 37, rows = sequences * seq_len;
+  for (const HeadShape& shape : qk_shapes()) {
+    const auto [heads, kv_heads, head_dim] = shape;
     const auto qkv = normal(rows * (heads + 2 * kv_heads) * head_dim, 2.f), q_gain = normal(heads, 1.f);
     const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
     DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
     auto out = poisoned(qkv.size());
     auto out16 = poisoned<__nv_bfloat16>(qkv.size());
     const auto want = twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain);
-    const std::string what = "qk_norm_rope, head_dim " + std::to_string(head_dim);
+    const std::string what = "qk_norm_rope, " + shape_name(shape);
     cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
                        d_gain.data(), out.data(), nullptr);
     cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),

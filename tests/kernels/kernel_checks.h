@@ -58,6 +58,19 @@ void expect_close(const std::string& what, const std::vector<T>& got, const std:
   EXPECT_LT(error, tolerance) << what;
 }
 
+// q and KV heads and head_dim for qk_norm_rope and its backward (a thread per 8 columns of a head):
+// rows that fill a block of 256 threads (4/2 x 8, 4/2 x 64), rows that leave idle threads in it
+// (3/1 x 8: 5 threads a row; 6/3 x 32), heads of 16 and 32 threads (128, 256).
+struct HeadShape {
+  int heads, kv_heads, head_dim;
+};
+inline std::vector<HeadShape> qk_shapes() {
+  return {{4, 2, 8}, {3, 1, 8}, {4, 2, 64}, {6, 3, 32}, {2, 1, 128}, {1, 1, 256}};
+}
+inline std::string shape_name(const HeadShape& s) {
+  return std::to_string(s.heads) + "/" + std::to_string(s.kv_heads) + " heads x " + std::to_string(s.head_dim);
+}
+
 class CudaKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {

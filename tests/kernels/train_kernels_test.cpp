@@ -6,6 +6,7 @@
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
+#include "kernels/forward_kernels.h"
 #include "kernels/train_kernels.h"
 
 namespace pgolf {
@@ -15,20 +16,44 @@ using cuda::DeviceBuffer;
 using namespace pgolf::test;
 using CudaTrainKernels = test::CudaKernelTest;
 
-TEST_F(CudaTrainKernels, RmsNormBackwardPerRowAndPerHead) {
-  for (int width : {512, 64}) {  // a whole row; one head
-    const int rows = 301;
-    const auto x = normal(rows * width, 2.f), dy = normal(rows * width, 1.f), base = normal(rows * width, 1.f);
-    DeviceBuffer<float> d_x(x), d_dy(dy);
-    auto dx = poisoned(rows * width);
-    cuda::rms_norm_backward(d_x.data(), d_dy.data(), rows, width, dx.data(), false, nullptr);
-    const std::vector<double> want = twin_rms_norm_backward(x, dy, rows, width);
-    expect_close("rms_norm_backward, width " + std::to_string(width), dx.download(), want);
-    DeviceBuffer<float> sum(base);  // accumulate: dx += ...
-    cuda::rms_norm_backward(d_x.data(), d_dy.data(), rows, width, sum.data(), true, nullptr);
-    std::vector<double> want_sum(want);
-    for (size_t i = 0; i < want_sum.size(); ++i) want_sum[i] += base[i];
-    expect_close("rms_norm_backward, accumulating", sum.download(), want_sum);
+TEST_F(CudaTrainKernels, EmbeddingRmsNormBackward) {
+  const int vocab = 100, dim = 96, rows = 257;
+  const auto tok_emb = normal(vocab * dim, 0.5f), dy = normal(rows * dim, 1.f);
+  const auto id = ids(rows, vocab);
+  std::vector<float> gathered;
+  for (uint16_t t : id) gathered.insert(gathered.end(), tok_emb.begin() + t * dim, tok_emb.begin() + (t + 1) * dim);
+  DeviceBuffer<float> d_tok_emb(tok_emb), d_dy(dy);
+  DeviceBuffer<uint16_t> d_ids(id);
+  auto d_rows = poisoned(rows * dim);
+  cuda::embedding_rms_norm_backward(d_tok_emb.data(), d_ids.data(), d_dy.data(), rows, dim, d_rows.data(), nullptr);
+  expect_close("embedding_rms_norm_backward", d_rows.download(), twin_rms_norm_backward(gathered, dy, rows, dim));
+}
+
+TEST_F(CudaTrainKernels, QkNormRopeBackward) {
+  const int sequences = 3, seq_len = 37, rows = sequences * seq_len;
+  for (const HeadShape& shape : qk_shapes()) {
+    const auto [heads, kv_heads, head_dim] = shape;
+    const size_t count = size_t(rows) * (heads + 2 * kv_heads) * head_dim;
+    const auto qkv = normal(count, 2.f), d = normal(count, 1.f), q_gain = normal(heads, 1.f);
+    const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
+    DeviceBuffer<float> d_raw(qkv), d_d(d), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
+    auto out = poisoned(count);
+    auto out16 = poisoned<__nv_bfloat16>(count);
+    auto partial = poisoned(size_t(rows) * heads);
+    const auto want =
+        twin_qk_norm_rope_backward(qkv, d, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain);
+    const std::string what = "qk_norm_rope_backward, " + shape_name(shape);
+    auto run = [&](auto* into) {
+      cuda::qk_norm_rope_backward(d_raw.data(), d_d.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(),
+                                  d_sin.data(), d_gain.data(), into, partial.data(), nullptr);
+    };
+    run(out.data());
+    expect_close(what, out.download(), want.d_qkv);
+    expect_close(what + ": q_gain's shares", partial.download(), want.d_gain_partial);
+    run(out16.data());
+    expect_close(what + " to bf16", floats(out16.download()), want.d_qkv, kBf16RoundingTolerance);
+    run(d_d.data());  // in place: the v columns stay as they are, which is their gradient
+    expect_close(what + " in place", d_d.download(), want.d_qkv);
   }
 }
 
@@ -58,30 +83,69 @@ TEST_F(CudaTrainKernels, ColumnSumOfProductsAndOfOneInput) {
   expect_close("column_sum of a, accumulating", sum.download(), want);
 }
 
-// The backward of out = x + scale * y: the scale's gradient (column sums of d * y, added to what
-// is there) and d * scale into a float (added, or in place over d) or a bf16 output.
-TEST_F(CudaTrainKernels, ScaledAddBackward) {
-  const int rows = 4099, dim = 520;
-  const auto d = normal(rows * dim, 1.f), y = normal(rows * dim, 1.f), scale = normal(dim, 1.f);
-  const auto base = normal(rows * dim, 1.f), d_scale_base = normal(dim, 1.f);
-  DeviceBuffer<float> d_d(d), d_y(y), d_scale(scale), out(base), d_scale_sum(d_scale_base);
-  DeviceBuffer<float> scratch(static_cast<size_t>(cuda::column_sum_scratch(dim)));
-  auto out16 = poisoned<__nv_bfloat16>(d.size());
-  std::vector<double> scaled(d.size()), accumulated(d.size());
-  for (size_t i = 0; i < d.size(); ++i) scaled[i] = double(d[i]) * scale[i % dim], accumulated[i] = base[i] + scaled[i];
-  std::vector<double> want_d_scale = twin_column_sum(d, y, rows, dim);
-  for (int j = 0; j < dim; ++j) want_d_scale[j] += d_scale_base[j];
+// The backward of scaled_sum against the chain rule in double, at row widths of one, four and
+// eight float4 per lane and 2 or 3 rows per warp: g = d_out + d_out_extra + rms_norm's backward,
+// then d_x = x_scale g, d_y (+)= y_scale g and the column sums of g x and g y (added to what is
+// there), as the blocks' resid_mix, residual adds, skips and final norm use it.
+TEST_F(CudaTrainKernels, ScaledSumBackward) {
+  const int rows = 4099;
+  for (int dim : {72, 512, 520}) {
+    const size_t n = size_t(rows) * dim;
+    const auto d_out = normal(n, 1.f), extra = normal(n, 1.f), out = normal(n, 2.f), d_normed = normal(n, 1.f);
+    const auto x = normal(n, 1.f), y = normal(n, 1.f), x_scale = normal(dim, 1.f), y_scale = normal(dim, 1.f);
+    const auto base = normal(n, 1.f), scale_base = normal(dim, 1.f);
+    const std::vector<double> norm = twin_rms_norm_backward(out, d_normed, rows, dim);
+    DeviceBuffer<float> dev_d_out(d_out), dev_extra(extra), dev_out(out), dev_d_normed(d_normed), dev_x(x), dev_y(y);
+    DeviceBuffer<float> dev_x_scale(x_scale), dev_y_scale(y_scale);
+    DeviceBuffer<float> scratch(static_cast<size_t>(cuda::column_sum_scratch(dim)));
+    const std::string what = "scaled_sum_backward, dim " + std::to_string(dim);
 
-  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), out.data(), true,
-                            scratch.data(), nullptr);
-  expect_close("scaled_add_backward: d scale", d_scale_sum.download(), want_d_scale);
-  expect_close("scaled_add_backward: d y, accumulating", out.download(), accumulated);
-  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), out16.data(), false,
-                            scratch.data(), nullptr);
-  expect_close("scaled_add_backward: d y to bf16", floats(out16.download()), scaled, kBf16RoundingTolerance);
-  cuda::scaled_add_backward(d_d.data(), d_y.data(), d_scale.data(), rows, dim, d_scale_sum.data(), d_d.data(), false,
-                            scratch.data(), nullptr);
-  expect_close("scaled_add_backward: d y in place", d_d.download(), scaled);
+    // Every term and both branches (resid_mix's backward): d_x over d_out, d_y added to what is there.
+    std::vector<double> g(n), want_d_x(n), want_d_y(n), want_x_scale(scale_base.begin(), scale_base.end());
+    std::vector<double> want_y_scale(want_x_scale);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t c = i % dim;
+      g[i] = norm[i] + d_out[i] + extra[i];
+      want_d_x[i] = g[i] * x_scale[c], want_d_y[i] = base[i] + g[i] * y_scale[c];
+      want_x_scale[c] += g[i] * x[i], want_y_scale[c] += g[i] * y[i];
+    }
+    DeviceBuffer<float> d_x(d_out), d_y(base), d_x_scale(scale_base), d_y_scale(scale_base);
+    cuda::ScaledSumGradient<float> all;
+    all.d_out = d_x.data(), all.d_out_extra = dev_extra.data(), all.out = dev_out.data();
+    all.d_normed = dev_d_normed.data();
+    all.x = dev_x.data(), all.x_scale = dev_x_scale.data(), all.d_x = d_x.data(), all.d_x_scale = d_x_scale.data();
+    all.y = dev_y.data(), all.y_scale = dev_y_scale.data(), all.d_y = d_y.data(), all.accumulate_d_y = true;
+    all.d_y_scale = d_y_scale.data();
+    cuda::scaled_sum_backward(all, rows, dim, scratch.data(), nullptr);
+    expect_close(what + ": d_x over d_out", d_x.download(), want_d_x);
+    expect_close(what + ": d_y, accumulating", d_y.download(), want_d_y);
+    expect_close(what + ": d x_scale", d_x_scale.download(), want_x_scale);
+    expect_close(what + ": d y_scale", d_y_scale.download(), want_y_scale);
+
+    // A residual add with its norm (x_scale 1, no d x_scale): d_x = g, d_y in bf16.
+    std::vector<double> want_g(n), want_scaled(n), want_scale(scale_base.begin(), scale_base.end());
+    for (size_t i = 0; i < n; ++i) {
+      want_g[i] = norm[i] + d_out[i], want_scaled[i] = want_g[i] * y_scale[i % dim];
+      want_scale[i % dim] += want_g[i] * y[i];
+    }
+    auto g_out = poisoned(n);
+    auto d_y16 = poisoned<__nv_bfloat16>(n);
+    DeviceBuffer<float> d_scale(scale_base);
+    cuda::ScaledSumGradient<__nv_bfloat16> add;
+    add.d_out = dev_d_out.data(), add.out = dev_out.data(), add.d_normed = dev_d_normed.data(), add.d_x = g_out.data();
+    add.y = dev_y.data(), add.y_scale = dev_y_scale.data(), add.d_y = d_y16.data(), add.d_y_scale = d_scale.data();
+    cuda::scaled_sum_backward(add, rows, dim, scratch.data(), nullptr);
+    expect_close(what + ": d_x = g", g_out.download(), want_g);
+    expect_close(what + ": d_y to bf16", floats(d_y16.download()), want_scaled, kBf16RoundingTolerance);
+    expect_close(what + ": d y_scale of a residual add", d_scale.download(), want_scale);
+
+    // The norm alone (the final norm): d_x = its backward.
+    auto norm_out = poisoned(n);
+    cuda::ScaledSumGradient<float> final_norm;
+    final_norm.out = dev_out.data(), final_norm.d_normed = dev_d_normed.data(), final_norm.d_x = norm_out.data();
+    cuda::scaled_sum_backward(final_norm, rows, dim, scratch.data(), nullptr);
+    expect_close(what + ": rms_norm's backward alone", norm_out.download(), norm);
+  }
 }
 
 TEST_F(CudaTrainKernels, SoftcapCrossEntropyBackward) {
