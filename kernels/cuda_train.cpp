@@ -201,7 +201,6 @@ void CudaTrainer::State::forward(int sequences) {
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
   cuda::embedding_rms_norm(param(0), inputs.data(), n, c.dim, x0.data(), stream);
-  cuda::Operand final_normed_in(nullptr);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
@@ -241,12 +240,12 @@ void CudaTrainer::State::forward(int sequences) {
     cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
     // x_out; after the last block, the final norm in the same pass.
     const bool last = i + 1 == c.layers;
-    final_normed_in = produce(final_normed, final16, [&](auto* out) {
+    produce(final_normed, final16, [&](auto* out) {
       cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(),
                        last ? out : nullptr, stream);
     });
   }
-  cuda::linear(gemm, final_normed_in, weight(0), n, c.dim, c.vocab, logits.data());
+  cuda::linear(gemm, kept(final_normed, final16), weight(0), n, c.dim, c.vocab, logits.data());
 }
 
 // trainer/model.cpp's block_backward: d_x holds the gradient of the block's output (after the last

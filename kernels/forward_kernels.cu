@@ -47,16 +47,9 @@ __global__ void scaled_sum_kernel(const float* x, const float* x_scale, const fl
 
 template <typename T>
 __global__ void relu_square_kernel(const float* x, int64_t count, T* out) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t i = 4 * first; i + 3 < count; i += 4 * stride) {
-    const float4 v = load4(x + i);
-    const float4 p = make_float4(fmaxf(v.x, 0.f), fmaxf(v.y, 0.f), fmaxf(v.z, 0.f), fmaxf(v.w, 0.f));
-    store4(out + i, p * p);
-  }
-  for (int64_t i = count / 4 * 4 + first; i < count; i += stride) {  // the last count % 4
-    const float p = fmaxf(x[i], 0.0f);
-    put(out + i, p * p);
-  }
+  grid_stride_by_4(
+      count, [&](int64_t i) { const float4 p = relu4(load4(x + i)); store4(out + i, p * p); },
+      [&](int64_t i) { const float p = fmaxf(x[i], 0.0f); put(out + i, p * p); });
 }
 
 template <typename T>
@@ -123,7 +116,7 @@ template void scaled_sum(const float*, const float*, const float*, const float*,
 template <typename T>
 void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_kernel<<<elementwise_blocks((count + 3) / 4), kThreadsPerBlock, 0, stream>>>(x, count, out);
+  relu_square_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, out);
   PGOLF_CUDA_CHECK_LAUNCH("relu_square");
 }
 template void relu_square(const float*, int64_t, float*, cudaStream_t);

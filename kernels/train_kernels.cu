@@ -97,9 +97,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     for (int k = 0; k < kVectors; ++k) {
       const int c = row_column(k);
       if (c >= dim) continue;
-      if (p.d_x) {
-        store4(p.d_x + base + c, p.x_scale ? g[k] * load4(p.x_scale + c) : g[k]);
-      }
+      if (p.d_x) store4(p.d_x + base + c, p.x_scale ? g[k] * load4(p.x_scale + c) : g[k]);
       if (p.d_x_scale) sum_x[k] = sum_x[k] + g[k] * load4(p.x + base + c);
       if (p.d_y) {
         float4 v = g[k] * load4(p.y_scale + c);
@@ -151,12 +149,9 @@ __global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qk
 
 template <typename T>
 __global__ void relu_square_backward_kernel(const float* pre, const float* d, int64_t count, T* out) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int64_t i = 4 * first; i + 3 < count; i += 4 * stride) {
-    const float4 p = load4(pre + i);
-    store4(out + i, load4(d + i) * make_float4(fmaxf(p.x, 0.f), fmaxf(p.y, 0.f), fmaxf(p.z, 0.f), fmaxf(p.w, 0.f)) * 2.0f);
-  }
-  for (int64_t i = count / 4 * 4 + first; i < count; i += stride) put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f));
+  grid_stride_by_4(
+      count, [&](int64_t i) { store4(out + i, load4(d + i) * relu4(load4(pre + i)) * 2.0f); },
+      [&](int64_t i) { put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f)); });
 }
 
 // Stage 1 of column_sum: block (column tile of 32, row chunk) sums its rows into partial[chunk][column].
@@ -326,8 +321,7 @@ template void qk_norm_rope_backward(const float*, const float*, int64_t, int, in
 template <typename T>
 void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_backward_kernel<<<elementwise_blocks((count + 3) / 4), kThreadsPerBlock, 0, stream>>>(pre, d, count,
-                                                                                                   out);
+  relu_square_backward_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(pre, d, count, out);
   PGOLF_CUDA_CHECK_LAUNCH("relu_square_backward");
 }
 template void relu_square_backward(const float*, const float*, int64_t, float*, cudaStream_t);

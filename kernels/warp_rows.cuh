@@ -62,6 +62,18 @@ __device__ inline float4 operator*(float4 a, float4 b) { return make_float4(a.x 
 __device__ inline float4 operator*(float4 a, float s) { return make_float4(a.x * s, a.y * s, a.z * s, a.w * s); }
 __device__ inline float dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 __device__ inline float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.f); }
+__device__ inline float4 relu4(float4 v) {
+  return make_float4(fmaxf(v.x, 0.f), fmaxf(v.y, 0.f), fmaxf(v.z, 0.f), fmaxf(v.w, 0.f));
+}
+
+// An elementwise pass over count values, 16 bytes at a time: vector(i) for i = 0, 4, 8, ... over a
+// grid stride, then scalar(i) for the last count % 4 (grid: vector_blocks(count)).
+template <typename Vector, typename Scalar>
+__device__ void grid_stride_by_4(int64_t count, Vector&& vector, Scalar&& scalar) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x, first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t i = 4 * first; i + 3 < count; i += 4 * stride) vector(i);
+  for (int64_t i = count / 4 * 4 + first; i < count; i += stride) scalar(i);
+}
 
 // A warp's row of `dim` floats (dim a multiple of 4) in registers: lane l holds the float4 at
 // columns 4 (l + 32 k) for k < kVectors, where that is inside the row.
@@ -161,5 +173,6 @@ inline unsigned elementwise_blocks(int64_t count) {
   const int64_t blocks = (count + kThreadsPerBlock - 1) / kThreadsPerBlock;
   return unsigned(blocks < 8192 ? blocks : 8192);
 }
+inline unsigned vector_blocks(int64_t count) { return elementwise_blocks((count + 3) / 4); }
 
 }  // namespace pgolf::cuda
