@@ -12,7 +12,8 @@
 #include "core/mapped_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
-#include "quant/ecsq.h"
+#include "quant/calibration.h"
+#include "quant/gptq.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
@@ -135,27 +136,36 @@ bool is_quantizing(const std::string& spec, const TensorCodec* codec) {
   return spec != kRawSpec && !codec->is_passthrough();
 }
 
-EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec) {
+EncodedTensor encode_tensor(const TensorRef& ref, const std::string& spec, std::span<const float> values,
+                            const TensorCodec* codec, const InputHessian* hessian) {
   EncodedTensor out;
   out.report.name = ref.name;
   out.report.shape = ref.shape;
   out.report.dtype = ref.dtype;
   out.report.codec = spec;
+  out.decoder = spec;
   out.report.input_bytes = ref.bytes.size();
   if (spec == kRawSpec) {
     out.streams.push_back({"raw." + std::string(dtype_name(ref.dtype)), {ref.bytes.begin(), ref.bytes.end()},
                            static_cast<int>(dtype_size(ref.dtype)), false, ref.dtype == DType::BF16});
   } else {
-    auto codec = make_tensor_codec(spec);
     TensorShape shape{ref.shape};
-    std::vector<float> values = ref.to_floats();
+    out.report.codec = codec->spec();
+    out.decoder = codec->decoder_spec();
     try {
       out.streams = codec->encode(values, shape);
-      out.report.distortion = Distortion::measure(values, decode_streams(*codec, out.streams, shape));
+      std::vector<float> decoded = decode_streams(*codec, out.streams, shape);
+      out.report.distortion = Distortion::measure(values, decoded);
+      if (hessian) {
+        OutputError e = output_error(values, decoded, shape, *hessian);
+        out.report.distortion.output_sq_error = e.error;
+        out.report.distortion.output_sq_reference = e.reference;
+        out.report.distortion.output_tensors = 1;
+      }
     } catch (const InputError& e) {
       throw InputError("tensor '" + ref.name + "': " + e.what());
     }
-    out.report.quantized = is_quantizing(spec, codec.get());
+    out.report.quantized = is_quantizing(spec, codec);
   }
   for (const auto& s : out.streams) out.report.stream_bytes += s.bytes.size();
   return out;
@@ -176,23 +186,43 @@ bool has_artifact_magic(std::span<const uint8_t> bytes) {
   return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
 }
 
-EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const CompressOptions& options) {
+EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                                    const CompressOptions& options) {
   const auto& refs = checkpoint.tensors();
+  require(specs.size() == refs.size(), "the plan has " + std::to_string(specs.size()) + " specs for " +
+                                           std::to_string(refs.size()) + " tensors");
   EncodedCheckpoint encoded{checkpoint.metadata(), std::vector<EncodedTensor>(refs.size())};
   unsigned threads = options.threads ? options.threads : default_threads();
-  std::vector<std::string> specs;
-  for (const auto& ref : refs) specs.push_back(plan.codec_for(ref.name, ref.dtype, ref.shape));
-  resolve_shared_steps(specs, [&](size_t i) { return refs[i].to_floats(); });
+  std::vector<std::vector<float>> values(refs.size());
+  std::vector<const InputHessian*> hessians(refs.size(), nullptr);
+  std::map<std::string, std::vector<size_t>> by_spec;  // the tensors each spec encodes
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (specs[i] == kRawSpec) continue;
+    by_spec[specs[i]].push_back(i);
+    if (options.calibration) hessians[i] = options.calibration->find(refs[i].name);
+  }
   parallel_for(refs.size(), [&](size_t i) {
-    encoded.tensors[i] = encode_tensor(refs[i], specs[i]);
+    if (specs[i] != kRawSpec) values[i] = refs[i].to_floats();
+  }, threads);
+  // The fit step: each spec sees every tensor it encodes at once.
+  std::vector<std::shared_ptr<const TensorCodec>> codecs(refs.size());
+  for (const auto& [spec, members] : by_spec) {
+    std::vector<FitTensor> fit;
+    for (size_t i : members) fit.push_back({refs[i].name, values[i], TensorShape{refs[i].shape}, hessians[i]});
+    FittedCodecs fitted = fit_tensor_codec(spec, fit, {options.gptq});
+    for (size_t k = 0; k < members.size(); ++k) codecs[members[k]] = fitted[k];
+  }
+  parallel_for(refs.size(), [&](size_t i) {
+    encoded.tensors[i] = encode_tensor(refs[i], specs[i], values[i], codecs[i].get(), hessians[i]);
+    std::vector<float>().swap(values[i]);
     if (options.progress) options.progress->advance();
   }, threads);
   return encoded;
 }
 
-CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
-                                   const CompressOptions& options) {
-  return pack_artifact(encode_checkpoint(checkpoint, plan, options), compressor, options);
+CompressResult compress_checkpoint(const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                                   const ByteCodec& compressor, const CompressOptions& options) {
+  return pack_artifact(encode_checkpoint(checkpoint, specs, options), compressor, options);
 }
 
 CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& compressor, const CompressOptions& options) {
@@ -205,7 +235,7 @@ CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& 
   std::vector<std::unique_ptr<ByteCodec>> group_codecs;
   for (const auto& tensor : encoded.tensors) {
     const TensorReport& report = tensor.report;
-    ManifestTensor t{report.name, report.shape, report.dtype, report.codec, {}};
+    ManifestTensor t{report.name, report.shape, report.dtype, tensor.decoder, {}};
     for (const auto& stream : tensor.streams) {
       auto it = std::find_if(manifest.groups.begin(), manifest.groups.end(),
                              [&](const ManifestGroup& g) { return g.name == stream.group; });

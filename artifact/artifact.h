@@ -24,7 +24,7 @@
 namespace pgolf {
 
 class Checkpoint;
-class Plan;
+class Calibration;
 class ByteCodec;
 class Progress;
 
@@ -81,25 +81,31 @@ struct CompressResult {
 struct CompressOptions {
   unsigned threads = 0;            // 0: all cores
   Progress* progress = nullptr;  // advanced once per tensor encoded, if given
+  const Calibration* calibration = nullptr;  // input Hessians: for fit steps (gptq) and output error
+  const GptqEngine* gptq = nullptr;          // where GPTQ runs; null: the CPU
 };
 
-// Encodes every tensor of the checkpoint by the plan, compresses each stream group with the
-// byte codec, and measures each tensor's distortion against exactly what decoding will give.
-// Same inputs, same bytes. It is pack_artifact(encode_checkpoint(...)).
-CompressResult compress_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const ByteCodec& compressor,
-                                   const CompressOptions& options = {});
+// Encodes every tensor of the checkpoint by its spec (specs[i] for tensor i, in the checkpoint's
+// order: Plan::specs_for gives them, or the budget solver): each spec's fit step first, with every
+// tensor it encodes and their calibration; then compresses each stream group with the byte codec,
+// and measures each tensor's distortion (in output space too, where calibrated) against exactly
+// what decoding will give. Same inputs, same bytes. It is pack_artifact(encode_checkpoint(...)).
+CompressResult compress_checkpoint(const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                                   const ByteCodec& compressor, const CompressOptions& options = {});
 
 // The two halves of compress_checkpoint, for callers that try several byte codecs on the same
 // streams (the rate-distortion bench) or look at streams before packing (the budget solver).
 struct EncodedTensor {
   std::vector<Stream> streams;
-  TensorReport report;  // stored_bytes is 0 until packed
+  TensorReport report;  // codec: the fitted spec (ecsq:totalrelmse's step resolved); stored_bytes is 0 until packed
+  std::string decoder;  // the spec the artifact records (what decodes the streams)
 };
 struct EncodedCheckpoint {
   std::map<std::string, std::string> metadata;
   std::vector<EncodedTensor> tensors;  // the checkpoint's order (sorted by name)
 };
-EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const Plan& plan, const CompressOptions& options = {});
+EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                                    const CompressOptions& options = {});
 // Groups the streams, compresses each group with the byte codec (as group_codec_spec says) and
 // lays out the file; a choosing compressor ("auto") records its choice per group. options.progress
 // is not used.

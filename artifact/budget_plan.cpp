@@ -20,16 +20,6 @@ namespace {
 
 constexpr int kMaxAttempts = 4;
 
-// A regex that matches exactly this name.
-std::string exact_name_regex(const std::string& name) {
-  std::string out = "^";
-  for (char c : name) {
-    if (std::string_view("\\^$.|?*+()[]{}/").find(c) != std::string_view::npos) out += '\\';
-    out += c;
-  }
-  return out + "$";
-}
-
 double entropy_bytes(const Stream& s) {
   SymbolHistogram h;
   h.add(s.bytes);
@@ -69,14 +59,15 @@ double estimate_bytes(const std::vector<Stream>& streams, const ByteCodec& compr
 struct Measured {
   double bytes = 0;
   Distortion distortion;
+  std::string spec;  // fitted
 };
 
 }  // namespace
 
-std::vector<std::string> default_budget_candidates() {
+std::vector<std::string> default_budget_candidates(bool calibrated) {
   std::vector<std::string> skipped;
   std::vector<std::string> specs;
-  for (const auto& point : default_sweep(skipped))
+  for (const auto& point : default_sweep(skipped, calibrated))
     if (point.rules.empty()) specs.push_back(point.codec);
   return specs;
 }
@@ -84,38 +75,47 @@ std::vector<std::string> default_budget_candidates() {
 BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const ByteCodec& compressor,
                            const BudgetPlanOptions& options) {
   BudgetPlan plan;
-  plan.candidates = options.candidates.empty() ? default_budget_candidates() : options.candidates;
+  plan.candidates = options.candidates.empty() ? default_budget_candidates(options.calibration != nullptr) : options.candidates;
   require(!plan.candidates.empty(), "no candidate codecs");
   for (const auto& [name, weight] : options.sensitivity)
     require(checkpoint.find(name) != nullptr, "sensitivity names tensor '" + name + "', which the checkpoint lacks");
   const auto& refs = checkpoint.tensors();
-  const CompressOptions threads{options.threads, nullptr};
+  const CompressOptions threads{options.threads, nullptr, options.calibration, options.gptq};
 
   // Encode under every candidate: a tensor is chosen for when every candidate's plan gives it
   // that candidate (the default plan quantizes it and no user rule claims it).
   std::vector<std::vector<Measured>> measured(refs.size());
   std::vector<bool> tunable(refs.size(), true);
   EncodedCheckpoint first;  // the first candidate's encoding: its other tensors are the fixed part
+  std::vector<std::string> first_specs;
   for (size_t c = 0; c < plan.candidates.size(); ++c) {
     const std::string& spec = plan.candidates[c];
     EncodedCheckpoint encoded;
+    std::vector<std::string> specs;
     try {
-      encoded = encode_checkpoint(checkpoint, Plan(spec, options.rules), threads);
+      specs = Plan(spec, options.rules).specs_for(checkpoint);
+      encoded = encode_checkpoint(checkpoint, specs, threads);
     } catch (const InputError& e) {
       throw InputError("candidate '" + spec + "': " + e.what());
     }
-    for (size_t i = 0; i < refs.size(); ++i) tunable[i] = tunable[i] && encoded.tensors[i].report.codec == spec;
+    for (size_t i = 0; i < refs.size(); ++i) tunable[i] = tunable[i] && specs[i] == spec;
     const double overhead = coding_overhead(encoded, tunable, compressor);
     std::vector<Measured> row(refs.size());
     parallel_for(refs.size(), [&](size_t i) {
       if (tunable[i])
-        row[i] = {estimate_bytes(encoded.tensors[i].streams, compressor, overhead), encoded.tensors[i].report.distortion};
+        row[i] = {estimate_bytes(encoded.tensors[i].streams, compressor, overhead), encoded.tensors[i].report.distortion,
+                  encoded.tensors[i].report.codec};
     }, options.threads ? options.threads : default_threads());
     for (size_t i = 0; i < refs.size(); ++i) measured[i].push_back(row[i]);
-    if (c == 0) first = std::move(encoded);
+    if (c == 0) first = std::move(encoded), first_specs = std::move(specs);
     if (options.progress) options.progress->advance();
   }
 
+  // Output-space error when every tensor chosen for has it (errors of different kinds do not add).
+  plan.output_space = options.calibration != nullptr;
+  for (size_t i = 0; i < refs.size(); ++i)
+    if (tunable[i])
+      for (const auto& m : measured[i]) plan.output_space = plan.output_space && m.distortion.has_output();
   std::vector<BudgetItem> items;
   std::vector<size_t> item_tensor;
   std::vector<double> item_weight;
@@ -128,7 +128,8 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
     auto it = options.sensitivity.find(refs[i].name);
     double weight = it == options.sensitivity.end() ? 1.0 : it->second;
     BudgetItem item{refs[i].name, {}};
-    for (const auto& m : measured[i]) item.points.push_back({m.bytes, weight * m.distortion.sum_sq_error});
+    for (const auto& m : measured[i])
+      item.points.push_back({m.bytes, weight * (plan.output_space ? m.distortion.output_sq_error : m.distortion.sum_sq_error)});
     items.push_back(std::move(item));
     item_tensor.push_back(i);
     item_weight.push_back(weight);
@@ -148,15 +149,15 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
       for (auto& p : item.points) p.bytes *= scale;
     BudgetSolution solution = solve_budget(scaled, static_cast<double>(budget), fixed_bytes + held_back);
     plan.tensors.clear();
-    plan.rules = options.rules;
+    plan.specs = first_specs;
     for (size_t k = 0; k < items.size(); ++k) {
       size_t i = item_tensor[k], c = solution.choice[k];
       const Measured& m = measured[i][c];
-      plan.tensors.push_back({refs[i].name, plan.candidates[c], scale * m.bytes, item_weight[k], m.distortion});
-      plan.rules.push_back(exact_name_regex(refs[i].name) + "=" + plan.candidates[c]);
+      plan.tensors.push_back({refs[i].name, m.spec, scale * m.bytes, item_weight[k], m.distortion});
+      plan.specs[i] = m.spec;
     }
     plan.estimated_bytes = fixed_bytes + solution.bytes;
-    plan.artifact = compress_checkpoint(checkpoint, Plan(plan.candidates.front(), plan.rules), compressor, threads);
+    plan.artifact = compress_checkpoint(checkpoint, plan.specs, compressor, threads);
     const double actual = static_cast<double>(plan.artifact.bytes.size());
     if (actual <= static_cast<double>(budget)) return plan;
     if (plan.attempts == kMaxAttempts)

@@ -2,9 +2,10 @@
 // least sensitivity-weighted squared error. Every tensor the plan would quantize is encoded under
 // every candidate spec; each candidate's bytes are estimated (order-0 entropy of its symbol streams
 // times the byte codec's overhead over it, measured per candidate on one stream; its float streams
-// compressed on their own) and its squared error measured; quant/budget.h
-// chooses; the artifact is built with one exact-name rule per tensor and checked against the
-// budget. When it does not fit, the estimates are scaled by what the build showed and the
+// compressed on their own) and its error measured: in output space, tr(ΔW H ΔWᵀ), when every
+// tensor chosen for has a calibration Hessian, else squared weight error; quant/budget.h
+// chooses; the artifact is built from one spec per tensor (the fitted spec measured, so
+// ecsq:totalrelmse keeps the step it was measured with) and checked against the budget. When it does not fit, the estimates are scaled by what the build showed and the
 // solver runs again, a few times at most.
 #pragma once
 #include <cstdint>
@@ -17,6 +18,8 @@
 namespace pgolf {
 
 class ByteCodec;
+class Calibration;
+class GptqEngine;
 
 struct BudgetPlanOptions {
   std::vector<std::string> candidates;        // codec specs; empty: default_budget_candidates()
@@ -24,11 +27,13 @@ struct BudgetPlanOptions {
   std::map<std::string, double> sensitivity;  // tensor name -> weight of its squared error (default 1)
   unsigned threads = 0;                       // 0: all cores
   Progress* progress = nullptr;               // advanced once per candidate measured
+  const Calibration* calibration = nullptr;   // Hessians: gptq candidates and the output-space error
+  const GptqEngine* gptq = nullptr;           // null: the CPU
 };
 
 struct TensorChoice {
   std::string name;
-  std::string spec;
+  std::string spec;            // the fitted spec, as the artifact was built with it
   double estimated_bytes = 0;  // what the solver counted
   double weight = 1;           // its sensitivity
   Distortion distortion;       // of the chosen spec
@@ -37,15 +42,17 @@ struct TensorChoice {
 struct BudgetPlan {
   std::vector<std::string> candidates;  // the specs measured
   std::vector<TensorChoice> tensors;    // the tensors chosen for, in the checkpoint's order
-  std::vector<std::string> rules;       // the user's rules, then "^NAME$=SPEC" per chosen tensor
+  std::vector<std::string> specs;       // one per tensor of the checkpoint, as the artifact was built
+  bool output_space = false;            // the error minimised was tr(ΔW H ΔWᵀ), not squared weight error
   double estimated_bytes = 0;           // the whole artifact, as the last solve estimated it (calibrated)
   int attempts = 0;                     // solves (and builds) it took to fit
-  CompressResult artifact;              // built with `rules`; at most the budget
+  CompressResult artifact;              // built with `specs`; at most the budget
 };
 
-// int_n_sweep_specs(), then k-means (K 16, 64 and 256; Lloyd and ECSQ) and prune (1, 3, 5%
-// before int6) where the registry knows them.
-std::vector<std::string> default_budget_candidates();
+// The default sweep's one-codec points: int_n_sweep_specs(), k-means (K 16, 64 and 256; Lloyd and
+// ECSQ), prune (1, 3, 5% before int6), the ECSQ ladder and, calibrated, its GPTQ variants and
+// GPTQ over int-N.
+std::vector<std::string> default_budget_candidates(bool calibrated = false);
 
 // InputError when the budget is below the smallest size reachable (the message says it), when a
 // candidate or rule is bad, or when a sensitivity names a tensor the checkpoint lacks.

@@ -55,13 +55,13 @@ std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const
   require(!options.compressors.empty(), "no compressor given");
   std::vector<std::unique_ptr<ByteCodec>> compressors;
   for (const auto& spec : options.compressors) compressors.push_back(make_byte_codec(spec));
-  const CompressOptions threads{options.threads, nullptr};
+  const CompressOptions threads{options.threads, nullptr, options.calibration, options.gptq};
 
   std::vector<SweepResult> results;
   for (const auto& point : points) {
-    Plan plan(point.codec, point.rules);
+    const auto specs = Plan(point.codec, point.rules).specs_for(checkpoint);
     auto start = std::chrono::steady_clock::now();
-    const EncodedCheckpoint encoded = encode_checkpoint(checkpoint, plan, threads);
+    const EncodedCheckpoint encoded = encode_checkpoint(checkpoint, specs, threads);
     const double encode_seconds = seconds_since(start);
     advance(options);
 
@@ -130,7 +130,28 @@ std::vector<std::string> int_n_sweep_specs() {
   return specs;
 }
 
-std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped) {
+// Relative MSE of all quantized tensors together: 4e-3 (step 0.046 on base9, 8.4 MB) to 4e-4
+// (step 0.0146, 13.4 MB); 1.35e-3 is base9's step 0.0299 (10.5 MB).
+constexpr const char* kEcsqTotalRelMse[] = {"0.004", "0.0028", "0.002", "0.00135", "0.001", "0.0008", "0.0006", "0.0004"};
+
+std::vector<std::string> ecsq_sweep_specs() {
+  std::vector<std::string> specs;
+  for (const char* t : kEcsqTotalRelMse) specs.push_back(std::string("ecsq:totalrelmse=") + t);
+  return specs;
+}
+
+std::vector<std::string> gptq_sweep_specs() {
+  std::vector<std::string> specs;
+  for (const auto& spec : ecsq_sweep_specs()) specs.push_back("gptq+" + spec);
+  for (int bits = 5; bits <= 8; ++bits) {
+    char k[32];
+    std::snprintf(k, sizeof k, "%g", std_clip_k(bits));
+    specs.push_back("gptq+int" + std::to_string(bits) + ":clip=std:" + k);
+  }
+  return specs;
+}
+
+std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped, bool calibrated) {
   std::vector<SweepPoint> all;
   for (const auto& spec : int_n_sweep_specs()) {
     std::string clip = spec.find(":clip=") == std::string::npos ? "absmax" : spec.substr(spec.find(":clip=") + 6);
@@ -154,6 +175,11 @@ std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped) {
     std::string spec = "lowrank:rank=" + std::to_string(rank) + "+int8";
     all.push_back({"tok_emb " + spec, "tok_emb lowrank+int8 (rest int6)", "int6", {"^tok_emb\\.weight$=" + spec}});
   }
+
+  for (const auto& spec : ecsq_sweep_specs()) all.push_back({spec, "ecsq shared step", spec, {}});
+  if (calibrated)
+    for (const auto& spec : gptq_sweep_specs())
+      all.push_back({spec, spec.starts_with("gptq+ecsq") ? "gptq ecsq shared step" : "gptq int-N std", spec, {}});
 
   std::vector<SweepPoint> known;
   for (auto& point : all) {

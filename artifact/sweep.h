@@ -15,6 +15,8 @@
 namespace pgolf {
 
 class Checkpoint;
+class Calibration;
+class GptqEngine;
 class Progress;
 
 struct SweepPoint {
@@ -51,6 +53,8 @@ struct SweepOptions {
   std::vector<std::string> compressors = {"zstd:22"};
   unsigned threads = 0;          // 0: all cores
   Progress* progress = nullptr;  // advanced by sweep_steps() in all
+  const Calibration* calibration = nullptr;  // for gptq points and the output-space error
+  const GptqEngine* gptq = nullptr;          // null: the CPU
   // val_bpb of a decoded artifact; called once per point (byte codecs are lossless).
   std::function<double(DecodedArtifact&&)> evaluate;
 };
@@ -67,11 +71,17 @@ bool is_symbol_group(const std::string& group);
 
 // int4 .. int8 under each clip rule (absmax, quantile:0.9999, std:K, mse), in that order.
 std::vector<std::string> int_n_sweep_specs();
+// ECSQ with one step shared by every quantized tensor, from coarse to fine: totalrelmse targets
+// whose artifacts span 8 to 13 MB on base9.
+std::vector<std::string> ecsq_sweep_specs();
+// What needs calibration: GPTQ over each ECSQ target and over int5..int8 with the SDClip rule.
+std::vector<std::string> gptq_sweep_specs();
 // The default sweep: int_n_sweep_specs(); kmeans K = 16, 64, 256, Lloyd and ECSQ (and ECSQ K = 256
 // at the lambda that beats int6 on base9); prune 1/3/5%
-// before int6; tok_emb low-rank (rank 16 .. 256, int8 factors) with int6 elsewhere. Points whose
-// codecs the registry does not know are left out, each with a line in `skipped`.
-std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped);
+// before int6; tok_emb low-rank (rank 16 .. 256, int8 factors) with int6 elsewhere; the ECSQ
+// ladder; with calibration, gptq_sweep_specs(). Points whose codecs the registry does not know are
+// left out, each with a line in `skipped`.
+std::vector<SweepPoint> default_sweep(std::vector<std::string>& skipped, bool calibrated = false);
 // A user's spec as a point: its family is the spec with every number written N.
 SweepPoint sweep_point(const std::string& spec);
 

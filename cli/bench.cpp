@@ -6,6 +6,7 @@
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "artifact/load.h"
 #include "artifact/sweep.h"
@@ -14,11 +15,13 @@
 #include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
+#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
 #include "cli/val_data.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "quant/calibration.h"
 #include "quant/safetensors.h"
 #include "trainer/eval.h"
 #include "trainer/shards.h"
@@ -40,6 +43,8 @@ int bench_main(int argc, char** argv) {
       ("compressors", "byte codecs, ';'-separated or repeated (default: zstd:22;zlib:9)", cxxopts::value<std::vector<std::string>>())
       ("eval-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try 8192)",
        cxxopts::value<int64_t>())
+      ("calibration", "input Hessians (pgolf calibrate): adds the GPTQ points to the default sweep and the output-space "
+                      "error tr(dW H dW^T) to every point", cxxopts::value<std::string>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
       ("device", "for --eval-tokens: auto, cpu or cuda (auto: cuda when a GPU is present)",
        cxxopts::value<std::string>()->default_value("auto"))
@@ -53,7 +58,8 @@ int bench_main(int argc, char** argv) {
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args, {},
                      "default sweep: int4..int8 under clip absmax, quantile:0.9999, std:K and mse; kmeans K=16/64/256, "
-                     "Lloyd and ECSQ; prune:0.01/0.03/0.05+int6; tok_emb lowrank:rank=16..256+int8 (int6 elsewhere). "
+                     "Lloyd and ECSQ; prune:0.01/0.03/0.05+int6; tok_emb lowrank:rank=16..256+int8 (int6 elsewhere); "
+                     "ecsq:totalrelmse=4e-3..4e-4; with --calibration, gptq+ over those and over int5..int8 (clip std). "
                      "Codecs the build lacks are skipped with a warning.\n"))
     return 0;
   require(args.count("inputs") > 0, "no input checkpoint given (pgolf bench --help)");
@@ -62,12 +68,15 @@ int bench_main(int argc, char** argv) {
   const bool as_json = args.count("json") > 0;
   const std::string out_dir = args["out"].as<std::string>();
 
+  std::optional<Calibration> calibration;
+  if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
+
   std::vector<SweepPoint> points;
   if (args.count("codecs")) {
     for (const auto& spec : list_flag_values(args, "codecs")) points.push_back(sweep_point(spec));
   } else {
     std::vector<std::string> skipped;
-    points = default_sweep(skipped);
+    points = default_sweep(skipped, calibration.has_value());
     for (const auto& line : skipped) std::fprintf(stderr, "warning: skipping %s\n", line.c_str());
   }
   require(!points.empty(), "no codec to sweep");
@@ -76,6 +85,8 @@ int bench_main(int argc, char** argv) {
   if (args.count("compressors")) sweep.compressors = list_flag_values(args, "compressors");
   else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
+  sweep.calibration = calibration ? &*calibration : nullptr;
+  sweep.gptq = gptq_engine();
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
   EvalOptions eval;
   std::vector<uint16_t> tokens;

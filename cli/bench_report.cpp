@@ -36,16 +36,18 @@ std::string joined(const std::vector<std::string>& parts, const char* separator)
 nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 // The error columns of CSV rows and JSON objects alike.
-constexpr const char* kErrorColumns = "sum_sq_error,relative_mse,snr_db,cosine";
+// The output-space error (tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)) is empty / null without calibration.
+constexpr const char* kErrorColumns = "sum_sq_error,relative_mse,snr_db,cosine,output_relative_error";
 std::string error_csv(const Distortion& d) {
   return printed("%.6g", d.sum_sq_error) + "," + printed("%.6g", d.relative_mse()) + "," + printed("%.4f", d.snr_db()) + "," +
-         printed("%.8f", d.cosine());
+         printed("%.8f", d.cosine()) + "," + (d.has_output() ? printed("%.6g", d.output_relative_error()) : std::string());
 }
 nlohmann::json error_json(const Distortion& d) {
   return {{"sum_sq_error", d.sum_sq_error},
           {"relative_mse", finite_or_null(d.relative_mse())},
           {"snr_db", finite_or_null(d.snr_db())},
-          {"cosine", d.cosine()}};
+          {"cosine", d.cosine()},
+          {"output_relative_error", d.has_output() ? finite_or_null(d.output_relative_error()) : nlohmann::json(nullptr)}};
 }
 
 // One polyline per (family, compressor): colour by family, dashed after the first compressor.
@@ -99,14 +101,16 @@ std::pair<double, Distortion> class_totals(const SweepResult& r, const std::stri
 std::string bench_markdown(std::span<const SweepResult> results) {
   std::string md =
       "| codec | compressor | artifact bytes | bits/param | entropy B (groups) | entropy B (per tensor) | rel. MSE | SNR dB | cosine | "
-      "encode s | decode s | val_bpb |\n"
-      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "output rel. error | encode s | decode s | val_bpb |\n"
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   auto bytes = [](double v) { return with_commas(static_cast<uint64_t>(std::llround(v))); };
   for (const auto& r : results)
     md += "| " + r.point.label + " | " + r.compressor + " | " + with_commas(r.artifact_bytes) + " | " +
           printed("%.3f", r.bits_per_parameter()) + " | " + bytes(r.symbol_entropy_bytes) + " | " + bytes(r.tensor_entropy_bytes) +
           " | " + printed("%.3e", r.quantized.relative_mse()) + " | " + printed("%.2f", r.quantized.snr_db()) + " | " +
-          printed("%.6f", r.quantized.cosine()) + " | " + printed("%.2f", r.encode_seconds) + " | " +
+          printed("%.6f", r.quantized.cosine()) + " | " +
+          (r.quantized.has_output() ? printed("%.3e", r.quantized.output_relative_error()) : std::string("-")) + " | " +
+          printed("%.2f", r.encode_seconds) + " | " +
           printed("%.2f", r.decode_seconds) + " | " + (r.val_bpb ? printed("%.5f", *r.val_bpb) : std::string("-")) + " |\n";
   return md;
 }
@@ -188,6 +192,15 @@ std::vector<PlotFile> bench_plots(std::span<const SweepResult> results) {
                    svg_plot({"Artifact bytes vs relative MSE of the quantized tensors", "artifact bytes", "relative MSE",
                              false, true},
                             mse)});
+  auto output = series_by_family(results, [](const SweepResult& r) -> Point {
+    if (!r.quantized.has_output()) return std::nullopt;
+    return std::make_pair(static_cast<double>(r.artifact_bytes), r.quantized.output_relative_error());
+  });
+  if (!output.empty())
+    plots.push_back({"rd_bytes_vs_output_error.svg",
+                     svg_plot({"Artifact bytes vs output error tr(dW H dW^T) / tr(W H W^T) of the calibrated matrices",
+                               "artifact bytes", "output relative error", false, true},
+                              output)});
 
   // A broken model (val_bpb several times the best) would flatten every useful curve: points above
   // kBpbPlotLimit times the best are left out of the plot (not the tables), and the title says how many.

@@ -13,5 +13,6 @@ int data_main(int argc, char** argv);
 int train_main(int argc, char** argv);
 int bench_main(int argc, char** argv);
 int sensitivity_main(int argc, char** argv);
+int calibrate_main(int argc, char** argv);
 
 }  // namespace pgolf::cli

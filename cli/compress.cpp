@@ -18,6 +18,8 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "cli/gptq_engine.h"
+#include "quant/calibration.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
@@ -32,7 +34,18 @@ nlohmann::json distortion_json(const Distortion& d) {
           {"relative_mse", finite_or_null(d.relative_mse())},
           {"snr_db", finite_or_null(d.snr_db())},
           {"cosine", d.cosine()},
-          {"max_abs_error", d.max_abs_error}};
+          {"max_abs_error", d.max_abs_error},
+          {"output_relative_error", d.has_output() ? finite_or_null(d.output_relative_error()) : nlohmann::json(nullptr)},
+          {"output_sq_error", d.has_output() ? nlohmann::json(d.output_sq_error) : nlohmann::json(nullptr)}};
+}
+
+// "rel_mse 1.234e-04", and the output-space error where the tensor is calibrated.
+std::string error_text(const std::string& codec, const Distortion& d) {
+  if (codec == kRawSpec) return "exact";
+  char buf[96];
+  int n = std::snprintf(buf, sizeof buf, "rel_mse %.3e", d.relative_mse());
+  if (d.has_output()) std::snprintf(buf + n, sizeof buf - n, "  out_rel %.3e", d.output_relative_error());
+  return buf;
 }
 
 void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, const Distortion& quantized,
@@ -40,11 +53,7 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
   size_t n = r.tensors.size();
   for (size_t i = 0; i < n; ++i) {
     const auto& t = r.tensors[i];
-    std::string err = t.codec == kRawSpec ? std::string("exact") : [&] {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "rel_mse %.3e", t.distortion.relative_mse());
-      return std::string(buf);
-    }();
+    std::string err = error_text(t.codec, t.distortion);
     std::printf("[%3zu/%zu] %-34s %-12s %4s -> %-24s %11s B -> %11s B  %s\n", i + 1, n, t.name.c_str(),
                 shape_string(t.shape).c_str(), std::string(dtype_name(t.dtype)).c_str(), t.codec.c_str(),
                 with_commas(t.input_bytes).c_str(), with_commas(static_cast<uint64_t>(std::llround(t.stored_bytes))).c_str(),
@@ -60,6 +69,9 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
   std::printf("quantized:   %s parameters, rel_mse %.4e, snr %.2f dB, cosine %.6f, max_abs_error %.4g\n",
               with_commas(quantized.count).c_str(), quantized.relative_mse(), quantized.snr_db(), quantized.cosine(),
               quantized.max_abs_error);
+  if (quantized.has_output())
+    std::printf("output:      tr(dW H dW^T) / tr(W H W^T) %.4e over %lld calibrated matrices\n",
+                quantized.output_relative_error(), static_cast<long long>(quantized.output_tensors));
   std::printf("all tensors: rel_mse %.4e, snr %.2f dB, cosine %.6f\n", all.relative_mse(), all.snr_db(), all.cosine());
   std::printf("time:        %.2f s\n", seconds);
 }
@@ -67,12 +79,14 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
 // The budget solver's choice: per tensor its spec, estimated bytes and error; then how the
 // estimate compared with the artifact.
 void print_budget_plan(const BudgetPlan& plan, uint64_t budget, uint64_t artifact_bytes) {
-  std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d attempt%s to fit %s B\n",
+  std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d attempt%s to fit %s B, minimising %s\n",
               plan.candidates.size(), plan.tensors.size(), plan.attempts, plan.attempts == 1 ? "" : "s",
-              with_commas(budget).c_str());
-  for (const auto& t : plan.tensors)
-    std::printf("  %-34s %-40s est. %11s B  rel_mse %.3e  weight %g\n", t.name.c_str(), t.spec.c_str(),
-                with_commas(static_cast<uint64_t>(std::llround(t.estimated_bytes))).c_str(), t.distortion.relative_mse(), t.weight);
+              with_commas(budget).c_str(), plan.output_space ? "output error tr(dW H dW^T)" : "squared weight error");
+  for (const auto& t : plan.tensors) {
+    std::string err = error_text(t.spec, t.distortion);
+    std::printf("  %-34s %-40s est. %11s B  %s  weight %g\n", t.name.c_str(), t.spec.c_str(),
+                with_commas(static_cast<uint64_t>(std::llround(t.estimated_bytes))).c_str(), err.c_str(), t.weight);
+  }
   double actual = static_cast<double>(artifact_bytes);
   std::printf("  estimated %s B, built %s B (estimate %+.2f%%)\n\n",
               with_commas(static_cast<uint64_t>(std::llround(plan.estimated_bytes))).c_str(), with_commas(artifact_bytes).c_str(),
@@ -85,7 +99,7 @@ nlohmann::json budget_plan_json(const BudgetPlan& plan) {
     tensors.push_back({{"name", t.name}, {"codec", t.spec}, {"estimated_bytes", t.estimated_bytes}, {"weight", t.weight},
                        {"distortion", distortion_json(t.distortion)}});
   return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"estimated_bytes", plan.estimated_bytes},
-          {"tensors", tensors}};
+          {"output_space", plan.output_space}, {"tensors", tensors}};
 }
 
 }  // namespace
@@ -97,7 +111,8 @@ int compress_main(int argc, char** argv) {
   options.add_options()
       ("o,output", "artifact to write (.pgz)", cxxopts::value<std::string>())
       ("codec", "codec for large 2-D float tensors: intN[:clip=absmax|quantile:P|std:K|mse], "
-                "ecsq:relmse=R|bits=B|step=S|totalrelmse=T, fp16, bf16, fp32; or 'lossless': every tensor exact",
+                "ecsq:relmse=R|bits=B|step=S|totalrelmse=T, gptq+GRID (GRID intN or ecsq; needs --calibration), "
+                "fp16, bf16, fp32; or 'lossless': every tensor exact",
        cxxopts::value<std::string>()->default_value("int6"))
       ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, rans, none; "
                      "auto: per group the smallest of rans, zstd:22, zlib:9",
@@ -106,8 +121,11 @@ int compress_main(int argc, char** argv) {
        cxxopts::value<std::vector<std::string>>())
       ("budget", "fail (exit 2, nothing written) unless the artifact fits in this many bytes (decimal; 16000000 = Parameter Golf's cap)",
        cxxopts::value<std::string>())
-      ("auto", "with --budget: choose each quantized tensor's codec from --candidates for the least squared error that fits")
-      ("candidates", "for --auto: codec specs, ';'-separated or repeated (default: int4..int8 under every clip, kmeans and prune variants)",
+      ("calibration", "input Hessians from pgolf calibrate: GPTQ's, and the output-space error tr(dW H dW^T) reported "
+                      "and (--auto) minimised", cxxopts::value<std::string>())
+      ("auto", "with --budget: choose each quantized tensor's codec from --candidates for the least error that fits")
+      ("candidates", "for --auto: codec specs, ';'-separated or repeated (default: int4..int8 under every clip, kmeans, "
+                     "prune, ECSQ shared steps and, with --calibration, GPTQ over ECSQ and int-N)",
        cxxopts::value<std::vector<std::string>>())
       ("sensitivity", "for --auto: JSON {\"tensor\": weight} scaling each tensor's squared error (default 1)",
        cxxopts::value<std::string>())
@@ -135,13 +153,21 @@ int compress_main(int argc, char** argv) {
   if (!dry_run && !args.count("force") && std::filesystem::exists(output))
     throw InputError(output + ": exists; pass --force to replace it");
 
+  std::optional<Calibration> calibration;
+  if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
+  const Calibration* calibrated = calibration ? &*calibration : nullptr;
+  const GptqEngine* gptq = gptq_engine();
+
   CompressResult result;
   std::optional<BudgetPlan> budget_plan;
   if (args.count("auto")) {
     require(budget.has_value(), "--auto needs --budget BYTES");
     BudgetPlanOptions auto_options;
-    auto_options.candidates = args.count("candidates") ? list_flag_values(args, "candidates") : default_budget_candidates();
+    auto_options.candidates =
+        args.count("candidates") ? list_flag_values(args, "candidates") : default_budget_candidates(calibrated != nullptr);
     auto_options.rules = rules;
+    auto_options.calibration = calibrated;
+    auto_options.gptq = gptq;
     if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
     auto_options.threads = args["threads"].as<unsigned>();
     Progress progress("measuring candidates", auto_options.candidates.size());
@@ -150,7 +176,8 @@ int compress_main(int argc, char** argv) {
     result = std::move(budget_plan->artifact);
   } else {
     Progress progress("encoding", checkpoint.tensors().size());
-    result = compress_checkpoint(checkpoint, plan, *compressor, {args["threads"].as<unsigned>(), &progress});
+    result = compress_checkpoint(checkpoint, plan.specs_for(checkpoint), *compressor,
+                                 {args["threads"].as<unsigned>(), &progress, calibrated, gptq});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -179,6 +206,7 @@ int compress_main(int argc, char** argv) {
     j["quantized"] = distortion_json(quantized);
     j["quantized_parameters"] = quantized.count;
     j["all"] = distortion_json(all);
+    if (calibration) j["calibration"] = calibration->path();
     j["seconds"] = seconds;
     if (budget) j["budget"] = *budget;
     j["written"] = !dry_run && (!budget || result.bytes.size() <= *budget);

@@ -31,12 +31,18 @@ std::string describe_device(const std::string& device, int threads) {
   return "cpu, " + std::to_string(threads) + " threads";
 }
 
-Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const Tokenizer& tokenizer) {
+Model<float> model_of(const std::map<std::string, FloatTensor>& tensors) {
   const ModelConfig config = ModelConfig::from_tensors(tensors);
-  require(tokenizer.vocab_size() == config.vocab, tokenizer.path() + ": tokenizer vocab " +
-                                                      std::to_string(tokenizer.vocab_size()) + " != model vocab " +
-                                                      std::to_string(config.vocab));
   return Model<float>(config, params_from_tensors<float>(config, tensors));
+}
+
+Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const Tokenizer& tokenizer) {
+  Model<float> model = model_of(tensors);
+  require(tokenizer.vocab_size() == model.config().vocab, tokenizer.path() + ": tokenizer vocab " +
+                                                              std::to_string(tokenizer.vocab_size()) +
+                                                              " != model vocab " +
+                                                              std::to_string(model.config().vocab));
+  return model;
 }
 
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
@@ -46,6 +52,33 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 #endif
   (void)device;
   return evaluate(model, tokens, bytes, options);
+}
+
+std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
+                                        std::span<const uint16_t> tokens, int seq_len, const std::string& source,
+                                        int threads, bool overwrite, const WorkDone& done) {
+  const std::vector<TokenWindow> windows = calibration_windows(tokens, seq_len);
+#ifdef PGOLF_HAVE_CUDA
+  const InputMoments moments = device == "cuda" ? input_moments_cuda(model, windows, done)
+                                                : input_moments(model, windows, threads, done);
+#else
+  (void)device;
+  const InputMoments moments = input_moments(model, windows, threads, done);
+#endif
+  std::vector<WeightHessian> hessians = weight_hessians(moments);
+  write_hessians(path, hessians, moments.positions(), seq_len, source, overwrite);
+  return hessians;
+}
+
+std::vector<uint16_t> self_generate_on(const std::string& device, const Model<float>& model,
+                                       const SamplingOptions& options, int threads, const WorkDone& done) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") return self_generate_cuda(model, options, done);
+#endif
+  (void)device;
+  return self_generate(options, model.config().vocab, static_cast<size_t>(options.sequences),
+                       [&](std::span<const TokenWindow> prefixes) { return model.last_logits(prefixes, threads); },
+                       done);
 }
 
 }  // namespace pgolf::cli

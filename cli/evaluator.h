@@ -1,13 +1,15 @@
-// What the evaluating subcommands (eval, bench --eval-tokens, sensitivity) share: the model built
-// from float tensors and checked against the tokenizer, and where it runs (the CPU reference or a
-// CUDA GPU held to it), so all take the same --device values.
+// What the subcommands that run the model (eval, bench --eval-tokens, sensitivity, calibrate, train
+// --calibrate) share: the model built from float tensors (and checked against the tokenizer), and
+// where it runs (the CPU reference or a CUDA GPU held to it), so all take the same --device values.
 #pragma once
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "artifact/load.h"
 
+#include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
 #include "trainer/tokenizer.h"
@@ -21,11 +23,23 @@ std::string choose_device(const std::string& requested);
 // "cuda (NVIDIA H200)" or "cpu, 2 threads", for reports.
 std::string describe_device(const std::string& device, int threads);
 
-// The model the tensors describe; InputError when they describe none or its vocab is not the
-// tokenizer's.
+// The model the tensors describe; InputError when they describe none.
+Model<float> model_of(const std::map<std::string, FloatTensor>& tensors);
+
+// model_of, and InputError when its vocab is not the tokenizer's.
 Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const Tokenizer& tokenizer);
 
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                        const ByteTable& bytes, const EvalOptions& options);
+
+// The Hessians of the model's matrices on tokens (whole windows of seq_len, every token an input),
+// computed on the device and written to path (write_hessians); returns them, for the report.
+std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
+                                        std::span<const uint16_t> tokens, int seq_len, const std::string& source,
+                                        int threads, bool overwrite, const WorkDone& done);
+
+// Sequences the model samples itself (self_generate), on the device.
+std::vector<uint16_t> self_generate_on(const std::string& device, const Model<float>& model,
+                                       const SamplingOptions& options, int threads, const WorkDone& done);
 
 }  // namespace pgolf::cli

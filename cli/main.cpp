@@ -25,6 +25,7 @@ constexpr Subcommand kSubcommands[] = {
     {"train", pgolf::cli::train_main, "train the baseline model (Muon + Adam) on Parameter Golf shards; bf16 checkpoint + resumable state"},
     {"bench", pgolf::cli::bench_main, "rate-distortion sweep: bytes, error, time and val_bpb per codec; table, CSV, JSON, SVG plots"},
     {"sensitivity", pgolf::cli::sensitivity_main, "per-tensor loss increase per unit of squared error, for compress --auto --sensitivity"},
+    {"calibrate", pgolf::cli::calibrate_main, "input Hessians X^T X / n of the quantized matrices on train or self-generated tokens, for compress --calibration"},
 };
 
 void usage(std::FILE* out) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "artifact/load.h"
 #include "cli/command.h"
@@ -19,6 +20,8 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "cli/gptq_engine.h"
+#include "quant/calibration.h"
 #include "quant/distortion.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
@@ -51,6 +54,7 @@ int sensitivity_main(int argc, char** argv) {
       ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
       ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
                 "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value("int4"))
+      ("calibration", "input Hessians (pgolf calibrate), for a gptq probe codec", cxxopts::value<std::string>())
       ("rule", "REGEX=SPEC, as for compress: which tensors the plan quantizes (only those are probed)",
        cxxopts::value<std::vector<std::string>>())
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
@@ -93,15 +97,31 @@ int sensitivity_main(int argc, char** argv) {
   for (const auto& ref : checkpoint.tensors())
     if (plan.codec_for(ref.name, ref.dtype, ref.shape) == probe_codec->spec()) probes.push_back({ref.name});
   require(!probes.empty(), "the plan quantizes no tensor of this checkpoint with " + probe_spec);
+  // The probe is fitted on every probed tensor at once, as compress fits it (ecsq:totalrelmse's
+  // shared step means the same thing here), though each tensor is then quantized alone.
+  std::optional<Calibration> calibration;
+  if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
+  std::vector<FitTensor> fit;
+  for (const auto& p : probes) {
+    const FloatTensor& t = tensors.at(p.name);
+    fit.push_back({p.name, t.values, TensorShape{t.shape}, calibration ? calibration->find(p.name) : nullptr});
+  }
+  const FittedCodecs probe_codecs = fit_tensor_codec(probe_spec, fit, {gptq_engine()});
 
   const double base_loss = loss_of(tensors);
   {
     Progress progress("sensitivity", probes.size());
-    for (auto& p : probes) {
+    for (size_t i = 0; i < probes.size(); ++i) {
+      Probe& p = probes[i];
+      const TensorCodec& codec = *probe_codecs[i];
       FloatTensor& t = tensors.at(p.name);
       const std::vector<float> original = t.values;
       const TensorShape shape{t.shape};
-      t.values = decode_streams(*probe_codec, probe_codec->encode(original, shape), shape);
+      try {
+        t.values = decode_streams(codec, codec.encode(original, shape), shape);
+      } catch (const InputError& e) {
+        throw InputError("tensor '" + p.name + "': " + e.what());
+      }
       p.sum_sq_error = Distortion::measure(original, t.values).sum_sq_error;
       p.loss = loss_of(tensors);
       t.values = original;

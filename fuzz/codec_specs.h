@@ -60,6 +60,8 @@ inline const std::vector<std::unique_ptr<TensorCodec>>& tensor_codecs() {
         "prune:0.1+int6", "prune:threshold=0.5+int4", "prune:0.5,scope=row+fp16",
         "lowrank:rank=2+fp16", "lowrank:energy=0.9+int8",
         "int6+lrcorr:rank=2", "int4+lrcorr:rank=1,factors=fp16",
+        // Encoding needs a Hessian (an InputError without one); decoding is the grid's.
+        "gptq+int6", "gptq:order=natural+ecsq:step=0.1", "gptq+ecsq:step=0.1+lrcorr:rank=1,weight=hessian",
     };
     std::vector<std::unique_ptr<TensorCodec>> out;
     for (const char* spec : specs) {

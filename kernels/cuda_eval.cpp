@@ -43,20 +43,61 @@ struct CudaModel::State {
   DeviceBuffer<float> x0, x, normed, qkv, heads_out, projected, hidden, logits;
   std::vector<DeviceBuffer<float>> encoder_outputs;  // the U-Net skips
   DeviceBuffer<double> losses;
+  // x xᵀ summed over one forward's rows, per matrix input (matrix_inputs' order); made on first use.
+  std::vector<DeviceBuffer<float>> moment_sums;
 
   ~State() {
     if (gemm.handle) cublasDestroy(gemm.handle);
   }
-  void forward(int windows, int seq_len);
+  // Checks the windows and uploads them: all of their tokens as inputs, or (with_targets) all but
+  // the last as inputs and all but the first as targets. Returns the inputs per window.
+  int upload(std::span<const TokenWindow> windows, bool with_targets);
+  // capture: sum x xᵀ of every matrix input into moment_sums.
+  void forward(int windows, int seq_len, bool capture);
 };
 
-// trainer/model.cpp's forward, kernel by kernel, for `windows` sequences of seq_len tokens.
-void CudaModel::State::forward(int windows, int seq_len) {
+int CudaModel::State::upload(std::span<const TokenWindow> windows, bool with_targets) {
+  require(!windows.empty(), "CudaModel: no windows");
+  const size_t length = windows[0].size(), targets_per_token = with_targets ? 1 : 0;
+  require(length > targets_per_token && length - targets_per_token <= static_cast<size_t>(max_seq_len),
+          "CudaModel: a window of " + std::to_string(length) + " tokens; it takes " +
+              std::to_string(1 + targets_per_token) + " to " + std::to_string(max_seq_len + targets_per_token));
+  require(windows.size() <= static_cast<size_t>(max_windows),
+          "CudaModel: " + std::to_string(windows.size()) + " windows, more than the " + std::to_string(max_windows) +
+              " it was made for");
+  const size_t seq_len = length - targets_per_token;
+  std::vector<uint16_t> host_inputs, host_targets;
+  host_inputs.reserve(windows.size() * seq_len);
+  host_targets.reserve(with_targets ? windows.size() * seq_len : 0);
+  for (const TokenWindow& w : windows) {
+    require(w.size() == length, "CudaModel: windows of different lengths in one call");
+    const auto outside = std::find_if(w.begin(), w.end(), [&](uint16_t t) { return t >= config.vocab; });
+    require(outside == w.end(), "token id " + std::to_string(outside == w.end() ? 0 : *outside) +
+                                    " is outside the model's vocab of " + std::to_string(config.vocab));
+    host_inputs.insert(host_inputs.end(), w.begin(), w.begin() + seq_len);
+    if (with_targets) host_targets.insert(host_targets.end(), w.begin() + 1, w.end());
+  }
+  inputs.upload(host_inputs);
+  targets.upload(host_targets);
+  return static_cast<int>(seq_len);
+}
+
+// trainer/model.cpp's forward, kernel by kernel, for `windows` sequences of seq_len tokens, up to
+// the logits (raw: the softcap is the loss kernel's, or last_logits').
+void CudaModel::State::forward(int windows, int seq_len, bool capture) {
   const ModelConfig& c = config;
   const int rows = windows * seq_len;
   const int d = c.head_dim();
   const int encoders = c.encoder_layers();
   const size_t stream_bytes = static_cast<size_t>(rows) * c.dim * sizeof(float);  // one [rows, C] activation
+  // Where the CPU forward hands its observer a matrix input X [rows, dim]: column-major, its memory
+  // is Xᵀ [dim, rows], so Xᵀ (Xᵀ)ᵀ = XᵀX.
+  auto observe = [&](int block, MatrixInput input, const float* x) {
+    if (!capture) return;
+    const int dim = input_dim(c, input);
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, dim, dim, rows, 1, x, dim, x, dim, 0, moment_sums[input_index(c, block, input)].data(),
+         dim);
+  };
   cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), rows, c.dim, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   for (int i = 0; i < c.layers; ++i) {
@@ -67,15 +108,19 @@ void CudaModel::State::forward(int windows, int seq_len) {
                        skip_weights.data() + decoder * c.dim, rows, c.dim, x.data(), stream);
     cuda::scaled_sum(x.data(), w.resid_mix.data(), x0.data(), w.resid_mix.data() + c.dim, rows, c.dim, x.data(),
                      normed.data(), stream);
+    observe(i, MatrixInput::kAttention, normed.data());
     linear(gemm, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
     cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
                        w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
+    observe(i, MatrixInput::kAttentionOutput, heads_out.data());
     linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
     cuda::scaled_sum(x.data(), nullptr, projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), normed.data(),
                      stream);
+    observe(i, MatrixInput::kMlp, normed.data());
     linear(gemm, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
     cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, hidden.data(), stream);
+    observe(i, MatrixInput::kMlpHidden, hidden.data());
     linear(gemm, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
     // After the last block, the final norm in the same pass.
     cuda::scaled_sum(x.data(), nullptr, projected.data(), w.mlp_scale.data(), rows, c.dim, x.data(),
@@ -84,9 +129,8 @@ void CudaModel::State::forward(int windows, int seq_len) {
       PGOLF_CUDA_CHECK(
           cudaMemcpyAsync(encoder_outputs[i].data(), x.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   }
+  observe(-1, MatrixInput::kHead, normed.data());
   linear(gemm, normed.data(), tok_emb.data(), rows, c.dim, c.vocab, logits.data());
-  cuda::softcap_cross_entropy(logits.data(), targets.data(), rows, c.vocab, static_cast<float>(c.logit_softcap),
-                              losses.data(), stream);
 }
 
 CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len) : state_(std::make_unique<State>()) {
@@ -141,29 +185,42 @@ CudaModel::~CudaModel() = default;
 std::vector<double> CudaModel::token_losses(std::span<const TokenWindow> windows) {
   State& s = *state_;
   if (windows.empty()) return {};
-  const size_t length = windows[0].size();
-  require(length >= 2 && length - 1 <= static_cast<size_t>(s.max_seq_len),
-          "CudaModel: a window of " + std::to_string(length) + " tokens; it takes 2 to " +
-              std::to_string(s.max_seq_len + 1));
-  require(windows.size() <= static_cast<size_t>(s.max_windows),
-          "CudaModel: " + std::to_string(windows.size()) + " windows, more than the " +
-              std::to_string(s.max_windows) + " it was made for");
-  const int seq_len = static_cast<int>(length - 1);
-  std::vector<uint16_t> inputs, targets;
-  inputs.reserve(windows.size() * seq_len);
-  targets.reserve(windows.size() * seq_len);
-  for (const TokenWindow& w : windows) {
-    require(w.size() == length, "CudaModel: windows of different lengths in one call");
-    const auto outside = std::find_if(w.begin(), w.end(), [&](uint16_t t) { return t >= s.config.vocab; });
-    require(outside == w.end(), "token id " + std::to_string(outside == w.end() ? 0 : *outside) +
-                                    " is outside the model's vocab of " + std::to_string(s.config.vocab));
-    inputs.insert(inputs.end(), w.begin(), w.end() - 1);
-    targets.insert(targets.end(), w.begin() + 1, w.end());
+  const int seq_len = s.upload(windows, true);
+  const int rows = static_cast<int>(windows.size()) * seq_len;
+  s.forward(static_cast<int>(windows.size()), seq_len, false);
+  cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), rows, s.config.vocab,
+                              static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
+  return s.losses.download(static_cast<size_t>(rows));
+}
+
+void CudaModel::add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments) {
+  State& s = *state_;
+  require(moments.config().describe() == s.config.describe(), "CudaModel: moments of another model");
+  const std::vector<InputSlot> slots = matrix_inputs(s.config);
+  if (s.moment_sums.empty())
+    for (const InputSlot& slot : slots) s.moment_sums.emplace_back(static_cast<size_t>(input_dim(s.config, slot.input)) *
+                                                                   input_dim(s.config, slot.input));
+  const int seq_len = s.upload(windows, false);
+  s.forward(static_cast<int>(windows.size()), seq_len, true);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int dim = input_dim(s.config, slots[i].input);
+    const std::vector<float> sum = s.moment_sums[i].download();
+    moments.sum(slots[i].block, slots[i].input) += Eigen::Map<const Matrix<float>>(sum.data(), dim, dim).cast<double>();
   }
-  s.inputs.upload(inputs);
-  s.targets.upload(targets);
-  s.forward(static_cast<int>(windows.size()), seq_len);
-  return s.losses.download(inputs.size());
+  moments.add_positions(static_cast<int64_t>(windows.size()) * seq_len);
+}
+
+Matrix<float> CudaModel::last_logits(std::span<const TokenWindow> windows) {
+  State& s = *state_;
+  const int seq_len = s.upload(windows, false);
+  s.forward(static_cast<int>(windows.size()), seq_len, false);
+  const size_t vocab = static_cast<size_t>(s.config.vocab), row_bytes = vocab * sizeof(float);
+  Matrix<float> logits(static_cast<Eigen::Index>(windows.size()), s.config.vocab);
+  // Row seq_len - 1 of every window: one strided copy.
+  PGOLF_CUDA_CHECK(cudaMemcpy2D(logits.data(), row_bytes, s.logits.data() + (seq_len - 1) * vocab, seq_len * row_bytes,
+                                row_bytes, windows.size(), cudaMemcpyDeviceToHost));
+  const float cap = static_cast<float>(s.config.logit_softcap);
+  return (cap * (logits.array() / cap).tanh()).matrix();  // the softcap, as Model<float> applies it
 }
 
 bool cuda_available() {
@@ -190,6 +247,30 @@ EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> to
   CudaModel gpu(model, windows_per_call, options.seq_len);
   return evaluate_windows(tokens, bytes, model.config().vocab, options, static_cast<size_t>(windows_per_call),
                           [&](std::span<const TokenWindow> windows) { return gpu.token_losses(windows); });
+}
+
+InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,
+                                const WorkDone& done) {
+  require(!windows.empty() && !windows[0].empty(), "no windows to run");
+  const int seq_len = static_cast<int>(windows[0].size());
+  const size_t per_call = std::min(static_cast<size_t>(std::max(1, kTokensPerCall / seq_len)), windows.size());
+  CudaModel gpu(model, static_cast<int>(per_call), seq_len);
+  InputMoments moments(model.config());
+  for (size_t first = 0; first < windows.size(); first += per_call) {
+    const size_t count = std::min(per_call, windows.size() - first);
+    gpu.add_input_moments(windows.subspan(first, count), moments);
+    if (done) done(count);
+  }
+  return moments;
+}
+
+std::vector<uint16_t> self_generate_cuda(const Model<float>& model, const SamplingOptions& options,
+                                         const WorkDone& done) {
+  options.validate(model.config().vocab);  // before sizing the GPU model by them
+  const int64_t per_call = std::min<int64_t>(std::max(1, kTokensPerCall / options.seq_len), options.sequences);
+  CudaModel gpu(model, static_cast<int>(per_call), options.seq_len);
+  return self_generate(options, model.config().vocab, static_cast<size_t>(per_call),
+                       [&](std::span<const TokenWindow> prefixes) { return gpu.last_logits(prefixes); }, done);
 }
 
 }  // namespace pgolf

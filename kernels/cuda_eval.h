@@ -1,12 +1,14 @@
 // The model's forward pass on a CUDA GPU in fp32 (cuBLAS GEMMs with TF32 off, the kernels of
-// forward_kernels.h), for val_loss and val_bpb: the same numbers as the CPU Model<float> to fp32
-// rounding, many sequences per launch. Plain C++ interface: no CUDA header needed to use it.
+// forward_kernels.h), for val_loss and val_bpb, calibration Hessians and sampling: the same numbers
+// as the CPU Model<float> to fp32 rounding, many sequences per launch. Plain C++ interface: no CUDA
+// header needed to use it.
 #pragma once
 #include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
 
@@ -29,6 +31,16 @@ class CudaModel {
   // must all have the same length, at most max_seq_len + 1, and there may be at most max_windows.
   std::vector<double> token_losses(std::span<const TokenWindow> windows);
 
+  // As Model::observe_inputs summed by InputMoments::add: the forward of the windows (all of their
+  // tokens inputs: one length, at most max_seq_len; at most max_windows of them), adding x xᵀ of
+  // every matrix input and the windows' positions to moments. Precision: each input's sum over
+  // this call's rows is fp32 on the GPU (a cuBLAS GEMM, plain fp32 FMA), then added in double.
+  void add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments);
+
+  // Model::last_logits: softcapped logits [windows, vocab] of the last position of every window
+  // (windows as add_input_moments takes them).
+  Matrix<float> last_logits(std::span<const TokenWindow> windows);
+
  private:
   struct State;
   std::unique_ptr<State> state_;
@@ -37,5 +49,13 @@ class CudaModel {
 // evaluate() on the GPU: same options (stride included; threads unused), windows and byte counting.
 EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
                          const EvalOptions& options);
+
+// input_moments() on the GPU: the same windows, 64K tokens per forward.
+InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,
+                                const WorkDone& done = {});
+
+// self_generate() with the GPU's logits, up to 64K prefix tokens per forward.
+std::vector<uint16_t> self_generate_cuda(const Model<float>& model, const SamplingOptions& options,
+                                         const WorkDone& done = {});
 
 }  // namespace pgolf

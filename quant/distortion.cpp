@@ -29,6 +29,15 @@ void Distortion::add(const Distortion& o) {
   dot += o.dot;
   max_abs_error = std::max(max_abs_error, o.max_abs_error);
   count += o.count;
+  output_sq_error += o.output_sq_error;
+  output_sq_reference += o.output_sq_reference;
+  output_tensors += o.output_tensors;
+}
+
+double Distortion::output_relative_error() const {
+  if (!has_output()) return std::numeric_limits<double>::quiet_NaN();
+  if (output_sq_reference > 0) return output_sq_error / output_sq_reference;
+  return output_sq_error > 0 ? std::numeric_limits<double>::infinity() : 0.0;
 }
 
 double Distortion::mse() const { return count ? sum_sq_error / static_cast<double>(count) : 0.0; }

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/spec.h"
-#include "quant/tensor_codec.h"
+#include "quant/scalar_grid.h"
 #include "quant/tensor_codec_registry.h"
 
 namespace pgolf {
@@ -121,31 +121,35 @@ struct EcsqRule {
   }
 };
 
-class EcsqCodec final : public TensorCodec {
+class EcsqCodec final : public ScalarGridCodec {
  public:
   explicit EcsqCodec(EcsqRule rule) : rule_(rule) {}
   std::string spec() const override { return rule_.spec(); }
   bool is_passthrough() const override { return false; }
+  FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const override;
 
-  std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
-    require_finite(values, spec());
-    size_t rows = rule_.per_row ? static_cast<size_t>(shape.rows()) : 1;
-    size_t cols = rows == 0 ? 0 : values.size() / rows;
-    std::vector<float> steps(rows);
-    std::vector<int32_t> q(values.size());
+  ScalarGrid grid(std::span<const float> values, const TensorShape& shape) const override {
+    const int64_t rows = shape.rows(), cols = shape.cols();
+    ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), kMaxSymbol};
+    if (!rule_.per_row) {
+      std::fill(g.row_steps.begin(), g.row_steps.end(), rule_.choose_step(values));
+      return g;
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      g.row_steps[r] = rule_.choose_step(values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+    return g;
+  }
+
+  std::vector<Stream> write(std::span<const int32_t> q, const ScalarGrid& grid, const TensorShape& shape) const override {
+    const int64_t cols = shape.cols();
     int32_t widest = 0;
-    for (size_t r = 0; r < rows; ++r) {
-      auto part = values.subspan(r * cols, cols);
-      steps[r] = rule_.choose_step(part);
-      float inv = 1.0f / steps[r];
-      for (size_t i = 0; i < cols; ++i) {
-        q[r * cols + i] = static_cast<int32_t>(std::nearbyint(part[i] * inv));
-        widest = std::max(widest, std::abs(q[r * cols + i]));
-        // Rounding up near the float maximum can step past it: refuse rather than decode Inf.
-        if (!std::isfinite(static_cast<float>(q[r * cols + i]) * steps[r]))
-          throw InputError(spec() + ": value " + std::to_string(part[i]) + " at index " + std::to_string(r * cols + i) +
-                           " rounds past the float range with step " + std::to_string(steps[r]));
-      }
+    for (size_t i = 0; i < q.size(); ++i) {
+      widest = std::max(widest, std::abs(q[i]));
+      // Rounding up near the float maximum can step past it: refuse rather than decode Inf.
+      const int64_t row = static_cast<int64_t>(i) / cols;
+      if (!std::isfinite(grid.value(row, q[i])))
+        throw InputError(spec() + ": symbol " + std::to_string(q[i]) + " at index " + std::to_string(i) +
+                         " decodes past the float range with step " + std::to_string(grid.row_steps[row]));
     }
     Stream symbols;
     if (widest <= kMaxNarrowSymbol) {
@@ -159,8 +163,10 @@ class EcsqCodec final : public TensorCodec {
         symbols.bytes[2 * i + 1] = static_cast<uint8_t>(v >> 8);
       }
     }
-    Stream step_stream{"step.fp32", std::vector<uint8_t>(4 * rows), 4};
-    std::memcpy(step_stream.bytes.data(), steps.data(), 4 * rows);
+    // One step per tensor (an empty tensor's is 1), or one per row.
+    std::vector<float> steps = rule_.per_row ? grid.row_steps : std::vector<float>{grid.row_steps.empty() ? 1.0f : grid.row_steps[0]};
+    Stream step_stream{"step.fp32", std::vector<uint8_t>(4 * steps.size()), 4};
+    std::memcpy(step_stream.bytes.data(), steps.data(), 4 * steps.size());
     std::vector<Stream> out;
     out.push_back(std::move(symbols));
     out.push_back(std::move(step_stream));
@@ -193,8 +199,6 @@ class EcsqCodec final : public TensorCodec {
 
 const char* kUsage = "ecsq:relmse=R|bits=B|step=S|totalrelmse=T[,scope=tensor|row]";
 
-std::string ecsq_step_spec(float step) { return EcsqRule{Target::Step, step, false}.spec(); }
-
 }  // namespace
 
 float ecsq_shared_step(std::span<const std::span<const float>> tensors, double target) {
@@ -217,22 +221,21 @@ float ecsq_shared_step(std::span<const std::span<const float>> tensors, double t
   return too_coarse(lo) ? lo : bisect_step(lo, 2 * max_abs, too_coarse).first;
 }
 
-void resolve_shared_steps(std::vector<std::string>& specs, const std::function<std::vector<float>(size_t)>& values) {
-  std::vector<std::string> resolved = specs;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (!specs[i].starts_with("ecsq:") || resolved[i] != specs[i]) continue;
-    auto stages = parse_spec(specs[i]);
-    auto target = stages.size() == 1 ? stages[0].get("totalrelmse") : std::nullopt;
-    if (!target) continue;
-    std::vector<std::vector<float>> owned;
-    std::vector<size_t> members;
-    for (size_t j = i; j < specs.size(); ++j)
-      if (specs[j] == specs[i]) members.push_back(j), owned.push_back(values(j));
-    std::vector<std::span<const float>> views(owned.begin(), owned.end());
-    std::string step = ecsq_step_spec(ecsq_shared_step(views, parse_number(*target, "ecsq totalrelmse")));
-    for (size_t j : members) resolved[j] = step;
+// totalrelmse: one step for every tensor this spec encodes. Other targets need no fitting.
+FittedCodecs EcsqCodec::fit(std::span<const FitTensor> tensors, const FitOptions& options) const {
+  if (rule_.target != Target::TotalRelMse) return TensorCodec::fit(tensors, options);
+  std::vector<std::span<const float>> views;
+  for (const auto& t : tensors) {
+    try {
+      require_finite(t.values, spec());
+    } catch (const InputError& e) {
+      throw InputError("tensor '" + t.name + "': " + e.what());
+    }
+    views.push_back(t.values);
   }
-  specs = std::move(resolved);
+  std::shared_ptr<const TensorCodec> shared =
+      std::make_unique<EcsqCodec>(EcsqRule{Target::Step, ecsq_shared_step(views, rule_.value), false});
+  return FittedCodecs(tensors.size(), shared);
 }
 
 std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) {

@@ -2,9 +2,9 @@
 // nearest, no clamp; the symbols' order-0 entropy is what the byte codec (rans) then reaches.
 // At high rate a uniform quantizer's squared error is step^2/12 per element whatever the values'
 // distribution, so one step shared by all tensors gives the least total squared error for a
-// given total entropy: that is "ecsq:totalrelmse=T", resolved by resolve_shared_steps.
+// given total entropy: that is "ecsq:totalrelmse=T", whose fit step finds that step for every
+// tensor the spec encodes.
 #pragma once
-#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,10 +14,5 @@ namespace pgolf {
 // The largest step that gives `tensors` together a relative MSE (sum of squared errors over
 // sum of squares) of at most `target`. Every tensor is finite.
 float ecsq_shared_step(std::span<const std::span<const float>> tensors, double target);
-
-// For every spec "ecsq:totalrelmse=T" among `specs` (one per tensor), the step shared by all the
-// tensors with that spec: their specs become "ecsq:step=S". Other specs stay as they are.
-// values(i) gives tensor i's values; InputError for a non-finite value.
-void resolve_shared_steps(std::vector<std::string>& specs, const std::function<std::vector<float>(size_t)>& values);
 
 }  // namespace pgolf

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/spec.h"
-#include "quant/tensor_codec.h"
+#include "quant/scalar_grid.h"
 #include "quant/tensor_codec_registry.h"
 
 namespace pgolf {
@@ -113,41 +113,37 @@ uint16_t choose_row_scale(std::span<const float> row, const IntNRule& rule) {
   return 0;
 }
 
-void quantize_row(std::span<const float> row, float scale, int qmax, std::span<int8_t> q) {
-  if (scale == 0) {
-    std::fill(q.begin(), q.end(), int8_t{0});
-    return;
-  }
-  float inv = 1.0f / scale, lo = static_cast<float>(-qmax), hi = static_cast<float>(qmax);
-  for (size_t i = 0; i < row.size(); ++i) q[i] = static_cast<int8_t>(std::clamp(std::nearbyint(row[i] * inv), lo, hi));
-}
-
 void dequantize_row(std::span<const int8_t> q, float scale, std::span<float> out) {
   for (size_t i = 0; i < q.size(); ++i) out[i] = static_cast<float>(q[i]) * scale;
 }
 
 namespace {
 
-class IntNCodec final : public TensorCodec {
+class IntNCodec final : public ScalarGridCodec {
  public:
   explicit IntNCodec(IntNRule rule) : rule_(rule) {}
   std::string spec() const override { return rule_.spec(); }
   bool is_passthrough() const override { return false; }
 
-  std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
-    require_finite(values, spec());
+  ScalarGrid grid(std::span<const float> values, const TensorShape& shape) const override {
     int64_t rows = shape.rows(), cols = shape.cols();
-    Stream symbols{"int" + std::to_string(rule_.bits), std::vector<uint8_t>(values.size()), 1};
+    ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), rule_.qmax()};
+    for (int64_t r = 0; r < rows; ++r)
+      g.row_steps[r] = fp16_to_float(choose_row_scale(values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)), rule_));
+    return g;
+  }
+
+  std::vector<Stream> write(std::span<const int32_t> symbols, const ScalarGrid& grid, const TensorShape& shape) const override {
+    int64_t rows = shape.rows();
+    Stream q{"int" + std::to_string(rule_.bits), std::vector<uint8_t>(symbols.size()), 1};
+    for (size_t i = 0; i < symbols.size(); ++i) q.bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(symbols[i]));
     Stream scales{"scale.fp16", std::vector<uint8_t>(static_cast<size_t>(rows) * 2), 2};
-    auto* q = reinterpret_cast<int8_t*>(symbols.bytes.data());
     for (int64_t r = 0; r < rows; ++r) {
-      auto row = values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols));
-      uint16_t s = choose_row_scale(row, rule_);
+      uint16_t s = float_to_fp16(grid.row_steps[r]);  // exact: the step came from fp16
       std::memcpy(scales.bytes.data() + 2 * r, &s, 2);
-      quantize_row(row, fp16_to_float(s), rule_.qmax(), {q + r * cols, static_cast<size_t>(cols)});
     }
     std::vector<Stream> out;
-    out.push_back(std::move(symbols));
+    out.push_back(std::move(q));
     out.push_back(std::move(scales));
     return out;
   }

@@ -1,5 +1,6 @@
 // Int-N per row: symmetric, values in ±(2^(N-1)-1), one fp16 scale per row, chosen by a
-// clip rule. The same rule serves the packer and (later) QAT's fake quantizer.
+// clip rule; a scalar grid (quant/scalar_grid.h), so it rounds to nearest or under GPTQ. The same
+// rule serves the packer and (later) QAT's fake quantizer.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -21,8 +22,6 @@ struct IntNRule {
 // The fp16 scale (raw bits) of one row under the rule. Throws InputError when the row needs a
 // scale beyond fp16's range.
 uint16_t choose_row_scale(std::span<const float> row, const IntNRule& rule);
-// q = clamp(round_half_even(x / scale), -qmax, qmax) with the fp16 scale's float value.
-void quantize_row(std::span<const float> row, float scale, int qmax, std::span<int8_t> q);
 void dequantize_row(std::span<const int8_t> q, float scale, std::span<float> out);
 
 }  // namespace pgolf

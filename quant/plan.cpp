@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "core/error.h"
+#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {
@@ -61,6 +62,12 @@ std::string Plan::codec_for(const std::string& name, DType dtype, const std::vec
   if (is_control_tensor(name)) return "fp32";
   if (shape.size() != 2 || element_count(shape) <= kSmallTensorElements) return "fp16";
   return default_spec_;
+}
+
+std::vector<std::string> Plan::specs_for(const Checkpoint& checkpoint) const {
+  std::vector<std::string> specs;
+  for (const auto& ref : checkpoint.tensors()) specs.push_back(codec_for(ref.name, ref.dtype, ref.shape));
+  return specs;
 }
 
 }  // namespace pgolf

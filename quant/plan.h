@@ -11,6 +11,8 @@
 
 namespace pgolf {
 
+class Checkpoint;
+
 // The spec that stores a tensor's bytes exactly as they are (non-float tensors).
 inline constexpr const char* kRawSpec = "raw";
 // The default spec that stores every tensor exactly: raw bytes for all (the byte codec does the work).
@@ -33,6 +35,8 @@ class Plan {
   // mlp_scale, resid_mix, q_gain, skip_weight) -> fp32; at most 65,536 elements or not 2-D -> fp16;
   // everything else -> the default spec.
   std::string codec_for(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
+  // codec_for every tensor, in the checkpoint's order: the plan as data, as encode_checkpoint takes it.
+  std::vector<std::string> specs_for(const Checkpoint& checkpoint) const;
 
   static constexpr int64_t kSmallTensorElements = 65536;
 

@@ -21,6 +21,15 @@ void require_finite(std::span<const float> values, std::string_view codec) {
                                           " is " + std::to_string(values[i]) + "; store this tensor as fp32 or bf16");
 }
 
+FittedCodecs TensorCodec::fit(std::span<const FitTensor> tensors, const FitOptions&) const {
+  std::shared_ptr<const TensorCodec> self = make_tensor_codec(spec());
+  return FittedCodecs(tensors.size(), self);
+}
+
+FittedCodecs fit_tensor_codec(std::string_view spec, std::span<const FitTensor> tensors, const FitOptions& options) {
+  return make_tensor_codec(spec)->fit(tensors, options);
+}
+
 std::vector<float> decode_streams(const TensorCodec& codec, const std::vector<Stream>& streams, const TensorShape& shape) {
   std::vector<std::span<const uint8_t>> views;
   for (const auto& s : streams) views.emplace_back(s.bytes);

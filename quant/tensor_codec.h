@@ -31,11 +31,41 @@ struct Stream {
   bool bf16 = false;      // 2-byte floats are bf16, not fp16: after the sign, the exponent fills a byte
 };
 
+// The calibration of one matrix W [rows, cols], used as y = W x: H = E[x xᵀ] over its inputs on
+// calibration tokens, [cols, cols] row-major (pgolf calibrate writes them).
+struct InputHessian {
+  std::span<const float> values;
+  int64_t dim = 0;
+};
+
+// What a codec's fit step sees of one tensor it will encode.
+struct FitTensor {
+  std::string name;
+  std::span<const float> values;
+  TensorShape shape;
+  const InputHessian* hessian = nullptr;  // null without calibration
+};
+
+class GptqEngine;
+struct FitOptions {
+  const GptqEngine* gptq = nullptr;  // where GPTQ's linear algebra runs; null: the CPU (Eigen)
+};
+
+class TensorCodec;
+using FittedCodecs = std::vector<std::shared_ptr<const TensorCodec>>;
+
 class TensorCodec {
  public:
   virtual ~TensorCodec() = default;
   virtual std::string spec() const = 0;    // canonical; make_tensor_codec(spec()) rebuilds it
+  // What the artifact records: the spec that decodes this codec's streams. A codec that only
+  // chooses symbols (gptq) leaves the decoder its inner codec's, so every reader reads it.
+  virtual std::string decoder_spec() const { return spec(); }
   virtual bool is_passthrough() const = 0;  // stores values as floats (fp16/bf16/fp32), no quantization
+  // The fit step (faiss's train): sees every tensor this codec will encode, with its calibration,
+  // and returns one codec per tensor, ready to encode (ECSQ's shared step, GPTQ's Hessian). The
+  // default needs no fitting: this codec, for every tensor. InputError names the tensor at fault.
+  virtual FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const;
   // Throws InputError for input the codec refuses (NaN/Inf where it quantizes, out of range).
   virtual std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const = 0;
   // streams: the bytes of each stream encode() produced, in order. A stream of the wrong size
@@ -47,6 +77,9 @@ class TensorCodec {
 // Throws InputError for an unknown name or bad parameters, listing what is accepted.
 std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec);
 std::vector<std::string> tensor_codec_names();  // for --help and error messages
+
+// make_tensor_codec(spec) fitted on the tensors: the one entry point of the fit step.
+FittedCodecs fit_tensor_codec(std::string_view spec, std::span<const FitTensor> tensors, const FitOptions& options = {});
 
 // Decodes what encode() produced, as the artifact would.
 std::vector<float> decode_streams(const TensorCodec& codec, const std::vector<Stream>& streams, const TensorShape& shape);

@@ -33,7 +33,8 @@ constexpr TensorCodecEntry kTensorCodecs[] = {
     {"ecsq", false, Role::Leaf, "ecsq:relmse=R|bits=B|step=S|totalrelmse=T[,scope=tensor|row]", make_ecsq_codec, nullptr},
     {"prune", false, Role::Wrapper, "prune:F[,scope=tensor|row]+INNER or prune:threshold=T+INNER", nullptr, make_prune_codec},
     {"lowrank", false, Role::Wrapper, "lowrank:rank=R|energy=E+INNER (float factors: +fp16)", nullptr, make_lowrank_codec},
-    {"lrcorr", false, Role::Corrector, "BASE+lrcorr:rank=R[,factors=SPEC] (factors int8 by default)", nullptr, make_lowrank_correction_codec},
+    {"gptq", false, Role::Wrapper, "gptq[:order=act|natural,damp=D,block=B]+GRID (GRID intN or ecsq; needs --calibration)", nullptr, make_gptq_codec},
+    {"lrcorr", false, Role::Corrector, "BASE+lrcorr:rank=R[,factors=SPEC,weight=plain|hessian] (factors int8 by default)", nullptr, make_lowrank_correction_codec},
 };
 
 bool matches(const TensorCodecEntry& e, std::string_view name) {

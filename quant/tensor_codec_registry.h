@@ -13,6 +13,7 @@ std::unique_ptr<TensorCodec> make_kmeans_codec(const SpecStage& stage);  // kmea
 std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage);    // ecsq:relmse=R,...
 std::unique_ptr<TensorCodec> make_prune_codec(const SpecStage& stage, std::unique_ptr<TensorCodec> inner);
 std::unique_ptr<TensorCodec> make_lowrank_codec(const SpecStage& stage, std::unique_ptr<TensorCodec> inner);
+std::unique_ptr<TensorCodec> make_gptq_codec(const SpecStage& stage, std::unique_ptr<TensorCodec> inner);
 std::unique_ptr<TensorCodec> make_lowrank_correction_codec(const SpecStage& stage, std::unique_ptr<TensorCodec> base);
 
 }  // namespace pgolf

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <thread>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -167,13 +168,24 @@ void attention_weights(const ModelConfig& c, const BlockParams<T>& p, const Bloc
   causal_attention_weights(q, a.k_rotated.middleCols(kv * d, d), T(1) / std::sqrt(T(d)), weights);
 }
 
-// Fills everything in a from a.input.
+// Hands a forward's matrix inputs to an InputObserver, when there is one, with the forward's thread.
+template <typename T>
+struct Observer {
+  const InputObserver<T>* observe = nullptr;
+  int thread = 0;
+  void operator()(int block, MatrixInput input, const Matrix<T>& rows) const {
+    if (observe) (*observe)(thread, block, input, rows);
+  }
+};
+
+// Fills everything in a from a.input; block is its index, for the observer.
 template <typename T>
 void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
-                   BlockActivations<T>& a) {
+                   BlockActivations<T>& a, int block, const Observer<T>& observe) {
   const int d = c.head_dim();
   a.mixed = scale_columns(a.input, p.resid_mix.row(0)) + scale_columns(x0, p.resid_mix.row(1));
   rms_norm(a.mixed, c.dim, a.attn_in, a.attn_in_inv_rms);
+  observe(block, MatrixInput::kAttention, a.attn_in);
   rms_norm<T>(a.attn_in * p.c_q.transpose(), d, a.q_normed, a.q_inv_rms);
   rms_norm<T>(a.attn_in * p.c_k.transpose(), d, a.k_normed, a.k_inv_rms);
   a.v.noalias() = a.attn_in * p.c_v.transpose();
@@ -193,11 +205,14 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
           weights.block(first, 0, rows, seen) * a.v.block(0, kv * d, seen, d);
     }
   }
+  observe(block, MatrixInput::kAttentionOutput, a.heads_out);
   a.attn_out.noalias() = a.heads_out * p.attn_proj.transpose();
   a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
   rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
+  observe(block, MatrixInput::kMlp, a.mlp_in);
   a.fc_out.noalias() = a.mlp_in * p.mlp_fc.transpose();
   a.hidden = a.fc_out.array().max(T(0)).square().matrix();
+  observe(block, MatrixInput::kMlpHidden, a.hidden);
   a.mlp_out.noalias() = a.hidden * p.mlp_proj.transpose();
   a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
 }
@@ -267,7 +282,7 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
 // keep_blocks: keep every block's activations for the backward; otherwise only the skips.
 template <typename T>
 void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs, bool keep_blocks,
-             Activations<T>& a) {
+             Activations<T>& a, const Observer<T>& observe = {}) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
   const int encoders = c.encoder_layers();
   Matrix<T> embedded(n, c.dim);
@@ -284,11 +299,12 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
       x += scale_columns(a.encoder_outputs[encoders - 1 - decoder], p.skip_weights.row(decoder));
     BlockActivations<T>& block = a.blocks[keep_blocks ? i : 0];
     block.input = std::move(x);
-    block_forward(c, p.blocks[i], a.rope, a.x0, block);
+    block_forward(c, p.blocks[i], a.rope, a.x0, block, i, observe);
     x = block.output;
     if (i < encoders) a.encoder_outputs[i] = x;
   }
   rms_norm(x, c.dim, a.final_normed, a.final_inv_rms);
+  observe(-1, MatrixInput::kHead, a.final_normed);
   const T cap = static_cast<T>(c.logit_softcap);
   a.logits = a.final_normed * p.tok_emb.transpose();
   a.logits = (cap * (a.logits.array() / cap).tanh()).matrix();
@@ -358,6 +374,20 @@ void parallel_for(size_t count, int threads, const std::function<void(size_t, in
   for (auto& thread : pool) thread.join();
 }
 
+// The forward (no backward) of every window on threads, as parallel_for shares them out, with one
+// Activations per thread reused from window to window (no page faults); then done(i, a) for window
+// i. drop_last: the window's last token is only a target.
+template <typename T, typename Done>
+void forward_each(const ModelConfig& c, const ModelParams<T>& p, std::span<const TokenWindow> windows, bool drop_last,
+                  int threads, const std::type_identity_t<InputObserver<T>>* observe, Done&& done) {
+  std::vector<Activations<T>> scratch(static_cast<size_t>(std::max(threads, 1)));
+  parallel_for(windows.size(), threads, [&](size_t i, int thread) {
+    const TokenWindow& w = windows[i];
+    forward(c, p, drop_last ? w.first(w.size() - 1) : w, false, scratch[thread], Observer<T>{observe, thread});
+    done(i, scratch[thread]);
+  });
+}
+
 }  // namespace
 
 template <typename T>
@@ -396,6 +426,15 @@ size_t Model<T>::check_windows(std::span<const TokenWindow> windows) const {
 }
 
 template <typename T>
+void Model<T>::check_inputs(std::span<const TokenWindow> windows) const {
+  require(!windows.empty(), "no windows to run");
+  for (const TokenWindow& w : windows) {
+    require(!w.empty(), "an empty window");
+    check_tokens(w);
+  }
+}
+
+template <typename T>
 Matrix<T> Model<T>::logits(std::span<const uint16_t> inputs) const {
   require(!inputs.empty(), "no input tokens");
   check_tokens(inputs);
@@ -410,15 +449,29 @@ std::vector<double> Model<T>::token_losses(std::span<const TokenWindow> windows,
   std::vector<size_t> offsets{0};  // where each window's losses start
   for (const TokenWindow& w : windows) offsets.push_back(offsets.back() + w.size() - 1);
   std::vector<double> losses(offsets.back());
-  std::vector<Activations<T>> scratch(static_cast<size_t>(std::max(threads, 1)));  // reused: no page faults
-  parallel_for(windows.size(), threads, [&](size_t i, int thread) {
+  forward_each(config_, params_, windows, true, threads, nullptr, [&](size_t i, const Activations<T>& a) {
     const TokenWindow& w = windows[i];
-    Activations<T>& a = scratch[thread];
-    forward(config_, params_, w.first(w.size() - 1), false, a);
     for (size_t t = 0; t + 1 < w.size(); ++t)
       losses[offsets[i] + t] = cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), w[t + 1]);
   });
   return losses;
+}
+
+template <typename T>
+void Model<T>::observe_inputs(std::span<const TokenWindow> windows, int threads,
+                              const InputObserver<T>& observe) const {
+  check_inputs(windows);
+  forward_each(config_, params_, windows, false, threads, &observe, [](size_t, const Activations<T>&) {});
+}
+
+template <typename T>
+Matrix<T> Model<T>::last_logits(std::span<const TokenWindow> windows, int threads) const {
+  check_inputs(windows);
+  Matrix<T> logits(static_cast<Eigen::Index>(windows.size()), config_.vocab);
+  forward_each(config_, params_, windows, false, threads, nullptr, [&](size_t i, const Activations<T>& a) {
+    logits.row(static_cast<Eigen::Index>(i)) = a.logits.bottomRows(1);
+  });
+  return logits;
 }
 
 template <typename T>

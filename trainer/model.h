@@ -10,6 +10,7 @@
 //   logits = softcap * tanh(rms_norm(x) tok_emb^T / softcap); loss = mean cross-entropy
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -20,6 +21,18 @@ namespace pgolf {
 // One window of consecutive tokens: the model reads all but the last and predicts all but
 // the first (inputs tokens[0..n-1), targets tokens[1..n)).
 using TokenWindow = std::span<const uint16_t>;
+
+// The inputs of the matrices as a forward makes them, for calibration. Per block: the normed input
+// that c_q, c_k and c_v share (kAttention), the heads' output that attn.proj takes
+// (kAttentionOutput), the normed input of mlp.fc (kMlp) and relu(mlp.fc(x))^2, which mlp.proj takes
+// (kMlpHidden). Once per forward, with block -1: the final norm's output, which the tied tok_emb
+// takes as the LM head (kHead).
+enum class MatrixInput { kAttention, kAttentionOutput, kMlp, kMlpHidden, kHead };
+
+// Gets each matrix input of a forward as rows [positions, cols] (one per position), with the
+// index of the thread that ran the forward.
+template <typename T>
+using InputObserver = std::function<void(int thread, int block, MatrixInput input, const Matrix<T>& rows)>;
 
 template <typename T>
 class Model {
@@ -41,8 +54,18 @@ class Model {
   // every parameter. Deterministic for a given thread count.
   double loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const;
 
+  // The forward of every window, all of its tokens inputs, handing observe every matrix input. The
+  // windows are shared out as in token_losses: thread k runs the k-th contiguous run of them in
+  // order, so what observe sums per thread is deterministic for a given thread count.
+  void observe_inputs(std::span<const TokenWindow> windows, int threads, const InputObserver<T>& observe) const;
+
+  // Softcapped logits [windows, vocab] of the last position of every window (all of its tokens
+  // inputs), the windows shared out over threads: what sampling the next token needs.
+  Matrix<T> last_logits(std::span<const TokenWindow> windows, int threads) const;
+
  private:
   void check_tokens(std::span<const uint16_t> tokens) const;       // InputError past the vocab
+  void check_inputs(std::span<const TokenWindow> windows) const;   // windows of at least one token
   size_t check_windows(std::span<const TokenWindow> windows) const;  // returns the target count
   ModelConfig config_;
   ModelParams<T> params_;

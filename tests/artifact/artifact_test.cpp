@@ -25,7 +25,7 @@ const Checkpoint& base9() {
 
 CompressResult compress(const Checkpoint& ckpt, const std::string& codec, const std::string& compressor = "zstd:1",
                         std::vector<std::string> rules = {}, unsigned threads = 0) {
-  return compress_checkpoint(ckpt, Plan(codec, rules), *make_byte_codec(compressor), {threads, nullptr});
+  return compress_checkpoint(ckpt, Plan(codec, rules).specs_for(ckpt), *make_byte_codec(compressor), {threads, nullptr});
 }
 
 // decode(compress(x)) equals the codec's own dequantized values bit for bit, for every spec.

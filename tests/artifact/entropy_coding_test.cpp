@@ -19,7 +19,7 @@ namespace pgolf {
 namespace {
 
 CompressResult compress(const Checkpoint& ckpt, const std::string& codec, const std::string& compressor) {
-  return compress_checkpoint(ckpt, Plan(codec, {}), *make_byte_codec(compressor));
+  return compress_checkpoint(ckpt, Plan(codec, {}).specs_for(ckpt), *make_byte_codec(compressor));
 }
 
 void expect_exact(const Checkpoint& ckpt, const DecodedArtifact& decoded) {

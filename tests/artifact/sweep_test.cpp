@@ -40,7 +40,7 @@ TEST(Sweep, PackOfEncodeIsCompressCheckpoint) {
   auto ckpt = synthetic_checkpoint(dir);
   for (const char* spec : {"int4", "int6:clip=mse", "kmeans:k=16"})
     for (const char* compressor : {"zstd:3", "zlib:6"}) {
-      Plan plan(spec, {});
+      auto plan = Plan(spec, {}).specs_for(ckpt);
       auto codec = make_byte_codec(compressor);
       auto whole = compress_checkpoint(ckpt, plan, *codec);
       auto halves = pack_artifact(encode_checkpoint(ckpt, plan), *codec);
@@ -70,7 +70,7 @@ TEST(Sweep, MeasuresEveryPointUnderEveryCompressor) {
       SCOPED_TRACE(r.point.label + " " + r.compressor);
       EXPECT_EQ(r.point.codec, points[p].codec);
       EXPECT_EQ(r.compressor, options.compressors[c]);
-      auto expected = compress_checkpoint(ckpt, Plan(points[p].codec, {}), *make_byte_codec(r.compressor));
+      auto expected = compress_checkpoint(ckpt, Plan(points[p].codec, {}).specs_for(ckpt), *make_byte_codec(r.compressor));
       EXPECT_EQ(r.artifact_bytes, expected.bytes.size());
       EXPECT_EQ(r.parameters, 2 * 512 * 256 + 256 + 4);
       EXPECT_DOUBLE_EQ(r.bits_per_parameter(), 8.0 * r.artifact_bytes / r.parameters);
@@ -87,7 +87,7 @@ TEST(Sweep, MeasuresEveryPointUnderEveryCompressor) {
       }
       EXPECT_DOUBLE_EQ(r.quantized.sum_sq_error, quantized.sum_sq_error);
       // The symbol group's entropy, from the artifact's own group bytes.
-      auto encoded = encode_checkpoint(ckpt, Plan(points[p].codec, {}));
+      auto encoded = encode_checkpoint(ckpt, Plan(points[p].codec, {}).specs_for(ckpt));
       for (const auto& t : encoded.tensors)
         for (const auto& s : t.streams)
           if (s.group == r.point.codec) symbols.add(s.bytes);
@@ -114,9 +114,15 @@ TEST(Sweep, DefaultSweepValidatesAndLabelsUniquely) {
     for (const auto& rule : p.rules) EXPECT_TRUE(rule.starts_with("^tok_emb\\.weight$=")) << rule;
   }
   EXPECT_EQ(int_n, 20u);
-  EXPECT_EQ(points.size() + skipped.size(), 20u + 7 + 3 + 5);  // int-N, kmeans, prune, tok_emb lowrank
+  // int-N, kmeans, prune, tok_emb lowrank, the ECSQ ladder
+  EXPECT_EQ(points.size() + skipped.size(), 20u + 7 + 3 + 5 + ecsq_sweep_specs().size());
   EXPECT_EQ(int_n_sweep_specs().size(), 20u);
   EXPECT_EQ(int_n_sweep_specs().front(), "int4");
+  // Calibrated, GPTQ over every ECSQ step and over int5..int8 joins.
+  std::vector<std::string> calibrated_skipped;
+  auto calibrated = default_sweep(calibrated_skipped, true);
+  EXPECT_EQ(calibrated.size(), points.size() + ecsq_sweep_specs().size() + 4);
+  for (const auto& spec : gptq_sweep_specs()) EXPECT_TRUE(spec.starts_with("gptq+")) << spec;
 }
 
 TEST(Sweep, FamiliesAndTensorClasses) {

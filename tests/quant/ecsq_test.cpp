@@ -111,28 +111,30 @@ TEST(Ecsq, ZerosAndConstantRows) {
   EXPECT_EQ(y, zeros);
 }
 
-TEST(Ecsq, SharedStepMeetsTheTotalTargetOnBase9) {
+TEST(Ecsq, FitSharesOneStepThatMeetsTheTotalTargetOnBase9) {
   auto ckpt = Checkpoint::open({test::sample_path("base9")});
   std::vector<std::vector<float>> tensors;
+  std::vector<FitTensor> fit;
   for (const auto& t : ckpt.tensors())
-    if (t.shape.size() == 2 && t.numel() > 65536 && tensors.size() < 6) tensors.push_back(t.to_floats());
+    if (t.shape.size() == 2 && t.numel() > 65536 && tensors.size() < 6) tensors.push_back(t.to_floats()), fit.push_back({t.name, {}, {t.shape}});
   ASSERT_EQ(tensors.size(), 6u);
-  std::vector<std::string> specs(tensors.size(), "ecsq:totalrelmse=0.00095");
-  specs.push_back("int6");
-  tensors.push_back(tensors[0]);
-  resolve_shared_steps(specs, [&](size_t i) { return tensors[i]; });
-  EXPECT_EQ(specs.back(), "int6");
+  for (size_t i = 0; i < fit.size(); ++i) fit[i].values = tensors[i];
+  FittedCodecs fitted = fit_tensor_codec("ecsq:totalrelmse=0.00095", fit);
+  ASSERT_EQ(fitted.size(), fit.size());
   Distortion total;
-  for (size_t i = 0; i + 1 < specs.size(); ++i) {
-    EXPECT_TRUE(specs[i].starts_with("ecsq:step=")) << specs[i];
-    EXPECT_EQ(specs[i], specs[0]);
-    auto codec = make_tensor_codec(specs[i]);
-    TensorShape shape{{static_cast<int64_t>(tensors[i].size() / 512), 512}};
+  for (size_t i = 0; i < fit.size(); ++i) {
+    EXPECT_TRUE(fitted[i]->spec().starts_with("ecsq:step=")) << fitted[i]->spec();
+    EXPECT_EQ(fitted[i]->spec(), fitted[0]->spec());
     std::vector<Stream> streams;
-    total.add(Distortion::measure(tensors[i], round_trip_within_half_step(*codec, tensors[i], shape, streams)));
+    total.add(Distortion::measure(tensors[i], round_trip_within_half_step(*fitted[i], tensors[i], fit[i].shape, streams)));
   }
   EXPECT_LE(total.relative_mse(), 0.00095);
   EXPECT_GT(total.relative_mse(), 0.00090);
+  // Alone, an unfitted total target is the tensor's own relative MSE.
+  auto alone = make_tensor_codec("ecsq:totalrelmse=0.00095");
+  std::vector<Stream> streams;
+  auto y = round_trip_within_half_step(*alone, tensors[0], fit[0].shape, streams);
+  EXPECT_NEAR(Distortion::measure(tensors[0], y).relative_mse(), 0.00095, 0.00005);
 }
 
 TEST(Ecsq, BadParamsAreInputErrors) {

@@ -68,4 +68,30 @@ std::vector<float> synthetic(Distribution d, int64_t rows, int64_t cols, uint64_
   return v;
 }
 
+std::vector<float> correlated_hessian(int64_t dim, uint64_t seed, int64_t samples) {
+  samples = samples ? samples : 4 * dim;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  std::vector<double> mix(static_cast<size_t>(dim * dim));
+  for (auto& m : mix) m = normal(rng) / std::sqrt(static_cast<double>(dim));
+  std::vector<double> h(static_cast<size_t>(dim * dim), 0);
+  std::vector<double> z(static_cast<size_t>(dim)), x(static_cast<size_t>(dim));
+  for (int64_t s = 0; s < samples; ++s) {
+    for (auto& v : z) v = normal(rng);
+    for (int64_t i = 0; i < dim; ++i) {
+      double scale = 0.2 + 3.0 * static_cast<double>(i % 7) / 7.0;
+      x[i] = scale * (0.6 * z[i] + 0.4 * [&] {
+               double acc = 0;
+               for (int64_t k = 0; k < dim; ++k) acc += mix[static_cast<size_t>(i * dim + k)] * z[k];
+               return acc;
+             }());
+    }
+    for (int64_t i = 0; i < dim; ++i)
+      for (int64_t j = 0; j < dim; ++j) h[static_cast<size_t>(i * dim + j)] += x[i] * x[j];
+  }
+  std::vector<float> out(h.size());
+  for (size_t i = 0; i < h.size(); ++i) out[i] = static_cast<float>(h[i] / static_cast<double>(samples));
+  return out;
+}
+
 }  // namespace pgolf::test

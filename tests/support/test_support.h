@@ -30,4 +30,8 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 enum class Distribution { Gaussian, Laplacian, HeavyTailed, ConstantRows, ZeroRows };
 std::vector<float> synthetic(Distribution d, int64_t rows, int64_t cols, uint64_t seed, float scale = 0.02f);
 
+// H = XᵀX/n [dim, dim] of inputs with correlated features and uneven scales, as activations have
+// (samples: 4·dim when 0): a calibration Hessian for codec tests.
+std::vector<float> correlated_hessian(int64_t dim, uint64_t seed, int64_t samples = 0);
+
 }  // namespace pgolf::test
