@@ -38,7 +38,8 @@ int calibrate_main(int argc, char** argv) {
       ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value("1.0"))
       ("seed", "sampling seed of --self-generated", cxxopts::value<uint64_t>()->default_value("0"))
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
-      ("cpu", "run on the CPU reference even where a GPU is present")
+      ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("force", "replace an existing output")
       ("model", "safetensors files/folder (one checkpoint) or a .pgz artifact",
        cxxopts::value<std::vector<std::string>>());
@@ -63,7 +64,7 @@ int calibrate_main(int argc, char** argv) {
   require(threads > 0, "--threads must be positive");
   const bool force = args.count("force") > 0;
   if (!force && std::filesystem::exists(output)) throw InputError(output + ": exists; pass --force to replace it");
-  const std::string device = choose_device(args.count("cpu") ? "cpu" : "auto");
+  const std::string device = choose_device(args["device"].as<std::string>());
 
   const auto tensors = load_float_tensors(model_paths);
   const Model<float> model = model_of(tensors);

@@ -46,8 +46,8 @@ class GptqCodec final : public TensorCodec {
     FittedCodecs out;
     for (size_t i = 0; i < tensors.size(); ++i) {
       require(tensors[i].hessian != nullptr, "tensor '" + tensors[i].name +
-                                                 "': gptq needs its calibration Hessian, and the calibration has none "
-                                                 "for it (pgolf calibrate writes one per quantized matrix)");
+                                                 "': gptq needs its calibration Hessian and has none: pass --calibration "
+                                                 "H.safetensors from pgolf calibrate, which writes one per quantized matrix");
       out.push_back(std::make_shared<GptqCodec>(options_, grids[i], tensors[i].hessian, options.gptq));
     }
     return out;

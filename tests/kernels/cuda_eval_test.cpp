@@ -145,6 +145,57 @@ TEST_F(CudaEval, Base9First64SequencesMatchReference) {
   EXPECT_NEAR(r.val_bpb, 0.987506, 5e-5);
 }
 
+// Calibration on the GPU (pgolf calibrate --device cuda) against the CPU reference: every input's
+// sum of x x^T, the last positions' logits, and the sampler given them.
+class CudaCalibration : public CudaEval {};
+
+void expect_moments_close(const std::string& what, const InputMoments& gpu, const InputMoments& cpu, double bound) {
+  EXPECT_EQ(gpu.positions(), cpu.positions()) << what;
+  double worst = 0;
+  for (const InputSlot& s : matrix_inputs(cpu.config())) {
+    const Eigen::MatrixXd a = gpu.sum(s.block, s.input).selfadjointView<Eigen::Lower>();
+    const Eigen::MatrixXd b = cpu.sum(s.block, s.input).selfadjointView<Eigen::Lower>();
+    worst = std::max(worst, (a - b).norm() / b.norm());
+  }
+  std::printf("  %-32s worst |H_gpu - H_cpu| / |H_cpu| (Frobenius) %.3g (bound %.0e)\n", what.c_str(), worst, bound);
+  EXPECT_LE(worst, bound) << what;
+}
+
+TEST_F(CudaCalibration, TinyModelMomentsAndLogitsMatchCpu) {
+  const Model<float> model = random_tiny_model(rng_);
+  const auto tokens = random_tokens(5 * 16, 64, rng_);
+  const std::vector<TokenWindow> windows = calibration_windows(tokens, 16);
+  CudaModel gpu(model, 5, 16);
+  InputMoments moments(model.config());
+  gpu.add_input_moments(windows, moments);
+  expect_moments_close("tiny, 5 x 16", moments, input_moments(model, windows, 1), 1e-5);
+  const Matrix<float> a = gpu.last_logits(windows), b = model.last_logits(windows, 1);
+  ASSERT_EQ(a.rows(), 5);
+  const double diff = (a - b).cwiseAbs().maxCoeff();
+  std::printf("  tiny last logits: max |gpu - cpu| %.3g\n", diff);
+  EXPECT_LE(diff, 1e-4);
+}
+
+TEST_F(CudaCalibration, Base9MomentsMatchCpu) {
+  const auto tokens = sample_val_tokens().first(2048);
+  const std::vector<TokenWindow> windows = calibration_windows(tokens, 1024);
+  const int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
+  expect_moments_close("base9, 2 x 1024", input_moments_cuda(base9(), windows), input_moments(base9(), windows, threads),
+                       1e-4);
+}
+
+TEST_F(CudaCalibration, SelfGenerationDrawsWhatTheCpuSamplerDraws) {
+  // The same seed and logits equal to fp32 rounding give the same tokens, unless a uniform draw
+  // lands within that rounding of a boundary of the cumulative distribution (about 1e-6 a draw).
+  const Model<float> model = random_tiny_model(rng_);
+  const SamplingOptions options{6, 20, 0.9, rng_()};
+  const std::vector<uint16_t> gpu = self_generate_cuda(model, options);
+  const std::vector<uint16_t> cpu = self_generate(options, model.config().vocab, 6, [&](std::span<const TokenWindow> w) {
+    return model.last_logits(w, 1);
+  });
+  EXPECT_EQ(gpu, cpu);
+}
+
 }  // namespace
 }  // namespace pgolf
 

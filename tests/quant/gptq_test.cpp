@@ -51,6 +51,16 @@ std::vector<float> base9_tensor(const std::string& name, TensorShape& shape) {
   return ref.to_floats();
 }
 
+// A [rows, cols] matrix's shape and a correlated calibration Hessian for it.
+struct Calibrated {
+  Calibrated(int64_t rows, int64_t cols, uint64_t seed)
+      : shape{{rows, cols}}, h(test::correlated_hessian(cols, seed)), hessian{h, cols} {}
+  Calibrated(const Calibrated&) = delete;  // hessian views h
+  TensorShape shape;
+  std::vector<float> h;
+  InputHessian hessian;
+};
+
 const char* kGrids[] = {"int6", "int5:clip=mse", "int6:clip=std:12.85", "ecsq:step=0.03", "ecsq:relmse=0.001"};
 
 TEST(Gptq, IdentityHessianGivesRoundToNearestSymbolsExactly) {
@@ -71,9 +81,8 @@ TEST(Gptq, IdentityHessianGivesRoundToNearestSymbolsExactly) {
 
 TEST(Gptq, LowersTheOutputErrorBelowRoundToNearestOnEveryGrid) {
   const int64_t rows = 96, cols = 128;
-  auto h = test::correlated_hessian(cols, 7);
-  InputHessian hessian{h, cols};
-  TensorShape shape{{rows, cols}};
+  const Calibrated c(rows, cols, 7);
+  const auto& [shape, h, hessian] = c;
   for (auto d : {Distribution::Gaussian, Distribution::Laplacian, Distribution::HeavyTailed}) {
     auto w = test::synthetic(d, rows, cols, 11);
     for (const char* grid : kGrids) {
@@ -90,9 +99,8 @@ TEST(Gptq, LowersTheOutputErrorBelowRoundToNearestOnEveryGrid) {
 
 TEST(Gptq, BlockSizeOnlyReordersTheSameSums) {
   const int64_t rows = 40, cols = 300;
-  auto h = test::correlated_hessian(cols, 3);
-  InputHessian hessian{h, cols};
-  TensorShape shape{{rows, cols}};
+  const Calibrated c(rows, cols, 3);
+  const auto& [shape, h, hessian] = c;
   auto w = test::synthetic(Distribution::Gaussian, rows, cols, 5);
   ScalarGrid grid{std::vector<float>(rows, 0.004f), 31};
   GptqOptions a, b;
@@ -186,9 +194,8 @@ TEST(Gptq, BadHessiansAreErrorsNamingTheTensor) {
 TEST(Gptq, HessianWeightedCorrectionLowersTheOutputError) {
   // With float factors the H^½-weighted SVD is the best rank-r correction in output space.
   const int64_t rows = 64, cols = 96;
-  auto h = test::correlated_hessian(cols, 13);
-  InputHessian hessian{h, cols};
-  TensorShape shape{{rows, cols}};
+  const Calibrated c(rows, cols, 13);
+  const auto& [shape, h, hessian] = c;
   auto w = test::synthetic(Distribution::HeavyTailed, rows, cols, 3);
   auto plain = encode_with("gptq+int4+lrcorr:rank=8,factors=fp32", w, shape, &hessian);
   auto weighted = encode_with("gptq+int4+lrcorr:rank=8,factors=fp32,weight=hessian", w, shape, &hessian);
