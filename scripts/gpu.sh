@@ -11,9 +11,10 @@
 #                scripts/gpu.sh profile   (the trainer's GPU tests, bf16 throughput, and where it goes:
 #                                          ncu's time per kernel, the attention kernels in detail)
 #                scripts/gpu.sh gptq      (calibration and GPTQ: their GPU tests, base9 calibrated on 524,288
-#                                          train tokens (timed with GPTQ and packing), round-to-nearest
-#                                          against GPTQ and --auto under calibration, each artifact's
+#                                          train tokens (timed with GPTQ and packing), round to nearest
+#                                          against GPTQ, self-generated calibration, each artifact's
 #                                          val_bpb on the first 64 sequences and on the full val split)
+#                scripts/gpu.sh gptq-solver (the same calibration, then --auto under it and lrcorr after GPTQ)
 #                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
@@ -215,67 +216,82 @@ rd_benchmark() {
   grep -h -E "^artifact|^quantized" "$rd"/auto_*.txt
   grep -E '"val_bpb"' "$rd"/eval_*.json
 }
-# Calibration and GPTQ on base9 (issue 15). Every artifact is whole (--compressor auto) and evaluated
-# on the first 64 val sequences (fp32, samples/sp1024) and on the full val split (fp32, devdata).
-gptq_benchmark() {
-  local g=build-gpu/gptq pgolf=build-gpu/cli/pgolf
-  rm -rf "$g" && mkdir -p "$g"
+# Calibration and GPTQ on base9. Every artifact is whole (--compressor auto) and evaluated on the
+# first 64 val sequences (fp32, samples/sp1024) and on the full val split (fp32, devdata).
+gptq_dir=build-gpu/gptq
+evaluate_gptq() {  # evaluate_gptq NAME: both val_bpb of $gptq_dir/NAME.pgz, one line
+  local pgolf=build-gpu/cli/pgolf first full
+  first=$($pgolf eval "$gptq_dir/$1.pgz" --data samples/sp1024 --tokens 65536 --device cuda --json | sed -n 's/.*"val_bpb": \([0-9.]*\).*/\1/p')
+  full=$($pgolf eval "$gptq_dir/$1.pgz" --data devdata/sp1024 --device cuda --json | sed -n 's/.*"val_bpb": \([0-9.]*\).*/\1/p')
+  printf '%-34s %11s B  first 64: %s  full val: %s\n' "$1" "$(stat -c %s "$gptq_dir/$1.pgz")" "$first" "$full" | tee -a "$logs/gptq.txt"
+}
+pack_gptq() {  # pack_gptq NAME FLAGS...: compress base9 (whole artifact, auto byte codec), then evaluate
+  local name=$1
+  shift
+  build-gpu/cli/pgolf compress samples/base9 -o "$gptq_dir/$name.pgz" --compressor auto "$@" > "$gptq_dir/$name.txt" 2>&1 ||
+    { failed+=("$name"); return; }
+  grep -E "^output|^time" "$gptq_dir/$name.txt" | sed "s/^/$name: /"
+  evaluate_gptq "$name"
+}
+# Base9's Hessians on 524,288 train tokens into $gptq_dir/h.safetensors, timed with one GPTQ pack.
+calibrate_base9() {
+  local pgolf=build-gpu/cli/pgolf t0 t1 t2
+  rm -rf "$gptq_dir" && mkdir -p "$gptq_dir"
   unpack_train_shards
-  step "GPU tests: calibration and GPTQ against their CPU references"
-  build-gpu/tests/test_kernels --gtest_filter='*Calibrat*:*Gptq*' 2>&1 | tee "$logs/test_gptq.log" | grep -E "^\[  |tolerance|max " ||
-    true
-  grep -q "^\[  FAILED" "$logs/test_gptq.log" && failed+=(test_gptq)
-  evaluate() {  # evaluate NAME: both val_bpb of $g/NAME.pgz, one line
-    local first full
-    first=$($pgolf eval "$g/$1.pgz" --data samples/sp1024 --tokens 65536 --device cuda --json | sed -n 's/.*"val_bpb": \([0-9.]*\).*/\1/p')
-    full=$($pgolf eval "$g/$1.pgz" --data devdata/sp1024 --device cuda --json | sed -n 's/.*"val_bpb": \([0-9.]*\).*/\1/p')
-    printf '%-34s %11s B  first 64: %s  full val: %s\n' "$1" "$(stat -c %s "$g/$1.pgz")" "$first" "$full" | tee -a "$logs/gptq.txt"
-  }
-  pack() {  # pack NAME FLAGS...: compress base9 (whole artifact, auto byte codec), then evaluate
-    local name=$1
-    shift
-    $pgolf compress samples/base9 -o "$g/$name.pgz" --compressor auto "$@" > "$g/$name.txt" 2>&1 || { failed+=("$name"); return; }
-    grep -E "^output" "$g/$name.txt" | sed "s/^/$name: /"
-    evaluate "$name"
-  }
   step "calibrate base9 on 524,288 train tokens, then GPTQ and packing, timed"
-  local t0 t1 t2
   t0=$(date +%s.%N)
-  $pgolf calibrate samples/base9 --data devdata/sp1024 -o "$g/h.safetensors" > "$g/calibrate.txt" 2>&1 || failed+=(calibrate)
+  $pgolf calibrate samples/base9 --data devdata/sp1024 -o "$gptq_dir/h.safetensors" > "$gptq_dir/calibrate.txt" 2>&1 ||
+    failed+=(calibrate)
   t1=$(date +%s.%N)
-  $pgolf compress samples/base9 -o "$g/gptq_step0299.pgz" --compressor auto --calibration "$g/h.safetensors" \
-    --codec gptq+ecsq:step=0.0299 > "$g/gptq_step0299.txt" 2>&1 || failed+=(gptq)
+  $pgolf compress samples/base9 -o "$gptq_dir/gptq_step0299.pgz" --compressor auto --calibration "$gptq_dir/h.safetensors" \
+    --codec gptq+ecsq:step=0.0299 > "$gptq_dir/gptq_step0299.txt" 2>&1 || failed+=(gptq)
   t2=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "calibration %.2f s + GPTQ and packing %.2f s = %.2f s (wall, process start included)\n", b - a, c - b, c - a }' |
     tee -a "$logs/gptq.txt"
-  tail -n 3 "$g/calibrate.txt"
-  evaluate gptq_step0299
-  local h=(--calibration "$g/h.safetensors")
+  tail -n 3 "$gptq_dir/calibrate.txt"
+  evaluate_gptq gptq_step0299
+}
+# The GPU tests, then round to nearest against GPTQ at the issue's two steps, int6 + zstd:22, and
+# self-generated calibration.
+gptq_benchmark() {
+  step "GPU tests: calibration against the CPU reference"
+  build-gpu/tests/test_kernels --gtest_filter='*Calibrat*:*Gptq*' 2>&1 | tee "$logs/test_gptq.log" | grep -E "^\[  |bound|max " ||
+    true
+  grep -q "^\[  FAILED" "$logs/test_gptq.log" && failed+=(test_gptq)
+  calibrate_base9
+  local h=(--calibration "$gptq_dir/h.safetensors")
   step "round to nearest against GPTQ at the issue's two steps; int6 + zstd:22"
-  pack rtn_step0299 --codec ecsq:step=0.0299 "${h[@]}"
-  pack rtn_step023548 --codec ecsq:step=0.023548 "${h[@]}"
-  pack gptq_step023548 --codec gptq+ecsq:step=0.023548 "${h[@]}"
-  pack gptq_natural_step0299 --codec gptq:order=natural+ecsq:step=0.0299 "${h[@]}"
-  pack gptq_int6_std --codec gptq+int6:clip=std:12.85 "${h[@]}"
-  $pgolf compress samples/base9 -o "$g/int6_zstd22.pgz" --codec int6 --compressor zstd:22 > "$g/int6_zstd22.txt" 2>&1
-  evaluate int6_zstd22
+  pack_gptq rtn_step0299 --codec ecsq:step=0.0299 "${h[@]}"
+  pack_gptq rtn_step023548 --codec ecsq:step=0.023548 "${h[@]}"
+  pack_gptq gptq_step023548 --codec gptq+ecsq:step=0.023548 "${h[@]}"
+  pack_gptq gptq_natural_step0299 --codec gptq:order=natural+ecsq:step=0.0299 "${h[@]}"
+  pack_gptq gptq_int6_std --codec gptq+int6:clip=std:12.85 "${h[@]}"
+  build-gpu/cli/pgolf compress samples/base9 -o "$gptq_dir/int6_zstd22.pgz" --codec int6 --compressor zstd:22 > "$gptq_dir/int6_zstd22.txt" 2>&1
+  evaluate_gptq int6_zstd22
+  step "self-generated calibration (256 sequences of 1,024 sampled at temperature 1) against train text"
+  build-gpu/cli/pgolf calibrate samples/base9 --self-generated 256 -o "$gptq_dir/h_self.safetensors" > "$gptq_dir/calibrate_self.txt" 2>&1 ||
+    failed+=(calibrate_self)
+  tail -n 2 "$gptq_dir/calibrate_self.txt"
+  pack_gptq gptq_self_step0299 --codec gptq+ecsq:step=0.0299 --calibration "$gptq_dir/h_self.safetensors"
+  rm -f "$gptq_dir"/*.pgz "$gptq_dir"/*.safetensors
+  tar czf "${OUT:-build-gpu}/gptq.tar.gz" -C "$gptq_dir" .
+}
+# The budget solver under calibration and low-rank correction after GPTQ (plain against H^1/2-weighted SVD).
+gptq_solver_benchmark() {
+  calibrate_base9
+  local h=(--calibration "$gptq_dir/h.safetensors")
   step "low-rank correction after GPTQ: plain SVD against the H^1/2-weighted one"
-  pack gptq_lrcorr16 --codec gptq+ecsq:step=0.0299+lrcorr:rank=16 "${h[@]}"
-  pack gptq_lrcorr16_hessian --codec gptq+ecsq:step=0.0299+lrcorr:rank=16,weight=hessian "${h[@]}"
+  pack_gptq gptq_lrcorr16 --codec gptq+ecsq:step=0.0299+lrcorr:rank=16 "${h[@]}"
+  pack_gptq gptq_lrcorr16_hessian --codec gptq+ecsq:step=0.0299+lrcorr:rank=16,weight=hessian "${h[@]}"
   step "--auto under calibration (output error minimised) at 10,600,000 and 11,340,000 B"
   local ladder="" t
   for t in 0.004 0.0032 0.0026 0.0021 0.0017 0.00135 0.0011 0.0009 0.00075 0.0006 0.0005 0.0004; do
     ladder+="ecsq:totalrelmse=$t;gptq+ecsq:totalrelmse=$t;"
   done
-  pack auto_10600000 --auto --budget 10600000 --candidates "$ladder" "${h[@]}"
-  pack auto_11340000 --auto --budget 11340000 --candidates "$ladder" "${h[@]}"
-  step "self-generated calibration (256 sequences of 1,024 sampled at temperature 1) against train text"
-  $pgolf calibrate samples/base9 --self-generated 256 -o "$g/h_self.safetensors" > "$g/calibrate_self.txt" 2>&1 ||
-    failed+=(calibrate_self)
-  tail -n 2 "$g/calibrate_self.txt"
-  pack gptq_self_step0299 --codec gptq+ecsq:step=0.0299 --calibration "$g/h_self.safetensors"
-  rm -f "$g"/*.pgz "$g"/*.safetensors
-  tar czf "${OUT:-build-gpu}/gptq.tar.gz" -C "$g" .
+  pack_gptq auto_10600000 --auto --budget 10600000 --candidates "$ladder" "${h[@]}"
+  pack_gptq auto_11340000 --auto --budget 11340000 --candidates "$ladder" "${h[@]}"
+  rm -f "$gptq_dir"/*.pgz "$gptq_dir"/*.safetensors
+  tar czf "${OUT:-build-gpu}/gptq_solver.tar.gz" -C "$gptq_dir" .
 }
 
 # Data parallel (needs 2 GPUs): the NCCL tests; MULTI_STEPS steps (default 50) at the reference
@@ -380,6 +396,7 @@ case "${1:-}" in
   multi) multi_gpu_benchmark; finish ;;
   rd) rd_benchmark; finish ;;
   gptq) gptq_benchmark; finish ;;
+  gptq-solver) gptq_solver_benchmark; finish ;;
   train) train_benchmark; finish ;;
 esac
 
