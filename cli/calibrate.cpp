@@ -75,7 +75,8 @@ int calibrate_main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   auto seconds_since = [](auto t) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count(); };
   std::vector<uint16_t> tokens;
-  std::string source;
+  CalibrationRecord record{"", "", seq_len};
+  for (const std::string& path : model_paths) record.model += (record.model.empty() ? "" : " ") + path;
   if (self_generated) {
     SamplingOptions sampling{args["self-generated"].as<int64_t>(), seq_len, args["temperature"].as<double>(),
                              args["seed"].as<uint64_t>()};
@@ -87,14 +88,14 @@ int calibrate_main(int argc, char** argv) {
     std::snprintf(text, sizeof text, "self-generated:%lld,temperature=%g,seed=%llu",
                   static_cast<long long>(sampling.sequences), sampling.temperature,
                   static_cast<unsigned long long>(sampling.seed));
-    source = text;
+    record.source = text;
     std::printf("sampled     %s sequences of %d tokens from BOS, temperature %g, seed %llu (%.2f s)\n",
                 with_commas(sampling.sequences).c_str(), seq_len, sampling.temperature,
                 static_cast<unsigned long long>(sampling.seed), seconds_since(start));
   } else {
     const std::string data = args["data"].as<std::string>();
     tokens = read_train_windows(data, args["tokens"].as<int64_t>(), seq_len);
-    source = "train:" + data;
+    record.source = "train:" + data;
     std::printf("data        %s: the first %s train tokens, %s sequences of %d\n", data.c_str(),
                 with_commas(tokens.size()).c_str(), with_commas(tokens.size() / seq_len).c_str(), seq_len);
   }
@@ -104,7 +105,7 @@ int calibrate_main(int argc, char** argv) {
   std::vector<WeightHessian> hessians;
   {
     Progress bar("calibrating", tokens.size() / seq_len);
-    hessians = calibrate_to(output, device, model, tokens, seq_len, source, threads, force,
+    hessians = calibrate_to(output, device, model, tokens, record, threads, force,
                             [&](size_t n) { bar.advance(n); });
   }
   for (size_t i = 0; i < hessians.size(); ++i)

@@ -55,9 +55,9 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 }
 
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
-                                        std::span<const uint16_t> tokens, int seq_len, const std::string& source,
+                                        std::span<const uint16_t> tokens, const CalibrationRecord& record,
                                         int threads, bool overwrite, const WorkDone& done) {
-  const std::vector<TokenWindow> windows = calibration_windows(tokens, seq_len);
+  const std::vector<TokenWindow> windows = calibration_windows(tokens, record.seq_len);
 #ifdef PGOLF_HAVE_CUDA
   const InputMoments moments = device == "cuda" ? input_moments_cuda(model, windows, done)
                                                 : input_moments(model, windows, threads, done);
@@ -66,7 +66,7 @@ std::vector<WeightHessian> calibrate_to(const std::string& path, const std::stri
   const InputMoments moments = input_moments(model, windows, threads, done);
 #endif
   std::vector<WeightHessian> hessians = weight_hessians(moments);
-  write_hessians(path, hessians, moments.positions(), seq_len, source, overwrite);
+  write_hessians(path, hessians, moments.positions(), record, overwrite);
   return hessians;
 }
 

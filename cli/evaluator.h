@@ -35,7 +35,7 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 // The Hessians of the model's matrices on tokens (whole windows of seq_len, every token an input),
 // computed on the device and written to path (write_hessians); returns them, for the report.
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
-                                        std::span<const uint16_t> tokens, int seq_len, const std::string& source,
+                                        std::span<const uint16_t> tokens, const CalibrationRecord& record,
                                         int threads, bool overwrite, const WorkDone& done);
 
 // Sequences the model samples itself (self_generate), on the device.

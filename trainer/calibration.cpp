@@ -174,16 +174,17 @@ std::vector<WeightHessian> weight_hessians(const InputMoments& moments) {
   return out;
 }
 
-void write_hessians(const std::string& path, const std::vector<WeightHessian>& hessians, int64_t tokens, int seq_len,
-                    const std::string& source, bool overwrite) {
+void write_hessians(const std::string& path, const std::vector<WeightHessian>& hessians, int64_t tokens,
+                    const CalibrationRecord& record, bool overwrite) {
   std::vector<TensorData> tensors;
   for (const WeightHessian& h : hessians)
     tensors.push_back({h.name, DType::F32, {h.dim, h.dim}, from_float(DType::F32, std::span(h.values))});
   write_safetensors(path, tensors,
                     {{"pgolf.calibration", "hessian"},
+                     {"model", record.model},
                      {"tokens", std::to_string(tokens)},
-                     {"seq_len", std::to_string(seq_len)},
-                     {"source", source}},
+                     {"seq_len", std::to_string(record.seq_len)},
+                     {"source", record.source}},
                     overwrite);
 }
 

@@ -6,8 +6,8 @@
 //
 // File: safetensors, one F32 tensor [cols, cols] (symmetric, row-major) per weight under the
 // checkpoint's name (c_q, c_k and c_v each hold a copy of their shared input's H), and __metadata__
-// {"pgolf.calibration": "hessian", "tokens": n, "seq_len": L, "source": "train:DIR" or
-// "self-generated:N,temperature=T,seed=S"}.
+// {"pgolf.calibration": "hessian", "model": the checkpoint's path(s), "tokens": n, "seq_len": L,
+// "source": "train:DIR" or "self-generated:N,temperature=T,seed=S"}.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -109,8 +109,15 @@ struct WeightHessian {
 // tensor order. InputError when no positions were seen.
 std::vector<WeightHessian> weight_hessians(const InputMoments& moments);
 
+// What the file records of where its Hessians came from (beside the token count).
+struct CalibrationRecord {
+  std::string model;   // the checkpoint's path(s), space-separated
+  std::string source;  // "train:DIR" or "self-generated:N,temperature=T,seed=S"
+  int seq_len = 0;
+};
+
 // Writes the file described above, atomically.
-void write_hessians(const std::string& path, const std::vector<WeightHessian>& hessians, int64_t tokens, int seq_len,
-                    const std::string& source, bool overwrite);
+void write_hessians(const std::string& path, const std::vector<WeightHessian>& hessians, int64_t tokens,
+                    const CalibrationRecord& record, bool overwrite);
 
 }  // namespace pgolf

@@ -43,6 +43,7 @@ TEST(CliCalibrate, GptqBeatsRoundToNearestOnEveryTensorOfBase9) {
   const Checkpoint file = Checkpoint::open({h});
   EXPECT_EQ(file.metadata().at("tokens"), "4096");
   EXPECT_EQ(file.metadata().at("source"), "train:" + dir.file("data"));
+  EXPECT_EQ(file.metadata().at("model"), test::sample_path("base9"));
   EXPECT_EQ(file.at("blocks.3.mlp.proj.weight").shape, (std::vector<int64_t>{1024, 1024}));
 
   std::map<std::string, double> rtn;

@@ -109,13 +109,14 @@ TEST(CalibrationMoments, EveryWeightGetsItsInputsHessianAndTheFileSaysWhere) {
   }
   test::TempDir dir;
   const std::string path = dir.file("h.safetensors");
-  write_hessians(path, hessians, 144, 24, "train:somewhere", false);
+  write_hessians(path, hessians, 144, {"base.safetensors", "train:somewhere", 24}, false);
   const Checkpoint file = Checkpoint::open({path});
   EXPECT_EQ(file.metadata().at("tokens"), "144");
   EXPECT_EQ(file.metadata().at("seq_len"), "24");
   EXPECT_EQ(file.metadata().at("source"), "train:somewhere");
+  EXPECT_EQ(file.metadata().at("model"), "base.safetensors");
   EXPECT_EQ(file.at("blocks.2.mlp.proj.weight").to_floats(), hessians.back().values);
-  EXPECT_NE(input_error([&] { write_hessians(path, hessians, 144, 24, "x", false); }), "") << "exists";
+  EXPECT_NE(input_error([&] { write_hessians(path, hessians, 144, {"m", "x", 24}, false); }), "") << "exists";
   EXPECT_NE(input_error([&] { weight_hessians(InputMoments(config)); }), "") << "no positions";
 }
 
