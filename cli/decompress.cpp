@@ -1,4 +1,5 @@
-// pgolf decompress: artifact in, safetensors out, holding exactly the codec's dequantized values.
+// pgolf decompress: artifact in, safetensors (or a torch.save state dict) out, holding exactly the
+// codec's dequantized values.
 #include <cstdio>
 #include <cxxopts.hpp>
 
@@ -9,15 +10,19 @@
 #include "core/error.h"
 #include "quant/plan.h"
 #include "quant/safetensors.h"
+#include "quant/torch_checkpoint.h"
 
 namespace pgolf::cli {
 
 int decompress_main(int argc, char** argv) {
-  cxxopts::Options options("pgolf decompress", "Decode a .pgz artifact back to safetensors.\n"
-                                               "  pgolf decompress base9.pgz -o base9-int6.safetensors");
+  cxxopts::Options options("pgolf decompress", "Decode a .pgz artifact back to safetensors or a torch.save state dict.\n"
+                                               "  pgolf decompress base9.pgz -o base9-int6.safetensors\n"
+                                               "  pgolf decompress base9.pgz -o base9-int6.pt --format pt --dtype bf16");
   options.positional_help("IN.pgz").show_positional_help();
   options.add_options()
-      ("o,output", "safetensors file to write", cxxopts::value<std::string>())
+      ("o,output", "file to write", cxxopts::value<std::string>())
+      ("format", "safetensors, or pt: a torch.save file of an OrderedDict of tensors that "
+                 "torch.load(weights_only=True) reads", cxxopts::value<std::string>()->default_value("safetensors"))
       ("dtype", "float output type: fp32 (exact for every codec), bf16 or fp16 (rounded)",
        cxxopts::value<std::string>()->default_value("fp32"))
       ("force", "replace an existing output")
@@ -27,6 +32,8 @@ int decompress_main(int argc, char** argv) {
   if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("input") > 0, "no input artifact given (pgolf decompress --help)");
   require(args.count("output") > 0, "no output given: pass -o OUT.safetensors");
+  const std::string format = args["format"].as<std::string>();
+  require(format == "safetensors" || format == "pt", "--format must be safetensors or pt (got '" + format + "')");
   std::string dtype_text = args["dtype"].as<std::string>();
   DType out_type = dtype_text == "fp32" ? DType::F32 : dtype_text == "bf16" ? DType::BF16 : DType::F16;
   require(dtype_text == "fp32" || dtype_text == "bf16" || dtype_text == "fp16",
@@ -42,7 +49,9 @@ int decompress_main(int argc, char** argv) {
     tensors.push_back(std::move(d));
   }
   std::string output = args["output"].as<std::string>();
-  write_safetensors(output, tensors, decoded.manifest.metadata, args.count("force") > 0);
+  const bool force = args.count("force") > 0;
+  if (format == "pt") write_torch(output, tensors, force);
+  else write_safetensors(output, tensors, decoded.manifest.metadata, force);
   std::printf("wrote %s: %zu tensors, %s B of %s\n", output.c_str(), tensors.size(), with_commas(bytes).c_str(),
               dtype_text.c_str());
   return 0;

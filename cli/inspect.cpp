@@ -37,7 +37,7 @@ nlohmann::json inspect_artifact(const std::string& path) {
 
 nlohmann::json inspect_safetensors(const std::vector<std::string>& paths) {
   auto checkpoint = Checkpoint::open(paths);
-  nlohmann::json j = {{"path", paths}, {"kind", "safetensors"}, {"files", checkpoint.files()}, {"metadata", checkpoint.metadata()}};
+  nlohmann::json j = {{"path", paths}, {"kind", "checkpoint"}, {"files", checkpoint.files()}, {"metadata", checkpoint.metadata()}};
   uint64_t bytes = 0;
   int64_t params = 0;
   for (const auto& t : checkpoint.tensors()) {
@@ -61,7 +61,7 @@ void print(const nlohmann::json& j) {
                   g["codec"].get<std::string>().c_str(), with_commas(g["raw_size"].get<uint64_t>()).c_str(),
                   with_commas(g["stored_size"].get<uint64_t>()).c_str());
   } else {
-    std::printf("safetensors: %zu files, %zu tensors, %s parameters, %s B\n", j["files"].size(), j["tensors"].size(),
+    std::printf("checkpoint: %zu files, %zu tensors, %s parameters, %s B\n", j["files"].size(), j["tensors"].size(),
                 with_commas(j["parameters"].get<int64_t>()).c_str(), with_commas(j["bytes"].get<uint64_t>()).c_str());
   }
   for (const auto& t : j["tensors"]) {

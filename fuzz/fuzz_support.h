@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "quant/safetensors.h"
 
 namespace pgolf::fuzz {
 
@@ -41,6 +42,16 @@ inline std::string write_input(const std::string& name, std::span<const uint8_t>
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(bytes.data()),
                                                                   static_cast<std::streamsize>(bytes.size()));
   return path;
+}
+
+// The fuzz input as a checkpoint file named `name` (its container is found from its bytes):
+// opened, and every tensor it declares converted to float.
+inline void open_checkpoint(const std::string& name, std::span<const uint8_t> bytes) {
+  std::string path = write_input(name, bytes);
+  accept_input_error([&] {
+    auto checkpoint = Checkpoint::open({path});
+    for (const auto& t : checkpoint.tensors()) (void)t.to_floats();
+  });
 }
 
 // Reads input fields front to back; past the end every field reads as 0.

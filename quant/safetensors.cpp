@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "quant/torch_checkpoint.h"
 
 namespace pgolf {
 
@@ -24,6 +25,7 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr std::string_view kMetadataKey = "__metadata__";
 constexpr std::string_view kIndexSuffix = ".safetensors.index.json";
 constexpr std::string_view kFileSuffix = ".safetensors";
+constexpr std::string_view kTorchSuffixes[] = {".pt", ".pth"};
 
 std::string json_string(const std::string& s) { return json(s).dump(); }
 
@@ -250,9 +252,11 @@ struct Sources {
       std::string name = entry.path().filename().string();
       if (ends_with(name, kIndexSuffix)) indexes.push_back(entry.path().string());
       if (ends_with(name, kFileSuffix)) files_here.push_back(entry.path().string());
+      for (auto suffix : kTorchSuffixes)
+        if (ends_with(name, suffix)) files_here.push_back(entry.path().string());
     }
     if (indexes.size() == 1) return add_index(indexes[0]);
-    require(!files_here.empty(), path + ": folder holds no *.safetensors files");
+    require(!files_here.empty(), path + ": folder holds no *.safetensors files (nor torch.save *.pt, *.pth)");
     std::sort(files_here.begin(), files_here.end());
     for (const auto& f : files_here) add_file_or_shard_set(f);
   }
@@ -286,7 +290,17 @@ Checkpoint Checkpoint::open(const std::vector<std::string>& paths) {
   std::map<std::string, std::string> metadata_source;  // key -> file it came from, for conflicts
   for (const auto& file : sources.files) {
     auto map = MappedFile::open(file);
-    ParsedFile parsed = parse_safetensors(map->bytes(), file);
+    ParsedFile parsed;
+    if (looks_like_torch_file(map->bytes())) {
+      // A state dict has no metadata of its own; "format": "pt" is what safetensors files saved
+      // from PyTorch say, so a checkpoint gives the same artifact in either container.
+      TorchTensors torch = read_torch_tensors(map->bytes(), file);
+      parsed.tensors = std::move(torch.tensors);
+      parsed.metadata = {{"format", "pt"}};
+      for (auto& owned : torch.owned) checkpoint.owned_.push_back(std::move(owned));
+    } else {
+      parsed = parse_safetensors(map->bytes(), file);
+    }
     for (const auto& [key, value] : parsed.metadata) {
       auto [it, inserted] = checkpoint.metadata_.emplace(key, value);
       if (inserted) metadata_source[key] = file;

@@ -1,6 +1,7 @@
 // Checkpoints in the safetensors format: one file, several files, or a sharded set
 // (an HF *.safetensors.index.json, or every PREFIX-*-of-N.safetensors), memory-mapped and
-// strictly validated; and an atomic writer that keeps __metadata__.
+// strictly validated; and an atomic writer that keeps __metadata__. torch.save files of state
+// dicts (quant/torch_checkpoint.h) open as checkpoints too.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -28,7 +29,8 @@ struct TensorRef {
 class Checkpoint {
  public:
   // paths: safetensors files, an *.safetensors.index.json, a folder (its index, else every
-  // *.safetensors in it), or one shard of a PREFIX-k-of-N set (the whole set is read).
+  // *.safetensors, *.pt and *.pth in it), or one shard of a PREFIX-k-of-N set (the whole set is
+  // read); any file that begins as a torch.save file does is read as one.
   // Throws InputError naming the file and tensor on anything malformed.
   static Checkpoint open(const std::vector<std::string>& paths);
 
@@ -40,6 +42,7 @@ class Checkpoint {
 
  private:
   std::vector<std::shared_ptr<const MappedFile>> maps_;
+  std::vector<std::shared_ptr<const std::vector<uint8_t>>> owned_;  // gathered strided views of .pt files
   std::vector<TensorRef> tensors_;
   std::map<std::string, std::string> metadata_;
   std::vector<std::string> files_;
