@@ -6,6 +6,7 @@
 #include <tuple>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "core/checksum.h"
 #include "core/error.h"
@@ -14,8 +15,6 @@
 #include "core/progress.h"
 #include "quant/calibration.h"
 #include "quant/gptq.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {

@@ -3,10 +3,9 @@
 #include <filesystem>
 
 #include "artifact/artifact.h"
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
 
 namespace pgolf {
 
@@ -21,15 +20,6 @@ std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::str
   for (const auto& path : paths)
     require(!is_artifact_path(path), path + ": an artifact must be the only model path");
   return float_tensors_of(Checkpoint::open(paths));
-}
-
-std::map<std::string, FloatTensor> float_tensors_of(const Checkpoint& checkpoint) {
-  std::map<std::string, FloatTensor> out;
-  for (const auto& t : checkpoint.tensors()) {
-    require(dtype_is_float(t.dtype), t.file + ": tensor '" + t.name + "' is not a float tensor");
-    out[t.name] = {t.shape, t.to_floats()};
-  }
-  return out;
 }
 
 std::map<std::string, FloatTensor> float_tensors_of(DecodedArtifact&& decoded, const std::string& path) {

@@ -1,24 +1,16 @@
 // Model weights as floats from whatever the user points at: a safetensors checkpoint
 // (any form Checkpoint::open takes) or a .pgz artifact (decoded in memory).
 #pragma once
-#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
-namespace pgolf {
+#include "checkpoint/float_tensor.h"
 
-struct FloatTensor {
-  std::vector<int64_t> shape;
-  std::vector<float> values;
-};
+namespace pgolf {
 
 // Throws InputError on anything malformed.
 std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths);
-
-class Checkpoint;
-// The tensors of an open checkpoint as floats; InputError for one that is not a float tensor.
-std::map<std::string, FloatTensor> float_tensors_of(const Checkpoint& checkpoint);
 
 struct DecodedArtifact;
 // The tensors of a decoded artifact (moved out of it); InputError naming `path` for a raw one.

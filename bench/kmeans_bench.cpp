@@ -9,10 +9,10 @@
 
 #include <cmath>
 
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "codecs/symbol_histogram.h"
 #include "quant/distortion.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {

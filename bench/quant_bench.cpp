@@ -5,8 +5,8 @@
 
 #include <cstring>
 
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {

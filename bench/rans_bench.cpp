@@ -9,9 +9,9 @@
 
 #include <algorithm>
 
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "codecs/symbol_histogram.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {

@@ -9,23 +9,23 @@
 #include <optional>
 
 #include "artifact/load.h"
-#include "artifact/sweep.h"
+#include "checkpoint/safetensors.h"
 #include "cli/bench_report.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
 #include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
+#include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "data/shards.h"
+#include "data/tokenizer.h"
+#include "plan/sweep.h"
 #include "quant/calibration.h"
-#include "quant/safetensors.h"
 #include "trainer/eval.h"
-#include "trainer/shards.h"
-#include "trainer/tokenizer.h"
 
 namespace pgolf::cli {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "artifact/sweep.h"
+#include "plan/sweep.h"
 
 namespace pgolf::cli {
 

@@ -9,19 +9,19 @@
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
-#include "artifact/budget_plan.h"
+#include "checkpoint/safetensors.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/format.h"
+#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
+#include "cli/options.h"
 #include "codecs/byte_codec.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "cli/gptq_engine.h"
+#include "plan/budget_plan.h"
+#include "plan/plan.h"
 #include "quant/calibration.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf::cli {

@@ -12,15 +12,15 @@
 #include <string_view>
 
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/format.h"
+#include "cli/options.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
-#include "trainer/corpus.h"
-#include "trainer/corpus_import.h"
-#include "trainer/corpus_text.h"
+#include "data/corpus.h"
+#include "data/corpus_import.h"
+#include "data/corpus_text.h"
 
 namespace pgolf::cli {
 

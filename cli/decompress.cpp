@@ -4,13 +4,13 @@
 #include <cxxopts.hpp>
 
 #include "artifact/artifact.h"
+#include "checkpoint/safetensors.h"
+#include "checkpoint/torch_checkpoint.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/format.h"
+#include "cli/options.h"
 #include "core/error.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
-#include "quant/torch_checkpoint.h"
+#include "quant/tensor_codec.h"
 
 namespace pgolf::cli {
 

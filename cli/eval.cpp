@@ -10,14 +10,14 @@
 
 #include "artifact/load.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
+#include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
+#include "data/shards.h"
+#include "data/tokenizer.h"
 #include "trainer/eval.h"
-#include "trainer/shards.h"
-#include "trainer/tokenizer.h"
 
 namespace pgolf::cli {
 

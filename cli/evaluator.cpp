@@ -3,7 +3,7 @@
 #include "core/error.h"
 
 #ifdef PGOLF_HAVE_CUDA
-#include "kernels/cuda_eval.h"
+#include "gpu/cuda_eval.h"
 #endif
 
 namespace pgolf::cli {

@@ -9,10 +9,10 @@
 
 #include "artifact/load.h"
 
+#include "data/tokenizer.h"
 #include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
-#include "trainer/tokenizer.h"
 
 namespace pgolf::cli {
 

@@ -7,11 +7,11 @@
 
 #include "artifact/artifact.h"
 #include "artifact/load.h"
+#include "checkpoint/safetensors.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/format.h"
+#include "cli/options.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
 
 namespace pgolf::cli {
 

@@ -1,7 +1,6 @@
-// pgolf sensitivity: how much the val loss grows per unit of squared error in each tensor. Each
-// tensor the plan would quantize is quantized alone with a probe codec and the model evaluated;
-// weight = loss increase / squared error. `pgolf compress --auto --sensitivity FILE` then
-// minimises the predicted loss increase rather than the plain squared error.
+// pgolf sensitivity: how much the val loss grows per unit of squared error in each tensor the plan
+// would quantize (plan/sensitivity.h measures it; this file reads the flags and the val split and
+// prints). `pgolf compress --auto --sensitivity FILE` then minimises the predicted loss increase.
 #include <algorithm>
 #include <cstdio>
 #include <cxxopts.hpp>
@@ -11,35 +10,24 @@
 #include <optional>
 
 #include "artifact/load.h"
+#include "checkpoint/safetensors.h"
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
+#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
+#include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
-#include "cli/gptq_engine.h"
+#include "data/shards.h"
+#include "plan/plan.h"
+#include "plan/sensitivity.h"
 #include "quant/calibration.h"
-#include "quant/distortion.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
-#include "trainer/shards.h"
 
 namespace pgolf::cli {
-
-namespace {
-
-struct Probe {
-  std::string name;
-  double sum_sq_error = 0;
-  double loss = 0;  // the val loss with this tensor alone quantized
-  double weight = 0;
-};
-
-}  // namespace
 
 int sensitivity_main(int argc, char** argv) {
   cxxopts::Options options(
@@ -93,53 +81,23 @@ int sensitivity_main(int argc, char** argv) {
     return evaluate_on(device, evaluation_model(weights, tokenizer), tokens, tokenizer.byte_table(), eval).val_loss;
   };
 
-  std::vector<Probe> probes;
+  std::vector<std::string> names;
   for (const auto& ref : checkpoint.tensors())
-    if (plan.codec_for(ref.name, ref.dtype, ref.shape) == probe_codec->spec()) probes.push_back({ref.name});
-  require(!probes.empty(), "the plan quantizes no tensor of this checkpoint with " + probe_spec);
-  // The probe is fitted on every probed tensor at once, as compress fits it (ecsq:totalrelmse's
-  // shared step means the same thing here), though each tensor is then quantized alone.
+    if (plan.codec_for(ref.name, ref.dtype, ref.shape) == probe_codec->spec()) names.push_back(ref.name);
+  require(!names.empty(), "the plan quantizes no tensor of this checkpoint with " + probe_spec);
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
-  std::vector<FitTensor> fit;
-  for (const auto& p : probes) {
-    const FloatTensor& t = tensors.at(p.name);
-    fit.push_back({p.name, t.values, TensorShape{t.shape}, calibration ? calibration->find(p.name) : nullptr});
-  }
-  const FittedCodecs probe_codecs = fit_tensor_codec(probe_spec, fit, {gptq_engine()});
-
-  const double base_loss = loss_of(tensors);
+  Sensitivity sensitivity;
   {
-    Progress progress("sensitivity", probes.size());
-    for (size_t i = 0; i < probes.size(); ++i) {
-      Probe& p = probes[i];
-      const TensorCodec& codec = *probe_codecs[i];
-      FloatTensor& t = tensors.at(p.name);
-      const std::vector<float> original = t.values;
-      const TensorShape shape{t.shape};
-      try {
-        t.values = decode_streams(codec, codec.encode(original, shape), shape);
-      } catch (const InputError& e) {
-        throw InputError("tensor '" + p.name + "': " + e.what());
-      }
-      p.sum_sq_error = Distortion::measure(original, t.values).sum_sq_error;
-      p.loss = loss_of(tensors);
-      t.values = original;
-      progress.advance();
-    }
+    Progress progress("sensitivity", names.size());
+    sensitivity = measure_sensitivity(tensors, names, loss_of,
+                                      {probe_spec, calibration ? &*calibration : nullptr, {gptq_engine()},
+                                       [&](size_t n) { progress.advance(n); }});
   }
-  // A tensor whose loss did not measurably grow still may not be quantized for free: it gets the
-  // smallest weight measured above zero (the probe only shows it is below this evaluation's noise).
-  double floor = 0;
-  for (auto& p : probes) {
-    p.weight = p.sum_sq_error > 0 ? std::max(0.0, p.loss - base_loss) / p.sum_sq_error : 0;
-    if (p.weight > 0) floor = floor > 0 ? std::min(floor, p.weight) : p.weight;
-  }
+  const double base_loss = sensitivity.base_loss;
+  const auto& probes = sensitivity.probes;
   nlohmann::json weights = nlohmann::json::object();
-  for (auto& p : probes) {
-    if (p.weight <= 0) p.weight = floor > 0 ? floor : 1;
-    weights[p.name] = p.weight;
-  }
+  for (const auto& p : probes) weights[p.name] = p.weight;
   write_text(output, weights.dump(2) + "\n");
 
   if (args.count("json")) {

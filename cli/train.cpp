@@ -11,17 +11,17 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "cli/options.h"
 #include "cli/evaluator.h"
+#include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
+#include "data/shards.h"
+#include "data/tokenizer.h"
 #include "trainer/ranks.h"
-#include "trainer/shards.h"
-#include "trainer/tokenizer.h"
 #include "trainer/training.h"
 
 #ifdef PGOLF_HAVE_CUDA
-#include "kernels/cuda_train.h"
+#include "gpu/cuda_train.h"
 #endif
 
 namespace pgolf::cli {

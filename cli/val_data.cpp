@@ -3,7 +3,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "trainer/shards.h"
+#include "data/shards.h"
 
 namespace pgolf::cli {
 

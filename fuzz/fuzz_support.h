@@ -10,8 +10,8 @@
 #include <span>
 #include <string>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
 
 namespace pgolf::fuzz {
 

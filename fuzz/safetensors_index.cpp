@@ -1,7 +1,7 @@
 // A sharded checkpoint's index (model.safetensors.index.json) from anywhere, beside two real
 // shards: the weight map must name files that exist and tensors that are in them.
+#include "checkpoint/safetensors.h"
 #include "fuzz/fuzz_support.h"
-#include "quant/safetensors.h"
 
 namespace {
 void write_shards() {

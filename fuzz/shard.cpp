@@ -1,6 +1,6 @@
 // A token shard from anywhere: magic, version, declared token count against the file size.
+#include "data/shards.h"
 #include "fuzz/fuzz_support.h"
-#include "trainer/shards.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string path = pgolf::fuzz::write_input("input_val_000000.bin", {data, size});

@@ -6,7 +6,7 @@
 #include "codecs/byte_codec.h"
 #include "core/spec.h"
 #include "fuzz/fuzz_support.h"
-#include "quant/plan.h"
+#include "plan/plan.h"
 #include "quant/tensor_codec.h"
 
 namespace {

@@ -1,7 +1,7 @@
 #include "quant/calibration.h"
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
 
 namespace pgolf {
 

@@ -76,6 +76,9 @@ class TensorCodec {
 
 // Throws InputError for an unknown name or bad parameters, listing what is accepted.
 std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec);
+// Not a tensor codec: the spec under which the artifact stores a tensor's bytes exactly as they
+// are, in its own dtype (non-float tensors, and every tensor of a lossless plan).
+inline constexpr const char* kRawSpec = "raw";
 std::vector<std::string> tensor_codec_names();  // for --help and error messages
 
 // make_tensor_codec(spec) fitted on the tensors: the one entry point of the fit step.

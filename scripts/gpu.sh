@@ -58,6 +58,11 @@ step() { echo "== $1 ($(date +%T))"; }
 unpack_train_shards() {
   ls devdata/sp1024/corpus_train_*.bin > /dev/null 2>&1 || tar -xJf devdata/corpus_train.tar.xz -C devdata/sp1024
 }
+# gpu_tests [GTEST_FLAGS...]: the GPU tests, ops (test_kernels) then engines (test_gpu), as one run's output.
+gpu_tests() {
+  build-gpu/tests/test_kernels "$@"
+  build-gpu/tests/test_gpu "$@"
+}
 # Ends the script: the failed steps, or "all passed".
 finish() {
   if ((${#failed[@]})); then
@@ -72,7 +77,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --fo
 
 step "build pgolf and the GPU tests"
 if ! { cmake -S . -B build-gpu -DPGOLF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DPGOLF_BENCH=OFF &&
-       cmake --build build-gpu -j16 --target pgolf test_kernels; } > "$logs/build.log" 2>&1; then
+       cmake --build build-gpu -j16 --target pgolf test_kernels test_gpu; } > "$logs/build.log" 2>&1; then
   grep -E -A5 "error|Error" "$logs/build.log" | head -80
   exit 1
 fi
@@ -106,7 +111,7 @@ EOF
 # runs them).
 train_tests() {
   step "GPU tests: the CUDA trainer, its kernels and attention against the CPU reference"
-  build-gpu/tests/test_kernels --gtest_filter='CudaTrain*:CudaAttention*:CudaKernels*' 2>&1 |
+  gpu_tests --gtest_filter='CudaTrain*:CudaAttention*:CudaKernels*' 2>&1 |
     tee "$logs/test_train.log" || failed+=(test_train)
 }
 # The trainer at the base9 reference run's settings (262,144 tokens per step as 4 micro-batches
@@ -255,7 +260,7 @@ calibrate_base9() {
 # self-generated calibration.
 gptq_benchmark() {
   step "GPU tests: calibration against the CPU reference"
-  build-gpu/tests/test_kernels --gtest_filter='*Calibrat*:*Gptq*' 2>&1 | tee "$logs/test_gptq.log" | grep -E "^\[  |bound|max " ||
+  gpu_tests --gtest_filter='*Calibrat*:*Gptq*' 2>&1 | tee "$logs/test_gptq.log" | grep -E "^\[  |bound|max " ||
     true
   grep -q "^\[  FAILED" "$logs/test_gptq.log" && failed+=(test_gptq)
   calibrate_base9
@@ -302,7 +307,7 @@ multi_gpu_benchmark() {
   mkdir -p "$dp"
   step "GPU tests: data parallel over NCCL"
   cmake --build build-gpu -j"$(nproc)" --target test_cli >> "$logs/build.log" 2>&1 || failed+=(build-test-cli)
-  build-gpu/tests/test_kernels --gtest_filter='CudaTrainRanks*' 2>&1 | tee "$logs/test_ranks.log" || failed+=(test_ranks)
+  gpu_tests --gtest_filter='CudaTrainRanks*' 2>&1 | tee "$logs/test_ranks.log" || failed+=(test_ranks)
   build-gpu/tests/test_cli --gtest_filter='CliTrain.DataParallel*' 2>&1 | tail -4 | tee -a "$logs/test_ranks.log" ||
     failed+=(test_cli_ranks)
   unpack_train_shards
@@ -385,7 +390,7 @@ case "${1:-}" in
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"
-    build-gpu/tests/test_kernels 2>&1 | tee "$logs/test_kernels.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[==" ||
+    gpu_tests 2>&1 | tee "$logs/test_kernels.log" | grep -E "^\[  (PASSED|FAILED|SKIPPED)|^\[==" ||
       failed+=(test_kernels)
     grep -q "^\[  FAILED" "$logs/test_kernels.log" && failed+=(test_kernels)
     eval_base9
@@ -401,7 +406,7 @@ case "${1:-}" in
 esac
 
 step "GPU tests: kernels and whole forward against the CPU reference"
-build-gpu/tests/test_kernels --gtest_filter='-CudaTrain*' 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
+gpu_tests --gtest_filter='-CudaTrain*' 2>&1 | tee "$logs/test_kernels.log" || failed+=(test_kernels)
 
 eval_base9
 

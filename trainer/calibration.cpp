@@ -4,10 +4,10 @@
 #include <cmath>
 #include <random>
 
+#include "checkpoint/safetensors.h"
 #include "core/dtype.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
-#include "trainer/shards.h"
+#include "data/shards.h"
 
 namespace pgolf {
 

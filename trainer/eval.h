@@ -6,8 +6,8 @@
 #include <span>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "trainer/model.h"
-#include "trainer/tokenizer.h"
 
 namespace pgolf {
 

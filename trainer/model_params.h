@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "artifact/load.h"
+#include "checkpoint/float_tensor.h"
 
 namespace pgolf {
 

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
 
 namespace pgolf {
 

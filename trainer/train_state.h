@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "data/token_stream.h"
 #include "trainer/optimizer.h"
-#include "trainer/token_stream.h"
 
 namespace pgolf {
 

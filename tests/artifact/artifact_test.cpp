@@ -7,11 +7,11 @@
 #include <random>
 
 #include "artifact/load.h"
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "core/checksum.h"
 #include "core/error.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
+#include "plan/plan.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 

@@ -6,12 +6,12 @@
 #include <cstring>
 
 #include "artifact/artifact.h"
-#include "artifact/budget_plan.h"
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "core/error.h"
+#include "plan/budget_plan.h"
+#include "plan/plan.h"
 #include "quant/calibration.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
 #include "support/base9_subset.h"
 #include "support/test_support.h"
 

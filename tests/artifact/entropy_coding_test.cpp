@@ -8,11 +8,11 @@
 #include <limits>
 
 #include "artifact/artifact.h"
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
 #include "core/error.h"
 #include "core/half.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
+#include "plan/plan.h"
 #include "support/test_support.h"
 
 namespace pgolf {

@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "artifact/artifact.h"
+#include "checkpoint/safetensors.h"
 #include "codecs/byte_codec.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
+#include "plan/plan.h"
 #include "support/test_support.h"
 
 namespace pgolf {

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "quant/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "cli/run_pgolf.h"
 #include "support/test_support.h"
 

@@ -8,8 +8,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/safetensors.h"
 #include "cli/run_pgolf.h"
-#include "quant/safetensors.h"
 #include "support/test_support.h"
 
 namespace pgolf {

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
-#include "quant/plan.h"
-#include "quant/safetensors.h"
-#include "quant/tensor_codec.h"
+#include "checkpoint/safetensors.h"
 #include "cli/run_pgolf.h"
+#include "plan/plan.h"
+#include "quant/tensor_codec.h"
 #include "support/test_support.h"
 
 namespace pgolf {

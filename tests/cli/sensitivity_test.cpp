@@ -6,8 +6,8 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/safetensors.h"
 #include "cli/run_pgolf.h"
-#include "quant/safetensors.h"
 #include "support/test_support.h"
 #include "trainer/test_helpers.h"
 

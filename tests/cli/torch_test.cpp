@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "checkpoint/zip_store.h"
 #include "cli/run_pgolf.h"
-#include "quant/zip_store.h"
 #include "support/test_support.h"
 
 namespace pgolf {

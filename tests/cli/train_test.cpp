@@ -10,9 +10,9 @@
 #ifdef PGOLF_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "kernels/cuda_eval.h"
+#include "gpu/cuda_eval.h"
 #endif
-#include "quant/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "support/test_support.h"
 
 namespace pgolf {

@@ -12,7 +12,7 @@
 
 #include <cuda_bf16.h>
 
-#include "kernels/cuda_eval.h"
+#include "gpu/cuda_eval.h"
 #include "kernels/device_buffer.h"
 
 namespace pgolf::test {

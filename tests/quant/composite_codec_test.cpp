@@ -8,9 +8,9 @@
 #include <cstring>
 #include <limits>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "quant/distortion.h"
-#include "quant/safetensors.h"
 #include "quant/svd.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"

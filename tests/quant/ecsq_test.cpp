@@ -9,10 +9,10 @@
 #include <cstring>
 #include <limits>
 
+#include "checkpoint/safetensors.h"
 #include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "quant/distortion.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 

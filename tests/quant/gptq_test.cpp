@@ -7,8 +7,8 @@
 
 #include <cmath>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 

@@ -9,10 +9,10 @@
 #include <limits>
 #include <random>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/distortion.h"
-#include "quant/safetensors.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 

@@ -8,11 +8,11 @@
 #include <cstring>
 #include <limits>
 
+#include "checkpoint/safetensors.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/distortion.h"
 #include "quant/int_n.h"
-#include "quant/safetensors.h"
 #include "support/test_support.h"
 
 namespace pgolf {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "quant/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "support/test_support.h"
 
 namespace pgolf::test {

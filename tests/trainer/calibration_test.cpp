@@ -8,9 +8,9 @@
 
 #include <cmath>
 
-#include "quant/safetensors.h"
+#include "checkpoint/safetensors.h"
+#include "data/shards.h"
 #include "support/test_support.h"
-#include "trainer/shards.h"
 #include "trainer/test_helpers.h"
 
 namespace pgolf {

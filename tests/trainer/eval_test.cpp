@@ -5,8 +5,8 @@
 #include <numeric>
 
 #include "artifact/load.h"
+#include "data/shards.h"
 #include "support/test_support.h"
-#include "trainer/shards.h"
 #include "trainer/test_helpers.h"
 
 namespace pgolf {

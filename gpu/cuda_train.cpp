@@ -1,0 +1,714 @@
+#include "gpu/cuda_train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <type_traits>
+
+#include "core/error.h"
+#include "gpu/cuda_eval.h"
+#include "kernels/cuda_check.h"
+#include "kernels/device_buffer.h"
+#include "kernels/forward_kernels.h"
+#include "kernels/gemm.h"
+#include "kernels/train_kernels.h"
+
+namespace pgolf {
+
+cuda::RowsByToken cuda::rows_by_token(const std::vector<uint16_t>& ids, int vocab) {
+  std::vector<int32_t> offsets(static_cast<size_t>(vocab) + 1, 0);  // token v's rows: order[offsets[v] ..)
+  for (uint16_t t : ids) ++offsets[t + 1];
+  std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+  RowsByToken rows{std::vector<int32_t>(ids.size()), {}, {}};
+  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
+  for (size_t r = 0; r < ids.size(); ++r) rows.order[next[ids[r]]++] = static_cast<int32_t>(r);
+  for (int v = 0; v < vocab; ++v) {
+    rows.token_segments.push_back(static_cast<int32_t>(rows.segments.size()));
+    for (int32_t first = offsets[v]; first < offsets[v + 1]; first += kEmbeddingSegmentRows)
+      rows.segments.push_back(first);
+  }
+  rows.token_segments.push_back(static_cast<int32_t>(rows.segments.size()));
+  rows.segments.push_back(static_cast<int32_t>(ids.size()));
+  return rows;
+}
+
+int64_t cuda::max_embedding_segments(int64_t rows, int vocab) { return rows / kEmbeddingSegmentRows + vocab; }
+
+using cuda::DeviceBuffer;
+
+namespace {
+
+// A block's tensors in for_each_parameter's order after tok_emb: 10 per block.
+enum BlockTensor { kCq, kCk, kCv, kAttnProj, kQGain, kMlpFc, kMlpProj, kAttnScale, kMlpScale, kResidMix, kPerBlock };
+
+// One tensor of the flat parameter vector: where it starts, its rows and columns. Tensors start at
+// multiples of 8 floats (the gaps stay zero): every tensor is 16-byte aligned for the row kernels'
+// float4 loads of scales, and so is its bf16 copy for cuBLAS.
+constexpr size_t kSlotAlignment = 8;
+struct Slot {
+  size_t offset, rows, cols;
+  ParamGroup group;
+};
+
+// What one block keeps from its forward (rows x width each).
+struct BlockActivations {
+  DeviceBuffer<float> skipped, mixed, attn_in, qkv_raw, qkv, heads_out, lse, attn_out, after_attn, mlp_in, fc_out,
+      hidden, mlp_out, x_out;
+  // The block's input: `skipped` (the previous output plus a U-Net skip) in the decoder blocks
+  // that take one, else the previous block's output (or x0), left where it is.
+  const float* x_in = nullptr;
+};
+
+// In bf16 mode, the bf16 copies of a block's GEMM and attention inputs (heads_out only exists here).
+struct BlockBf16 {
+  DeviceBuffer<__nv_bfloat16> attn_in, qkv, heads_out, mlp_in, hidden;
+};
+
+}  // namespace
+
+struct CudaTrainer::State {
+  ModelConfig config;
+  TrainSettings settings;
+  int rows = 0;  // micro_batch * seq_len: the rows every buffer is made for
+  cuda::Gemm gemm;               // every GEMM, Newton-Schulz's included, at the precision's compute type
+  cudaStream_t stream = nullptr;  // the legacy default stream, ordered with DeviceBuffer's copies
+  Precision precision = Precision::kFp32;
+
+  std::vector<Slot> slots;  // per tensor, for_each_parameter's order
+  DeviceBuffer<float> params, grads, momentum, adam_m, adam_v;
+  int64_t optimizer_steps = 0;
+  DeviceBuffer<float> rope_cos, rope_sin;
+
+  DeviceBuffer<uint16_t> inputs, targets;
+  DeviceBuffer<int32_t> order, segments, token_segments;  // the embedding backward's token lists
+  int64_t segment_count = 0;
+  DeviceBuffer<float> embedding_scratch;
+  DeviceBuffer<float> x0, final_normed, logits;
+  DeviceBuffer<double> losses;
+  std::vector<BlockActivations> blocks;
+  // Backward scratch.
+  DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
+  // bf16 mode: the parameters' bf16 copy (refreshed after every step), the blocks' inputs, and
+  // the backward's GEMM inputs (one buffer, rows x the widest).
+  DeviceBuffer<__nv_bfloat16> params16, final16, d_rounded, d_heads16;
+  std::vector<BlockBf16> blocks16;
+  std::vector<DeviceBuffer<float>> d_encoder;  // what reaches each U-Net skip from its decoder
+  // Newton-Schulz scratch, sized for all matrices in one batch; per matrix a squared norm's floats.
+  DeviceBuffer<float> ns_x, ns_y, ns_a, ns_b, norm;
+  int64_t peak_bytes = 0;
+
+  // Data parallel: the collectives run on comm_stream (non-blocking: the legacy default stream
+  // would serialise with it), ordered after the compute stream's work by `ready`.
+  std::unique_ptr<cuda::RankGroup> group;
+  cudaStream_t comm_stream = nullptr;
+  cudaEvent_t ready = nullptr, comm_done = nullptr;
+  int64_t local_micro_batches = 1, micro_batches_seen = 0;
+  bool gradient_summed = false;  // this step's gradient was summed during the backward
+  DeviceBuffer<double> shared_values;
+
+  ~State() {
+    if (gemm.handle) cublasDestroy(gemm.handle);
+    if (ready) cudaEventDestroy(ready);
+    if (comm_done) cudaEventDestroy(comm_done);
+    if (comm_stream) cudaStreamDestroy(comm_stream);
+  }
+  float* param(size_t i) { return params.data() + slots[i].offset; }
+  float* grad(size_t i) { return grads.data() + slots[i].offset; }
+  size_t block_slot(int layer, BlockTensor t) const { return 1 + static_cast<size_t>(layer) * kPerBlock + t; }
+  float* bp(int layer, BlockTensor t) { return param(block_slot(layer, t)); }
+  float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
+
+  void upload_windows(std::span<const TokenWindow> windows);
+  void forward(int sequences);
+  void backward(int sequences, float loss_weight, bool sum_over_ranks);
+  // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
+  void sum_gradient(size_t first, size_t last);
+  // What is queued on comm_stream from now on waits for the work queued so far on the compute
+  // stream; wait_for_collectives is the other way round.
+  void collectives_after_compute();
+  void wait_for_collectives();
+  void block_backward(int layer, int sequences);
+  void newton_schulz(const std::vector<size_t>& batch);
+  bool bf16() const { return precision == Precision::kBf16; }
+  // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
+  bool takes_skip(int layer) const {
+    const int decoder = layer - config.encoder_layers();
+    return decoder >= 0 && decoder < config.skip_count();
+  }
+  // bf16 mode: params16 = params rounded, after every change of the parameters.
+  void round_params() {
+    if (bf16()) cuda::to_bf16(params.data(), static_cast<int64_t>(params.size()), params16.data(), stream);
+  }
+  // Parameter slot i as a GEMM input.
+  cuda::Operand weight(size_t i) const {
+    return {params.data() + slots[i].offset, bf16() ? params16.data() + slots[i].offset : nullptr};
+  }
+  cuda::Operand weight(int layer, BlockTensor t) const { return weight(block_slot(layer, t)); }
+  // A GEMM input made by write(out): into its bf16 buffer in bf16 mode, else into the fp32 one.
+  template <typename Write>
+  cuda::Operand produce(DeviceBuffer<float>& f32, DeviceBuffer<__nv_bfloat16>& b16, Write&& write) {
+    if (bf16()) {
+      write(b16.data());
+      return {f32.data(), b16.data()};
+    }
+    write(f32.data());
+    return {f32.data()};
+  }
+  // One produced earlier.
+  cuda::Operand kept(const DeviceBuffer<float>& f32, const DeviceBuffer<__nv_bfloat16>& b16) const {
+    return {f32.data(), bf16() ? b16.data() : nullptr};
+  }
+  void copy(float* to, const float* from, int64_t count) {
+    PGOLF_CUDA_CHECK(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  }
+  void add(float* to, const float* from, int64_t count) {  // to += from
+    const float one = 1;
+    PGOLF_CUDA_CHECK(cublasSaxpy(gemm.handle, static_cast<int>(count), &one, from, 1, to, 1));
+  }
+};
+
+// The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
+// that read it for the embedding backward.
+void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
+  const int seq_len = settings.seq_len;
+  require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
+          "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
+              std::to_string(settings.micro_batch));
+  std::vector<uint16_t> in, out;
+  for (const TokenWindow& w : windows) {
+    require(w.size() == static_cast<size_t>(seq_len) + 1,
+            "CudaTrainer: windows must have seq_len + 1 = " + std::to_string(seq_len + 1) + " tokens");
+    in.insert(in.end(), w.begin(), w.end() - 1);
+    out.insert(out.end(), w.begin() + 1, w.end());
+  }
+  const auto outside = std::find_if(in.begin(), in.end(), [&](uint16_t t) { return t >= config.vocab; });
+  const auto outside_target = std::find_if(out.begin(), out.end(), [&](uint16_t t) { return t >= config.vocab; });
+  require(outside == in.end() && outside_target == out.end(),
+          "a token id is outside the model's vocab of " + std::to_string(config.vocab));
+  const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
+  inputs.upload(in);
+  targets.upload(out);
+  order.upload(rows.order);
+  segments.upload(rows.segments);
+  token_segments.upload(rows.token_segments);
+  segment_count = rows.segment_count();
+}
+
+// cuda_eval's forward with every activation kept; logits are left for the loss kernels.
+void CudaTrainer::State::forward(int sequences) {
+  const ModelConfig& c = config;
+  const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
+  const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
+  cuda::embedding_rms_norm(param(0), inputs.data(), n, c.dim, x0.data(), stream);
+  for (int i = 0; i < c.layers; ++i) {
+    BlockActivations& a = blocks[i];
+    BlockBf16& h = blocks16[i];
+    a.x_in = i == 0 ? x0.data() : blocks[i - 1].x_out.data();
+    const int decoder = i - encoders;
+    if (takes_skip(i)) {
+      cuda::scaled_sum(a.x_in, nullptr, blocks[encoders - 1 - decoder].x_out.data(),
+                       param(slots.size() - 1) + decoder * c.dim, n, c.dim, a.skipped.data(), stream);
+      a.x_in = a.skipped.data();
+    }
+    const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
+      cuda::scaled_sum(a.x_in, bp(i, kResidMix), x0.data(), bp(i, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
+                       stream);
+    });
+    cuda::linear(gemm, attn_in, weight(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
+    if (bf16()) {
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
+                         bp(i, kQGain), h.qkv.data(), stream);
+      cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
+                                    a.lse.data(), stream);
+    } else {
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
+                         bp(i, kQGain), a.qkv.data(), stream);
+      cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
+                               a.lse.data(), stream);
+    }
+    cuda::linear(gemm, kept(a.heads_out, h.heads_out), weight(i, kAttnProj), n, c.heads * d, c.dim,
+                 a.attn_out.data());
+    const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
+      cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(),
+                       out, stream);
+    });
+    cuda::linear(gemm, mlp_in, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
+    const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
+      cuda::relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, out, stream);
+    });
+    cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
+    // x_out; after the last block, the final norm in the same pass.
+    const bool last = i + 1 == c.layers;
+    produce(final_normed, final16, [&](auto* out) {
+      cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(),
+                       last ? out : nullptr, stream);
+    });
+  }
+  cuda::linear(gemm, kept(final_normed, final16), weight(0), n, c.dim, c.vocab, logits.data());
+}
+
+// trainer/model.cpp's block_backward: d_x holds the gradient of the block's output (after the last
+// block: t2 holds the final norm's, d_x nothing) and leaves with that of its input; d_x0 gathers
+// the gradient of x0.
+void CudaTrainer::State::block_backward(int i, int sequences) {
+  const ModelConfig& c = config;
+  const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
+  const int qkv_width = (c.heads + 2 * c.kv_heads) * d;
+  BlockActivations& a = blocks[i];
+  BlockBf16& h = blocks16[i];
+  float* scratch = column_scratch.data();
+  // x_out = after_attn + mlp_scale * mlp_out. The gradient reaching x_out: d_x, plus an encoder's
+  // U-Net skip gradient; after the last block, the final norm's backward alone.
+  const bool last = i + 1 == c.layers, encoder = i < c.encoder_layers();
+  const cuda::Operand d_mlp_out = produce(t1, d_rounded, [&](auto* out) {
+    cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
+    g.d_out = last ? nullptr : d_x.data();
+    g.d_out_extra = encoder ? d_encoder[i].data() : nullptr;
+    if (last) g.out = a.x_out.data(), g.d_normed = t2.data();
+    g.d_x = last || encoder ? d_x.data() : nullptr;  // otherwise d_x holds it already
+    g.y = a.mlp_out.data(), g.y_scale = bp(i, kMlpScale), g.d_y = out, g.d_y_scale = bg(i, kMlpScale);
+    cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
+  cuda::linear_backward_input(gemm, d_mlp_out, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
+  const cuda::Operand d_fc_out = produce(d_hidden, d_rounded, [&](auto* out) {
+    cuda::relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden, out, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
+  cuda::linear_backward_input(gemm, d_fc_out, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
+  // after_attn = mixed + attn_scale * attn_out, mlp_in = rms_norm(after_attn)
+  const cuda::Operand d_attn_out = produce(t1, d_rounded, [&](auto* out) {
+    cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
+    g.d_out = d_x.data(), g.out = a.after_attn.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
+    g.y = a.attn_out.data(), g.y_scale = bp(i, kAttnScale), g.d_y = out, g.d_y_scale = bg(i, kAttnScale);
+    cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
+  });
+  cuda::linear_backward_weight(gemm, d_attn_out, kept(a.heads_out, h.heads_out), n, c.heads * d, c.dim,
+                               bg(i, kAttnProj));
+  if (bf16()) {  // the GEMM writes d_heads in bf16 for the bf16 attention
+    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads16.data(),
+                                false);
+    cuda::attention_bf16_backward(h.qkv.data(), h.heads_out.data(), a.lse.data(), d_heads16.data(), sequences,
+                                  seq_len, c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
+  } else {
+    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
+    cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
+                             c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
+  }
+  const cuda::Operand d_qkv_raw = produce(d_qkv, d_rounded, [&](auto* out) {
+    cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(),
+                                rope_sin.data(), bp(i, kQGain), out, gain_partial.data(), stream);
+  });
+  cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(i, kQGain), true, scratch, stream);
+  cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(i, kCq));
+  cuda::linear_backward_input(gemm, d_qkv_raw, weight(i, kCq), n, c.dim, qkv_width, t2.data(), false);
+  // mixed = mix[0] * x_in + mix[1] * x0, attn_in = rms_norm(mixed): d_x becomes d x_in, d_x0 gathers its share
+  cuda::ScaledSumGradient<float> g;
+  g.d_out = d_x.data(), g.out = a.mixed.data(), g.d_normed = t2.data();
+  g.x = a.x_in, g.x_scale = bp(i, kResidMix), g.d_x = d_x.data(), g.d_x_scale = bg(i, kResidMix);
+  g.y = x0.data(), g.y_scale = bp(i, kResidMix) + c.dim, g.d_y = d_x0.data(), g.accumulate_d_y = true;
+  g.d_y_scale = bg(i, kResidMix) + c.dim;
+  cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
+}
+
+void CudaTrainer::State::sum_gradient(size_t first, size_t last) {
+  collectives_after_compute();
+  const size_t begin = slots[first].offset, end = slots[last].offset + slots[last].rows * slots[last].cols;
+  group->sum(grads.data() + begin, end - begin, comm_stream);
+}
+
+void CudaTrainer::State::collectives_after_compute() {
+  PGOLF_CUDA_CHECK(cudaEventRecord(ready, stream));
+  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(comm_stream, ready));
+}
+
+void CudaTrainer::State::wait_for_collectives() {
+  PGOLF_CUDA_CHECK(cudaEventRecord(comm_done, comm_stream));
+  PGOLF_CUDA_CHECK(cudaStreamWaitEvent(stream, comm_done));
+}
+
+// Model::loss_and_gradient's backward; with sum_over_ranks each block's gradient (a contiguous run
+// of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
+// weights' (written by several blocks) at the end.
+void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_over_ranks) {
+  const ModelConfig& c = config;
+  const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
+  const int64_t stream_count = int64_t{n} * c.dim;
+  const cuda::Operand d_logits = produce(logits, d_rounded, [&](auto* out) {
+    cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab,
+                                         static_cast<float>(c.logit_softcap), loss_weight / static_cast<float>(n), out,
+                                         losses.data(), stream);
+  });
+  cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
+  cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
+  PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
+  const size_t skips = slots.size() - 1;
+  for (int i = c.layers - 1; i >= 0; --i) {
+    block_backward(i, sequences);
+    const int decoder = i - encoders;
+    if (takes_skip(i)) {  // x_in = x_in' + skip_weight * encoder output: d_x stays, the encoder gets its share
+      const int encoder = encoders - 1 - decoder;
+      cuda::ScaledSumGradient<float> g;
+      g.d_out = d_x.data(), g.y = blocks[encoder].x_out.data(), g.y_scale = param(skips) + decoder * c.dim;
+      g.d_y = d_encoder[encoder].data(), g.d_y_scale = grad(skips) + decoder * c.dim;
+      cuda::scaled_sum_backward(g, n, c.dim, column_scratch.data(), stream);
+    }
+    if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
+  }
+  add(d_x.data(), d_x0.data(), stream_count);
+  cuda::embedding_rms_norm_backward(param(0), inputs.data(), d_x.data(), n, c.dim, t1.data(), stream);
+  cuda::embedding_backward(t1.data(), order.data(), segments.data(), token_segments.data(), segment_count, c.vocab,
+                           c.dim, embedding_scratch.data(), grad(0), stream);
+  if (sum_over_ranks) {
+    group->begin_group();
+    sum_gradient(0, 0);
+    sum_gradient(skips, skips);
+    group->end_group();
+  }
+}
+
+// optimizer.cpp's newton_schulz on the device, in place, for matrices (slots) of one shape up to
+// transposition: each is gathered as X [r, k] (r <= k) into one batch, and every product is one
+// strided-batched GEMM over the batch.
+void CudaTrainer::State::newton_schulz(const std::vector<size_t>& batch) {
+  const Slot& shape = slots[batch.front()];
+  const int r = static_cast<int>(std::min(shape.rows, shape.cols)), k = static_cast<int>(std::max(shape.rows, shape.cols));
+  const int64_t size = int64_t{r} * k, square = int64_t{r} * r, count = static_cast<int64_t>(batch.size());
+  const float one = 1, zero = 0;
+  // X [r, k] row-major = [k, r] column-major.
+  float* x = ns_x.data();
+  float* y = ns_y.data();
+  for (int64_t m = 0; m < count; ++m) {
+    const Slot& slot = slots[batch[m]];
+    const float* g = grad(batch[m]);
+    float* xm = x + m * size;
+    if (slot.rows > slot.cols)  // g [k, r] row-major = [r, k] column-major; X = its transpose
+      PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_T, CUBLAS_OP_N, k, r, &one, g, r, &zero, xm, k, xm, k));
+    else
+      copy(xm, g, size);
+    float* squared = norm.data() + m * cuda::kSquaredNormFloats;
+    cuda::squared_norm(xm, size, squared, stream);
+    cuda::divide_by_norm(xm, squared, size, stream);
+  }
+  for (int step = 0; step < settings.optimizer.newton_schulz_steps; ++step) {
+    // A = X X^T [r, r] (symmetric); B = b A + c A A; X = a X + B X
+    gemm.batched(CUBLAS_OP_T, CUBLAS_OP_N, r, r, k, 1, x, k, size, x, k, size, 0, ns_a.data(), r, square, count);
+    copy(ns_b.data(), ns_a.data(), count * square);
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, r, r, r, kNewtonSchulzC, ns_a.data(), r, square, ns_a.data(), r, square,
+                 kNewtonSchulzB, ns_b.data(), r, square, count);
+    copy(y, x, count * size);
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, k, r, r, 1, x, k, size, ns_b.data(), r, square, kNewtonSchulzA, y, k, size,
+                 count);
+    std::swap(x, y);
+  }
+  for (int64_t m = 0; m < count; ++m) {
+    const Slot& slot = slots[batch[m]];
+    float* g = grad(batch[m]);
+    const float* xm = x + m * size;
+    if (slot.rows > slot.cols)  // back to [k, r] row-major = [r, k] column-major
+      PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_T, CUBLAS_OP_N, r, k, &one, xm, k, &zero, g, r, g, r));
+    else
+      copy(g, xm, size);
+  }
+}
+
+CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, Precision precision,
+                         std::unique_ptr<cuda::RankGroup> group)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  const ModelConfig& c = state.config;
+  settings.validate();
+  c.validate();
+  if (precision == Precision::kAuto)
+    precision = cuda::attention_bf16_supports_head_dim(c.head_dim()) ? Precision::kBf16 : Precision::kTf32;
+  if (precision == Precision::kBf16)
+    require(cuda::attention_bf16_supports_head_dim(c.head_dim()),
+            "the CUDA trainer's bf16 attention takes head_dim 16, 32 or 64; this model's is " +
+                std::to_string(c.head_dim()) + " (--precision fp32 or tf32 also take 8)");
+  else
+    require(cuda::attention_supports_head_dim(c.head_dim()),
+            "the CUDA trainer's attention takes head_dim 8, 16, 32 or 64; this model's is " +
+                std::to_string(c.head_dim()));
+  require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
+                                                "2048; this model's is " + std::to_string(c.dim));
+  s.config = c;
+  s.settings = settings;
+  s.precision = precision;
+  s.optimizer_steps = state.optimizer.steps;
+  const int64_t rows = int64_t{settings.micro_batch} * settings.seq_len;
+  require(rows <= (int64_t{1} << 24), "--micro-batch x --seq-len is too large for the CUDA trainer");
+  s.rows = static_cast<int>(rows);
+  const int d = c.head_dim();
+  const int64_t qkv_width = int64_t{c.heads + 2 * c.kv_heads} * d;
+
+  size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
+  for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
+    s.slots.push_back({total, static_cast<size_t>(m.rows()), static_cast<size_t>(m.cols()), param_group(name)});
+    total += (static_cast<size_t>(m.size()) + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
+    if (param_group(name) == ParamGroup::Matrix) {
+      const auto side = static_cast<size_t>(std::min(m.rows(), m.cols()));
+      matrix_total += static_cast<size_t>(m.size()), squares += side * side, ++matrices;
+    }
+  });
+
+  // Every allocation below, in floats, checked against the free memory first.
+  // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
+  // bf16 only in bf16 mode; so are the final norm's output and the backward's GEMM inputs.
+  const bool bf16 = precision == Precision::kBf16;
+  const int64_t inputs_width = 2 * int64_t{c.dim} + qkv_width + int64_t{c.heads} * d + c.mlp_hidden;
+  const int64_t per_block =
+      rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads + 2 * int64_t{c.mlp_hidden} -
+              (bf16 ? inputs_width : 0));
+  const int64_t widest = std::max<int64_t>({c.dim, c.mlp_hidden, qkv_width, c.vocab});
+  // d_heads is fp32 outside bf16 mode only (in bf16 mode it is d_heads16, below).
+  const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + (bf16 ? 0 : int64_t{c.heads} * d) + qkv_width +
+                                  2 * c.heads) +
+                          cuda::column_sum_scratch(static_cast<int>(std::max<int64_t>(c.dim, c.heads))) +
+                          rows * int64_t{c.dim} * c.skip_count() +
+                          cuda::max_embedding_segments(rows, c.vocab) * c.dim;
+  // In bf16 values: the parameters' copy, the blocks' inputs, the final norm's output, the
+  // backward's GEMM inputs (one buffer of the widest) and d_heads.
+  const int64_t halves =
+      bf16 ? static_cast<int64_t>(total) + rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d)
+           : 0;
+  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch +
+                         rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
+                         2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
+  const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
+  size_t free_bytes = 0, total_bytes = 0;
+  PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  require(needed <= static_cast<double>(free_bytes),
+          "this model with micro-batches of " + std::to_string(settings.micro_batch) + " x " +
+              std::to_string(settings.seq_len) + " tokens needs " + std::to_string(std::llround(needed / (1 << 20))) +
+              " MiB of GPU memory; " + std::to_string(free_bytes >> 20) + " MiB are free (lower --micro-batch)");
+
+  PGOLF_CUDA_CHECK(cublasCreate(&s.gemm.handle));
+  PGOLF_CUDA_CHECK(cublasSetStream(s.gemm.handle, s.stream));
+  s.gemm.compute = precision == Precision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
+                   : precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                       : CUBLAS_COMPUTE_32F_PEDANTIC;
+  auto flat = [&](const ModelParams<float>& p) {
+    std::vector<float> values(total);
+    size_t i = 0;
+    for_each_parameter(p, [&](const std::string&, const Matrix<float>& m, const std::vector<int64_t>&) {
+      std::copy(m.data(), m.data() + m.size(), values.begin() + static_cast<int64_t>(s.slots[i++].offset));
+    });
+    return DeviceBuffer<float>(std::span<const float>(values));
+  };
+  s.params = flat(state.params);
+  s.momentum = flat(state.optimizer.momentum);
+  s.adam_m = flat(state.optimizer.adam_m);
+  s.adam_v = flat(state.optimizer.adam_v);
+  s.grads = DeviceBuffer<float>(total);
+  PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
+  const cuda::RopeTable rope = cuda::rope_table(settings.seq_len, d, c.rope_base);
+  s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
+  s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
+
+  auto buffer = [&](int64_t width) { return DeviceBuffer<float>(static_cast<size_t>(rows * width)); };
+  auto input = [&](int64_t width) { return buffer(bf16 ? 0 : width); };  // held in bf16 in bf16 mode
+  s.inputs = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
+  s.targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
+  s.order = DeviceBuffer<int32_t>(static_cast<size_t>(rows));
+  const int64_t segments = cuda::max_embedding_segments(rows, c.vocab);
+  s.segments = DeviceBuffer<int32_t>(static_cast<size_t>(segments) + 1);
+  s.token_segments = DeviceBuffer<int32_t>(static_cast<size_t>(c.vocab) + 1);
+  s.embedding_scratch = DeviceBuffer<float>(static_cast<size_t>(segments * c.dim));
+  s.x0 = buffer(c.dim);
+  s.final_normed = input(c.dim);
+  s.logits = buffer(c.vocab);
+  s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));
+  for (int i = 0; i < c.layers; ++i)
+    s.blocks.push_back({buffer(s.takes_skip(i) ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
+                        input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
+                        input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim)});
+  s.d_x = buffer(c.dim);
+  s.d_x0 = buffer(c.dim);
+  s.t1 = buffer(c.dim);
+  s.t2 = buffer(c.dim);
+  s.d_hidden = buffer(c.mlp_hidden);
+  s.d_heads = input(int64_t{c.heads} * d);
+  s.d_qkv = buffer(qkv_width);
+  s.gain_partial = buffer(c.heads);
+  s.delta = buffer(c.heads);
+  s.column_scratch =
+      DeviceBuffer<float>(static_cast<size_t>(cuda::column_sum_scratch(static_cast<int>(std::max(c.dim, c.heads)))));
+  for (int i = 0; i < c.encoder_layers(); ++i) s.d_encoder.push_back(buffer(c.dim));
+  s.ns_x = DeviceBuffer<float>(matrix_total);
+  s.ns_y = DeviceBuffer<float>(matrix_total);
+  s.ns_a = DeviceBuffer<float>(squares);
+  s.ns_b = DeviceBuffer<float>(squares);
+  s.norm = DeviceBuffer<float>(std::max<size_t>(matrices, 1) * cuda::kSquaredNormFloats);
+  auto buffer16 = [&](int64_t width) {
+    return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
+  };
+  for (int i = 0; i < c.layers; ++i)
+    s.blocks16.push_back(
+        {buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim), buffer16(c.mlp_hidden)});
+  s.final16 = buffer16(c.dim);
+  s.d_rounded = buffer16(widest);
+  s.d_heads16 = buffer16(int64_t{c.heads} * d);
+  s.params16 = DeviceBuffer<__nv_bfloat16>(bf16 ? total : 0);
+  s.round_params();
+  if (group) {
+    settings.validate_ranks(group->ranks());
+    s.local_micro_batches = settings.micro_batches() / group->ranks();
+    s.group = std::move(group);
+    PGOLF_CUDA_CHECK(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking));
+    PGOLF_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
+    PGOLF_CUDA_CHECK(cudaEventCreateWithFlags(&s.comm_done, cudaEventDisableTiming));
+    s.shared_values = DeviceBuffer<double>(16);
+  }
+}
+
+CudaTrainer::~CudaTrainer() = default;
+
+double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weight) {
+  State& s = *state_;
+  s.upload_windows(windows);
+  const int sequences = static_cast<int>(windows.size());
+  s.forward(sequences);
+  // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
+  const bool last = s.group && ++s.micro_batches_seen == s.local_micro_batches;
+  s.backward(sequences, static_cast<float>(weight), last);
+  s.gradient_summed = s.gradient_summed || last;
+  const std::vector<double> losses = s.losses.download(static_cast<size_t>(sequences) * s.settings.seq_len);
+  size_t free_bytes = 0, total_bytes = 0;
+  PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  s.peak_bytes = std::max(s.peak_bytes, static_cast<int64_t>(total_bytes - free_bytes));
+  return std::accumulate(losses.begin(), losses.end(), 0.0) / static_cast<double>(losses.size());
+}
+
+void CudaTrainer::step(double lr_scale, int64_t step) {
+  State& s = *state_;
+  const OptimizerSettings& o = s.settings.optimizer;
+  const cudaStream_t stream = s.stream;
+  if (s.group) {
+    // A caller that ran fewer micro-batches than a step's share (the tests) sums it all here.
+    if (!s.gradient_summed) s.sum_gradient(0, s.slots.size() - 1);
+    s.wait_for_collectives();
+    s.gradient_summed = false;
+    s.micro_batches_seen = 0;
+  }
+  if (o.grad_clip > 0) {
+    cuda::squared_norm(s.grads.data(), static_cast<int64_t>(s.grads.size()), s.norm.data(), stream);
+    cuda::clip_by_norm(s.grads.data(), s.norm.data(), static_cast<int64_t>(s.grads.size()),
+                       static_cast<float>(o.grad_clip), stream);
+  }
+  ++s.optimizer_steps;
+  const float momentum = static_cast<float>(muon_momentum(o, step));
+  const double correction1 = 1 - std::pow(o.beta1, static_cast<double>(s.optimizer_steps));
+  const double correction2 = 1 - std::pow(o.beta2, static_cast<double>(s.optimizer_steps));
+  // Muon's direction: momentum on every rank (each keeps the whole state), Newton-Schulz on the
+  // matrix's owner (batched by shape), which then hands the result to the others.
+  const int rank = this->rank(), ranks = this->ranks();
+  int matrix = 0;
+  std::map<std::pair<size_t, size_t>, std::vector<size_t>> batches;  // by (short side, long side)
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    const Slot& slot = s.slots[i];
+    if (slot.group != ParamGroup::Matrix) continue;
+    cuda::muon_momentum(s.momentum.data() + slot.offset, s.grad(i), static_cast<int64_t>(slot.rows * slot.cols),
+                        momentum, stream);
+    if (matrix++ % ranks == rank)
+      batches[{std::min(slot.rows, slot.cols), std::max(slot.rows, slot.cols)}].push_back(i);
+  }
+  for (const auto& [shape, batch] : batches) s.newton_schulz(batch);
+  if (s.group) {
+    s.collectives_after_compute();
+    s.group->begin_group();
+    matrix = 0;
+    for (size_t i = 0; i < s.slots.size(); ++i)
+      if (s.slots[i].group == ParamGroup::Matrix)
+        s.group->broadcast(s.grad(i), s.slots[i].rows * s.slots[i].cols, matrix++ % ranks, s.comm_stream);
+    s.group->end_group();
+    s.wait_for_collectives();
+  }
+  for (size_t i = 0; i < s.slots.size(); ++i) {
+    const Slot& slot = s.slots[i];
+    const auto count = static_cast<int64_t>(slot.rows * slot.cols);
+    float* w = s.param(i);
+    float* g = s.grad(i);
+    if (slot.group == ParamGroup::Matrix) {
+      const double shape_scale =
+          std::sqrt(std::max(1.0, static_cast<double>(slot.rows) / static_cast<double>(slot.cols)));
+      cuda::apply_update(w, g, count, static_cast<float>(o.matrix_lr * lr_scale * shape_scale), stream);
+      continue;
+    }
+    const double lr = (slot.group == ParamGroup::Embedding ? o.embed_lr : o.scalar_lr) * lr_scale;
+    cuda::adam(w, g, s.adam_m.data() + slot.offset, s.adam_v.data() + slot.offset, count, static_cast<float>(o.beta1),
+               static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(lr / correction1),
+               static_cast<float>(std::sqrt(correction2)), stream);
+  }
+  s.round_params();
+  PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), stream));
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows) {
+  State& s = *state_;
+  s.upload_windows(windows);
+  const int n = static_cast<int>(windows.size()) * s.settings.seq_len;
+  s.forward(static_cast<int>(windows.size()));
+  cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
+                              static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
+  return s.losses.download(static_cast<size_t>(n));
+}
+
+size_t CudaTrainer::windows_per_call() const { return static_cast<size_t>(state_->settings.micro_batch); }
+
+namespace {
+
+void download_into(const DeviceBuffer<float>& flat, const std::vector<Slot>& slots, ModelParams<float>& p) {
+  const std::vector<float> values = flat.download();
+  size_t i = 0;
+  for_each_parameter(p, [&](const std::string&, Matrix<float>& m, const std::vector<int64_t>&) {
+    std::copy_n(values.begin() + static_cast<int64_t>(slots[i++].offset), m.size(), m.data());
+  });
+}
+
+}  // namespace
+
+void CudaTrainer::export_state(TrainState& state) {
+  const State& s = *state_;
+  state.params = zero_params<float>(s.config);
+  state.optimizer = zero_optimizer_state(s.config);
+  download_into(s.params, s.slots, state.params);
+  download_into(s.momentum, s.slots, state.optimizer.momentum);
+  download_into(s.adam_m, s.slots, state.optimizer.adam_m);
+  download_into(s.adam_v, s.slots, state.optimizer.adam_v);
+  state.optimizer.steps = s.optimizer_steps;
+}
+
+ModelParams<float> CudaTrainer::gradient() const {
+  ModelParams<float> g = zero_params<float>(state_->config);
+  download_into(state_->grads, state_->slots, g);
+  return g;
+}
+
+std::string CudaTrainer::device() const {
+  const State& s = *state_;
+  const char* precision = s.precision == Precision::kBf16   ? "bf16 GEMMs and attention, fp32 weights and loss"
+                          : s.precision == Precision::kTf32 ? "fp32 with TF32 GEMMs"
+                                                                : "fp32";
+  return "cuda (" + cuda_device_name() + "), " + precision +
+         (s.group ? ", rank " + std::to_string(s.group->rank()) + " of " + std::to_string(s.group->ranks()) : "");
+}
+
+int CudaTrainer::rank() const { return state_->group ? state_->group->rank() : 0; }
+int CudaTrainer::ranks() const { return state_->group ? state_->group->ranks() : 1; }
+
+void CudaTrainer::sum_over_ranks(std::span<double> values) {
+  State& s = *state_;
+  if (!s.group) return;
+  require(values.size() <= s.shared_values.size(), "CudaTrainer::sum_over_ranks: at most 16 values");
+  s.shared_values.upload(values);  // blocking: done before the collective starts
+  s.group->sum(s.shared_values.data(), values.size(), s.comm_stream);
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.comm_stream));
+  const std::vector<double> sums = s.shared_values.download(values.size());
+  std::copy(sums.begin(), sums.end(), values.begin());
+}
+
+int64_t CudaTrainer::peak_memory_bytes() const { return state_->peak_bytes; }
+
+}  // namespace pgolf

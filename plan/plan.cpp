@@ -1,0 +1,73 @@
+#include "plan/plan.h"
+
+#include <cctype>
+
+#include "checkpoint/safetensors.h"
+#include "core/error.h"
+#include "quant/tensor_codec.h"
+
+namespace pgolf {
+
+namespace {
+constexpr const char* kControlPatterns[] = {"attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight"};
+}
+
+bool is_control_tensor(const std::string& name) {
+  for (const char* p : kControlPatterns)
+    if (name.find(p) != std::string::npos) return true;
+  return false;
+}
+
+Plan::Plan(std::string default_spec, const std::vector<std::string>& rules) : default_spec_(std::move(default_spec)) {
+  if (default_spec_ != kLosslessSpec) make_tensor_codec(default_spec_);  // validates
+  for (const auto& text : rules) {
+    size_t eq = text.rfind('=');
+    // a spec may contain '=' (int6:clip=mse), so split at the first '=' that leaves a valid codec
+    PlanRule rule;
+    bool parsed = false;
+    for (size_t pos = text.find('='); pos != std::string::npos && !parsed; pos = text.find('=', pos + 1)) {
+      std::string spec = text.substr(pos + 1);
+      if (pos == 0 || spec.empty()) continue;
+      try {
+        if (spec != kRawSpec) make_tensor_codec(spec);
+        rule.pattern = text.substr(0, pos);
+        rule.spec = spec;
+        parsed = true;
+      } catch (const InputError&) {
+        if (pos == eq) throw;  // the last candidate: report why its codec is bad
+      }
+    }
+    require(parsed, "rule '" + text + "' must be REGEX=SPEC, e.g. 'mlp\\.=int5'");
+    // libstdc++'s regex compiler reads a back-reference or a {n,m} count into a long without an
+    // overflow check (undefined behaviour; found by fuzz/spec.cpp); no tensor name needs such numbers.
+    size_t digits = 0;
+    for (char c : rule.pattern) {
+      digits = std::isdigit(static_cast<unsigned char>(c)) ? digits + 1 : 0;
+      require(digits <= 6, "rule '" + text + "': a number in its regex has more than 6 digits");
+    }
+    try {
+      rule.regex = std::regex(rule.pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw InputError("rule '" + text + "': bad regex: " + e.what());
+    }
+    rules_.push_back(std::move(rule));
+  }
+}
+
+std::string Plan::codec_for(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const {
+  if (!dtype_is_float(dtype)) return kRawSpec;
+  for (const auto& rule : rules_)
+    if (std::regex_search(name, rule.regex)) return rule.spec;
+  if (default_spec_ == kLosslessSpec) return kRawSpec;
+  if (is_control_tensor(name)) return "fp32";
+  if (shape.size() != 2 || element_count(shape) <= kSmallTensorElements) return "fp16";
+  return default_spec_;
+}
+
+std::vector<std::string> Plan::specs_for(const Checkpoint& checkpoint) const {
+  std::vector<std::string> specs;
+  for (const auto& ref : checkpoint.tensors()) specs.push_back(codec_for(ref.name, ref.dtype, ref.shape));
+  return specs;
+}
+
+}  // namespace pgolf

@@ -1,0 +1,44 @@
+// Per-tensor sensitivity: how much the model's loss grows per unit of squared error in each tensor.
+// Each probed tensor is quantized alone with a probe codec (fitted on all of them at once, as
+// compress fits it) and the loss measured; weight = loss increase / squared error. The budget
+// solver (compress --auto --sensitivity) then minimises the predicted loss increase.
+#pragma once
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "checkpoint/float_tensor.h"
+#include "quant/tensor_codec.h"
+
+namespace pgolf {
+
+class Calibration;
+
+struct SensitivityProbe {
+  std::string name;
+  double sum_sq_error = 0;
+  double loss = 0;    // the loss with this tensor alone quantized
+  double weight = 0;  // (loss - base) / sum_sq_error; a tensor with no measurable increase gets the least weight seen
+};
+
+struct Sensitivity {
+  double base_loss = 0;
+  std::vector<SensitivityProbe> probes;
+};
+
+struct SensitivityOptions {
+  std::string probe_spec = "int4";
+  const Calibration* calibration = nullptr;  // for gptq probes
+  FitOptions fit;
+  std::function<void(size_t)> done;  // told of each probe measured
+};
+
+// The loss of the model with these weights.
+using LossOf = std::function<double(const std::map<std::string, FloatTensor>&)>;
+
+// Probes the named tensors of `tensors` (left as they were); InputError naming a tensor the probe refuses.
+Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, const std::vector<std::string>& names,
+                                const LossOf& loss_of, const SensitivityOptions& options);
+
+}  // namespace pgolf

@@ -1,0 +1,256 @@
+// The CUDA trainer against the CPU reference at a tiny configuration: the loss and every gradient
+// tensor of one micro-batch, 20 optimizer steps' losses (fp32: to 1e-4; bf16: to the tolerances
+// below), bitwise resume, and the memory check; data parallel over NCCL against one GPU. Skipped
+// without a GPU (the two-rank test without two).
+#include <gtest/gtest.h>
+
+#ifdef PGOLF_HAVE_CUDA
+#include <cmath>
+#include <cstdio>
+#include <thread>
+
+#include "gpu/cuda_eval.h"
+#include "gpu/cuda_train.h"
+#include "gpu/rank_group.h"
+#include "kernels/cuda_check.h"
+#include "support/test_support.h"
+#include "trainer/test_helpers.h"
+
+namespace pgolf {
+namespace {
+
+class CudaTrain : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU";
+  }
+};
+
+// count windows of seq_len + 1 tokens from tokens[first], one token of overlap, as the trainer's.
+std::vector<TokenWindow> windows_of(const std::vector<uint16_t>& tokens, size_t first, int count, int seq_len) {
+  std::vector<TokenWindow> windows;
+  for (int b = 0; b < count; ++b) windows.push_back(std::span(tokens).subspan(first + b * seq_len, seq_len + 1));
+  return windows;
+}
+
+// |gpu - reference| / |reference| over the whole tensor (Frobenius norms).
+double relative_error(const Matrix<float>& gpu, const Matrix<double>& reference) {
+  return (gpu.cast<double>() - reference).norm() / std::max(reference.norm(), 1e-30);
+}
+
+// bf16 mode (GEMM inputs, attention's q, k, v, p and ds rounded to 8 significant bits, fp32 sums)
+// against the double CPU model. Per gradient tensor, relative Frobenius error: llm.c's bf16
+// test allows 4e-3 to 5e-1 per tensor. The loss of one micro-batch is much closer (sums of many
+// rounding errors cancel); 20 steps of training may drift a little more.
+constexpr double kBf16GradientTolerance = 5e-2, kBf16LossTolerance = 2e-3, kBf16StepsTolerance = 2e-2;
+
+// The loss and every gradient tensor of one micro-batch of `sequences` x seq_len tokens, each
+// gradient within `tolerance` (relative) and the loss within loss_tolerance (relative).
+void check_gradients(const ModelConfig& config, int sequences, int seq_len, Precision precision = Precision::kFp32,
+                     double tolerance = 1e-4, double loss_tolerance = 1e-5) {
+  const ModelParams<double> params = test::random_params<double>(config, 3);
+  TrainState state = initial_train_state(config, 1);
+  state.params = params_from_tensors<float>(config, params_to_tensors(params));
+  TrainSettings s;
+  s.seq_len = seq_len;
+  s.micro_batch = sequences;
+  s.tokens_per_step = int64_t{sequences} * seq_len;
+  const std::vector<uint16_t> tokens = test::random_tokens(sequences * seq_len + 1, config.vocab, 4);
+  const auto windows = windows_of(tokens, 0, sequences, seq_len);
+
+  CudaTrainer gpu(state, s, precision);
+  const double gpu_loss = gpu.accumulate(windows, 1.0);
+  ModelParams<double> reference;
+  const double cpu_loss = Model<double>(config, params).loss_and_gradient(windows, reference, 2);
+  std::printf("  %s, %d x %d tokens: loss gpu %.8f, cpu (double) %.8f\n", config.describe().c_str(), sequences,
+              seq_len, gpu_loss, cpu_loss);
+  EXPECT_NEAR(gpu_loss, cpu_loss, loss_tolerance * cpu_loss);
+
+  const ModelParams<float> g = gpu.gradient();
+  const auto gpu_tensors = named_tensors(g);
+  const auto cpu_tensors = named_tensors(reference);
+  double worst = 0;
+  for (size_t i = 0; i < gpu_tensors.size(); ++i) {
+    const double error = relative_error(*gpu_tensors[i].second, *cpu_tensors[i].second);
+    worst = std::max(worst, error);
+    EXPECT_LT(error, tolerance) << gpu_tensors[i].first;
+    if (precision == Precision::kBf16) std::printf("    %-24s %.3g\n", gpu_tensors[i].first.c_str(), error);
+    EXPECT_GT(cpu_tensors[i].second->norm(), 0) << gpu_tensors[i].first << " has no gradient to compare";
+  }
+  std::printf("  worst per-tensor relative gradient error %.3g over %zu tensors\n", worst, gpu_tensors.size());
+}
+
+// head_dim 64 as base9, 80 tokens: several attention tiles, the last one partial.
+ModelConfig wide_config() {
+  ModelConfig wide = test::tiny_config();
+  wide.dim = 128, wide.heads = 2, wide.kv_heads = 1, wide.mlp_hidden = 128, wide.layers = 2;
+  return wide;
+}
+
+// The tiny configuration with head_dim 16, the smallest the bf16 attention takes.
+ModelConfig tiny_bf16_config() {
+  ModelConfig config = test::tiny_config();
+  config.heads = 2, config.kv_heads = 1;
+  return config;
+}
+
+TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
+  check_gradients(test::tiny_config(), 4, 16);  // head_dim 8
+  check_gradients(wide_config(), 2, 80);
+}
+
+TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
+  check_gradients(wide_config(), 2, 80, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+}
+
+// The same run on both engines, step by step: the losses within `tolerance`.
+void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance) {
+  const TrainSettings s = test::tiny_train_settings(20);
+  const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
+  TrainState start = initial_train_state(config, 1337);
+  auto cpu = make_cpu_engine(start, s.optimizer, 2);
+  CudaTrainer gpu(start, s, precision);
+  double worst = 0;
+  for (int step = 0; step < 20; ++step) {
+    double cpu_loss = 0, gpu_loss = 0;
+    for (int k = 0; k < 2; ++k) {
+      const auto windows = windows_of(tokens, static_cast<size_t>(2 * step + k) * 65, 4, 16);
+      cpu_loss += cpu->accumulate(windows, 0.5) / 2;
+      gpu_loss += gpu.accumulate(windows, 0.5) / 2;
+    }
+    const double scale = lr_scale(s, step, 0);
+    cpu->step(scale, step);
+    gpu.step(scale, step);
+    worst = std::max(worst, std::abs(gpu_loss - cpu_loss));
+    EXPECT_NEAR(gpu_loss, cpu_loss, tolerance) << "step " << step;
+    if (step % 5 == 0 || step == 19) std::printf("  step %2d: cpu %.6f gpu %.6f\n", step, cpu_loss, gpu_loss);
+  }
+  std::printf("  20 steps: max |gpu - cpu| loss %.3g\n", worst);
+}
+
+TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3);
+}
+
+TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {
+  follow_cpu_for_twenty_steps(tiny_bf16_config(), Precision::kBf16, kBf16StepsTolerance);
+}
+
+TEST_F(CudaTrain, ResumeIsBitwise) {
+  const ModelConfig config = tiny_bf16_config();
+  TrainSettings s = test::tiny_train_settings(8);
+  const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
+  test::TempDir dir;
+  write_shard(dir.file("t_train_000000.bin"), tokens, false);
+  const std::vector<std::string> shards = {dir.file("t_train_000000.bin")};
+  auto run = [&](TrainState& state) {
+    TokenStream stream(shards, state.data);
+    CudaTrainer gpu(state, s, Precision::kBf16);  // its kernels are as deterministic as fp32's
+    return train(gpu, stream, state, s, nullptr, [](const std::string&) {}).losses;
+  };
+  TrainState straight = initial_train_state(config, 5);
+  const std::vector<double> expected = run(straight);
+  TrainState resumed = initial_train_state(config, 5);
+  s.stop_at = 4;
+  std::vector<double> losses = run(resumed);
+  save_train_state(dir.file("run.state"), resumed, false);
+  resumed = load_train_state(dir.file("run.state"));
+  s.stop_at = 0;
+  const std::vector<double> rest = run(resumed);
+  losses.insert(losses.end(), rest.begin(), rest.end());
+  EXPECT_EQ(losses, expected);
+}
+
+// A tiny run through train() on rank r of group (none: alone) on the current device: its losses
+// and its final state.
+struct RunResult {
+  std::vector<double> losses;
+  TrainState state;
+};
+RunResult train_tiny(const std::vector<std::string>& shards, const TrainSettings& s,
+                     std::unique_ptr<cuda::RankGroup> group) {
+  RunResult r{{}, initial_train_state(test::tiny_config(), 5)};
+  TokenStream stream(shards, r.state.data);
+  CudaTrainer gpu(r.state, s, Precision::kFp32, std::move(group));
+  r.losses = train(gpu, stream, r.state, s, nullptr, [](const std::string&) {}).losses;
+  return r;
+}
+
+bool same_params(const TrainState& a, const TrainState& b) {
+  const auto x = named_tensors(a.params), y = named_tensors(b.params);
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!(*x[i].second == *y[i].second)) return false;
+  return true;
+}
+
+class CudaTrainRanks : public CudaTrain {
+ protected:
+  void SetUp() override {
+    CudaTrain::SetUp();
+    if (IsSkipped()) return;
+    const std::vector<uint16_t> tokens = test::random_tokens(3000, test::tiny_config().vocab, 9);
+    write_shard(dir_.file("t_train_000000.bin"), tokens, false);
+    shards_ = {dir_.file("t_train_000000.bin")};
+  }
+  test::TempDir dir_;
+  std::vector<std::string> shards_;
+};
+
+// A group of one rank goes through every collective (sums, the owners' broadcasts) and must
+// change nothing: NCCL on one rank copies.
+TEST_F(CudaTrainRanks, OneRankGroupRepeatsTheLoneTrainerBitwise) {
+  const TrainSettings s = test::tiny_train_settings(6);
+  const RunResult alone = train_tiny(shards_, s, nullptr);
+  const RunResult grouped = train_tiny(shards_, s, std::move(cuda::RankGroup::local(1)[0]));
+  EXPECT_EQ(grouped.losses, alone.losses);
+  EXPECT_TRUE(same_params(grouped.state, alone.state));
+}
+
+// Two GPUs, one micro-batch each, against one GPU doing both: the same losses up to the order of
+// the gradient sums, and both ranks end with identical weights.
+TEST_F(CudaTrainRanks, TwoRanksFollowOneGpuAtTheSameGlobalBatch) {
+  int devices = 0;
+  PGOLF_CUDA_CHECK(cudaGetDeviceCount(&devices));
+  if (devices < 2) GTEST_SKIP() << "needs 2 GPUs, this machine has " << devices;
+  const TrainSettings s = test::tiny_train_settings(8);
+  const RunResult single = train_tiny(shards_, s, nullptr);
+  auto groups = cuda::RankGroup::local(2);
+  std::vector<RunResult> ranks(2);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 2; ++r)
+    threads.emplace_back([&, r] {
+      PGOLF_CUDA_CHECK(cudaSetDevice(r));
+      ranks[r] = train_tiny(shards_, s, std::move(groups[r]));
+    });
+  for (auto& t : threads) t.join();
+  PGOLF_CUDA_CHECK(cudaSetDevice(0));
+  EXPECT_EQ(ranks[0].losses, ranks[1].losses);
+  EXPECT_TRUE(same_params(ranks[0].state, ranks[1].state));
+  ASSERT_EQ(ranks[0].losses.size(), single.losses.size());
+  double worst = 0;
+  for (size_t i = 0; i < single.losses.size(); ++i) {
+    worst = std::max(worst, std::abs(ranks[0].losses[i] - single.losses[i]));
+    EXPECT_NEAR(ranks[0].losses[i], single.losses[i], 1e-5 * single.losses[i]) << "step " << i;
+  }
+  std::printf("  8 steps on 2 ranks: max |2 GPUs - 1 GPU| loss %.3g\n", worst);
+}
+
+TEST_F(CudaTrain, AConfigThatDoesNotFitIsRefusedBeforeAllocating) {
+  ModelConfig config = test::tiny_config();
+  config.dim = 512, config.heads = 8, config.kv_heads = 4, config.mlp_hidden = 1024, config.vocab = 1024;
+  TrainSettings s;
+  s.micro_batch = 4096;
+  s.tokens_per_step = 4096 * 1024;
+  const std::string message =
+      test::input_error([&] { CudaTrainer(initial_train_state(config, 1), s, Precision::kBf16); });
+  EXPECT_NE(message.find("MiB of GPU memory"), std::string::npos) << message;
+}
+
+}  // namespace
+}  // namespace pgolf
+
+#else
+
+TEST(CudaTrain, NeedCudaBuild) { GTEST_SKIP() << "built without CUDA (PGOLF_CUDA=OFF, or no nvcc found)"; }
+
+#endif
