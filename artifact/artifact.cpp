@@ -211,10 +211,11 @@ EncodedCheckpoint encode_checkpoint(const Checkpoint& checkpoint, const std::vec
     FittedCodecs fitted = fit_tensor_codec(spec, fit, {options.gptq});
     for (size_t k = 0; k < members.size(); ++k) codecs[members[k]] = fitted[k];
   }
+  ProgressCounter encoded_count(options.progress, "encoding", refs.size());
   parallel_for(refs.size(), [&](size_t i) {
     encoded.tensors[i] = encode_tensor(refs[i], specs[i], values[i], codecs[i].get(), hessians[i]);
     std::vector<float>().swap(values[i]);
-    if (options.progress) options.progress->advance();
+    encoded_count.advance();
   }, threads);
   return encoded;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/progress.h"
 #include "quant/distortion.h"
 #include "quant/tensor_codec.h"
 
@@ -26,7 +27,6 @@ namespace pgolf {
 class Checkpoint;
 class Calibration;
 class ByteCodec;
-class Progress;
 
 inline constexpr uint32_t kArtifactVersion = 1;
 
@@ -80,7 +80,7 @@ struct CompressResult {
 
 struct CompressOptions {
   unsigned threads = 0;            // 0: all cores
-  Progress* progress = nullptr;  // advanced once per tensor encoded, if given
+  ProgressReport progress;         // stage "encoding", one unit per tensor
   const Calibration* calibration = nullptr;  // input Hessians: for fit steps (gptq) and output error
   const GptqEngine* gptq = nullptr;          // where GPTQ runs; null: the CPU
 };

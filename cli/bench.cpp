@@ -109,12 +109,8 @@ int bench_main(int argc, char** argv) {
     };
   }
 
-  std::vector<SweepResult> results;
-  {
-    Progress progress("bench", sweep_steps(points.size(), sweep));
-    sweep.progress = &progress;
-    results = run_sweep(checkpoint, points, sweep);
-  }
+  sweep.progress = progress_bars();
+  const std::vector<SweepResult> results = run_sweep(checkpoint, points, sweep);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   std::filesystem::create_directories(out_dir);

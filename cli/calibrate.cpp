@@ -80,10 +80,7 @@ int calibrate_main(int argc, char** argv) {
   if (self_generated) {
     SamplingOptions sampling{args["self-generated"].as<int64_t>(), seq_len, args["temperature"].as<double>(),
                              args["seed"].as<uint64_t>()};
-    {
-      Progress bar("self-generating", static_cast<size_t>(seq_len - 1));
-      tokens = self_generate_on(device, model, sampling, threads, [&](size_t n) { bar.advance(n); });
-    }
+    tokens = self_generate_on(device, model, sampling, threads, progress_bars());
     char text[96];
     std::snprintf(text, sizeof text, "self-generated:%lld,temperature=%g,seed=%llu",
                   static_cast<long long>(sampling.sequences), sampling.temperature,
@@ -102,12 +99,8 @@ int calibrate_main(int argc, char** argv) {
   std::fflush(stdout);
 
   const auto forward_start = std::chrono::steady_clock::now();
-  std::vector<WeightHessian> hessians;
-  {
-    Progress bar("calibrating", tokens.size() / seq_len);
-    hessians = calibrate_to(output, device, model, tokens, record, threads, force,
-                            [&](size_t n) { bar.advance(n); });
-  }
+  const std::vector<WeightHessian> hessians =
+      calibrate_to(output, device, model, tokens, record, threads, force, progress_bars());
   for (size_t i = 0; i < hessians.size(); ++i)
     std::printf("[%3zu/%zu] %-32s dim %5lld  trace %.6e\n", i + 1, hessians.size(), hessians[i].name.c_str(),
                 static_cast<long long>(hessians[i].dim), hessians[i].trace);

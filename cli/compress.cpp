@@ -170,14 +170,12 @@ int compress_main(int argc, char** argv) {
     auto_options.gptq = gptq;
     if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
     auto_options.threads = args["threads"].as<unsigned>();
-    Progress progress("measuring candidates", auto_options.candidates.size());
-    auto_options.progress = &progress;
+    auto_options.progress = progress_bars();
     budget_plan = plan_for_budget(checkpoint, *budget, *compressor, auto_options);
     result = std::move(budget_plan->artifact);
   } else {
-    Progress progress("encoding", checkpoint.tensors().size());
     result = compress_checkpoint(checkpoint, plan.specs_for(checkpoint), *compressor,
-                                 {args["threads"].as<unsigned>(), &progress, calibrated, gptq});
+                                 {args["threads"].as<unsigned>(), progress_bars(), calibrated, gptq});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

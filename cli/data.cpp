@@ -108,7 +108,7 @@ int build_main(int argc, char** argv) {
   const auto start = Clock::now();
   require_corpus_target(out, force);  // before the downloads, not after
   StageReporter reporter;
-  CorpusProgress progress = [&](const std::string& stage, size_t done, size_t total) { reporter(stage, done, total); };
+  const ProgressReport progress = std::ref(reporter);
   std::vector<std::string> names;
   for (const auto& source : default_corpus_sources()) names.push_back(source.package);
   auto packages = fetch_packages(names, work, progress);

@@ -73,10 +73,7 @@ int eval_main(int argc, char** argv) {
 
   const bool json = args.count("json") > 0;
   if (!json && isatty(STDERR_FILENO))
-    eval.progress = [](int64_t done, int64_t total) {
-      std::fprintf(stderr, "\reval: %lld/%lld windows", static_cast<long long>(done), static_cast<long long>(total));
-      if (done == total) std::fprintf(stderr, "\n");
-    };
+    eval.progress = progress_bars();
   const std::string device_text = describe_device(device, eval.threads);
   const EvalResult r = evaluate_on(device, model, tokens, tokenizer.byte_table(), eval);
 

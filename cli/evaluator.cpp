@@ -56,14 +56,14 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
                                         std::span<const uint16_t> tokens, const CalibrationRecord& record,
-                                        int threads, bool overwrite, const WorkDone& done) {
+                                        int threads, bool overwrite, const ProgressReport& progress) {
   const std::vector<TokenWindow> windows = calibration_windows(tokens, record.seq_len);
 #ifdef PGOLF_HAVE_CUDA
-  const InputMoments moments = device == "cuda" ? input_moments_cuda(model, windows, done)
-                                                : input_moments(model, windows, threads, done);
+  const InputMoments moments = device == "cuda" ? input_moments_cuda(model, windows, progress)
+                                                : input_moments(model, windows, threads, progress);
 #else
   (void)device;
-  const InputMoments moments = input_moments(model, windows, threads, done);
+  const InputMoments moments = input_moments(model, windows, threads, progress);
 #endif
   std::vector<WeightHessian> hessians = weight_hessians(moments);
   write_hessians(path, hessians, moments.positions(), record, overwrite);
@@ -71,14 +71,14 @@ std::vector<WeightHessian> calibrate_to(const std::string& path, const std::stri
 }
 
 std::vector<uint16_t> self_generate_on(const std::string& device, const Model<float>& model,
-                                       const SamplingOptions& options, int threads, const WorkDone& done) {
+                                       const SamplingOptions& options, int threads, const ProgressReport& progress) {
 #ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return self_generate_cuda(model, options, done);
+  if (device == "cuda") return self_generate_cuda(model, options, progress);
 #endif
   (void)device;
   return self_generate(options, model.config().vocab, static_cast<size_t>(options.sequences),
                        [&](std::span<const TokenWindow> prefixes) { return model.last_logits(prefixes, threads); },
-                       done);
+                       progress);
 }
 
 }  // namespace pgolf::cli

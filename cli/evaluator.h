@@ -36,10 +36,10 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 // computed on the device and written to path (write_hessians); returns them, for the report.
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
                                         std::span<const uint16_t> tokens, const CalibrationRecord& record,
-                                        int threads, bool overwrite, const WorkDone& done);
+                                        int threads, bool overwrite, const ProgressReport& progress);
 
 // Sequences the model samples itself (self_generate), on the device.
 std::vector<uint16_t> self_generate_on(const std::string& device, const Model<float>& model,
-                                       const SamplingOptions& options, int threads, const WorkDone& done);
+                                       const SamplingOptions& options, int threads, const ProgressReport& progress);
 
 }  // namespace pgolf::cli

@@ -1,5 +1,6 @@
 // What every subcommand's flags share.
 #pragma once
+#include <charconv>
 #include <cxxopts.hpp>
 #include <string>
 #include <vector>
@@ -11,5 +12,13 @@ namespace pgolf::cli {
 // then returns 0.
 bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args,
                    const std::vector<std::string>& groups = {}, const std::string& footer = "");
+
+// A settings struct's default as a flag's default_value, so that each default is written once, in
+// the struct: the shortest text that reads back to the same number.
+template <class T>
+std::string default_text(T value) {
+  char text[64];
+  return std::string(text, std::to_chars(text, text + sizeof text, value).ptr);
+}
 
 }  // namespace pgolf::cli

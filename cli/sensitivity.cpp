@@ -87,13 +87,8 @@ int sensitivity_main(int argc, char** argv) {
   require(!names.empty(), "the plan quantizes no tensor of this checkpoint with " + probe_spec);
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
-  Sensitivity sensitivity;
-  {
-    Progress progress("sensitivity", names.size());
-    sensitivity = measure_sensitivity(tensors, names, loss_of,
-                                      {probe_spec, calibration ? &*calibration : nullptr, {gptq_engine()},
-                                       [&](size_t n) { progress.advance(n); }});
-  }
+  const Sensitivity sensitivity = measure_sensitivity(
+      tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {gptq_engine()}, progress_bars()});
   const double base_loss = sensitivity.base_loss;
   const auto& probes = sensitivity.probes;
   nlohmann::json weights = nlohmann::json::object();

@@ -81,6 +81,10 @@ int train_main(int argc, char** argv) {
       "Train the Parameter Golf baseline (Muon + Adam, linear warmdown) on Parameter Golf shards.\n"
       "  pgolf train --data DIR --out runs/base --steps 1000 --max-seconds 270 --warmdown 400\n"
       "  pgolf train --data DIR --out runs/more --resume runs/base.state --steps 2000");
+  // Each default is the settings struct's, written once there.
+  const TrainSettings defaults;
+  const OptimizerSettings& opt = defaults.optimizer;
+  const ModelConfig model_defaults;
   // clang-format off
   options.add_options()
       ("data", "folder of *_train_*.bin and *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
@@ -103,34 +107,34 @@ int train_main(int argc, char** argv) {
       ("heads", "query heads", cxxopts::value<int>()->default_value("8"))
       ("kv-heads", "key/value heads", cxxopts::value<int>()->default_value("4"))
       ("mlp-mult", "MLP hidden = mlp-mult x dim", cxxopts::value<int>()->default_value("2"))
-      ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value("30"))
-      ("rope-base", "RoPE base", cxxopts::value<double>()->default_value("10000"))
+      ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value(default_text(model_defaults.logit_softcap)))
+      ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(default_text(model_defaults.rope_base)))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
-      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value("1024"))
-      ("tokens-per-step", "tokens per optimizer step", cxxopts::value<int64_t>()->default_value("262144"))
-      ("micro-batch", "sequences per forward/backward", cxxopts::value<int>()->default_value("64"))
-      ("steps", "optimizer steps (the schedule's length)", cxxopts::value<int64_t>()->default_value("20000"))
-      ("stop-at", "stop this run at this step without changing the schedule", cxxopts::value<int64_t>()->default_value("0"))
+      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value(default_text(defaults.seq_len)))
+      ("tokens-per-step", "tokens per optimizer step", cxxopts::value<int64_t>()->default_value(default_text(defaults.tokens_per_step)))
+      ("micro-batch", "sequences per forward/backward", cxxopts::value<int>()->default_value(default_text(defaults.micro_batch)))
+      ("steps", "optimizer steps (the schedule's length)", cxxopts::value<int64_t>()->default_value(default_text(defaults.steps)))
+      ("stop-at", "stop this run at this step without changing the schedule", cxxopts::value<int64_t>()->default_value(default_text(defaults.stop_at)))
       ("max-seconds", "training wallclock limit; the warmdown follows it (0: none)",
-       cxxopts::value<double>()->default_value("0"))
-      ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value("1200"))
-      ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value("0"))
+       cxxopts::value<double>()->default_value(default_text(defaults.max_seconds)))
+      ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value(default_text(defaults.warmdown_steps)))
+      ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value(default_text(defaults.val_every)))
       ("val-tokens", "tokens each validation scores (0: the whole val split)",
-       cxxopts::value<int64_t>()->default_value("0"))
-      ("log-every", "steps between log lines", cxxopts::value<int64_t>()->default_value("1"));
+       cxxopts::value<int64_t>()->default_value(default_text(defaults.val_tokens)))
+      ("log-every", "steps between log lines", cxxopts::value<int64_t>()->default_value(default_text(defaults.log_every)));
   options.add_options("optimizer")
-      ("matrix-lr", "Muon learning rate", cxxopts::value<double>()->default_value("0.04"))
-      ("embed-lr", "Adam learning rate of the tied embedding", cxxopts::value<double>()->default_value("0.05"))
-      ("scalar-lr", "Adam learning rate of the scales, gains and mixes", cxxopts::value<double>()->default_value("0.04"))
-      ("muon-momentum", "Muon momentum", cxxopts::value<double>()->default_value("0.95"))
-      ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value("0.85"))
-      ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value("500"))
-      ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value("5"))
-      ("beta1", "Adam beta1", cxxopts::value<double>()->default_value("0.9"))
-      ("beta2", "Adam beta2", cxxopts::value<double>()->default_value("0.95"))
-      ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value("1e-8"))
-      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value("0"));
+      ("matrix-lr", "Muon learning rate", cxxopts::value<double>()->default_value(default_text(opt.matrix_lr)))
+      ("embed-lr", "Adam learning rate of the tied embedding", cxxopts::value<double>()->default_value(default_text(opt.embed_lr)))
+      ("scalar-lr", "Adam learning rate of the scales, gains and mixes", cxxopts::value<double>()->default_value(default_text(opt.scalar_lr)))
+      ("muon-momentum", "Muon momentum", cxxopts::value<double>()->default_value(default_text(opt.momentum)))
+      ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value(default_text(opt.momentum_warmup_start)))
+      ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value(default_text(opt.momentum_warmup_steps)))
+      ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value(default_text(opt.newton_schulz_steps)))
+      ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(default_text(opt.beta1)))
+      ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(default_text(opt.beta2)))
+      ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(default_text(opt.eps)))
+      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(default_text(opt.grad_clip)));
   // clang-format on
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;

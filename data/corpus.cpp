@@ -33,26 +33,6 @@ namespace {
 constexpr const char* kShuffleDescription =
     "documents sorted bytewise, then permuted as Python's random.Random(seed).shuffle permutes them";
 
-// Reports progress through one stage from any thread, one call at a time, `done` rising.
-class StageCounter {
- public:
-  StageCounter(const CorpusProgress& progress, std::string stage, size_t total)
-      : progress_(progress), stage_(std::move(stage)), total_(total) {
-    if (progress_) progress_(stage_, 0, total_);
-  }
-  void advance() {
-    if (!progress_) return;
-    std::lock_guard lock(mutex_);
-    progress_(stage_, ++done_, total_);
-  }
-
- private:
-  const CorpusProgress& progress_;
-  std::string stage_;
-  size_t total_;
-  size_t done_ = 0;
-  std::mutex mutex_;
-};
 
 struct CommandResult {
   int exit_code;
@@ -231,12 +211,12 @@ const std::vector<CorpusSource>& default_corpus_sources() {
 }
 
 std::vector<Package> fetch_packages(const std::vector<std::string>& names, const std::string& work_dir,
-                                    const CorpusProgress& progress) {
+                                    const ProgressReport& progress) {
   // Absolute, since the commands run inside the downloads folder.
   const std::string work = fs::absolute(work_dir).lexically_normal().string();
   const std::string debs = work + "/debs";
   fs::create_directories(debs);
-  StageCounter counter(progress, "download and unpack", names.size());
+  ProgressCounter counter(progress, "download and unpack", names.size());
   std::vector<Package> packages;
   for (const auto& name : names) {
     Package package{name, "", find_deb(debs, name), work + "/root/" + name};
@@ -259,7 +239,7 @@ std::vector<Package> fetch_packages(const std::vector<std::string>& names, const
 
 std::vector<CorpusDocument> extract_documents(const std::vector<CorpusSource>& sources,
                                               const std::vector<Package>& packages, unsigned threads,
-                                              const CorpusProgress& progress) {
+                                              const ProgressReport& progress) {
   struct SourceFile {
     const std::string* package;
     std::string path;
@@ -281,7 +261,7 @@ std::vector<CorpusDocument> extract_documents(const std::vector<CorpusSource>& s
   }
 
   std::vector<std::vector<std::string>> documents_of_file(files.size());
-  StageCounter counter(progress, "extract text", files.size());
+  ProgressCounter counter(progress, "extract text", files.size());
   parallel_for(
       files.size(),
       [&](size_t i) {
@@ -388,7 +368,7 @@ nlohmann::ordered_json shard_manifest_entry(const std::string& path, size_t toke
 
 nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, const std::vector<Package>& packages,
                                     const CorpusSettings& settings, const std::string& out_dir, bool overwrite,
-                                    const CorpusProgress& progress) {
+                                    const ProgressReport& progress) {
   require(settings.val_documents < documents.size(), std::to_string(documents.size()) +
                                                          " documents leave none for train after " +
                                                          std::to_string(settings.val_documents) + " val documents");
@@ -397,7 +377,7 @@ nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, c
 
   std::string model_path = out_dir + "/" + tokenizer_file_name(settings.vocab_size);
   {
-    StageCounter counter(progress, "train tokenizer", 1);
+    ProgressCounter counter(progress, "train tokenizer", 1);
     std::string model =
         train_tokenizer(documents.first(std::min(settings.tokenizer_documents, documents.size())), settings.vocab_size);
     write_file_atomic(model_path, {reinterpret_cast<const uint8_t*>(model.data()), model.size()}, overwrite);
@@ -408,7 +388,7 @@ nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, c
   constexpr uint16_t kBos = 1;
   std::vector<std::vector<uint16_t>> tokens_of(documents.size());
   {
-    StageCounter counter(progress, "tokenize", documents.size());
+    ProgressCounter counter(progress, "tokenize", documents.size());
     parallel_for(
         documents.size(),
         [&](size_t i) {
@@ -467,7 +447,7 @@ nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, c
   manifest["tokenizer"] = tokenizer_manifest_entry(model_path, tokenizer.vocab_size());
 
   std::vector<std::string> written = {"manifest.json", tokenizer_file_name(settings.vocab_size)};
-  StageCounter counter(progress, "write shards", shard_count);
+  ProgressCounter counter(progress, "write shards", shard_count);
   for (const auto& split : splits) {
     nlohmann::ordered_json entry = split.counts.json();
     entry["shards"] = nlohmann::ordered_json::array();

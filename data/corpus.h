@@ -11,10 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace pgolf {
+#include "core/progress.h"
 
-// Called as work advances: a stage name, the items done and the items in that stage.
-using CorpusProgress = std::function<void(const std::string& stage, size_t done, size_t total)>;
+namespace pgolf {
 
 // Which files of a package become documents; each file's name picks its text rule
 // (rule_for_file in corpus_text.h).
@@ -39,7 +38,7 @@ struct Package {
 // reused) and unpacks it with `dpkg -x` into a fresh work_dir/root/NAME.
 // Throws InputError (with apt's own message) when a package cannot be had.
 std::vector<Package> fetch_packages(const std::vector<std::string>& names, const std::string& work_dir,
-                                    const CorpusProgress& progress = {});
+                                    const ProgressReport& progress = {});
 
 struct CorpusDocument {
   std::string source;  // the package it came from
@@ -51,7 +50,7 @@ struct CorpusDocument {
 // files' (by path), but order_documents decides the corpus order.
 std::vector<CorpusDocument> extract_documents(const std::vector<CorpusSource>& sources,
                                               const std::vector<Package>& packages, unsigned threads,
-                                              const CorpusProgress& progress = {});
+                                              const ProgressReport& progress = {});
 
 // The permutation Python's random.Random(seed).shuffle applies to a list of n items
 // (MT19937 seeded by init_by_array over the seed's 32-bit words, Fisher-Yates from the back,
@@ -89,7 +88,7 @@ std::string train_tokenizer(std::span<const CorpusDocument> documents, int vocab
 // replace. Returns the manifest.
 nlohmann::ordered_json write_corpus(std::span<const CorpusDocument> documents, const std::vector<Package>& packages,
                                     const CorpusSettings& settings, const std::string& out_dir, bool overwrite,
-                                    const CorpusProgress& progress = {});
+                                    const ProgressReport& progress = {});
 
 // Shared by build and import. A corpus folder's files are manifest.json, *.model and the
 // *_train_*.bin / *_val_*.bin shards.

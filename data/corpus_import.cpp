@@ -112,7 +112,7 @@ size_t import_shard(const ShardFile& shard, const std::string& out_dir, int voca
 }  // namespace
 
 nlohmann::ordered_json import_corpus(const std::string& in_dir, const std::string& out_dir, bool overwrite,
-                                     const CorpusProgress& progress) {
+                                     const ProgressReport& progress) {
   require(fs::is_directory(in_dir), in_dir + ": not a folder");
   std::string model = find_one_model(in_dir);
   std::vector<ShardFile> shards = list_shards(in_dir);

@@ -15,6 +15,6 @@ namespace pgolf {
 // offending file. An existing corpus in out_dir is refused unless overwrite, which also removes
 // its files that the import does not replace. Returns the manifest.
 nlohmann::ordered_json import_corpus(const std::string& in_dir, const std::string& out_dir, bool overwrite,
-                                     const CorpusProgress& progress = {});
+                                     const ProgressReport& progress = {});
 
 }  // namespace pgolf

@@ -250,8 +250,9 @@ EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> to
 }
 
 InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,
-                                const WorkDone& done) {
+                                const ProgressReport& progress) {
   require(!windows.empty() && !windows[0].empty(), "no windows to run");
+  ProgressCounter windows_run(progress, "calibrating", windows.size());
   const int seq_len = static_cast<int>(windows[0].size());
   const size_t per_call = std::min(static_cast<size_t>(std::max(1, kTokensPerCall / seq_len)), windows.size());
   CudaModel gpu(model, static_cast<int>(per_call), seq_len);
@@ -259,18 +260,18 @@ InputMoments input_moments_cuda(const Model<float>& model, std::span<const Token
   for (size_t first = 0; first < windows.size(); first += per_call) {
     const size_t count = std::min(per_call, windows.size() - first);
     gpu.add_input_moments(windows.subspan(first, count), moments);
-    if (done) done(count);
+    windows_run.advance(count);
   }
   return moments;
 }
 
 std::vector<uint16_t> self_generate_cuda(const Model<float>& model, const SamplingOptions& options,
-                                         const WorkDone& done) {
+                                         const ProgressReport& progress) {
   options.validate(model.config().vocab);  // before sizing the GPU model by them
   const int64_t per_call = std::min<int64_t>(std::max(1, kTokensPerCall / options.seq_len), options.sequences);
   CudaModel gpu(model, static_cast<int>(per_call), options.seq_len);
   return self_generate(options, model.config().vocab, static_cast<size_t>(per_call),
-                       [&](std::span<const TokenWindow> prefixes) { return gpu.last_logits(prefixes); }, done);
+                       [&](std::span<const TokenWindow> prefixes) { return gpu.last_logits(prefixes); }, progress);
 }
 
 }  // namespace pgolf

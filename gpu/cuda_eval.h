@@ -52,10 +52,10 @@ EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> to
 
 // input_moments() on the GPU: the same windows, 64K tokens per forward.
 InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,
-                                const WorkDone& done = {});
+                                const ProgressReport& progress = {});
 
 // self_generate() with the GPU's logits, up to 64K prefix tokens per forward.
 std::vector<uint16_t> self_generate_cuda(const Model<float>& model, const SamplingOptions& options,
-                                         const WorkDone& done = {});
+                                         const ProgressReport& progress = {});
 
 }  // namespace pgolf

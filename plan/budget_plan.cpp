@@ -88,6 +88,7 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   std::vector<bool> tunable(refs.size(), true);
   EncodedCheckpoint first;  // the first candidate's encoding: its other tensors are the fixed part
   std::vector<std::string> first_specs;
+  ProgressCounter measured_count(options.progress, "measuring candidates", plan.candidates.size());
   for (size_t c = 0; c < plan.candidates.size(); ++c) {
     const std::string& spec = plan.candidates[c];
     EncodedCheckpoint encoded;
@@ -108,7 +109,7 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
     }, options.threads ? options.threads : default_threads());
     for (size_t i = 0; i < refs.size(); ++i) measured[i].push_back(row[i]);
     if (c == 0) first = std::move(encoded), first_specs = std::move(specs);
-    if (options.progress) options.progress->advance();
+    measured_count.advance();
   }
 
   // Output-space error when every tensor chosen for has it (errors of different kinds do not add).

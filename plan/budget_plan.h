@@ -26,7 +26,7 @@ struct BudgetPlanOptions {
   std::vector<std::string> rules;             // the user's REGEX=SPEC rules: tensors they match stay as they say
   std::map<std::string, double> sensitivity;  // tensor name -> weight of its squared error (default 1)
   unsigned threads = 0;                       // 0: all cores
-  Progress* progress = nullptr;               // advanced once per candidate measured
+  ProgressReport progress;                    // stage "measuring candidates", one unit per candidate
   const Calibration* calibration = nullptr;   // Hessians: gptq candidates and the output-space error
   const GptqEngine* gptq = nullptr;           // null: the CPU
 };

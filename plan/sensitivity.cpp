@@ -22,6 +22,7 @@ Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, con
 
   Sensitivity s;
   s.base_loss = loss_of(tensors);
+  ProgressCounter probed(options.progress, "sensitivity", names.size());
   for (size_t i = 0; i < names.size(); ++i) {
     SensitivityProbe p{names[i]};
     FloatTensor& t = tensors.at(p.name);
@@ -37,7 +38,7 @@ Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, con
     p.loss = loss_of(tensors);
     t.values = original;
     s.probes.push_back(p);
-    if (options.done) options.done(1);
+    probed.advance();
   }
   // A tensor whose loss did not measurably grow still may not be quantized for free: it gets the
   // smallest weight measured above zero (the probe only shows it is below the evaluation's noise).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checkpoint/float_tensor.h"
+#include "core/progress.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {
@@ -31,7 +32,7 @@ struct SensitivityOptions {
   std::string probe_spec = "int4";
   const Calibration* calibration = nullptr;  // for gptq probes
   FitOptions fit;
-  std::function<void(size_t)> done;  // told of each probe measured
+  ProgressReport progress;  // stage "sensitivity", one unit per probe
 };
 
 // The loss of the model with these weights.

@@ -21,10 +21,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void advance(const SweepOptions& options) {
-  if (options.progress) options.progress->advance();
-}
-
 // SDClip's k per bit width: of k in {3, 4, 5, 6, 8, 10, 12.85}, the one with the least relative
 // MSE on base9. Only int4 and int5 gain from clipping (rel. MSE 1.87e-2 -> 1.54e-2, 4.08e-3 ->
 // 3.78e-3); from int6 on every k below 12.85 adds error, and 12.85 hardly ever clips.
@@ -42,10 +38,6 @@ double SweepResult::bits_per_parameter() const {
   return parameters ? 8.0 * static_cast<double>(artifact_bytes) / static_cast<double>(parameters) : 0.0;
 }
 
-size_t sweep_steps(size_t points, const SweepOptions& options) {
-  return points * (1 + options.compressors.size() + (options.evaluate ? 1 : 0));
-}
-
 bool is_symbol_group(const std::string& group) {
   return group.starts_with("int") || group.starts_with("kmeans") || group.starts_with("ecsq");
 }
@@ -55,7 +47,10 @@ std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const
   require(!options.compressors.empty(), "no compressor given");
   std::vector<std::unique_ptr<ByteCodec>> compressors;
   for (const auto& spec : options.compressors) compressors.push_back(make_byte_codec(spec));
-  const CompressOptions threads{options.threads, nullptr, options.calibration, options.gptq};
+  const CompressOptions threads{options.threads, {}, options.calibration, options.gptq};
+  // Per point one encode, one pack per compressor, one evaluation.
+  ProgressCounter steps(options.progress, "bench",
+                        points.size() * (1 + options.compressors.size() + (options.evaluate ? 1 : 0)));
 
   std::vector<SweepResult> results;
   for (const auto& point : points) {
@@ -63,7 +58,7 @@ std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const
     auto start = std::chrono::steady_clock::now();
     const EncodedCheckpoint encoded = encode_checkpoint(checkpoint, specs, threads);
     const double encode_seconds = seconds_since(start);
-    advance(options);
+    steps.advance();
 
     // Order-0 entropy of the symbol streams: per tensor, and per group as the artifact stores it.
     std::vector<double> tensor_entropy(encoded.tensors.size(), 0);
@@ -90,13 +85,13 @@ std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const
       start = std::chrono::steady_clock::now();
       const CompressResult packed = pack_artifact(encoded, *compressors[c], threads);
       r.encode_seconds = encode_seconds + seconds_since(start);
-      advance(options);
+      steps.advance();
       start = std::chrono::steady_clock::now();
       DecodedArtifact decoded = decode_artifact(packed.bytes, point.label + " (" + r.compressor + ")");
       r.decode_seconds = seconds_since(start);
       if (c == 0 && options.evaluate) {
         val_bpb = options.evaluate(std::move(decoded));
-        advance(options);
+        steps.advance();
       }
       r.val_bpb = val_bpb;
       r.artifact_bytes = packed.bytes.size();

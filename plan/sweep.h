@@ -17,7 +17,6 @@ namespace pgolf {
 class Checkpoint;
 class Calibration;
 class GptqEngine;
-class Progress;
 
 struct SweepPoint {
   std::string label;               // "int6:clip=mse", "tok_emb lowrank:rank=64+int8"
@@ -52,15 +51,12 @@ struct SweepResult {
 struct SweepOptions {
   std::vector<std::string> compressors = {"zstd:22"};
   unsigned threads = 0;          // 0: all cores
-  Progress* progress = nullptr;  // advanced by sweep_steps() in all
+  ProgressReport progress;       // stage "bench": per point one encode, one pack per compressor, one evaluation
   const Calibration* calibration = nullptr;  // for gptq points and the output-space error
   const GptqEngine* gptq = nullptr;          // null: the CPU
   // val_bpb of a decoded artifact; called once per point (byte codecs are lossless).
   std::function<double(DecodedArtifact&&)> evaluate;
 };
-
-// The progress steps run_sweep takes: per point one encode, one pack per compressor, one evaluation.
-size_t sweep_steps(size_t points, const SweepOptions& options);
 
 // Results point by point, compressor by compressor. InputError for a bad spec or rule.
 std::vector<SweepResult> run_sweep(const Checkpoint& checkpoint, std::span<const SweepPoint> points,

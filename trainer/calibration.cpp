@@ -110,8 +110,9 @@ std::vector<uint16_t> read_train_windows(const std::string& dir, int64_t tokens,
 }
 
 InputMoments input_moments(const Model<float>& model, std::span<const TokenWindow> windows, int threads,
-                           const WorkDone& done) {
+                           const ProgressReport& progress) {
   threads = std::max(threads, 1);
+  ProgressCounter windows_run(progress, "calibrating", windows.size());
   std::vector<InputMoments> per_thread(static_cast<size_t>(threads), InputMoments(model.config()));
   const InputObserver<float> observe = [&](int thread, int block, MatrixInput input, const Matrix<float>& rows) {
     per_thread[thread].add(block, input, rows);
@@ -122,7 +123,7 @@ InputMoments input_moments(const Model<float>& model, std::span<const TokenWindo
   for (size_t first = 0; first < windows.size(); first += chunk) {
     const size_t count = std::min(chunk, windows.size() - first);
     model.observe_inputs(windows.subspan(first, count), threads, observe);
-    if (done) done(count);
+    windows_run.advance(count);
   }
   InputMoments total = std::move(per_thread[0]);
   for (size_t k = 1; k < per_thread.size(); ++k) total.add(per_thread[k]);
@@ -137,8 +138,9 @@ void SamplingOptions::validate(int vocab) const {
 }
 
 std::vector<uint16_t> self_generate(const SamplingOptions& o, int vocab, size_t windows_per_call,
-                                    const LastLogits& last_logits, const WorkDone& done) {
+                                    const LastLogits& last_logits, const ProgressReport& progress) {
   o.validate(vocab);
+  ProgressCounter positions(progress, "self-generating", static_cast<size_t>(o.seq_len - 1));
   const size_t length = static_cast<size_t>(o.seq_len);
   std::vector<uint16_t> tokens(static_cast<size_t>(o.sequences) * length, 0);
   std::vector<TokenWindow> prefixes(static_cast<size_t>(o.sequences));
@@ -154,7 +156,7 @@ std::vector<uint16_t> self_generate(const SamplingOptions& o, int vocab, size_t 
         tokens[(first + r) * length + t] = sample(logits.row(static_cast<Eigen::Index>(r)), o.temperature, u);
       }
     }
-    if (done) done(1);
+    positions.advance();
   }
   return tokens;
 }

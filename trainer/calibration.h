@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/progress.h"
 #include "trainer/model.h"
 
 namespace pgolf {
@@ -61,10 +62,6 @@ class InputMoments {
   int64_t positions_ = 0;
 };
 
-// Told the units of work (windows run, or tokens sampled per sequence) just finished, for a
-// progress bar.
-using WorkDone = std::function<void(size_t units)>;
-
 // The calibration's view of tokens: consecutive windows of seq_len tokens, each one sequence of
 // inputs. InputError unless tokens is a positive multiple of seq_len.
 std::vector<TokenWindow> calibration_windows(std::span<const uint16_t> tokens, int seq_len);
@@ -77,7 +74,7 @@ std::vector<uint16_t> read_train_windows(const std::string& dir, int64_t tokens,
 // summing its own windows; the per-thread sums are added in thread order, so the result is
 // deterministic for a given thread count.
 InputMoments input_moments(const Model<float>& model, std::span<const TokenWindow> windows, int threads,
-                           const WorkDone& done = {});
+                           const ProgressReport& progress = {});
 
 struct SamplingOptions {
   int64_t sequences = 0;
@@ -95,7 +92,7 @@ using LastLogits = std::function<Matrix<float>(std::span<const TokenWindow> wind
 // cache). last_logits gets at most windows_per_call prefixes at a time. Deterministic for a seed
 // and the same logits (one mt19937_64 stream, read in sequence order).
 std::vector<uint16_t> self_generate(const SamplingOptions& options, int vocab, size_t windows_per_call,
-                                    const LastLogits& last_logits, const WorkDone& done = {});
+                                    const LastLogits& last_logits, const ProgressReport& progress = {});
 
 // The H of one weight, for writing and reporting.
 struct WeightHessian {

@@ -53,6 +53,7 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
   const auto started = std::chrono::steady_clock::now();
   double loss_sum = 0;
   const size_t batch = std::max<size_t>(windows_per_call, 1);  // windows per score call and progress report
+  ProgressCounter windows_scored(options.progress, "eval", windows.size());
   for (size_t first = 0; first < windows.size(); first += batch) {
     const size_t count = std::min(batch, windows.size() - first);
     std::vector<TokenWindow> spans;
@@ -67,7 +68,7 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
         ++result.tokens;
       }
     }
-    if (options.progress) options.progress(static_cast<int64_t>(first + count), result.windows);
+    windows_scored.advance(count);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "core/progress.h"
 #include "data/tokenizer.h"
 #include "trainer/model.h"
 
@@ -20,7 +21,7 @@ struct EvalOptions {
   // with at least seq_len - s tokens of context after the first window.
   int stride = 0;
   int threads = 2;
-  std::function<void(int64_t done, int64_t total)> progress;  // windows evaluated so far
+  ProgressReport progress;  // stage "eval": windows evaluated
 };
 
 struct EvalResult {

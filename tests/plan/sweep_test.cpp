@@ -59,10 +59,16 @@ TEST(Sweep, MeasuresEveryPointUnderEveryCompressor) {
     ++evaluations;
     return static_cast<double>(decoded.tensors.size()) + evaluations;  // tells points apart
   };
+  std::vector<size_t> reported;  // per point one encode, one pack per compressor, one evaluation
+  options.progress = [&](const std::string& stage, size_t done, size_t total) {
+    EXPECT_EQ(stage, "bench");
+    EXPECT_EQ(total, 2u * (1 + 2 + 1));
+    reported.push_back(done);
+  };
   auto results = run_sweep(ckpt, points, options);
   ASSERT_EQ(results.size(), 4u);
   EXPECT_EQ(evaluations, 2);
-  EXPECT_EQ(sweep_steps(points.size(), options), 2u * (1 + 2 + 1));
+  EXPECT_EQ(reported, (std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8}));
 
   for (size_t p = 0; p < points.size(); ++p)
     for (size_t c = 0; c < 2; ++c) {

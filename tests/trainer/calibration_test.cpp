@@ -76,7 +76,12 @@ TEST(CalibrationMoments, AnyThreadCountGivesTheSameSumsToRounding) {
   const InputMoments one = input_moments(c.model, c.windows, 1);
   const InputMoments three = input_moments(c.model, c.windows, 3);
   size_t units = 0;
-  const InputMoments again = input_moments(c.model, c.windows, 3, [&](size_t n) { units += n; });
+  const InputMoments again =
+      input_moments(c.model, c.windows, 3, [&](const std::string& stage, size_t done, size_t total) {
+        EXPECT_EQ(stage, "calibrating");
+        EXPECT_EQ(total, c.windows.size());
+        units = done;
+      });
   EXPECT_EQ(units, c.windows.size());
   for (const InputSlot& s : matrix_inputs(c.model.config())) {
     EXPECT_LT(relative_difference(full(three, s.block, s.input), full(one, s.block, s.input)), 1e-12);
