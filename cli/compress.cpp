@@ -136,7 +136,13 @@ int compress_main(int argc, char** argv) {
       ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
   cxxopts::ParseResult args;
-  if (!parse_or_help(options, argc, argv, args)) return 0;
+  std::string codecs = "tensor codecs (--codec, --rule, --candidates), with examples:\n";
+  for (const auto& row : tensor_codec_table()) {
+    codecs += "  " + row.usage + "\n     ";
+    for (const auto& example : row.examples) codecs += " " + example;
+    codecs += "\n";
+  }
+  if (!parse_or_help(options, argc, argv, args, {}, codecs)) return 0;
   require(args.count("inputs") > 0, "no input checkpoint given (pgolf compress --help)");
   bool dry_run = args.count("dry-run") > 0, as_json = args.count("json") > 0;
   require(dry_run || args.count("output") > 0, "no output given: pass -o OUT.pgz (or --dry-run)");

@@ -1,9 +1,7 @@
 // The codecs the decoder and round-trip targets pick from (the input's first byte chooses).
-// Byte codecs come from the registry, so a newly registered one is fuzzed without an edit here;
-// tensor codecs need parameters, so they are listed, one or more specs per registry row.
+// Both come from their registries (byte codecs by name, tensor codecs by their table's example
+// specs), so a newly registered codec is fuzzed without an edit here.
 #pragma once
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,29 +47,14 @@ inline const std::vector<std::unique_ptr<ByteCodec>>& byte_codecs() {
   return codecs;
 }
 
-// One or more specs per tensor codec in quant/tensor_codec_registry.cpp.
+// Every example spec of the tensor-codec table (quant/tensor_codec_registry.cpp): a new codec is
+// fuzzed by adding its row. gptq's encoding needs a Hessian (an InputError without one); its
+// decoding is its grid's.
 inline const std::vector<std::unique_ptr<TensorCodec>>& tensor_codecs() {
   static const auto codecs = [] {
-    const char* specs[] = {
-        "int8", "int6", "int4:clip=quantile:0.999", "int5:clip=std:3", "int3:clip=mse", "int2",
-        "fp16", "bf16", "fp32",
-        "kmeans:k=4", "kmeans:k=16,init=kmeanspp", "kmeans:k=8,method=exact", "kmeans:k=8,method=ecsq,lambda=0.01,groups=rows:2",
-        "ecsq:relmse=0.01", "ecsq:bits=3,scope=row", "ecsq:step=0.1",
-        "prune:0.1+int6", "prune:threshold=0.5+int4", "prune:0.5,scope=row+fp16",
-        "lowrank:rank=2+fp16", "lowrank:energy=0.9+int8",
-        "int6+lrcorr:rank=2", "int4+lrcorr:rank=1,factors=fp16",
-        // Encoding needs a Hessian (an InputError without one); decoding is the grid's.
-        "gptq+int6", "gptq:order=natural+ecsq:step=0.1", "gptq+ecsq:step=0.1+lrcorr:rank=1,weight=hessian",
-    };
     std::vector<std::unique_ptr<TensorCodec>> out;
-    for (const char* spec : specs) {
-      try {
-        out.push_back(make_tensor_codec(spec));
-      } catch (const InputError& e) {  // the list went stale: say so instead of fuzzing less
-        std::fprintf(stderr, "fuzz/codec_specs.h: %s\n", e.what());
-        std::abort();
-      }
-    }
+    for (const auto& row : tensor_codec_table())
+      for (const auto& spec : row.examples) out.push_back(make_tensor_codec(spec));
     return out;
   }();
   return codecs;

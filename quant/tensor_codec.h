@@ -79,7 +79,14 @@ std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec);
 // Not a tensor codec: the spec under which the artifact stores a tensor's bytes exactly as they
 // are, in its own dtype (non-float tensors, and every tensor of a lossless plan).
 inline constexpr const char* kRawSpec = "raw";
-std::vector<std::string> tensor_codec_names();  // for --help and error messages
+// The codec table, row by row: its usage and its canonical example specs (each one's spec() is
+// itself). Tests, fuzz targets and --help iterate the examples, so a new codec is tested and
+// documented by adding its row.
+struct TensorCodecRow {
+  std::string usage;
+  std::vector<std::string> examples;
+};
+std::vector<TensorCodecRow> tensor_codec_table();
 
 // make_tensor_codec(spec) fitted on the tensors: the one entry point of the fit step.
 FittedCodecs fit_tensor_codec(std::string_view spec, std::span<const FitTensor> tensors, const FitOptions& options = {});
