@@ -52,6 +52,7 @@ int bench_main(int argc, char** argv) {
       ("out", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots",
        cxxopts::value<std::string>()->default_value("pgolf-bench"))
       ("json", "print bench.json instead of the table")
+      ("force", "write into an --out folder that is not empty (bench's own files there are replaced, the old plots removed)")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
@@ -67,6 +68,13 @@ int bench_main(int argc, char** argv) {
   const auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());
   const bool as_json = args.count("json") > 0;
   const std::string out_dir = args["out"].as<std::string>();
+  // The output folder checked before the sweep: a fresh one, or --force.
+  const bool force = args.count("force") > 0;
+  std::error_code ec;
+  require(!std::filesystem::exists(out_dir, ec) || std::filesystem::is_directory(out_dir, ec),
+          out_dir + ": --out is a file, not a folder");
+  require(force || !std::filesystem::exists(out_dir, ec) || std::filesystem::is_empty(out_dir, ec),
+          out_dir + ": not empty; pass --force to write bench's files into it");
 
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
@@ -113,9 +121,15 @@ int bench_main(int argc, char** argv) {
   const std::vector<SweepResult> results = run_sweep(checkpoint, points, sweep);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  std::filesystem::create_directories(out_dir);
-  auto path = [&](const std::string& name) { return (std::filesystem::path(out_dir) / name).string(); };
+  // The table first: a run whose files cannot be written still shows what it measured.
   const std::string table = bench_markdown(results);
+  if (!as_json) std::printf("%s\n", table.c_str());
+  std::fflush(stdout);
+  std::filesystem::create_directories(out_dir);
+  for (const auto& entry : std::filesystem::directory_iterator(out_dir))  // the last run's plots
+    if (entry.path().extension() == ".svg" && entry.path().filename().string().starts_with("rd_"))
+      std::filesystem::remove(entry.path());
+  auto path = [&](const std::string& name) { return (std::filesystem::path(out_dir) / name).string(); };
   std::string md = "# pgolf bench\n\n" + checkpoint.files().front() + (checkpoint.files().size() > 1 ? " (and more)" : "") +
                    ": " + with_commas(results.front().parameters) + " parameters; " + std::to_string(points.size()) +
                    " codecs x " + std::to_string(sweep.compressors.size()) + " byte codecs in " +
@@ -133,7 +147,6 @@ int bench_main(int argc, char** argv) {
   if (as_json) {
     std::cout << json;
   } else {
-    std::printf("%s\n", table.c_str());
     std::printf("wrote:       %s/{bench.md, bench.csv, bench_tensors.csv, bench.json} and %zu SVG plots\n", out_dir.c_str(),
                 plots.size());
     std::printf("time:        %.1f s\n", seconds);

@@ -63,7 +63,9 @@ int calibrate_main(int argc, char** argv) {
   require(seq_len > 0, "--seq-len must be positive");
   require(threads > 0, "--threads must be positive");
   const bool force = args.count("force") > 0;
-  if (!force && std::filesystem::exists(output)) throw InputError(output + ": exists; pass --force to replace it");
+  std::vector<std::string> reads = model_paths;
+  if (args.count("data")) reads.push_back(args["data"].as<std::string>());
+  check_output(output, reads, force);
   const std::string device = choose_device(args["device"].as<std::string>());
 
   const auto tensors = load_float_tensors(model_paths);

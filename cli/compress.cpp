@@ -155,9 +155,10 @@ int compress_main(int argc, char** argv) {
   auto compressor = make_byte_codec(args["compressor"].as<std::string>());
   std::optional<uint64_t> budget;
   if (args.count("budget")) budget = parse_byte_count(args["budget"].as<std::string>());
-  // Refuse an existing output before doing the work, not after.
-  if (!dry_run && !args.count("force") && std::filesystem::exists(output))
-    throw InputError(output + ": exists; pass --force to replace it");
+  // The output checked before the work, not after.
+  std::vector<std::string> reads = checkpoint.files();
+  if (args.count("calibration")) reads.push_back(args["calibration"].as<std::string>());
+  if (!dry_run) check_output(output, reads, args.count("force") > 0);
 
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));

@@ -39,6 +39,9 @@ int decompress_main(int argc, char** argv) {
   require(dtype_text == "fp32" || dtype_text == "bf16" || dtype_text == "fp16",
           "--dtype must be fp32, bf16 or fp16 (got '" + dtype_text + "')");
 
+  const std::string output = args["output"].as<std::string>();
+  const bool force = args.count("force") > 0;
+  check_output(output, {args["input"].as<std::string>()}, force);
   auto decoded = decode_artifact_file(args["input"].as<std::string>());
   std::vector<TensorData> tensors;
   uint64_t bytes = 0;
@@ -48,8 +51,6 @@ int decompress_main(int argc, char** argv) {
     bytes += d.bytes.size();
     tensors.push_back(std::move(d));
   }
-  std::string output = args["output"].as<std::string>();
-  const bool force = args.count("force") > 0;
   if (format == "pt") write_torch(output, tensors, force);
   else write_safetensors(output, tensors, decoded.manifest.metadata, force);
   std::printf("wrote %s: %zu tensors, %s B of %s\n", output.c_str(), tensors.size(), with_commas(bytes).c_str(),

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string_view>
 
 #include "cli/command.h"
@@ -52,6 +53,9 @@ int main(int argc, char** argv) {
       return s.entry(argc - 1, argv + 1);
     } catch (const pgolf::InputError& e) {
       std::fprintf(stderr, "pgolf %s: error: %s\n", argv[1], e.what());
+      return 2;
+    } catch (const std::bad_alloc&) {  // a declared size this machine cannot hold
+      std::fprintf(stderr, "pgolf %s: error: out of memory: the input declares more than this machine can hold\n", argv[1]);
       return 2;
     } catch (const cxxopts::exceptions::exception& e) {
       std::fprintf(stderr, "pgolf %s: error: %s\n", argv[1], e.what());

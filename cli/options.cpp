@@ -1,6 +1,9 @@
 #include "cli/options.h"
 
+#include <filesystem>
 #include <iostream>
+
+#include "core/error.h"
 
 namespace pgolf::cli {
 
@@ -11,6 +14,29 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
   if (!args.count("help")) return true;
   std::cout << (groups.empty() ? options.help() : options.help(groups)) << "\n" << footer;
   return false;
+}
+
+void check_output(const std::string& output, const std::vector<std::string>& reads, bool force,
+                  const std::string& force_flag) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  require(!fs::is_directory(output, ec), output + ": is a folder; name the file to write");
+  const fs::path folder = fs::path(output).parent_path().empty() ? fs::path(".") : fs::path(output).parent_path();
+  require(fs::is_directory(folder, ec), output + ": its folder " + folder.string() + " does not exist");
+  if (!fs::exists(output, ec)) return;
+  for (const std::string& read : reads) {
+    bool same = fs::equivalent(output, read, ec);
+    if (!same && fs::is_directory(read, ec))
+      for (const auto& entry : fs::directory_iterator(read, ec)) {
+        const std::string name = entry.path().filename().string();
+        bool input = false;
+        for (const char* suffix : {".safetensors", ".pt", ".pth", ".json", ".pgz", ".bin", ".model"})
+          input = input || name.ends_with(suffix);
+        same = same || (input && fs::equivalent(output, entry.path(), ec));
+      }
+    require(!same, output + ": is also an input of this command; write somewhere else");
+  }
+  require(force, output + ": exists; pass " + force_flag + " to replace it");
 }
 
 }  // namespace pgolf::cli

@@ -13,6 +13,13 @@ namespace pgolf::cli {
 bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args,
                    const std::vector<std::string>& groups = {}, const std::string& footer = "");
 
+// Where a subcommand will write, checked before any work: not a folder, in a folder that exists,
+// none of the files the command reads (`reads`: files, or folders standing for the checkpoint,
+// artifact, shard and tokenizer files in them; refused even with --force, as zstd refuses to
+// overwrite its input), and an existing one only with `force`. `force_flag` names the flag.
+void check_output(const std::string& output, const std::vector<std::string>& reads, bool force,
+                  const std::string& force_flag = "--force");
+
 // A settings struct's default as a flag's default_value, so that each default is written once, in
 // the struct: the shortest text that reads back to the same number.
 template <class T>

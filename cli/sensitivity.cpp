@@ -58,7 +58,7 @@ int sensitivity_main(int argc, char** argv) {
   require(args.count("output") > 0, "-o FILE is required (pgolf sensitivity --help)");
   require(args.count("data") > 0, "--data DIR is required (pgolf sensitivity --help)");
   const std::string output = args["output"].as<std::string>();
-  require(args.count("force") || !std::filesystem::exists(output), output + " exists (use --force to replace it)");
+  check_output(output, args["inputs"].as<std::vector<std::string>>(), args.count("force") > 0);
   const int64_t token_count = args["tokens"].as<int64_t>();
   require(token_count > 0, "--tokens must be positive");
   const std::string device = choose_device(args["device"].as<std::string>());

@@ -221,8 +221,8 @@ int train_main(int argc, char** argv) {
   const std::string out = args["out"].as<std::string>();
   const std::string checkpoint_path = out + ".safetensors", state_path = out + ".state";
   const bool overwrite = args.count("overwrite") > 0;
-  for (const std::string& path : {checkpoint_path, state_path})
-    require(overwrite || !std::filesystem::exists(path), path + " exists; pass --overwrite to replace it");
+  // --resume's state is read whole before training, so a run may continue in place (--overwrite).
+  for (const std::string& path : {checkpoint_path, state_path}) check_output(path, {}, overwrite, "--overwrite");
   TokenStream stream(train_shards, state.data);
 
   // Trains on engine and writes the outputs; with several ranks only rank 0 logs and writes.

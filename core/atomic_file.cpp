@@ -64,20 +64,24 @@ void AtomicFile::write(std::span<const uint8_t> bytes) {
   while (done < bytes.size()) {
     ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error(temp_ + ": write failed: " + std::strerror(errno));
+    // A full disk or a lost device is the machine's state, not a bug: exit 2, naming the user's path.
+    if (n <= 0)
+      throw InputError(target_ + ": cannot write (" + std::strerror(errno) + ") with " +
+                       std::to_string(bytes.size() - done) + " bytes still to write; nothing was replaced");
     done += static_cast<size_t>(n);
   }
 }
 
 void AtomicFile::commit() {
   if (::fchmod(fd_, 0644) != 0 || ::fsync(fd_) != 0)
-    throw std::runtime_error(temp_ + ": fsync failed: " + std::strerror(errno));
+    throw InputError(target_ + ": cannot flush to disk (" + std::string(std::strerror(errno)) + "); nothing was replaced");
   ::close(fd_);
   fd_ = -1;
   if (::rename(temp_.c_str(), target_.c_str()) != 0) {
     int err = errno;
     ::unlink(temp_.c_str());
-    throw std::runtime_error(target_ + ": rename failed: " + std::strerror(err));
+    throw InputError(target_ + ": cannot put the written file in place (" + std::string(std::strerror(err)) +
+                     "); nothing was replaced");
   }
   int dir = ::open(folder_of(target_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir >= 0) {

@@ -114,9 +114,15 @@ TEST(Bench, WritesAgreeingMarkdownCsvJsonAndPlots) {
   EXPECT_FALSE(std::filesystem::exists(out + "/rd_class_attn.q_gain.svg"));  // not quantized
   EXPECT_FALSE(std::filesystem::exists(out + "/rd_bytes_vs_val_bpb.svg"));   // not evaluated
 
+  // A folder that is not empty needs --force, before any work; then the last run's plots go.
   r = pgolf("bench " + in + " --codecs int6 --compressors zstd:1 --json --out " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("not empty; pass --force"), std::string::npos) << r.out;
+  test::write_bytes(out + "/rd_class_stale.svg", {'<'});
+  r = pgolf("bench " + in + " --codecs int6 --compressors zstd:1 --json --force --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find('['))).size(), 1u);
+  EXPECT_FALSE(std::filesystem::exists(out + "/rd_class_stale.svg"));
 }
 
 TEST(Bench, BadInputIsAOneLineError) {
