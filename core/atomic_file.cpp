@@ -5,10 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "core/error.h"
 
@@ -18,6 +20,57 @@ namespace {
 std::string folder_of(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   return parent.empty() ? std::string(".") : parent.string();
+}
+
+// The temporaries being written, for the signal handler: a slot is free (0), being filled (1) or
+// holds a path (2). Only what the handler may touch: fixed buffers, atomics, unlink, sigaction, raise.
+constexpr int kSlots = 32;
+constexpr size_t kPathBytes = 4096;
+char g_temporaries[kSlots][kPathBytes];
+std::atomic<int> g_slot_state[kSlots];
+
+// SIGINT, SIGTERM or SIGHUP while writing: the temporaries go, then the signal does what it would
+// have done. A command that handles these signals itself (train saves its state) keeps its own.
+void remove_temporaries_then_reraise(int signal) {
+  for (int i = 0; i < kSlots; ++i)
+    if (g_slot_state[i].load() == 2) ::unlink(g_temporaries[i]);
+  struct sigaction fallback {};
+  fallback.sa_handler = SIG_DFL;
+  ::sigemptyset(&fallback.sa_mask);
+  ::sigaction(signal, &fallback, nullptr);
+  ::raise(signal);
+}
+
+void install_cleanup_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction current {};
+      if (::sigaction(signal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+      struct sigaction cleanup {};
+      cleanup.sa_handler = remove_temporaries_then_reraise;
+      ::sigemptyset(&cleanup.sa_mask);
+      ::sigaction(signal, &cleanup, nullptr);
+    }
+  });
+}
+
+// A slot holding path, or -1 when all are taken or the path is too long (then a signal leaves the
+// temporary, as SIGKILL does, for the next write to remove).
+int track_temporary(const std::string& path) {
+  if (path.size() >= kPathBytes) return -1;
+  for (int i = 0; i < kSlots; ++i) {
+    int free = 0;
+    if (!g_slot_state[i].compare_exchange_strong(free, 1)) continue;
+    std::memcpy(g_temporaries[i], path.c_str(), path.size() + 1);
+    g_slot_state[i].store(2);
+    return i;
+  }
+  return -1;
+}
+
+void untrack_temporary(int slot) {
+  if (slot >= 0) g_slot_state[slot].store(0);
 }
 
 // Temporaries are TARGET.tmp.PID.XXXXXX. A writer killed before commit (SIGKILL, OOM, power loss)
@@ -48,8 +101,10 @@ AtomicFile::AtomicFile(std::string target, bool overwrite) : target_(std::move(t
     throw InputError(target_ + ": exists; pass --force to replace it");
   remove_stale_temporaries(target_);
   temp_ = temp_prefix(target_) + std::to_string(::getpid()) + ".XXXXXX";
+  install_cleanup_handlers();
   fd_ = ::mkstemp(temp_.data());
   if (fd_ < 0) throw InputError(target_ + ": cannot create a temporary file: " + std::strerror(errno));
+  slot_ = track_temporary(temp_);
 }
 
 AtomicFile::~AtomicFile() {
@@ -57,6 +112,7 @@ AtomicFile::~AtomicFile() {
     ::close(fd_);
     ::unlink(temp_.c_str());
   }
+  untrack_temporary(slot_);
 }
 
 void AtomicFile::write(std::span<const uint8_t> bytes) {

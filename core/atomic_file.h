@@ -2,7 +2,8 @@
 // same folder, are fsync'd, then renamed over the target, so a crash at any point leaves
 // either the old file or the new one, never half of one. A writer killed before its rename
 // leaves its temporary (TARGET.tmp.PID.XXXXXX) behind; the next write to that target removes
-// the temporaries of writers that are no longer running.
+// the temporaries of writers that are no longer running. SIGINT, SIGTERM and SIGHUP remove the
+// temporaries being written before they end the process (unless the command handles them itself).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -25,6 +26,7 @@ class AtomicFile {
   std::string target_;
   std::string temp_;
   int fd_ = -1;
+  int slot_ = -1;  // where a signal handler finds temp_ to remove it
 };
 
 // Writes a whole file atomically.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full kill test: 200 SIGKILLs at random times of `pgolf compress` and of checkpoint saving
-# (`pgolf decompress`), each followed by a check that the output is the old file or the complete new
-# one (tests/cli/kill_test.cpp; the test suite runs 5). Usage: scripts/kill-test.sh [KILLS] [BUILD_DIR]
+# (`pgolf decompress`), and as many SIGINTs (compress) and SIGTERMs (decompress), each followed by a
+# check that the output is the old file or the complete new one, and after SIGINT or SIGTERM that no
+# temporary is left (tests/cli/kill_test.cpp; the test suite runs 5 of each). Usage: scripts/kill-test.sh [KILLS] [BUILD_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir="${2:-build}"

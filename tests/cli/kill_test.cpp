@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -50,8 +51,9 @@ int temporaries_of(const std::string& output) {
   return n;
 }
 
-// old_args writes the file the kills must not damage; new_args (killed) writes different bytes.
-void kill_writer(const Args& old_args, const Args& new_args, const std::string& output) {
+// old_args writes the file the kills must not damage; new_args (killed with `signal`) writes
+// different bytes. SIGINT, SIGTERM and SIGHUP must leave no temporary; SIGKILL cannot help it.
+void kill_writer(const Args& old_args, const Args& new_args, const std::string& output, int signal = SIGKILL) {
   int kills = std::getenv("PGOLF_KILLS") ? std::atoi(std::getenv("PGOLF_KILLS")) : 5;
   double seconds = run_to_end(new_args);
   auto new_bytes = test::read_bytes(output);
@@ -65,7 +67,7 @@ void kill_writer(const Args& old_args, const Args& new_args, const std::string& 
   for (int k = 0; k < kills; ++k) {
     pid_t pid = spawn(new_args);
     std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
-    ::kill(pid, SIGKILL);
+    ::kill(pid, signal);
     ::waitpid(pid, nullptr, 0);
     auto bytes = test::read_bytes(output);
     bool is_old = bytes == old_bytes, is_new = bytes == new_bytes;
@@ -73,36 +75,42 @@ void kill_writer(const Args& old_args, const Args& new_args, const std::string& 
     kept_old += is_old;
     wrote_new += is_new;
     left_temporary += temporaries_of(output) > 0;
+    if (signal != SIGKILL) EXPECT_EQ(temporaries_of(output), 0) << "kill " << k << " by " << strsignal(signal);
     if (is_new) test::write_bytes(output, old_bytes);  // the next kill again has an old file to lose
   }
   // A complete run removes what killed writers left and writes the new file.
   run_to_end(new_args);
   EXPECT_EQ(test::read_bytes(output), new_bytes);
   EXPECT_EQ(temporaries_of(output), 0);
-  std::printf("kill test, pgolf %s: %d kills over %.2f s runs: %d left the old file, %d the new one, "
+  std::printf("kill test, pgolf %s, %s: %d kills over %.2f s runs: %d left the old file, %d the new one, "
               "%d a temporary (removed by the next write); never anything else\n",
-              new_args[0].c_str(), kills, seconds, kept_old, wrote_new, left_temporary);
+              new_args[0].c_str(), strsignal(signal), kills, seconds, kept_old, wrote_new, left_temporary);
 }
 
 // Base9 with a fast compressor: a whole run takes about a second, most of it writing.
-TEST(KillTest, CompressLeavesTheOldArtifactOrTheNewOne) {
+void kill_compress(int signal) {
   test::TempDir dir;
   std::string out = dir.file("out.pgz");
   Args common = {"--compressor", "zstd:1", "-o", out, "--force", test::sample_path("base9")};
   Args old_args = {"compress", "--codec", "int8"}, new_args = {"compress", "--codec", "int6"};
   old_args.insert(old_args.end(), common.begin(), common.end());
   new_args.insert(new_args.end(), common.begin(), common.end());
-  kill_writer(old_args, new_args, out);
+  kill_writer(old_args, new_args, out, signal);
 }
 
 // Checkpoint saving: decompress writes a whole safetensors checkpoint.
-TEST(KillTest, DecompressLeavesTheOldCheckpointOrTheNewOne) {
+void kill_decompress(int signal) {
   test::TempDir dir;
   std::string artifact = dir.file("in.pgz"), out = dir.file("out.safetensors");
   run_to_end({"compress", "--compressor", "zstd:1", "-o", artifact, test::sample_path("base9")});
   kill_writer({"decompress", "--dtype", "bf16", "-o", out, "--force", artifact},
-              {"decompress", "--dtype", "fp32", "-o", out, "--force", artifact}, out);
+              {"decompress", "--dtype", "fp32", "-o", out, "--force", artifact}, out, signal);
 }
+
+TEST(KillTest, CompressLeavesTheOldArtifactOrTheNewOne) { kill_compress(SIGKILL); }
+TEST(KillTest, DecompressLeavesTheOldCheckpointOrTheNewOne) { kill_decompress(SIGKILL); }
+TEST(KillTest, InterruptedCompressLeavesNoTemporary) { kill_compress(SIGINT); }
+TEST(KillTest, TerminatedDecompressLeavesNoTemporary) { kill_decompress(SIGTERM); }
 
 }  // namespace
 }  // namespace pgolf
