@@ -2,7 +2,10 @@
 // linear warmdown) on a data folder's train shards, then writes PREFIX.safetensors (bf16, the
 // reference names) and PREFIX.state (everything --resume needs). Every setting is a flag; a
 // --config JSON file may give any of them by the flag's name (a flag on the command line wins).
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
@@ -73,6 +76,10 @@ std::unique_ptr<TrainEngine> make_engine(const std::string& device, const TrainS
   return make_cpu_engine(state, settings.optimizer, threads);
 }
 
+// The signal that asked the run to stop (0: none); read between steps.
+std::atomic<int> g_stop_signal{0};
+extern "C" void request_stop(int signal) { g_stop_signal.store(signal); }
+
 }  // namespace
 
 int train_main(int argc, char** argv) {
@@ -93,6 +100,8 @@ int train_main(int argc, char** argv) {
       ("resume", "continue from a training state (its model, optimizer, step and data position)",
        cxxopts::value<std::string>())
       ("overwrite", "replace existing output files")
+      ("save-every", "also write OUT.safetensors and OUT.state every N steps (0: only at the end; SIGINT, SIGTERM "
+                     "and SIGHUP always save before stopping)", cxxopts::value<int64_t>()->default_value("0"))
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
       ("precision", "auto, fp32, tf32 or bf16. cuda: bf16 (auto) puts the GEMMs and attention on bf16 tensor "
        "cores with fp32 weights, optimizer state and loss; tf32 the GEMMs on TF32; fp32 holds the CPU reference's "
@@ -186,6 +195,8 @@ int train_main(int argc, char** argv) {
   const Precision precision = parse_precision(precision_name);
   require(device == "cuda" || precision == Precision::kAuto || precision == Precision::kFp32,
           "--precision " + precision_name + " is for --device cuda; the CPU trainer is fp32");
+  const int64_t save_every = settings.get<int64_t>("save-every");
+  require(save_every >= 0, "--save-every must not be negative");
   int threads = settings.get<int>("threads");
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
@@ -240,19 +251,31 @@ int train_main(int argc, char** argv) {
       std::printf("device   %s\n", engine.device().c_str());
       std::fflush(stdout);
     }
-    train(engine, stream, state, s, &val, [lead](const std::string& line) {
+    // The outputs were checked before training: every save replaces the last one.
+    auto save = [&](const TrainState& saved) {
+      if (!lead) return;
+      save_checkpoint(checkpoint_path, saved.params, true);
+      save_train_state(state_path, saved, true);
+      std::printf("wrote    %s, %s (step %lld)\n", checkpoint_path.c_str(), state_path.c_str(),
+                  static_cast<long long>(saved.step));
+      std::fflush(stdout);
+    };
+    const TrainBreaks breaks{[] { return g_stop_signal.load() != 0; }, save_every, save};
+    const TrainResult result = train(engine, stream, state, s, &val, [lead](const std::string& line) {
       if (!lead) return;
       std::printf("%s\n", line.c_str());
       std::fflush(stdout);
-    });
-    if (!lead) return;
-    save_checkpoint(checkpoint_path, state.params, overwrite);
-    save_train_state(state_path, state, overwrite);
-    std::printf("wrote    %s, %s\n", checkpoint_path.c_str(), state_path.c_str());
+    }, breaks);
+    save(state);
+    if (result.stopped && lead)
+      std::fprintf(stderr, "pgolf train: stopped by %s at step %lld; --resume %s continues the run\n",
+                   strsignal(g_stop_signal.load()), static_cast<long long>(state.step), state_path.c_str());
   };
   if (gpus == 0) {
+    // Ctrl-C, kill or a closed terminal end the run at the next step boundary, saved.
+    for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, request_stop);
     run(*make_engine(device, state, s, threads, precision));
-    return 0;
+    return g_stop_signal.load() ? 128 + g_stop_signal.load() : 0;
   }
 #ifdef PGOLF_HAVE_CUDA
   // One process per GPU: rank 0 makes the NCCL group id, the others read it from the board.

@@ -102,7 +102,7 @@ std::unique_ptr<TrainEngine> make_cpu_engine(const TrainState& state, const Opti
 }
 
 TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, const TrainSettings& s,
-                  const ValSet* val, const std::function<void(const std::string&)>& log) {
+                  const ValSet* val, const std::function<void(const std::string&)>& log, const TrainBreaks& breaks) {
   s.validate();
   using Clock = std::chrono::steady_clock;
   TrainResult result;
@@ -118,7 +118,7 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
                             [&](std::span<const TokenWindow> windows) { return engine.token_losses(windows); });
   };
   while (true) {
-    const bool last = state.step >= s.steps || (s.stop_at > 0 && state.step >= s.stop_at) ||
+    const bool last = result.stopped || state.step >= s.steps || (s.stop_at > 0 && state.step >= s.stop_at) ||
                       (s.max_seconds > 0 && state.elapsed_seconds >= s.max_seconds);
     if (val && s.val_every > 0 && !last && state.step % s.val_every == 0) {
       const EvalResult r = validate(s.val_tokens);
@@ -140,11 +140,13 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     }
     engine.step(scale, state.step);
     double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    result.stopped = breaks.stop && breaks.stop();
     if (ranks > 1) {
-      double shared[2] = {loss, rank == 0 ? seconds : 0.0};
+      double shared[3] = {loss, rank == 0 ? seconds : 0.0, result.stopped ? 1.0 : 0.0};
       engine.sum_over_ranks(shared);
       loss = shared[0];
       seconds = shared[1];
+      result.stopped = shared[2] > 0;
     }
     ++state.step;
     state.elapsed_seconds += seconds;
@@ -156,9 +158,14 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
       log(format("step %lld/%lld loss %.6f lr %.5f tok/s %.0f train_time %.1fs", static_cast<long long>(state.step),
                  static_cast<long long>(s.steps), loss, s.optimizer.matrix_lr * scale,
                  static_cast<double>(s.tokens_per_step) / seconds, state.elapsed_seconds));
+    if (breaks.save && breaks.save_every > 0 && state.step % breaks.save_every == 0 && !result.stopped) {
+      engine.export_state(state);
+      breaks.save(state);
+    }
   }
   engine.export_state(state);
-  if (val) {
+  if (result.stopped) log(format("stopped at step %lld on request", static_cast<long long>(state.step)));
+  if (val && !result.stopped) {
     result.final_val = validate(s.val_tokens);
     log(format("step %lld val_loss %.6f val_bpb %.6f (final, %lld tokens)", static_cast<long long>(state.step),
                result.final_val.val_loss, result.final_val.val_bpb, static_cast<long long>(result.final_val.tokens)));

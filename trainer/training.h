@@ -80,6 +80,7 @@ struct TrainResult {
   int64_t tokens = 0;          // trained on
   double seconds = 0;          // training time of this run
   EvalResult final_val;        // after the last step, when val was given
+  bool stopped = false;        // ended early by TrainBreaks::stop (then no final validation)
 };
 
 // Runs from state (its step, data position, training time) to settings.steps or max_seconds;
@@ -87,7 +88,15 @@ struct TrainResult {
 // Data parallel: every rank reads the whole stream and computes micro-batches k with
 // k % ranks == rank (the reference loader's split), so any number of ranks trains on the same
 // tokens; the loss and rank 0's step time (which drives the stop and the warmdown) are shared.
+// What a run does between steps besides training: end early (a signal) and save as it goes.
+struct TrainBreaks {
+  std::function<bool()> stop;  // asked after every step; true ends the run there (any rank's stop stops all)
+  int64_t save_every = 0;      // steps between calls of save (0: none)
+  std::function<void(const TrainState&)> save;  // the state, exported, at those steps
+};
+
 TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, const TrainSettings& settings,
-                  const ValSet* val, const std::function<void(const std::string&)>& log);
+                  const ValSet* val, const std::function<void(const std::string&)>& log,
+                  const TrainBreaks& breaks = {});
 
 }  // namespace pgolf

@@ -1,10 +1,14 @@
 // pgolf train as a user runs it, on the CPU at a tiny model over samples/sp1024: a resumed run
 // repeats a straight run's losses, and bad input is refused before training with nothing written.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "cli/run_pgolf.h"
 #ifdef PGOLF_HAVE_CUDA
@@ -56,6 +60,69 @@ TEST(CliTrain, ResumedRunRepeatsTheStraightRunsLosses) {
   EXPECT_NE(r.out.find("resumed"), std::string::npos) << r.out;
   for (const std::string& loss : losses(r.out)) split.push_back(loss);
   EXPECT_EQ(split, expected);
+}
+
+// Runs pgolf with args (split on spaces), sends `signal` once its output shows `after`, and returns
+// its exit code and output.
+test::Run run_and_signal(const std::string& args, const std::string& after, int signal) {
+  std::vector<std::string> words{PGOLF_BINARY};
+  std::istringstream split(args);
+  for (std::string word; split >> word;) words.push_back(word);
+  std::vector<char*> argv;
+  for (auto& word : words) argv.push_back(word.data());
+  argv.push_back(nullptr);
+  int out[2];
+  EXPECT_EQ(::pipe(out), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(out[1], STDERR_FILENO);
+    ::close(out[0]);
+    ::execv(PGOLF_BINARY, argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buffer[4096];
+  bool sent = false;
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) {
+    text.append(buffer, static_cast<size_t>(n));
+    if (!sent && text.find(after) != std::string::npos) {
+      ::kill(pid, signal);
+      sent = true;
+    }
+  }
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text};
+}
+
+TEST(CliTrain, AnInterruptedRunSavesItsStateAndResumesToTheSameLosses) {
+  test::TempDir dir;
+  // The same schedule throughout: 100000 steps or 60 s, warmdown 3, so the first hundreds of
+  // steps run at lr 1 (and a signal that never arrives costs a minute, not the suite).
+  const std::string schedule = " --steps 100000 --max-seconds 60 --val-tokens 64";
+  auto r = pgolf("train" + data() + kTiny + schedule + " --stop-at 150 --out " + dir.file("straight"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::vector<std::string> expected = losses(r.out);
+  ASSERT_EQ(expected.size(), 150u);
+
+  r = run_and_signal("train" + data() + kTiny + schedule + " --out " + dir.file("cut"), "step 4/", SIGINT);
+  EXPECT_EQ(r.exit_code, 128 + SIGINT) << r.out;
+  EXPECT_NE(r.out.find("stopped by Interrupt at step"), std::string::npos) << r.out;
+  std::vector<std::string> joined = losses(r.out);
+  ASSERT_GE(joined.size(), 4u);
+  ASSERT_LT(joined.size(), 150u) << "the signal came too late to test a resume";
+  r = pgolf("train" + data() + " --device cpu --threads 2 --seq-len 32 --micro-batch 2 --tokens-per-step 128"
+            " --warmdown 3" + schedule + " --stop-at 150 --resume " + dir.file("cut.state") + " --out " + dir.file("rest"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const std::string& loss : losses(r.out)) joined.push_back(loss);
+  EXPECT_EQ(joined, expected);
+  // --save-every writes along the way.
+  r = pgolf("train" + data() + kTiny + " --steps 6 --save-every 2 --out " + dir.file("saved"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const char* step : {"(step 2)", "(step 4)", "(step 6)"}) EXPECT_NE(r.out.find(step), std::string::npos) << r.out;
 }
 
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
