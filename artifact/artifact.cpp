@@ -111,10 +111,22 @@ ArtifactManifest manifest_from_json(const json& j, const std::string& path) {
   } catch (const json::exception& e) {
     throw InputError(path + ": malformed manifest: " + e.what());
   }
-  // Structural checks: every reference inside its group, names unique, shapes sane.
+  // Structural checks: every reference inside its group and no two overlapping, names unique and
+  // not safetensors' reserved one, shapes sane, a codec's dtype one it decodes to: what the writer
+  // never makes, the reader refuses.
+  struct Span {
+    size_t group;
+    uint64_t offset, size;
+    const std::string* tensor;
+  };
+  std::vector<Span> spans;
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const auto& t = m.tensors[i];
     require(i == 0 || m.tensors[i - 1].name < t.name, path + ": tensor names not sorted or not unique at '" + t.name + "'");
+    require(t.name != "__metadata__", path + ": a tensor named __metadata__ (safetensors' reserved key)");
+    require(t.codec == kRawSpec || dtype_is_float(t.dtype), path + ": tensor '" + t.name + "' claims dtype " +
+                                                                std::string(dtype_name(t.dtype)) + " but its codec " +
+                                                                t.codec + " decodes floats");
     uint64_t numel = 1;
     for (int64_t d : t.shape) {
       require(d >= 0 && (d == 0 || numel <= (uint64_t{1} << 40) / static_cast<uint64_t>(d)),
@@ -126,8 +138,15 @@ ArtifactManifest manifest_from_json(const json& j, const std::string& path) {
       const auto& g = m.groups[s.group];
       require(s.offset <= g.raw_size && s.size <= g.raw_size - s.offset,
               path + ": tensor '" + t.name + "' has a stream outside group '" + g.name + "'");
+      if (s.size > 0) spans.push_back({s.group, s.offset, s.size, &t.name});
     }
   }
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return std::tie(a.group, a.offset) < std::tie(b.group, b.offset); });
+  for (size_t i = 1; i < spans.size(); ++i)
+    require(spans[i].group != spans[i - 1].group || spans[i].offset >= spans[i - 1].offset + spans[i - 1].size,
+            path + ": tensors '" + *spans[i - 1].tensor + "' and '" + *spans[i].tensor + "' share stream bytes in group '" +
+                m.groups[spans[i].group].name + "'");
   return m;
 }
 

@@ -189,6 +189,11 @@ TEST(ArtifactMalformed, ForgedManifestsAreRefused) {
       {"dimension a huge float", [](J& j) { j["tensors"][0]["shape"] = {1e30, 1}; }},
       {"shape not an array", [](J& j) { j["tensors"][0]["shape"] = 320; }},
       {"stream offset a float", [](J& j) { j["tensors"][0]["streams"][0][1] = 1e300; }},
+      // what the writers never make: safetensors' reserved name, an int6 tensor claiming I64, two
+      // tensors decoding the same bytes (b.bias from a.weight's first 64 scales)
+      {"a tensor named __metadata__", [](J& j) { j["tensors"][0]["name"] = "__metadata__"; }},
+      {"a quantized tensor claiming I64", [](J& j) { j["tensors"][0]["dtype"] = "I64"; }},
+      {"two tensors sharing a stream", [](J& j) { j["tensors"][1]["streams"][0] = {j["tensors"][0]["streams"][1][0], 0, 128}; }},
   };
   for (const auto& [why, edit] : cases) expect_input_error(with_manifest(good, edit), why);
 }
