@@ -15,11 +15,18 @@ bool is_artifact_path(const std::string& path) {
   return has_artifact_magic(MappedFile::open(path)->bytes());
 }
 
-std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths) {
-  if (paths.size() == 1 && is_artifact_path(paths[0])) return float_tensors_of(decode_artifact_file(paths[0]), paths[0]);
+std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths,
+                                                      std::map<std::string, std::string>* metadata) {
+  if (paths.size() == 1 && is_artifact_path(paths[0])) {
+    DecodedArtifact decoded = decode_artifact_file(paths[0]);
+    if (metadata) *metadata = decoded.manifest.metadata;
+    return float_tensors_of(std::move(decoded), paths[0]);
+  }
   for (const auto& path : paths)
     require(!is_artifact_path(path), path + ": an artifact must be the only model path");
-  return float_tensors_of(Checkpoint::open(paths));
+  const Checkpoint checkpoint = Checkpoint::open(paths);
+  if (metadata) *metadata = checkpoint.metadata();
+  return float_tensors_of(checkpoint);
 }
 
 std::map<std::string, FloatTensor> float_tensors_of(DecodedArtifact&& decoded, const std::string& path) {

@@ -9,8 +9,10 @@
 
 namespace pgolf {
 
-// Throws InputError on anything malformed.
-std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths);
+// Throws InputError on anything malformed. metadata, where given, gets the checkpoint's
+// __metadata__ (an artifact carries the metadata of the checkpoint it was made from).
+std::map<std::string, FloatTensor> load_float_tensors(const std::vector<std::string>& paths,
+                                                      std::map<std::string, std::string>* metadata = nullptr);
 
 struct DecodedArtifact;
 // The tensors of a decoded artifact (moved out of it); InputError naming `path` for a raw one.

@@ -96,7 +96,10 @@ int bench_main(int argc, char** argv) {
   sweep.calibration = calibration ? &*calibration : nullptr;
   sweep.gptq = gptq_engine();
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
+  // At the sequence length, rope base and softcap the checkpoint records (every point's artifact carries them).
+  const RecordedSettings recorded = recorded_settings(checkpoint.metadata());
   EvalOptions eval;
+  eval.seq_len = recorded.seq_len.value_or(eval.seq_len);
   std::vector<uint16_t> tokens;
   std::optional<Tokenizer> tokenizer;
   std::string device;
@@ -112,7 +115,7 @@ int bench_main(int argc, char** argv) {
     tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
     sweep.evaluate = [&](DecodedArtifact&& decoded) {
       const auto tensors = float_tensors_of(std::move(decoded), "bench");
-      const Model<float> model = evaluation_model(tensors, *tokenizer);
+      const Model<float> model = evaluation_model(tensors, recorded, *tokenizer);
       return evaluate_on(device, model, tokens, tokenizer->byte_table(), eval).val_bpb;
     };
   }

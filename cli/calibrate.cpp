@@ -32,7 +32,8 @@ int calibrate_main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("tokens", "train tokens to calibrate on, rounded up to whole sequences",
        cxxopts::value<int64_t>()->default_value("524288"))
-      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value("1024"))
+      ("seq-len", "tokens per sequence (default: the one the checkpoint records it was trained at, else 1024)",
+       cxxopts::value<int>())
       ("self-generated", "calibrate on N sequences the model samples itself, from BOS (instead of --data)",
        cxxopts::value<int64_t>())
       ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value("1.0"))
@@ -57,10 +58,8 @@ int calibrate_main(int argc, char** argv) {
           "--temperature and --seed are for --self-generated");
   const auto model_paths = args["model"].as<std::vector<std::string>>();
   const std::string output = args["output"].as<std::string>();
-  const int seq_len = args["seq-len"].as<int>();
   const int threads =
       args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
-  require(seq_len > 0, "--seq-len must be positive");
   require(threads > 0, "--threads must be positive");
   const bool force = args.count("force") > 0;
   std::vector<std::string> reads = model_paths;
@@ -68,8 +67,12 @@ int calibrate_main(int argc, char** argv) {
   check_output(output, reads, force);
   const std::string device = choose_device(args["device"].as<std::string>());
 
-  const auto tensors = load_float_tensors(model_paths);
-  const Model<float> model = model_of(tensors);
+  std::map<std::string, std::string> metadata;
+  const auto tensors = load_float_tensors(model_paths, &metadata);
+  const RecordedSettings recorded = recorded_settings(metadata);
+  const Model<float> model = model_of(tensors, recorded);
+  const int seq_len = args.count("seq-len") ? args["seq-len"].as<int>() : recorded.seq_len.value_or(1024);
+  require(seq_len > 0, "--seq-len must be positive");
   std::printf("model       %s (%s)\n", model_paths[0].c_str(), model.config().describe().c_str());
   std::printf("device      %s\n", describe_device(device, threads).c_str());
   std::fflush(stdout);

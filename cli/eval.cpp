@@ -32,7 +32,10 @@ int eval_main(int argc, char** argv) {
       ("data", "folder of *_val_*.bin shards (and the *.model tokenizer)", cxxopts::value<std::string>())
       ("tokens", "evaluate the first ceil(N / seq-len) sequences (default: every full sequence)",
        cxxopts::value<int64_t>())
-      ("seq-len", "sequence length", cxxopts::value<int>()->default_value("1024"))
+      ("seq-len", "sequence length (default: the one the checkpoint records it was trained at, else 1024)",
+       cxxopts::value<int>())
+      ("rope-base", "RoPE base (default: the checkpoint's, else 10000)", cxxopts::value<double>())
+      ("logit-softcap", "logit softcap (default: the checkpoint's, else 30)", cxxopts::value<double>())
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
        cxxopts::value<int>()->default_value("0"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
@@ -51,8 +54,31 @@ int eval_main(int argc, char** argv) {
   const auto data_dir = args["data"].as<std::string>();
   const std::string device = choose_device(args["device"].as<std::string>());
 
+  // The model's settings: what its checkpoint records, each flag given overriding it (with a
+  // warning where they differ), else the baseline's.
+  std::map<std::string, std::string> metadata;
+  const auto tensors = load_float_tensors(model_paths, &metadata);
+  RecordedSettings settings = recorded_settings(metadata);
+  std::string sources;
+  auto resolve = [&](auto& slot, const char* flag, auto fallback) {
+    using Value = std::decay_t<decltype(fallback)>;
+    const bool given = args.count(flag) > 0;
+    if (given && slot && args[flag].as<Value>() != *slot)
+      std::fprintf(stderr, "pgolf eval: warning: --%s %s overrides the %s the checkpoint records\n", flag,
+                   default_text(args[flag].as<Value>()).c_str(), default_text(*slot).c_str());
+    sources += std::string(sources.empty() ? "" : ", ") + flag + " " +
+               default_text(given ? args[flag].as<Value>() : slot ? *slot : fallback) +
+               (given ? " (flag)" : slot ? " (checkpoint)" : " (default)");
+    if (given) slot = args[flag].as<Value>();
+    if (!slot) slot = fallback;
+  };
+  const ModelConfig baseline;
+  resolve(settings.seq_len, "seq-len", 1024);
+  resolve(settings.rope_base, "rope-base", baseline.rope_base);
+  resolve(settings.logit_softcap, "logit-softcap", baseline.logit_softcap);
+
   EvalOptions eval;
-  eval.seq_len = args["seq-len"].as<int>();
+  eval.seq_len = *settings.seq_len;
   eval.stride = args["stride"].as<int>();
   eval.threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
   require(eval.seq_len > 0, "--seq-len must be positive");
@@ -63,10 +89,9 @@ int eval_main(int argc, char** argv) {
     eval.max_sequences = (tokens + eval.seq_len - 1) / eval.seq_len;
   }
 
-  const auto tensors = load_float_tensors(model_paths);
   const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
-  const Model<float> model = evaluation_model(tensors, tokenizer);
+  const Model<float> model = evaluation_model(tensors, settings, tokenizer);
   const ModelConfig& config = model.config();
   const auto shards = find_shards(data_dir, "val");
   const auto tokens = read_val_tokens(shards, eval.max_sequences > 0 ? eval.max_sequences * eval.seq_len + 1 : 0);
@@ -83,11 +108,12 @@ int eval_main(int argc, char** argv) {
                         {"sequences", r.sequences},    {"windows", r.windows},           {"val_loss", r.val_loss},
                         {"val_bpb", r.val_bpb},        {"tokens", r.tokens},             {"bytes", r.bytes},
                         {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
-                        {"threads", eval.threads},     {"device", device_text}};
+                        {"threads", eval.threads},     {"device", device_text},         {"settings", sources}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::printf("model       %s (%zu tensors: %s)\n", model_paths[0].c_str(), tensors.size(), config.describe().c_str());
+  std::printf("settings    %s\n", sources.c_str());
   std::printf("data        %s: %zu val shards, %s tokens read; tokenizer %s\n", data_dir.c_str(), shards.size(),
               with_commas(tokens.size()).c_str(), tokenizer_path.c_str());
   std::string scope = (eval.max_sequences > 0 ? "first " : "all ") + with_commas(r.sequences) + " sequences of " +

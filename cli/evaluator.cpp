@@ -31,13 +31,14 @@ std::string describe_device(const std::string& device, int threads) {
   return "cpu, " + std::to_string(threads) + " threads";
 }
 
-Model<float> model_of(const std::map<std::string, FloatTensor>& tensors) {
-  const ModelConfig config = ModelConfig::from_tensors(tensors);
+Model<float> model_of(const std::map<std::string, FloatTensor>& tensors, const RecordedSettings& recorded) {
+  const ModelConfig config = with_recorded(ModelConfig::from_tensors(tensors), recorded);
   return Model<float>(config, params_from_tensors<float>(config, tensors));
 }
 
-Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const Tokenizer& tokenizer) {
-  Model<float> model = model_of(tensors);
+Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const RecordedSettings& recorded,
+                              const Tokenizer& tokenizer) {
+  Model<float> model = model_of(tensors, recorded);
   require(tokenizer.vocab_size() == model.config().vocab, tokenizer.path() + ": tokenizer vocab " +
                                                               std::to_string(tokenizer.vocab_size()) +
                                                               " != model vocab " +

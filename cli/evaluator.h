@@ -23,11 +23,13 @@ std::string choose_device(const std::string& requested);
 // "cuda (NVIDIA H200)" or "cpu, 2 threads", for reports.
 std::string describe_device(const std::string& device, int threads);
 
-// The model the tensors describe; InputError when they describe none.
-Model<float> model_of(const std::map<std::string, FloatTensor>& tensors);
+// The model the tensors describe, with the rope base and softcap its checkpoint recorded (where it
+// did; RecordedSettings in trainer/model_params.h); InputError when they describe none.
+Model<float> model_of(const std::map<std::string, FloatTensor>& tensors, const RecordedSettings& recorded);
 
 // model_of, and InputError when its vocab is not the tokenizer's.
-Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const Tokenizer& tokenizer);
+Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const RecordedSettings& recorded,
+                              const Tokenizer& tokenizer);
 
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                        const ByteTable& bytes, const EvalOptions& options);

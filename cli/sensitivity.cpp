@@ -72,13 +72,16 @@ int sensitivity_main(int argc, char** argv) {
   auto tensors = float_tensors_of(checkpoint);
   const std::string data = args["data"].as<std::string>();
   const Tokenizer tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
+  // At the sequence length, rope base and softcap the checkpoint records, where it does.
+  const RecordedSettings recorded = recorded_settings(checkpoint.metadata());
   EvalOptions eval;
+  eval.seq_len = recorded.seq_len.value_or(eval.seq_len);
   eval.max_sequences = (token_count + eval.seq_len - 1) / eval.seq_len;
   const unsigned threads = args["threads"].as<unsigned>();
   eval.threads = static_cast<int>(threads ? threads : default_threads());
   const auto tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
   auto loss_of = [&](const std::map<std::string, FloatTensor>& weights) {
-    return evaluate_on(device, evaluation_model(weights, tokenizer), tokens, tokenizer.byte_table(), eval).val_loss;
+    return evaluate_on(device, evaluation_model(weights, recorded, tokenizer), tokens, tokenizer.byte_table(), eval).val_loss;
   };
 
   std::vector<std::string> names;

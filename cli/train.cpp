@@ -254,7 +254,7 @@ int train_main(int argc, char** argv) {
     // The outputs were checked before training: every save replaces the last one.
     auto save = [&](const TrainState& saved) {
       if (!lead) return;
-      save_checkpoint(checkpoint_path, saved.params, true);
+      save_checkpoint(checkpoint_path, saved.params, recorded_metadata(saved.config, s.seq_len), true);
       save_train_state(state_path, saved, true);
       std::printf("wrote    %s, %s (step %lld)\n", checkpoint_path.c_str(), state_path.c_str(),
                   static_cast<long long>(saved.step));

@@ -69,6 +69,51 @@ class Random {
 
 }  // namespace
 
+namespace {
+constexpr const char* kSeqLenKey = "pgolf.seq_len";
+constexpr const char* kRopeBaseKey = "pgolf.rope_base";
+constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
+
+std::string shortest(double v) {
+  char text[32];
+  return std::string(text, std::to_chars(text, text + sizeof text, v).ptr);
+}
+
+std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return std::nullopt;
+  double v = 0;
+  const auto [end, error] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  require(error == std::errc() && end == it->second.data() + it->second.size() && std::isfinite(v) && v > 0,
+          "__metadata__ " + std::string(key) + " is '" + it->second + "', not a positive number");
+  return v;
+}
+}  // namespace
+
+std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len) {
+  return {{"format", "pt"},
+          {kSeqLenKey, std::to_string(seq_len)},
+          {kRopeBaseKey, shortest(config.rope_base)},
+          {kSoftcapKey, shortest(config.logit_softcap)}};
+}
+
+RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata) {
+  RecordedSettings r;
+  if (auto v = positive_number(metadata, kSeqLenKey)) {
+    require(*v == std::floor(*v) && *v <= (1 << 24), "__metadata__ pgolf.seq_len is not a whole sequence length");
+    r.seq_len = static_cast<int>(*v);
+  }
+  r.rope_base = positive_number(metadata, kRopeBaseKey);
+  r.logit_softcap = positive_number(metadata, kSoftcapKey);
+  return r;
+}
+
+ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) {
+  if (recorded.rope_base) config.rope_base = *recorded.rope_base;
+  if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
+  return config;
+}
+
 ModelConfig ModelConfig::from_tensors(const std::map<std::string, FloatTensor>& tensors) {
   ModelConfig c;
   const auto& emb = shape_of(tensors, "tok_emb.weight", 2);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,19 @@ struct ModelConfig {
   // the tensor that is missing or inconsistent.
   static ModelConfig from_tensors(const std::map<std::string, FloatTensor>& tensors);
 };
+
+// What a checkpoint records of its model beyond the shapes, in its __metadata__ (pgolf train
+// writes it, artifacts carry the checkpoint's metadata): the sequence length it was trained at,
+// its RoPE base and logit softcap. Absent in checkpoints of other trainers.
+struct RecordedSettings {
+  std::optional<int> seq_len;
+  std::optional<double> rope_base, logit_softcap;
+};
+std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len);
+// InputError naming the key for a value that is not a positive number.
+RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata);
+// config with the recorded rope base and softcap, where recorded.
+ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded);
 
 // Every tensor is a row-major matrix, [out, in] for linear weights as in PyTorch (y = x W^T);
 // a 1-D tensor of n values is one row of n.

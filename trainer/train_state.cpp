@@ -118,10 +118,11 @@ TrainState load_train_state(const std::string& path) {
   return s;
 }
 
-void save_checkpoint(const std::string& path, const ModelParams<float>& params, bool overwrite) {
+void save_checkpoint(const std::string& path, const ModelParams<float>& params,
+                     const std::map<std::string, std::string>& metadata, bool overwrite) {
   std::vector<TensorData> tensors;
   add_tensors(tensors, "", params, DType::BF16);
-  write_safetensors(path, tensors, {{"format", "pt"}}, overwrite);
+  write_safetensors(path, tensors, metadata, overwrite);
 }
 
 }  // namespace pgolf

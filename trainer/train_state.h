@@ -4,6 +4,7 @@
 // Both are safetensors, written atomically.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "data/token_stream.h"
@@ -28,6 +29,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
 TrainState load_train_state(const std::string& path);
 
 // The weights as bf16 safetensors with the reference names.
-void save_checkpoint(const std::string& path, const ModelParams<float>& params, bool overwrite);
+void save_checkpoint(const std::string& path, const ModelParams<float>& params,
+                     const std::map<std::string, std::string>& metadata, bool overwrite);
 
 }  // namespace pgolf

@@ -125,6 +125,48 @@ TEST(CliTrain, AnInterruptedRunSavesItsStateAndResumesToTheSameLosses) {
   for (const char* step : {"(step 2)", "(step 4)", "(step 6)"}) EXPECT_NE(r.out.find(step), std::string::npos) << r.out;
 }
 
+// The val_loss line of pgolf eval's output, or of train's final validation.
+std::string val_loss(const std::string& log) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(log, m, std::regex(R"(val_loss +(\S+))"))) << log;
+  return m.size() > 1 ? m[1].str() : "";
+}
+
+TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
+  test::TempDir dir;
+  const std::string model = dir.file("m");
+  auto r = pgolf("train" + data() + " --vocab 1024 --dim 32 --layers 3 --heads 4 --kv-heads 2 --seq-len 64"
+                 " --micro-batch 2 --tokens-per-step 256 --warmdown 3 --val-tokens 256 --steps 30 --rope-base 500"
+                 " --logit-softcap 10 --device cpu --threads 2 --out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::regex final_line(R"(val_loss (\S+) val_bpb \S+ \(final)");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, final_line)) << r.out;
+  const double trained = std::stod(m[1]);
+  const Checkpoint checkpoint = Checkpoint::open({model + ".safetensors"});
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.seq_len"), "64");
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_base"), "500");
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.logit_softcap"), "10");
+
+  // Unflagged, eval takes the checkpoint's settings: the loss training reported (bf16 weights now),
+  // and exactly the loss of the same settings given as flags; another rope base changes it.
+  const std::string eval = "eval " + model + ".safetensors" + data() + " --tokens 256 --device cpu --threads 2";
+  r = pgolf(eval);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("seq-len 64 (checkpoint), rope-base 500 (checkpoint), logit-softcap 10 (checkpoint)"),
+            std::string::npos) << r.out;
+  const std::string unflagged = val_loss(r.out);
+  EXPECT_NEAR(std::stod(unflagged), trained, 2e-3);
+  EXPECT_EQ(val_loss(pgolf(eval + " --seq-len 64 --rope-base 500 --logit-softcap 10").out), unflagged);
+  r = pgolf(eval + " --rope-base 10000");
+  EXPECT_NE(r.out.find("warning: --rope-base 10000 overrides the 500 the checkpoint records"), std::string::npos) << r.out;
+  EXPECT_NE(val_loss(r.out), unflagged);
+  // An artifact carries them.
+  ASSERT_EQ(pgolf("compress " + model + ".safetensors -o " + model + ".pgz --codec fp32").exit_code, 0);
+  r = pgolf("eval " + model + ".pgz" + data() + " --tokens 256 --device cpu --threads 2");
+  EXPECT_EQ(val_loss(r.out), unflagged) << r.out;
+}
+
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   test::TempDir dir, empty;
   std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";

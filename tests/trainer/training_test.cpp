@@ -147,18 +147,18 @@ TEST(Training, CheckpointIsBf16WithTheReferenceNames) {
   TempDir dir;
   const ModelConfig config = tiny_config();
   const ModelParams<float> params = test::random_params<float>(config, 3);
-  save_checkpoint(dir.file("model.safetensors"), params, false);
+  save_checkpoint(dir.file("model.safetensors"), params, {{"format", "pt"}}, false);
   const auto tensors = load_float_tensors({dir.file("model.safetensors")});
   EXPECT_EQ(ModelConfig::from_tensors(tensors).describe(), config.describe());
   const ModelParams<float> read = params_from_tensors<float>(config, tensors);
   EXPECT_LT((read.tok_emb - params.tok_emb).cwiseAbs().maxCoeff(), params.tok_emb.cwiseAbs().maxCoeff() / 128);
-  EXPECT_NE(input_error([&] { save_checkpoint(dir.file("model.safetensors"), params, false); }), "");
+  EXPECT_NE(input_error([&] { save_checkpoint(dir.file("model.safetensors"), params, {{"format", "pt"}}, false); }), "");
 }
 
 TEST(Training, BadStatesAndSettingsAreRefused) {
   TempDir dir;
   const ModelConfig config = tiny_config();
-  save_checkpoint(dir.file("model.safetensors"), init_params<float>(config, 1), false);
+  save_checkpoint(dir.file("model.safetensors"), init_params<float>(config, 1), {{"format", "pt"}}, false);
   EXPECT_NE(input_error([&] { load_train_state(dir.file("model.safetensors")); }).find("not a pgolf training state"),
             std::string::npos);
   TrainSettings s = test::tiny_train_settings(10);
