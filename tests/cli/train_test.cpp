@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -108,17 +109,24 @@ TEST(CliTrain, AnInterruptedRunSavesItsStateAndResumesToTheSameLosses) {
   const std::vector<std::string> expected = losses(r.out);
   ASSERT_EQ(expected.size(), 150u);
 
-  r = run_and_signal("train" + data() + kTiny + schedule + " --out " + dir.file("cut"), "step 4/", SIGINT);
-  EXPECT_EQ(r.exit_code, 128 + SIGINT) << r.out;
-  EXPECT_NE(r.out.find("stopped by Interrupt at step"), std::string::npos) << r.out;
-  std::vector<std::string> joined = losses(r.out);
-  ASSERT_GE(joined.size(), 4u);
-  ASSERT_LT(joined.size(), 150u) << "the signal came too late to test a resume";
-  r = pgolf("train" + data() + " --device cpu --threads 2 --seq-len 32 --micro-batch 2 --tokens-per-step 128"
-            " --warmdown 3" + schedule + " --stop-at 150 --resume " + dir.file("cut.state") + " --out " + dir.file("rest"));
-  ASSERT_EQ(r.exit_code, 0) << r.out;
-  for (const std::string& loss : losses(r.out)) joined.push_back(loss);
-  EXPECT_EQ(joined, expected);
+  for (int signal : {SIGINT, SIGTERM}) {
+    SCOPED_TRACE(strsignal(signal));
+    const std::string cut = dir.file("cut" + std::to_string(signal)), rest = dir.file("rest" + std::to_string(signal));
+    r = run_and_signal("train" + data() + kTiny + schedule + " --out " + cut, "step 4/", signal);
+    EXPECT_EQ(r.exit_code, 128 + signal) << r.out;
+    EXPECT_NE(r.out.find(std::string("stopped by ") + strsignal(signal) + " at step"), std::string::npos) << r.out;
+    std::vector<std::string> joined = losses(r.out);
+    ASSERT_GE(joined.size(), 4u);
+    ASSERT_LT(joined.size(), 150u) << "the signal came too late to test a resume";
+    r = pgolf("train" + data() + " --device cpu --threads 2 --seq-len 32 --micro-batch 2 --tokens-per-step 128"
+              " --warmdown 3" + schedule + " --stop-at 150 --resume " + cut + ".state --out " + rest);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    for (const std::string& loss : losses(r.out)) joined.push_back(loss);
+    EXPECT_EQ(joined, expected);
+    // Nothing half-written is left beside the outputs.
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+      EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  }
   // --save-every writes along the way.
   r = pgolf("train" + data() + kTiny + " --steps 6 --save-every 2 --out " + dir.file("saved"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
