@@ -72,10 +72,11 @@ bool looks_like_torch_file(std::span<const uint8_t> bytes) {
          (bytes.size() >= sizeof kLegacyMagic && std::memcmp(bytes.data(), kLegacyMagic, sizeof kLegacyMagic) == 0);
 }
 
-TorchTensors read_torch_tensors(std::span<const uint8_t> file, const std::string& path) {
-  if (!is_zip(file))
-    throw InputError(path + ": a legacy torch.save file (PyTorch before 1.6, or _use_new_zipfile_serialization=False); "
-                            "re-save it with torch.save(state_dict, path) from PyTorch 1.6 or later");
+namespace {
+
+// The zip format: the state dict from ARCHIVE/data.pkl, each storage's bytes from ARCHIVE/data/KEY.
+PickledStateDict read_zip_format(std::span<const uint8_t> file, const std::string& path,
+                                 std::map<std::string, std::span<const uint8_t>>& storage_bytes) {
   std::map<std::string, std::span<const uint8_t>> entries;
   std::string archive;  // the folder every entry is in: ARCHIVE/data.pkl
   for (ZipEntry& e : read_stored_zip(file, path)) {
@@ -91,12 +92,53 @@ TorchTensors read_torch_tensors(std::span<const uint8_t> file, const std::string
     const std::string text(order->second.begin(), order->second.end());
     if (text != "little") throw InputError(path + ": byteorder '" + text + "': only little-endian files are read");
   }
-  const PickledStateDict state = unpickle_state_dict(entries.at(prefix + "data.pkl"), path + " (" + prefix + "data.pkl)");
-
-  std::vector<std::span<const uint8_t>> storages;
+  PickledStateDict state = unpickle_state_dict(entries.at(prefix + "data.pkl"), path + " (" + prefix + "data.pkl)");
   for (const PickledStorage& s : state.storages) {
     auto it = entries.find(prefix + "data/" + s.key);
     if (it == entries.end()) throw InputError(path + ": storage '" + s.key + "' has no entry " + prefix + "data/" + s.key);
+    storage_bytes[s.key] = it->second;
+  }
+  return state;
+}
+
+// The legacy format: after the pickles, each listed storage as an int64 element count, then its
+// elements, in the listed order, to the end of the file.
+PickledStateDict read_legacy_format(std::span<const uint8_t> file, const std::string& path,
+                                    std::map<std::string, std::span<const uint8_t>>& storage_bytes) {
+  LegacyPickles legacy = unpickle_legacy(file, path);
+  std::map<std::string, const PickledStorage*> by_key;
+  for (const PickledStorage& s : legacy.state.storages) by_key[s.key] = &s;
+  size_t at = legacy.data_offset;
+  for (const std::string& key : legacy.keys) {
+    auto it = by_key.find(key);
+    if (it == by_key.end()) throw InputError(path + ": storage '" + key + "' is listed but no tensor uses it");
+    if (file.size() - at < 8) throw InputError(path + ": truncated before storage '" + key + "'");
+    int64_t count = 0;
+    std::memcpy(&count, file.data() + at, 8);
+    at += 8;
+    uint64_t bytes = 0;
+    if (count != it->second->numel ||
+        __builtin_mul_overflow(static_cast<uint64_t>(count), dtype_size(it->second->dtype), &bytes) ||
+        bytes > file.size() - at)
+      throw InputError(path + ": storage '" + key + "' declares " + std::to_string(count) + " elements, which the " +
+                       "file does not hold as its pickle says");
+    storage_bytes[key] = file.subspan(at, bytes);
+    at += bytes;
+  }
+  if (at != file.size()) throw InputError(path + ": " + std::to_string(file.size() - at) + " bytes after the last storage");
+  return legacy.state;
+}
+
+}  // namespace
+
+TorchTensors read_torch_tensors(std::span<const uint8_t> file, const std::string& path) {
+  std::map<std::string, std::span<const uint8_t>> storage_bytes;
+  const PickledStateDict state = is_zip(file) ? read_zip_format(file, path, storage_bytes)
+                                              : read_legacy_format(file, path, storage_bytes);
+  std::vector<std::span<const uint8_t>> storages;
+  for (const PickledStorage& s : state.storages) {
+    auto it = storage_bytes.find(s.key);
+    if (it == storage_bytes.end()) throw InputError(path + ": storage '" + s.key + "' is not in the file");
     uint64_t bytes = 0;
     if (__builtin_mul_overflow(static_cast<uint64_t>(s.numel), dtype_size(s.dtype), &bytes) || bytes != it->second.size())
       throw InputError(path + ": storage '" + s.key + "' holds " + std::to_string(it->second.size()) + " bytes, not " +

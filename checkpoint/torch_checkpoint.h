@@ -1,5 +1,6 @@
 // PyTorch checkpoints: a torch.save file of a state dict (the zip format of PyTorch >= 1.6:
-// ARCHIVE/data.pkl, ARCHIVE/data/KEY storages, ARCHIVE/byteorder, ARCHIVE/version), read with
+// ARCHIVE/data.pkl, ARCHIVE/data/KEY storages, ARCHIVE/byteorder, ARCHIVE/version; and the legacy
+// format of older versions and _use_new_zipfile_serialization=False), read with
 // the restricted unpickler of quant/torch_pickle.h, and written back so that
 // torch.load(weights_only=True) reads it. Checkpoint::open reads these files beside safetensors.
 #pragma once
@@ -25,7 +26,7 @@ bool looks_like_torch_file(std::span<const uint8_t> bytes);
 
 // InputError naming the file for anything but a state dict of tensors in the zip format: a
 // global or opcode outside the allowlist, a view outside its storage, sizes that overflow or that
-// the file does not hold, a legacy (pre-1.6) file, a big-endian one.
+// the file does not hold, a big-endian one.
 TorchTensors read_torch_tensors(std::span<const uint8_t> file, const std::string& path);
 
 // A torch.save image of the tensors (an OrderedDict in the checkpoint's order, each on its own

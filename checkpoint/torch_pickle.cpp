@@ -54,7 +54,9 @@ Ptr make(Value::Kind kind) {
 
 class Unpickler {
  public:
-  Unpickler(std::span<const uint8_t> bytes, const std::string& what) : in_(bytes), what_(what) {}
+  // legacy: persistent ids of the legacy format, whose sixth item (a view) must be None.
+  Unpickler(std::span<const uint8_t> bytes, const std::string& what, bool legacy = false)
+      : in_(bytes), what_(what), legacy_(legacy) {}
 
   PickledStateDict run() {
     Ptr root = parse();
@@ -66,12 +68,15 @@ class Unpickler {
     return std::move(state_);
   }
 
- private:
+  // One pickle's value, from the front of the bytes; position() is where it stopped.
+  Ptr value() { return parse(); }
+  size_t position() const { return pos_; }
   [[noreturn]] void fail(const std::string& why) const { throw InputError(what_ + ": " + why); }
   void require_that(bool ok, const std::string& why) const {
     if (!ok) fail(why);
   }
 
+ private:
   std::span<const uint8_t> take(uint64_t n) {
     require_that(n <= in_.size() - pos_, "the pickle is truncated at byte " + std::to_string(pos_));
     auto s = in_.subspan(pos_, n);
@@ -178,9 +183,13 @@ class Unpickler {
 
   // BINPERSID: ('storage', torch.<Type>Storage, key, location, numel).
   Ptr persistent(const Ptr& pid) {
-    require_that(pid->kind == Value::Kind::Tuple && pid->items.size() == 5 &&
+    const size_t items = legacy_ ? 6 : 5;
+    require_that(pid->kind == Value::Kind::Tuple && pid->items.size() == items &&
                      pid->items[0]->kind == Value::Kind::String && pid->items[0]->text == "storage",
-                 "a persistent id that is not ('storage', type, key, location, numel)");
+                 legacy_ ? "a persistent id that is not ('storage', type, key, location, numel, view)"
+                         : "a persistent id that is not ('storage', type, key, location, numel)");
+    require_that(!legacy_ || pid->items[5]->kind == Value::Kind::None,
+                 "a storage view of the legacy format (re-save the file with PyTorch 1.6 or later)");
     const Ptr& type = pid->items[1];
     const Ptr& key = pid->items[2];
     require_that(type->kind == Value::Kind::Global && key->kind == Value::Kind::String,
@@ -398,7 +407,8 @@ class Unpickler {
   }
 
   std::span<const uint8_t> in_;
-  const std::string& what_;
+  std::string what_;
+  bool legacy_ = false;
   size_t pos_ = 0;
   std::vector<Ptr> stack_;
   std::vector<size_t> marks_;
@@ -464,6 +474,45 @@ std::string storage_type_name(DType dtype) {
 
 PickledStateDict unpickle_state_dict(std::span<const uint8_t> pickle, const std::string& what) {
   return Unpickler(pickle, what).run();
+}
+
+LegacyPickles unpickle_legacy(std::span<const uint8_t> file, const std::string& what) {
+  // torch's magic number: a LONG1 of 10 bytes, more than any value a state dict holds.
+  static constexpr uint8_t kMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
+  if (file.size() < sizeof kMagic || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
+    throw InputError(what + ": not a legacy torch.save file (no magic number)");
+  size_t at = sizeof kMagic;
+  auto next = [&](const std::string& which, bool legacy_ids) {
+    return std::make_unique<Unpickler>(file.subspan(at), what + " (" + which + ")", legacy_ids);
+  };
+  auto protocol = next("protocol version", false);
+  const Ptr version = protocol->value();
+  protocol->require_that(version->kind == Value::Kind::Int && version->number == 1001,
+                         "legacy protocol version is not 1001");
+  at += protocol->position();
+  auto info = next("system info", false);
+  const Ptr sys = info->value();
+  bool little = false;
+  if (sys->kind == Value::Kind::Dict)
+    for (size_t i = 0; i + 1 < sys->items.size(); i += 2)
+      if (sys->items[i]->text == "little_endian") little = sys->items[i + 1]->kind == Value::Kind::Bool && sys->items[i + 1]->number;
+  info->require_that(little, "only little-endian files are read");
+  at += info->position();
+  LegacyPickles out;
+  auto state = next("state dict", true);
+  out.state = state->run();
+  at += state->position();
+  auto keys = next("storage keys", false);
+  const Ptr list = keys->value();
+  keys->require_that(list->kind == Value::Kind::List, "the storage keys are not a list");
+  for (const Ptr& key : list->items) {
+    keys->require_that(key->kind == Value::Kind::String, "a storage key that is not a string");
+    out.keys.push_back(key->text);
+  }
+  at += keys->position();
+  out.data_offset = at;
+  return out;
 }
 
 std::vector<uint8_t> pickle_state_dict(const PickledStateDict& state) {

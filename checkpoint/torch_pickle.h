@@ -38,6 +38,17 @@ struct PickledStateDict {
 // what: the file and entry, for messages.
 PickledStateDict unpickle_state_dict(std::span<const uint8_t> pickle, const std::string& what);
 
+// The pickles at the front of a legacy torch.save file (PyTorch before 1.6, or
+// _use_new_zipfile_serialization=False): torch's magic number, protocol 1001, the system info
+// (little-endian only), the state dict (storages named by key, no views of views) and the list of
+// storage keys in the order their data follows: each as an int64 element count, then the elements.
+struct LegacyPickles {
+  PickledStateDict state;
+  std::vector<std::string> keys;
+  size_t data_offset = 0;  // where the first storage's count begins
+};
+LegacyPickles unpickle_legacy(std::span<const uint8_t> file, const std::string& what);
+
 // Protocol 2, as torch.save writes it: an OrderedDict of contiguous tensors, each on its own storage.
 std::vector<uint8_t> pickle_state_dict(const PickledStateDict& state);
 

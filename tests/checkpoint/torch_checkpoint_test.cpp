@@ -19,7 +19,7 @@ namespace {
 std::string fixture(const std::string& name) { return test::source_dir() + "/tests/fixtures/torch/" + name; }
 
 TEST(TorchCheckpoint, FixturesReadToTheValuesTorchGives) {
-  for (const char* name : {"dtypes", "views", "module", "nested"}) {
+  for (const char* name : {"dtypes", "views", "module", "nested", "legacy"}) {
     const Checkpoint pt = Checkpoint::open({fixture(std::string(name) + ".pt")});
     const Checkpoint expected = Checkpoint::open({fixture(std::string(name) + ".expected.safetensors")});
     ASSERT_EQ(pt.tensors().size(), expected.tensors().size()) << name;
@@ -38,13 +38,11 @@ TEST(TorchCheckpoint, FixturesReadToTheValuesTorchGives) {
   EXPECT_EQ(views.at("transposed").shape, (std::vector<int64_t>{8, 6}));
 }
 
-TEST(TorchCheckpoint, TheLegacyFormatIsAClearError) {
-  try {
-    Checkpoint::open({fixture("legacy.pt")});
-    FAIL() << "no error";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("legacy torch.save file"), std::string::npos) << e.what();
-  }
+TEST(TorchCheckpoint, TheLegacyFormatReadsItsTiedAndOffsetTensors) {
+  const Checkpoint legacy = Checkpoint::open({fixture("legacy.pt")});
+  EXPECT_EQ(legacy.at("w").to_floats(), legacy.at("tied").to_floats());
+  EXPECT_EQ(legacy.at("ids").dtype, DType::I64);
+  EXPECT_EQ(legacy.at("half").dtype, DType::BF16);
 }
 
 TEST(TorchCheckpoint, WhatPgolfWritesReadsBackAligned) {
@@ -157,6 +155,12 @@ std::vector<BadFile> bad_files() {
   add("an expanded view", one_tensor({8}, {0}, 0, 4), "more elements than its storage");
   add("size and stride of different lengths", one_tensor({2, 2}, {1}, 0, 4), "differ in length");
   const PickledStateDict one{{{"0", DType::F32, 1}}, {{"w", 0, 0, {1}, {1}}}};
+  const std::vector<uint8_t> legacy = test::read_bytes(fixture("legacy.pt"));
+  add("a truncated legacy file", std::vector<uint8_t>(legacy.begin(), legacy.end() - 9), "does not hold");
+  std::vector<uint8_t> padded = legacy;
+  padded.push_back(0);
+  add("a legacy file with a byte after its storages", padded, "1 bytes after the last storage");
+  add("a legacy file cut inside its pickles", std::vector<uint8_t>(legacy.begin(), legacy.begin() + 100), "truncated");
   add("a big-endian file",
       zip_of({{"a/data.pkl", pickle_state_dict(one)}, {"a/data/0", std::vector<uint8_t>(4, 0)}, {"a/byteorder", bytes_of("big")}}),
       "only little-endian");

@@ -51,7 +51,8 @@ TEST(CliTorch, BadPtFilesAreOneLineErrorsWithNoOutput) {
   const std::vector<uint8_t> good = test::read_bytes(test::source_dir() + "/tests/fixtures/torch/dtypes.pt");
   test::write_bytes(dir.file("truncated.pt"), {good.begin(), good.begin() + 300});
   test::write_bytes(dir.file("garbage.pt"), {'P', 'K', 3, 4, 1, 2, 3});
-  std::filesystem::copy_file(test::source_dir() + "/tests/fixtures/torch/legacy.pt", dir.file("legacy.pt"));
+  const std::vector<uint8_t> legacy = test::read_bytes(test::source_dir() + "/tests/fixtures/torch/legacy.pt");
+  test::write_bytes(dir.file("legacy.pt"), {legacy.begin(), legacy.end() - 9});  // a storage cut short
   for (const std::string name : {"system.pt", "truncated.pt", "garbage.pt", "legacy.pt"}) {
     const std::string out = dir.file(name + ".pgz");
     for (const std::string& cmd : {"compress " + dir.file(name) + " -o " + out, "inspect " + dir.file(name),
