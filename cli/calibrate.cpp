@@ -25,6 +25,7 @@ int calibrate_main(int argc, char** argv) {
       "  pgolf calibrate samples/base9 --data DIR -o base9.hessian.safetensors\n"
       "  pgolf calibrate samples/base9 --self-generated 64 --temperature 0.8 -o base9.self.safetensors");
   options.positional_help("MODEL...").show_positional_help();
+  const SamplingOptions sampling_defaults;  // each sampling flag's default is the struct's
   // clang-format off
   options.add_options()
       ("o,output", "Hessians to write (.safetensors)", cxxopts::value<std::string>())
@@ -36,8 +37,8 @@ int calibrate_main(int argc, char** argv) {
        cxxopts::value<int>())
       ("self-generated", "calibrate on N sequences the model samples itself, from BOS (instead of --data)",
        cxxopts::value<int64_t>())
-      ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value("1.0"))
-      ("seed", "sampling seed of --self-generated", cxxopts::value<uint64_t>()->default_value("0"))
+      ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value(default_text(sampling_defaults.temperature)))
+      ("seed", "sampling seed of --self-generated", cxxopts::value<uint64_t>()->default_value(default_text(sampling_defaults.seed)))
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
        cxxopts::value<std::string>()->default_value("auto"))

@@ -81,11 +81,12 @@ int build_main(int argc, char** argv) {
       "text extracted, documents sorted and shuffled, a SentencePiece BPE trained on the first 8,000, every\n"
       "document tokenized into Parameter Golf shards, and manifest.json.\n"
       "  pgolf data build --out /tmp/pgolf-corpus --work /tmp/pgolf-corpus-work");
+  const CorpusSettings defaults;  // each flag's default is the struct's
   options.add_options()("out", "output folder", cxxopts::value<std::string>())(
-      "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value("1024"))(
+      "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value(default_text(defaults.vocab_size)))(
       "val-docs", "documents in the val split (the first after shuffling)",
-      cxxopts::value<size_t>()->default_value("1000"))("seed", "shuffle seed",
-                                                       cxxopts::value<uint64_t>()->default_value("1337"))(
+      cxxopts::value<size_t>()->default_value(default_text(defaults.val_documents)))("seed", "shuffle seed",
+                                                       cxxopts::value<uint64_t>()->default_value(default_text(defaults.seed)))(
       "work",
       "keep downloads and unpacked packages here, reused by later builds (default: a folder in --out, "
       "removed at the end)",

@@ -37,7 +37,7 @@ int eval_main(int argc, char** argv) {
       ("rope-base", "RoPE base (default: the checkpoint's, else 10000)", cxxopts::value<double>())
       ("logit-softcap", "logit softcap (default: the checkpoint's, else 30)", cxxopts::value<double>())
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
-       cxxopts::value<int>()->default_value("0"))
+       cxxopts::value<int>()->default_value(default_text(EvalOptions{}.stride)))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",

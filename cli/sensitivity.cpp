@@ -41,7 +41,7 @@ int sensitivity_main(int argc, char** argv) {
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
       ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
       ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
-                "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value("int4"))
+                "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value(SensitivityOptions{}.probe_spec))
       ("calibration", "input Hessians (pgolf calibrate), for a gptq probe codec", cxxopts::value<std::string>())
       ("rule", "REGEX=SPEC, as for compress: which tensors the plan quantizes (only those are probed)",
        cxxopts::value<std::vector<std::string>>())
