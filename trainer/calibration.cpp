@@ -72,10 +72,15 @@ InputMoments::InputMoments(const ModelConfig& config) : config_(config) {
 }
 
 void InputMoments::add(int block, MatrixInput input, const Matrix<float>& rows) {
-  Eigen::MatrixXd& s = sum(block, input);
+  const size_t index = input_index(config_, block, input);
+  Eigen::MatrixXd& s = sums_[index];
   require(rows.cols() == s.cols(), "calibration: an input of " + std::to_string(rows.cols()) + " columns, expected " +
                                        std::to_string(s.cols()));
-  s.selfadjointView<Eigen::Lower>().rankUpdate(rows.cast<double>().transpose());
+  if (rows_sums_.size() != sums_.size()) rows_sums_.resize(sums_.size());
+  Eigen::MatrixXf& w = rows_sums_[index];
+  w.setZero(s.rows(), s.cols());
+  w.selfadjointView<Eigen::Lower>().rankUpdate(rows.transpose());
+  s += w.cast<double>();
 }
 
 void InputMoments::add(const InputMoments& other) {

@@ -51,7 +51,8 @@ class InputMoments {
   // [dim, dim]; only the lower triangle is kept (the sums are symmetric).
   Eigen::MatrixXd& sum(int block, MatrixInput input) { return sums_[input_index(config_, block, input)]; }
   const Eigen::MatrixXd& sum(int block, MatrixInput input) const { return sums_[input_index(config_, block, input)]; }
-  // Adds x xᵀ for every row x of rows [positions, dim].
+  // Adds x xᵀ for every row x of rows [positions, dim]: summed in fp32 over these rows (one
+  // window's, as the GPU sums one batch's), then added in double.
   void add(int block, MatrixInput input, const Matrix<float>& rows);
   // Adds other's sums and positions; InputError for another model shape.
   void add(const InputMoments& other);
@@ -59,6 +60,7 @@ class InputMoments {
  private:
   ModelConfig config_;
   std::vector<Eigen::MatrixXd> sums_;  // in matrix_inputs' order
+  std::vector<Eigen::MatrixXf> rows_sums_;  // add()'s fp32 scratch, reused (no page faults per call)
   int64_t positions_ = 0;
 };
 
