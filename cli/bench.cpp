@@ -14,7 +14,6 @@
 #include "cli/command.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
-#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
 #include "cli/options.h"
 #include "cli/val_data.h"
@@ -94,7 +93,6 @@ int bench_main(int argc, char** argv) {
   else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
   sweep.calibration = calibration ? &*calibration : nullptr;
-  sweep.gptq = gptq_engine();
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
   // At the sequence length, rope base and softcap the checkpoint records (every point's artifact carries them).
   const RecordedSettings recorded = recorded_settings(checkpoint.metadata());

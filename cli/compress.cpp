@@ -12,7 +12,6 @@
 #include "checkpoint/safetensors.h"
 #include "cli/command.h"
 #include "cli/format.h"
-#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
 #include "cli/options.h"
 #include "codecs/byte_codec.h"
@@ -163,7 +162,6 @@ int compress_main(int argc, char** argv) {
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
   const Calibration* calibrated = calibration ? &*calibration : nullptr;
-  const GptqEngine* gptq = gptq_engine();
 
   CompressResult result;
   std::optional<BudgetPlan> budget_plan;
@@ -174,7 +172,6 @@ int compress_main(int argc, char** argv) {
         args.count("candidates") ? list_flag_values(args, "candidates") : default_budget_candidates(calibrated != nullptr);
     auto_options.rules = rules;
     auto_options.calibration = calibrated;
-    auto_options.gptq = gptq;
     if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
     auto_options.threads = args["threads"].as<unsigned>();
     auto_options.progress = progress_bars();
@@ -182,7 +179,7 @@ int compress_main(int argc, char** argv) {
     result = std::move(budget_plan->artifact);
   } else {
     result = compress_checkpoint(checkpoint, plan.specs_for(checkpoint), *compressor,
-                                 {args["threads"].as<unsigned>(), progress_bars(), calibrated, gptq});
+                                 {args["threads"].as<unsigned>(), progress_bars(), calibrated});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

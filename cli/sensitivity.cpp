@@ -14,7 +14,6 @@
 #include "cli/command.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
-#include "cli/gptq_engine.h"
 #include "cli/list_flag.h"
 #include "cli/options.h"
 #include "cli/val_data.h"
@@ -91,7 +90,7 @@ int sensitivity_main(int argc, char** argv) {
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
   const Sensitivity sensitivity = measure_sensitivity(
-      tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {gptq_engine()}, progress_bars()});
+      tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {}, progress_bars()});
   const double base_loss = sensitivity.base_loss;
   const auto& probes = sensitivity.probes;
   nlohmann::json weights = nlohmann::json::object();
