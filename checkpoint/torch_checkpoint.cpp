@@ -13,8 +13,6 @@ namespace pgolf {
 namespace {
 
 constexpr uint8_t kZipMagic[] = {'P', 'K', 3, 4};
-// A legacy file begins with the pickle of torch's magic number 0x1950a86a20f9469cfc6c (LONG1, 10 bytes).
-constexpr uint8_t kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
 bool is_zip(std::span<const uint8_t> bytes) {
   return bytes.size() >= 4 && std::memcmp(bytes.data(), kZipMagic, 4) == 0;
@@ -40,12 +38,22 @@ int64_t check_view(const PickledTensor& t, const PickledStorage& s, const std::s
   return empty ? 0 : numel;
 }
 
-bool is_contiguous(const PickledTensor& t) {
-  int64_t expected = 1;
-  for (size_t d = t.shape.size(); d-- > 0;) {
-    if (t.shape[d] != 1 && t.stride[d] != expected) return false;
-    expected *= t.shape[d];
+// Row-major strides of shape, in elements.
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> stride(shape.size());
+  int64_t step = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    stride[d] = step;
+    step *= shape[d];
   }
+  return stride;
+}
+
+// Row-major, whatever the strides of dimensions of size 1 (they are never stepped along).
+bool is_contiguous(const PickledTensor& t) {
+  const std::vector<int64_t> expected = contiguous_strides(t.shape);
+  for (size_t d = 0; d < t.shape.size(); ++d)
+    if (t.shape[d] != 1 && t.stride[d] != expected[d]) return false;
   return true;
 }
 
@@ -68,8 +76,7 @@ std::vector<uint8_t> gather(const PickledTensor& t, std::span<const uint8_t> sto
 }  // namespace
 
 bool looks_like_torch_file(std::span<const uint8_t> bytes) {
-  return is_zip(bytes) ||
-         (bytes.size() >= sizeof kLegacyMagic && std::memcmp(bytes.data(), kLegacyMagic, sizeof kLegacyMagic) == 0);
+  return is_zip(bytes) || has_legacy_torch_magic(bytes);
 }
 
 namespace {
@@ -173,13 +180,7 @@ std::vector<uint8_t> serialize_torch(const std::vector<TensorData>& tensors) {
   for (const TensorData& t : tensors) {
     const std::string key = std::to_string(state.storages.size());
     state.storages.push_back({key, t.dtype, static_cast<int64_t>(t.bytes.size() / dtype_size(t.dtype))});
-    std::vector<int64_t> stride(t.shape.size());
-    int64_t step = 1;
-    for (size_t d = t.shape.size(); d-- > 0;) {
-      stride[d] = step;
-      step *= t.shape[d];
-    }
-    state.tensors.push_back({t.name, state.storages.size() - 1, 0, t.shape, stride});
+    state.tensors.push_back({t.name, state.storages.size() - 1, 0, t.shape, contiguous_strides(t.shape)});
   }
   const std::string archive = "archive/";
   const std::vector<uint8_t> pickle = pickle_state_dict(state);

@@ -14,6 +14,10 @@ namespace {
 constexpr int kMaxDepth = 64;       // containers in containers: deeper is refused, never recursed into
 constexpr size_t kMaxRank = 64;     // tensor dimensions
 constexpr size_t kMaxLine = 256;    // a GLOBAL's module or name
+// The legacy format's first pickle: torch's magic number 0x1950a86a20f9469cfc6c, a LONG1 of 10
+// bytes (more than any value a state dict holds, so it is matched whole, not unpickled).
+constexpr uint8_t kLegacyMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                    0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
 
 struct StorageType {
   const char* name;
@@ -476,13 +480,13 @@ PickledStateDict unpickle_state_dict(std::span<const uint8_t> pickle, const std:
   return Unpickler(pickle, what).run();
 }
 
+bool has_legacy_torch_magic(std::span<const uint8_t> file) {
+  return file.size() >= sizeof kLegacyMagic && std::memcmp(file.data(), kLegacyMagic, sizeof kLegacyMagic) == 0;
+}
+
 LegacyPickles unpickle_legacy(std::span<const uint8_t> file, const std::string& what) {
-  // torch's magic number: a LONG1 of 10 bytes, more than any value a state dict holds.
-  static constexpr uint8_t kMagic[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                       0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
-  if (file.size() < sizeof kMagic || std::memcmp(file.data(), kMagic, sizeof kMagic) != 0)
-    throw InputError(what + ": not a legacy torch.save file (no magic number)");
-  size_t at = sizeof kMagic;
+  if (!has_legacy_torch_magic(file)) throw InputError(what + ": not a legacy torch.save file (no magic number)");
+  size_t at = sizeof kLegacyMagic;
   auto next = [&](const std::string& which, bool legacy_ids) {
     return std::make_unique<Unpickler>(file.subspan(at), what + " (" + which + ")", legacy_ids);
   };

@@ -48,6 +48,8 @@ struct LegacyPickles {
   size_t data_offset = 0;  // where the first storage's count begins
 };
 LegacyPickles unpickle_legacy(std::span<const uint8_t> file, const std::string& what);
+// Whether the file begins with the legacy format's first pickle, torch's magic number.
+bool has_legacy_torch_magic(std::span<const uint8_t> file);
 
 // Protocol 2, as torch.save writes it: an OrderedDict of contiguous tensors, each on its own storage.
 std::vector<uint8_t> pickle_state_dict(const PickledStateDict& state);

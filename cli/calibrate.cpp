@@ -13,6 +13,7 @@
 #include "cli/format.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "core/spec.h"
 #include "core/progress.h"
 
 namespace pgolf::cli {
@@ -37,8 +38,8 @@ int calibrate_main(int argc, char** argv) {
        cxxopts::value<int>())
       ("self-generated", "calibrate on N sequences the model samples itself, from BOS (instead of --data)",
        cxxopts::value<int64_t>())
-      ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value(default_text(sampling_defaults.temperature)))
-      ("seed", "sampling seed of --self-generated", cxxopts::value<uint64_t>()->default_value(default_text(sampling_defaults.seed)))
+      ("temperature", "sampling temperature of --self-generated", cxxopts::value<double>()->default_value(number_text(sampling_defaults.temperature)))
+      ("seed", "sampling seed of --self-generated", cxxopts::value<uint64_t>()->default_value(number_text(sampling_defaults.seed)))
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
        cxxopts::value<std::string>()->default_value("auto"))

@@ -16,6 +16,7 @@
 #include "cli/options.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/spec.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "data/corpus.h"
@@ -83,10 +84,10 @@ int build_main(int argc, char** argv) {
       "  pgolf data build --out /tmp/pgolf-corpus --work /tmp/pgolf-corpus-work");
   const CorpusSettings defaults;  // each flag's default is the struct's
   options.add_options()("out", "output folder", cxxopts::value<std::string>())(
-      "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value(default_text(defaults.vocab_size)))(
+      "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value(number_text(defaults.vocab_size)))(
       "val-docs", "documents in the val split (the first after shuffling)",
-      cxxopts::value<size_t>()->default_value(default_text(defaults.val_documents)))("seed", "shuffle seed",
-                                                       cxxopts::value<uint64_t>()->default_value(default_text(defaults.seed)))(
+      cxxopts::value<size_t>()->default_value(number_text(defaults.val_documents)))("seed", "shuffle seed",
+                                                       cxxopts::value<uint64_t>()->default_value(number_text(defaults.seed)))(
       "work",
       "keep downloads and unpacked packages here, reused by later builds (default: a folder in --out, "
       "removed at the end)",

@@ -15,6 +15,7 @@
 #include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
+#include "core/spec.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "trainer/eval.h"
@@ -37,7 +38,7 @@ int eval_main(int argc, char** argv) {
       ("rope-base", "RoPE base (default: the checkpoint's, else 10000)", cxxopts::value<double>())
       ("logit-softcap", "logit softcap (default: the checkpoint's, else 30)", cxxopts::value<double>())
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
-       cxxopts::value<int>()->default_value(default_text(EvalOptions{}.stride)))
+       cxxopts::value<int>()->default_value(number_text(EvalOptions{}.stride)))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
@@ -65,9 +66,9 @@ int eval_main(int argc, char** argv) {
     const bool given = args.count(flag) > 0;
     if (given && slot && args[flag].as<Value>() != *slot)
       std::fprintf(stderr, "pgolf eval: warning: --%s %s overrides the %s the checkpoint records\n", flag,
-                   default_text(args[flag].as<Value>()).c_str(), default_text(*slot).c_str());
+                   number_text(args[flag].as<Value>()).c_str(), number_text(*slot).c_str());
     sources += std::string(sources.empty() ? "" : ", ") + flag + " " +
-               default_text(given ? args[flag].as<Value>() : slot ? *slot : fallback) +
+               number_text(given ? args[flag].as<Value>() : slot ? *slot : fallback) +
                (given ? " (flag)" : slot ? " (checkpoint)" : " (default)");
     if (given) slot = args[flag].as<Value>();
     if (!slot) slot = fallback;

@@ -1,6 +1,5 @@
 // What every subcommand's flags share.
 #pragma once
-#include <charconv>
 #include <cxxopts.hpp>
 #include <string>
 #include <vector>
@@ -20,12 +19,5 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
 void check_output(const std::string& output, const std::vector<std::string>& reads, bool force,
                   const std::string& force_flag = "--force");
 
-// A settings struct's default as a flag's default_value, so that each default is written once, in
-// the struct: the shortest text that reads back to the same number.
-template <class T>
-std::string default_text(T value) {
-  char text[64];
-  return std::string(text, std::to_chars(text, text + sizeof text, value).ptr);
-}
 
 }  // namespace pgolf::cli

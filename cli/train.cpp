@@ -18,6 +18,7 @@
 #include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
+#include "core/spec.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "trainer/ranks.h"
@@ -116,34 +117,34 @@ int train_main(int argc, char** argv) {
       ("heads", "query heads", cxxopts::value<int>()->default_value("8"))
       ("kv-heads", "key/value heads", cxxopts::value<int>()->default_value("4"))
       ("mlp-mult", "MLP hidden = mlp-mult x dim", cxxopts::value<int>()->default_value("2"))
-      ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value(default_text(model_defaults.logit_softcap)))
-      ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(default_text(model_defaults.rope_base)))
+      ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value(number_text(model_defaults.logit_softcap)))
+      ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
-      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value(default_text(defaults.seq_len)))
-      ("tokens-per-step", "tokens per optimizer step", cxxopts::value<int64_t>()->default_value(default_text(defaults.tokens_per_step)))
-      ("micro-batch", "sequences per forward/backward", cxxopts::value<int>()->default_value(default_text(defaults.micro_batch)))
-      ("steps", "optimizer steps (the schedule's length)", cxxopts::value<int64_t>()->default_value(default_text(defaults.steps)))
-      ("stop-at", "stop this run at this step without changing the schedule", cxxopts::value<int64_t>()->default_value(default_text(defaults.stop_at)))
+      ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value(number_text(defaults.seq_len)))
+      ("tokens-per-step", "tokens per optimizer step", cxxopts::value<int64_t>()->default_value(number_text(defaults.tokens_per_step)))
+      ("micro-batch", "sequences per forward/backward", cxxopts::value<int>()->default_value(number_text(defaults.micro_batch)))
+      ("steps", "optimizer steps (the schedule's length)", cxxopts::value<int64_t>()->default_value(number_text(defaults.steps)))
+      ("stop-at", "stop this run at this step without changing the schedule", cxxopts::value<int64_t>()->default_value(number_text(defaults.stop_at)))
       ("max-seconds", "training wallclock limit; the warmdown follows it (0: none)",
-       cxxopts::value<double>()->default_value(default_text(defaults.max_seconds)))
-      ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value(default_text(defaults.warmdown_steps)))
-      ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value(default_text(defaults.val_every)))
+       cxxopts::value<double>()->default_value(number_text(defaults.max_seconds)))
+      ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value(number_text(defaults.warmdown_steps)))
+      ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value(number_text(defaults.val_every)))
       ("val-tokens", "tokens each validation scores (0: the whole val split)",
-       cxxopts::value<int64_t>()->default_value(default_text(defaults.val_tokens)))
-      ("log-every", "steps between log lines", cxxopts::value<int64_t>()->default_value(default_text(defaults.log_every)));
+       cxxopts::value<int64_t>()->default_value(number_text(defaults.val_tokens)))
+      ("log-every", "steps between log lines", cxxopts::value<int64_t>()->default_value(number_text(defaults.log_every)));
   options.add_options("optimizer")
-      ("matrix-lr", "Muon learning rate", cxxopts::value<double>()->default_value(default_text(opt.matrix_lr)))
-      ("embed-lr", "Adam learning rate of the tied embedding", cxxopts::value<double>()->default_value(default_text(opt.embed_lr)))
-      ("scalar-lr", "Adam learning rate of the scales, gains and mixes", cxxopts::value<double>()->default_value(default_text(opt.scalar_lr)))
-      ("muon-momentum", "Muon momentum", cxxopts::value<double>()->default_value(default_text(opt.momentum)))
-      ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value(default_text(opt.momentum_warmup_start)))
-      ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value(default_text(opt.momentum_warmup_steps)))
-      ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value(default_text(opt.newton_schulz_steps)))
-      ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(default_text(opt.beta1)))
-      ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(default_text(opt.beta2)))
-      ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(default_text(opt.eps)))
-      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(default_text(opt.grad_clip)));
+      ("matrix-lr", "Muon learning rate", cxxopts::value<double>()->default_value(number_text(opt.matrix_lr)))
+      ("embed-lr", "Adam learning rate of the tied embedding", cxxopts::value<double>()->default_value(number_text(opt.embed_lr)))
+      ("scalar-lr", "Adam learning rate of the scales, gains and mixes", cxxopts::value<double>()->default_value(number_text(opt.scalar_lr)))
+      ("muon-momentum", "Muon momentum", cxxopts::value<double>()->default_value(number_text(opt.momentum)))
+      ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value(number_text(opt.momentum_warmup_start)))
+      ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value(number_text(opt.momentum_warmup_steps)))
+      ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value(number_text(opt.newton_schulz_steps)))
+      ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(number_text(opt.beta1)))
+      ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(number_text(opt.beta2)))
+      ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(number_text(opt.eps)))
+      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(number_text(opt.grad_clip)));
   // clang-format on
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;

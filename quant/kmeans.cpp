@@ -1,7 +1,6 @@
 #include "quant/kmeans.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -215,12 +214,6 @@ Codebook exact_kmeans(const WeightedPoints& points, const PrefixSums& sums, int 
   return cb;
 }
 
-std::string shortest(double v) {
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, end);
-}
-
 }  // namespace
 
 std::string KmeansRule::spec() const {
@@ -228,7 +221,7 @@ std::string KmeansRule::spec() const {
   if (init == KmeansInit::KmeansPlusPlus) s += ",init=kmeanspp";
   if (group_rows > 0) s += ",groups=rows:" + std::to_string(group_rows);
   if (method == KmeansMethod::Exact) s += ",method=exact";
-  if (method == KmeansMethod::Ecsq) s += ",method=ecsq,lambda=" + shortest(lambda);
+  if (method == KmeansMethod::Ecsq) s += ",method=ecsq,lambda=" + number_text(lambda);
   if (iters != kDefaultIters) s += ",iters=" + std::to_string(iters);
   if (seed != 0) s += ",seed=" + std::to_string(seed);
   return s;

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/spec.h"
 
 namespace pgolf {
 
@@ -74,11 +75,6 @@ constexpr const char* kSeqLenKey = "pgolf.seq_len";
 constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 
-std::string shortest(double v) {
-  char text[32];
-  return std::string(text, std::to_chars(text, text + sizeof text, v).ptr);
-}
-
 std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
   auto it = metadata.find(key);
   if (it == metadata.end()) return std::nullopt;
@@ -93,8 +89,8 @@ std::optional<double> positive_number(const std::map<std::string, std::string>& 
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len) {
   return {{"format", "pt"},
           {kSeqLenKey, std::to_string(seq_len)},
-          {kRopeBaseKey, shortest(config.rope_base)},
-          {kSoftcapKey, shortest(config.logit_softcap)}};
+          {kRopeBaseKey, number_text(config.rope_base)},
+          {kSoftcapKey, number_text(config.logit_softcap)}};
 }
 
 RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata) {
