@@ -1,5 +1,6 @@
 // Lossless byte codecs (bytes to fewer bytes), registered by name with a spec string:
-// "zstd:22", "zlib:9", "none", "rans", "auto". One small interface, one file per implementation.
+// "zstd:22", "zlib:9", "none", "rans", "auto". One small interface, one file per implementation
+// for the encoder and one for its decoder (codecs/byte_decoder.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "codecs/byte_decoder.h"
+
 namespace pgolf {
 
 class ByteCodec {
@@ -16,9 +19,8 @@ class ByteCodec {
   virtual ~ByteCodec() = default;
   virtual std::string spec() const = 0;  // canonical spec; make_byte_codec(spec()) rebuilds it
   virtual std::vector<uint8_t> encode(std::span<const uint8_t> raw) const = 0;
-  // raw_size is the exact decoded size recorded by the caller; a stream that does not decode
-  // to exactly that many bytes is an InputError (corrupt input), never a crash.
-  virtual std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const = 0;
+  // make_byte_decoder(spec())'s decode: what was encoded comes back only through the decoder table.
+  std::vector<uint8_t> decode(std::span<const uint8_t> encoded, size_t raw_size) const;
 
   // The spec of this codec for streams of `width`-byte little-endian integer symbols: behind a byte
   // shuffle by default; rans codes 16-bit symbols as one alphabet.
@@ -30,6 +32,5 @@ class ByteCodec {
 
 // Throws InputError for an unknown name or a bad parameter, listing what is accepted.
 std::unique_ptr<ByteCodec> make_byte_codec(std::string_view spec);
-std::vector<std::string> byte_codec_names();
 
 }  // namespace pgolf

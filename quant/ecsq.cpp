@@ -14,19 +14,15 @@
 #include "core/spec.h"
 #include "quant/scalar_grid.h"
 #include "quant/tensor_codec_registry.h"
+#include "quant/tensor_decoder_registry.h"
 
 namespace pgolf {
 
 namespace {
 
-constexpr int32_t kMaxSymbol = 32767;  // symbols are stored in at most 16 bits
-constexpr int32_t kMaxNarrowSymbol = 127;
 // Bisection steps over a step range of at most 2^16 (min_step to twice the max |x|): the step
 // ends within a factor 2^(16 / 2^30) of the boundary.
 constexpr int kSearchIterations = 30;
-
-enum class Target { Step, RelMse, Bits, TotalRelMse };
-constexpr const char* kTargetKeys[] = {"step", "relmse", "bits", "totalrelmse"};
 
 float abs_max(std::span<const float> values) {
   float m = 0;
@@ -37,7 +33,7 @@ float abs_max(std::span<const float> values) {
 // The smallest step whose symbols all fit in 16 bits, and at least the smallest normal float: a
 // subnormal step's inverse is Inf (found by fuzz/tensor_codec_roundtrip).
 float min_step(float max_abs) {
-  return std::max(max_abs / kMaxSymbol * (1 + 1e-6f), std::numeric_limits<float>::min());
+  return std::max(max_abs / kEcsqMaxSymbol * (1 + 1e-6f), std::numeric_limits<float>::min());
 }
 
 double squared_error(std::span<const float> values, float step) {
@@ -60,7 +56,7 @@ double sum_of_squares(std::span<const float> values) {
 double entropy_bits(std::span<const float> values, float step, float max_abs) {
   if (values.empty()) return 0;
   float inv = 1.0f / step;
-  auto half = static_cast<int64_t>(std::min<double>(kMaxSymbol, std::ceil(max_abs * inv) + 1));
+  auto half = static_cast<int64_t>(std::min<double>(kEcsqMaxSymbol, std::ceil(max_abs * inv) + 1));
   std::vector<uint32_t> counts(static_cast<size_t>(2 * half + 1));
   for (float x : values) ++counts[static_cast<size_t>(static_cast<int64_t>(std::nearbyint(x * inv)) + half)];
   double n = static_cast<double>(values.size()), bits = 0;
@@ -82,44 +78,32 @@ std::pair<float, float> bisect_step(float lo, float hi, Pred&& pred) {
   return {lo, hi};
 }
 
-struct EcsqRule {
-  Target target = Target::RelMse;
-  double value = 0;
-  bool per_row = false;
-
-  std::string spec() const {
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "ecsq:%s=%.9g%s", kTargetKeys[static_cast<int>(target)], value, per_row ? ",scope=row" : "");
-    return buf;
-  }
-
-  // The step for one tensor or row; every value is finite.
-  float choose_step(std::span<const float> values) const {
-    float max_abs = abs_max(values);
-    // At hi every symbol is 0; kept finite for values near the float maximum.
-    float lo = min_step(max_abs), hi = std::max(lo, std::min(2 * max_abs, std::numeric_limits<float>::max()));
-    switch (target) {
-      case Target::Step:
-        if (static_cast<float>(value) < lo)
-          throw InputError(spec() + ": the step is too small for values up to " + std::to_string(max_abs) +
-                           " (symbols would pass ±32767)");
-        return static_cast<float>(value);
-      case Target::RelMse:
-      case Target::TotalRelMse: {  // alone, a tensor's total is its own relative MSE
-        if (max_abs == 0) return 1;
-        double limit = value * sum_of_squares(values);
-        auto too_coarse = [&](float step) { return squared_error(values, step) > limit; };
-        return too_coarse(lo) ? lo : bisect_step(lo, hi, too_coarse).first;
-      }
-      case Target::Bits: {
-        if (max_abs == 0) return 1;
-        auto within = [&](float step) { return entropy_bits(values, step, max_abs) <= value; };
-        return within(lo) ? lo : bisect_step(lo, hi, within).second;
-      }
+// The step for one tensor or row; every value is finite.
+float choose_step(const EcsqRule& rule, std::span<const float> values) {
+  float max_abs = abs_max(values);
+  // At hi every symbol is 0; kept finite for values near the float maximum.
+  float lo = min_step(max_abs), hi = std::max(lo, std::min(2 * max_abs, std::numeric_limits<float>::max()));
+  switch (rule.target) {
+    case EcsqTarget::Step:
+      if (static_cast<float>(rule.value) < lo)
+        throw InputError(rule.spec() + ": the step is too small for values up to " + std::to_string(max_abs) +
+                         " (symbols would pass ±32767)");
+      return static_cast<float>(rule.value);
+    case EcsqTarget::RelMse:
+    case EcsqTarget::TotalRelMse: {  // alone, a tensor's total is its own relative MSE
+      if (max_abs == 0) return 1;
+      double limit = rule.value * sum_of_squares(values);
+      auto too_coarse = [&](float step) { return squared_error(values, step) > limit; };
+      return too_coarse(lo) ? lo : bisect_step(lo, hi, too_coarse).first;
     }
-    return 1;
+    case EcsqTarget::Bits: {
+      if (max_abs == 0) return 1;
+      auto within = [&](float step) { return entropy_bits(values, step, max_abs) <= rule.value; };
+      return within(lo) ? lo : bisect_step(lo, hi, within).second;
+    }
   }
-};
+  return 1;
+}
 
 class EcsqCodec final : public ScalarGridCodec {
  public:
@@ -130,13 +114,13 @@ class EcsqCodec final : public ScalarGridCodec {
 
   ScalarGrid grid(std::span<const float> values, const TensorShape& shape) const override {
     const int64_t rows = shape.rows(), cols = shape.cols();
-    ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), kMaxSymbol};
+    ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), kEcsqMaxSymbol};
     if (!rule_.per_row) {
-      std::fill(g.row_steps.begin(), g.row_steps.end(), rule_.choose_step(values));
+      std::fill(g.row_steps.begin(), g.row_steps.end(), choose_step(rule_, values));
       return g;
     }
     for (int64_t r = 0; r < rows; ++r)
-      g.row_steps[r] = rule_.choose_step(values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+      g.row_steps[r] = choose_step(rule_, values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
     return g;
   }
 
@@ -152,7 +136,7 @@ class EcsqCodec final : public ScalarGridCodec {
                          " decodes past the float range with step " + std::to_string(grid.row_steps[row]));
     }
     Stream symbols;
-    if (widest <= kMaxNarrowSymbol) {
+    if (widest <= kEcsqMaxNarrowSymbol) {
       symbols = {"ecsq8", std::vector<uint8_t>(q.size()), 1};
       for (size_t i = 0; i < q.size(); ++i) symbols.bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(q[i]));
     } else {
@@ -173,31 +157,9 @@ class EcsqCodec final : public ScalarGridCodec {
     return out;
   }
 
-  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
-    size_t n = static_cast<size_t>(shape.numel());
-    size_t rows = rule_.per_row ? static_cast<size_t>(shape.rows()) : 1;
-    require(streams.size() == 2 && (streams[0].size() == n || streams[0].size() == 2 * n) && streams[1].size() == 4 * rows,
-            spec() + ": stream sizes do not match the tensor's shape");
-    bool wide = streams[0].size() == 2 * n && n > 0;
-    std::vector<float> steps(rows);
-    std::memcpy(steps.data(), streams[1].data(), 4 * rows);
-    for (size_t r = 0; r < rows; ++r)
-      if (!std::isfinite(steps[r])) throw InputError(spec() + ": non-finite step in row " + std::to_string(r));
-    std::vector<float> out(n);
-    size_t cols = rows == 0 ? 0 : n / rows;
-    const uint8_t* s = streams[0].data();
-    for (size_t i = 0; i < n; ++i) {
-      int32_t q = wide ? static_cast<int16_t>(static_cast<uint16_t>(s[2 * i] | s[2 * i + 1] << 8)) : static_cast<int8_t>(s[i]);
-      out[i] = static_cast<float>(q) * steps[i / cols];
-    }
-    return out;
-  }
-
  private:
   EcsqRule rule_;
 };
-
-const char* kUsage = "ecsq:relmse=R|bits=B|step=S|totalrelmse=T[,scope=tensor|row]";
 
 }  // namespace
 
@@ -223,7 +185,7 @@ float ecsq_shared_step(std::span<const std::span<const float>> tensors, double t
 
 // totalrelmse: one step for every tensor this spec encodes. Other targets need no fitting.
 FittedCodecs EcsqCodec::fit(std::span<const FitTensor> tensors, const FitOptions& options) const {
-  if (rule_.target != Target::TotalRelMse) return TensorCodec::fit(tensors, options);
+  if (rule_.target != EcsqTarget::TotalRelMse) return TensorCodec::fit(tensors, options);
   std::vector<std::span<const float>> views;
   for (const auto& t : tensors) {
     try {
@@ -234,35 +196,10 @@ FittedCodecs EcsqCodec::fit(std::span<const FitTensor> tensors, const FitOptions
     views.push_back(t.values);
   }
   std::shared_ptr<const TensorCodec> shared =
-      std::make_unique<EcsqCodec>(EcsqRule{Target::Step, ecsq_shared_step(views, rule_.value), false});
+      std::make_unique<EcsqCodec>(EcsqRule{EcsqTarget::Step, ecsq_shared_step(views, rule_.value), false});
   return FittedCodecs(tensors.size(), shared);
 }
 
-std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) {
-  EcsqRule rule;
-  int targets = 0;
-  for (const auto& [key, value] : stage.params) {
-    if (key == "scope") {
-      require(value == "tensor" || value == "row", "ecsq: scope is tensor or row (got '" + value + "')");
-      rule.per_row = value == "row";
-      continue;
-    }
-    auto it = std::find(std::begin(kTargetKeys), std::end(kTargetKeys), key);
-    require(it != std::end(kTargetKeys), "ecsq: unknown parameter '" + (key.empty() ? value : key) + "' (" + kUsage + ")");
-    rule.target = static_cast<Target>(it - std::begin(kTargetKeys));
-    rule.value = parse_number(value, "ecsq " + key);
-    ++targets;
-  }
-  require(targets == 1, std::string("ecsq takes exactly one of relmse, bits, step, totalrelmse (") + kUsage + ")");
-  switch (rule.target) {
-    case Target::Step: require(rule.value > 0 && std::isfinite(rule.value), "ecsq: step must be a finite number > 0"); break;
-    case Target::RelMse:
-    case Target::TotalRelMse: require(rule.value > 0 && rule.value < 1, "ecsq: a relative MSE target must be in (0, 1)"); break;
-    case Target::Bits: require(rule.value > 0 && rule.value <= 16, "ecsq: bits per symbol must be in (0, 16]"); break;
-  }
-  require(!rule.per_row || rule.target == Target::RelMse || rule.target == Target::Bits,
-          "ecsq: scope=row takes relmse or bits (a step or a total target is one per tensor)");
-  return std::make_unique<EcsqCodec>(rule);
-}
+std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) { return std::make_unique<EcsqCodec>(ecsq_rule(stage)); }
 
 }  // namespace pgolf

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "quant/tensor_codec.h"
 #include "quant/tensor_codec_registry.h"
+#include "quant/tensor_decoder_registry.h"
 
 namespace pgolf {
 
@@ -31,15 +32,6 @@ class FloatCodec final : public TensorCodec {
     return out;
   }
 
-  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
-    size_t n = static_cast<size_t>(shape.numel());
-    require(streams.size() == 1 && streams[0].size() == n * dtype_size(type_),
-            name_ + ": stream size does not match the tensor's shape");
-    std::vector<float> out(n);
-    to_float(type_, streams[0], out);
-    return out;
-  }
-
  private:
   std::string name_;
   DType type_;
@@ -48,9 +40,7 @@ class FloatCodec final : public TensorCodec {
 }  // namespace
 
 std::unique_ptr<TensorCodec> make_float_codec(const SpecStage& stage) {
-  require(stage.params.empty(), stage.name + " takes no parameters");
-  DType type = stage.name == "fp16" ? DType::F16 : stage.name == "bf16" ? DType::BF16 : DType::F32;
-  return std::make_unique<FloatCodec>(stage.name, type);
+  return std::make_unique<FloatCodec>(stage.name, float_codec_type(stage));
 }
 
 }  // namespace pgolf

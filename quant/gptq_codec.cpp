@@ -60,10 +60,6 @@ class GptqCodec final : public TensorCodec {
     return grid_->write(gptq_round(values, shape, *hessian_, grid, options_, *engine_), grid, shape);
   }
 
-  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
-    return grid_codec_->decode(streams, shape);
-  }
-
  private:
   GptqOptions options_;
   std::shared_ptr<const TensorCodec> grid_codec_;

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "quant/tensor_decoder.h"
+
 namespace pgolf {
 
 enum class KmeansInit { Quantile, KmeansPlusPlus };
@@ -37,6 +39,10 @@ struct KmeansRule {
 
   std::string spec() const;  // canonical: parameters at their defaults are left out
 };
+
+// One codebook for the tensor, or one per group of group_rows rows (the last may be shorter).
+int64_t kmeans_codebook_count(const KmeansRule& rule, const TensorShape& shape);
+size_t kmeans_values_per_codebook(const KmeansRule& rule, const TensorShape& shape);
 
 // Distinct values ascending with how often each occurs. The values must be finite.
 struct WeightedPoints {

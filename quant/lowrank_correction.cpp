@@ -15,12 +15,12 @@
 #include "quant/svd.h"
 #include "quant/tensor_codec.h"
 #include "quant/tensor_codec_registry.h"
+#include "quant/tensor_decoder_registry.h"
 
 namespace pgolf {
 
 namespace {
 
-constexpr const char* kDefaultFactorSpec = "int8";
 constexpr double kHessianDamp = 0.01;  // of mean(diag H), as gptq's default
 
 using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -55,18 +55,16 @@ class LowRankCorrectionCodec final : public TensorCodec {
   LowRankCorrectionCodec(int64_t rank, bool hessian_weighted, std::shared_ptr<const TensorCodec> factors,
                          std::shared_ptr<const TensorCodec> base, const InputHessian* hessian = nullptr)
       : rank_(rank), hessian_weighted_(hessian_weighted), factors_(std::move(factors)), base_(std::move(base)),
-        hessian_(hessian),
-        // A one-stage codec's stream count does not depend on the tensor: count it once on a 1x1.
-        streams_per_factor_(factors_->encode(std::vector<float>{0.f}, TensorShape{{1, 1}}).size()) {}
+        hessian_(hessian) {}
 
   std::string spec() const override {
     std::string s = base_->spec() + "+lrcorr:rank=" + std::to_string(rank_);
-    if (factors_->spec() != kDefaultFactorSpec) s += ",factors=" + factors_->spec();
+    if (factors_->spec() != LowRankCorrectionRule::kDefaultFactorSpec) s += ",factors=" + factors_->spec();
     return s + (hessian_weighted_ ? ",weight=hessian" : "");
   }
   std::string decoder_spec() const override {
     std::string s = base_->decoder_spec() + "+lrcorr:rank=" + std::to_string(rank_);
-    return factors_->spec() != kDefaultFactorSpec ? s + ",factors=" + factors_->spec() : s;
+    return factors_->spec() != LowRankCorrectionRule::kDefaultFactorSpec ? s + ",factors=" + factors_->spec() : s;
   }
   bool is_passthrough() const override { return false; }
 
@@ -99,50 +97,20 @@ class LowRankCorrectionCodec final : public TensorCodec {
     return streams;
   }
 
-  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const override {
-    int64_t rows = shape.rows(), cols = shape.cols();
-    size_t factor_streams = 2 * streams_per_factor_;
-    require(streams.size() >= factor_streams, spec() + ": too few streams");
-    size_t base_streams = streams.size() - factor_streams;
-    auto out = base_->decode(streams.first(base_streams), shape);
-    add_decoded_factors(*factors_, streams.subspan(base_streams), rows, std::min(rank_, std::min(rows, cols)), cols, out);
-    return out;
-  }
-
  private:
   int64_t rank_;
   bool hessian_weighted_;
   std::shared_ptr<const TensorCodec> factors_;
   std::shared_ptr<const TensorCodec> base_;
   const InputHessian* hessian_;  // set by fit; lives as long as the calibration
-  size_t streams_per_factor_;
 };
 
 }  // namespace
 
 std::unique_ptr<TensorCodec> make_lowrank_correction_codec(const SpecStage& stage, std::unique_ptr<TensorCodec> base) {
-  const std::string kUsage =
-      " (accepted: lrcorr:rank=R[,factors=SPEC,weight=plain|hessian], R >= 0, SPEC a one-stage codec such as int4)";
-  long rank = -1;
-  std::string factor_spec = kDefaultFactorSpec;
-  bool has_factors = false, has_weight = false, hessian_weighted = false;
-  for (const auto& [key, value] : stage.params) {
-    if (key == "rank" && rank < 0) {
-      rank = parse_integer(value, "lrcorr rank");
-      require(rank >= 0, "lrcorr: rank " + value + " is negative" + kUsage);
-    } else if (key == "factors" && !has_factors) {
-      has_factors = true;
-      factor_spec = value;
-    } else if (key == "weight" && !has_weight) {
-      has_weight = true;
-      require(value == "plain" || value == "hessian", "lrcorr: weight is plain or hessian" + kUsage);
-      hessian_weighted = value == "hessian";
-    } else {
-      throw InputError("lrcorr: parameter '" + (key.empty() ? value : key) + "' is unknown or repeated" + kUsage);
-    }
-  }
-  require(rank >= 0, "lrcorr needs rank=R" + kUsage);
-  return std::make_unique<LowRankCorrectionCodec>(rank, hessian_weighted, make_tensor_codec(factor_spec), std::move(base));
+  const LowRankCorrectionRule rule = lowrank_correction_rule(stage);
+  return std::make_unique<LowRankCorrectionCodec>(rule.rank, rule.hessian_weighted, make_tensor_codec(rule.factor_spec),
+                                                  std::move(base));
 }
 
 }  // namespace pgolf

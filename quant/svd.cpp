@@ -68,31 +68,10 @@ LowRankFactors leading_factors(const ThinSvd& svd, int64_t rank) {
   return f;
 }
 
-void add_product(std::span<const float> a, std::span<const float> b, int64_t rows, int64_t rank, int64_t cols,
-                 std::span<float> out) {
-  for (int64_t i = 0; i < rows; ++i) {
-    float* row = out.data() + i * cols;
-    for (int64_t j = 0; j < rank; ++j) {
-      float aij = a[static_cast<size_t>(i * rank + j)];
-      const float* brow = b.data() + j * cols;
-      for (int64_t c = 0; c < cols; ++c) row[c] += aij * brow[c];
-    }
-  }
-}
-
 void encode_factors(const TensorCodec& codec, const LowRankFactors& factors, int64_t rows, int64_t cols,
                     std::vector<Stream>& streams) {
   for (auto& s : codec.encode(factors.a, TensorShape{{rows, factors.rank}})) streams.push_back(std::move(s));
   for (auto& s : codec.encode(factors.b, TensorShape{{factors.rank, cols}})) streams.push_back(std::move(s));
-}
-
-void add_decoded_factors(const TensorCodec& codec, std::span<const std::span<const uint8_t>> streams, int64_t rows,
-                         int64_t rank, int64_t cols, std::span<float> out) {
-  require(streams.size() % 2 == 0, codec.spec() + ": the low-rank factors have an odd number of streams");
-  size_t per_factor = streams.size() / 2;
-  auto a = codec.decode(streams.first(per_factor), TensorShape{{rows, rank}});
-  auto b = codec.decode(streams.subspan(per_factor), TensorShape{{rank, cols}});
-  add_product(a, b, rows, rank, cols, out);
 }
 
 }  // namespace pgolf

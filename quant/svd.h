@@ -1,6 +1,6 @@
 // Truncated SVD for the low-rank codecs (lowrank, lrcorr): W ≈ A·B with A = U_r·S_r and
-// B = V_rᵀ, computed in double by Eigen's BDCSVD; the factors as a codec's streams; and the float
-// product that decodes them.
+// B = V_rᵀ, computed in double by Eigen's BDCSVD, and the factors as a codec's streams (their
+// decoding is in quant/tensor_decoder_registry.h).
 #pragma once
 #include <cstdint>
 #include <span>
@@ -32,16 +32,8 @@ struct LowRankFactors {
 // The first `rank` components (rank <= k), rounded to float.
 LowRankFactors leading_factors(const ThinSvd& svd, int64_t rank);
 
-// out[rows, cols] += a[rows, rank]·b[rank, cols] in float, summing over rank in ascending order
-// (the same bytes on every run).
-void add_product(std::span<const float> a, std::span<const float> b, int64_t rows, int64_t rank, int64_t cols,
-                 std::span<float> out);
-
 // Appends codec's streams of A [rows, rank], then of B [rank, cols].
 void encode_factors(const TensorCodec& codec, const LowRankFactors& factors, int64_t rows, int64_t cols,
                     std::vector<Stream>& streams);
-// out[rows, cols] += A·B, decoded with codec from streams (A's, then as many of B's).
-void add_decoded_factors(const TensorCodec& codec, std::span<const std::span<const uint8_t>> streams, int64_t rows,
-                         int64_t rank, int64_t cols, std::span<float> out);
 
 }  // namespace pgolf

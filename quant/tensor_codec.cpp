@@ -6,14 +6,6 @@
 
 namespace pgolf {
 
-int64_t TensorShape::numel() const {
-  int64_t n = 1;
-  for (int64_t d : dims) n *= d;
-  return n;
-}
-int64_t TensorShape::rows() const { return dims.size() < 2 ? 1 : dims[0]; }
-int64_t TensorShape::cols() const { return rows() == 0 ? 0 : numel() / rows(); }
-
 void require_finite(std::span<const float> values, std::string_view codec) {
   for (size_t i = 0; i < values.size(); ++i)
     if (!std::isfinite(values[i]))
@@ -28,6 +20,10 @@ FittedCodecs TensorCodec::fit(std::span<const FitTensor> tensors, const FitOptio
 
 FittedCodecs fit_tensor_codec(std::string_view spec, std::span<const FitTensor> tensors, const FitOptions& options) {
   return make_tensor_codec(spec)->fit(tensors, options);
+}
+
+std::vector<float> TensorCodec::decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const {
+  return make_tensor_decoder(decoder_spec())->decode(streams, shape);
 }
 
 std::vector<float> decode_streams(const TensorCodec& codec, const std::vector<Stream>& streams, const TensorShape& shape) {

@@ -1,5 +1,6 @@
 // Lossy tensor codecs (values to symbols), faiss-style: one small interface, one file per
-// codec, a table of names in tensor_codec_registry.cpp.
+// codec's encoder and one per its decoder (quant/tensor_decoder.h), a table of names in
+// tensor_codec_registry.cpp.
 //
 // A codec turns one float tensor into typed streams and back. Each stream names the group it
 // joins in the artifact: streams of one group (all int6 symbols, all fp16 scales, ...) are
@@ -12,16 +13,9 @@
 #include <string_view>
 #include <vector>
 
-namespace pgolf {
+#include "quant/tensor_decoder.h"
 
-// A tensor's layout as codecs see it: shape[0] rows of numel/rows columns (1 row for scalars
-// and 1-D tensors).
-struct TensorShape {
-  std::vector<int64_t> dims;
-  int64_t numel() const;
-  int64_t rows() const;
-  int64_t cols() const;
-};
+namespace pgolf {
 
 struct Stream {
   std::string group;      // e.g. "int6", "scale.fp16", "fp16"
@@ -68,17 +62,13 @@ class TensorCodec {
   virtual FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const;
   // Throws InputError for input the codec refuses (NaN/Inf where it quantizes, out of range).
   virtual std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const = 0;
-  // streams: the bytes of each stream encode() produced, in order. A stream of the wrong size
-  // or content is an InputError (a corrupt artifact), never a crash.
-  virtual std::vector<float> decode(std::span<const std::span<const uint8_t>> streams,
-                                    const TensorShape& shape) const = 0;
+  // make_tensor_decoder(decoder_spec())'s decode: what was encoded comes back only through the
+  // decoder table.
+  std::vector<float> decode(std::span<const std::span<const uint8_t>> streams, const TensorShape& shape) const;
 };
 
 // Throws InputError for an unknown name or bad parameters, listing what is accepted.
 std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec);
-// Not a tensor codec: the spec under which the artifact stores a tensor's bytes exactly as they
-// are, in its own dtype (non-float tensors, and every tensor of a lossless plan).
-inline constexpr const char* kRawSpec = "raw";
 // The codec table, row by row: its usage and its canonical example specs (each one's spec() is
 // itself). Tests, fuzz targets and --help iterate the examples, so a new codec is tested and
 // documented by adding its row.

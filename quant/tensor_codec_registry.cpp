@@ -3,28 +3,20 @@
 
 #include <algorithm>
 
-#include "core/error.h"
+#include "quant/codec_pipeline.h"
 
 namespace pgolf {
 
 namespace {
-
-// A spec is a pipeline (core/spec.h). A leaf codec stands alone ("int6"); a wrapper takes the
-// rest of the pipeline as its inner codec ("prune:0.03+int6"); a corrector takes everything
-// before it as its base codec ("int6+lrcorr:rank=4").
-enum class Role { Leaf, Wrapper, Corrector };
-
-using LeafFactory = std::unique_ptr<TensorCodec> (*)(const SpecStage&);
-using CompositeFactory = std::unique_ptr<TensorCodec> (*)(const SpecStage&, std::unique_ptr<TensorCodec>);
 
 struct TensorCodecEntry {
   std::string_view name;  // exact name, or a prefix followed by digits (int6)
   bool takes_number;
   Role role;
   std::string_view usage;
-  std::string_view examples;        // canonical specs, ';'-separated: what tests, fuzz targets and --help run
-  LeafFactory make_leaf;            // for Role::Leaf
-  CompositeFactory make_composite;  // for wrappers and correctors
+  std::string_view examples;  // canonical specs, ';'-separated: what tests, fuzz targets and --help run
+  std::unique_ptr<TensorCodec> (*make_leaf)(const SpecStage&);
+  std::unique_ptr<TensorCodec> (*make_composite)(const SpecStage&, std::unique_ptr<TensorCodec>);
 };
 
 constexpr TensorCodecEntry kTensorCodecs[] = {
@@ -49,12 +41,6 @@ constexpr TensorCodecEntry kTensorCodecs[] = {
      "int6+lrcorr:rank=2;int4+lrcorr:rank=1,factors=fp16", nullptr, make_lowrank_correction_codec},
 };
 
-bool matches(const TensorCodecEntry& e, std::string_view name) {
-  if (!e.takes_number) return name == e.name;
-  return name.size() > e.name.size() && name.starts_with(e.name) &&
-         name.find_first_not_of("0123456789", e.name.size()) == std::string_view::npos;
-}
-
 }  // namespace
 
 std::vector<TensorCodecRow> tensor_codec_table() {
@@ -71,38 +57,8 @@ std::vector<TensorCodecRow> tensor_codec_table() {
   return rows;
 }
 
-namespace {
-
-const TensorCodecEntry& find_entry(const SpecStage& stage, std::string_view spec) {
-  for (const auto& e : kTensorCodecs)
-    if (matches(e, stage.name)) return e;
-  std::string known;
-  for (const auto& e : kTensorCodecs) known += (known.empty() ? "" : ", ") + std::string(e.usage);
-  throw InputError("unknown codec '" + std::string(spec) + "' (known: " + known + ")");
-}
-
-std::unique_ptr<TensorCodec> build(std::span<const SpecStage> stages, std::string_view spec) {
-  const auto& last = find_entry(stages.back(), spec);
-  if (last.role == Role::Corrector) {
-    require(stages.size() >= 2, "codec '" + std::string(spec) + "': " + stages.back().name + " corrects a codec before it");
-    return last.make_composite(stages.back(), build(stages.first(stages.size() - 1), spec));
-  }
-  const auto& first = find_entry(stages.front(), spec);
-  if (first.role == Role::Wrapper) {
-    require(stages.size() >= 2, "codec '" + std::string(spec) + "': " + stages.front().name + " needs an inner codec after '+'");
-    return first.make_composite(stages.front(), build(stages.subspan(1), spec));
-  }
-  if (stages.size() > 1)
-    throw InputError("codec '" + std::string(spec) + "': '" + stages.front().name + "' cannot be followed by '+" +
-                     stages[1].name + "'");
-  return first.make_leaf(stages.front());
-}
-
-}  // namespace
-
 std::unique_ptr<TensorCodec> make_tensor_codec(std::string_view spec) {
-  auto stages = parse_spec(spec);
-  return build(stages, spec);
+  return CodecPipeline<TensorCodec, TensorCodecEntry>(kTensorCodecs, "codec").build(spec);
 }
 
 }  // namespace pgolf

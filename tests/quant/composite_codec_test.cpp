@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "quant/distortion.h"
 #include "quant/svd.h"
+#include "quant/tensor_decoder_registry.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 
