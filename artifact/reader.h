@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "quant/tensor_decoder.h"  // kRawSpec
 
 namespace pgolf {
 

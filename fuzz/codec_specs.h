@@ -60,4 +60,14 @@ inline const std::vector<std::unique_ptr<TensorCodec>>& tensor_codecs() {
   return codecs;
 }
 
+// The decoder of every example's decoder spec (gptq's is its grid's).
+inline const std::vector<std::unique_ptr<TensorDecoder>>& tensor_decoders() {
+  static const auto decoders = [] {
+    std::vector<std::unique_ptr<TensorDecoder>> out;
+    for (const auto& codec : tensor_codecs()) out.push_back(make_tensor_decoder(codec->decoder_spec()));
+    return out;
+  }();
+  return decoders;
+}
+
 }  // namespace pgolf::fuzz
