@@ -194,7 +194,7 @@ CompressResult pack_artifact(const EncodedCheckpoint& encoded, const ByteCodec& 
 
   std::string manifest_text = manifest_to_json(manifest).dump();
   std::span<const uint8_t> manifest_raw(reinterpret_cast<const uint8_t*>(manifest_text.data()), manifest_text.size());
-  auto manifest_stored = make_byte_codec(kManifestCodec)->encode(manifest_raw);
+  auto manifest_stored = make_byte_codec(manifest_codec(kArtifactVersion))->encode(manifest_raw);
   require(manifest_raw.size() <= kMaxManifestBytes, "the manifest is too large");
 
   auto& out = result.bytes;

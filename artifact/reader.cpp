@@ -114,6 +114,12 @@ ArtifactManifest manifest_from_json(const json& j, const std::string& path) {
 
 }  // namespace
 
+std::string manifest_codec(uint32_t version) {
+  require(version == 1 || version == 2, "artifact format version " + std::to_string(version) +
+                                            " is not supported (this pgolf reads versions 1 and 2)");
+  return version == 1 ? "zstd:19" : "xz:9";
+}
+
 bool has_artifact_magic(std::span<const uint8_t> bytes) {
   return bytes.size() >= sizeof kArtifactMagic && std::memcmp(bytes.data(), kArtifactMagic, sizeof kArtifactMagic) == 0;
 }
@@ -123,10 +129,11 @@ namespace {
 size_t manifest_end(std::span<const uint8_t> file, const std::string& path) {
   require(file.size() >= kArtifactHeaderBytes, path + ": too short to be an artifact (" + std::to_string(file.size()) + " bytes)");
   require(has_artifact_magic(file), path + ": not a pgolf artifact (bad magic)");
-  uint32_t version = get_u32(file.data() + 8);
-  require(version == kArtifactVersion, path + ": artifact format version " + std::to_string(version) +
-                                           " is not supported (this pgolf reads version " +
-                                           std::to_string(kArtifactVersion) + ")");
+  try {
+    manifest_codec(get_u32(file.data() + 8));
+  } catch (const InputError& e) {
+    throw InputError(path + ": " + e.what());
+  }
   uint32_t stored = get_u32(file.data() + 16);
   require(stored <= file.size() - kArtifactHeaderBytes, path + ": truncated (manifest runs past the end of the file)");
   return kArtifactHeaderBytes + stored;
@@ -142,13 +149,14 @@ ArtifactManifest read_manifest(std::span<const uint8_t> file, const std::string&
   require(raw_size <= kMaxManifestBytes, path + ": manifest too large");
   std::vector<uint8_t> raw;
   try {
-    raw = make_byte_decoder(kManifestCodec)->decode(stored, raw_size);
+    raw = make_byte_decoder(manifest_codec(get_u32(file.data() + 8)))->decode(stored, raw_size);
   } catch (const InputError& e) {
     throw InputError(path + ": manifest: " + e.what());
   }
   json j = json::parse(raw.begin(), raw.end(), nullptr, false);
   require(!j.is_discarded() && j.is_object(), path + ": manifest is not valid JSON");
   ArtifactManifest m = manifest_from_json(j, path);
+  m.version = get_u32(file.data() + 8);
   // Decoding allocates every tensor whole, and a codec may expand a lot (low-rank factors, zstd on
   // zeros), so a few hundred bytes could ask for terabytes: the elements are capped by the file size.
   uint64_t elements = 0;

@@ -2,8 +2,9 @@
 //
 //   bytes 0..7    magic 0x89 'P' 'G' 'Z' '\r' '\n' 0x1a '\n'
 //   bytes 8..23   four little-endian u32: format version, manifest size raw, manifest size
-//                 stored (zstd), crc32 of the stored manifest
-//   then          the manifest (JSON, zstd-compressed): per tensor its name, shape, original
+//                 stored, crc32 of the stored manifest
+//   then          the manifest (JSON; xz-compressed since version 2, so that Python's standard
+//                 library reads it; zstd in version 1): per tensor its name, shape, original
 //                 dtype, codec spec and streams (group, offset, size); per group its byte
 //                 codec, raw and stored sizes and crc32 of both
 //   then          the stored groups, back to back in manifest order
@@ -24,9 +25,10 @@ namespace pgolf {
 
 inline constexpr uint8_t kArtifactMagic[8] = {0x89, 'P', 'G', 'Z', '\r', '\n', 0x1a, '\n'};
 inline constexpr size_t kArtifactHeaderBytes = 24;
-inline constexpr const char* kManifestCodec = "zstd:19";
 inline constexpr uint64_t kMaxManifestBytes = 256u << 20;
-inline constexpr uint32_t kArtifactVersion = 1;
+inline constexpr uint32_t kArtifactVersion = 2;  // what pgolf writes; it reads versions 1 and 2
+// The byte codec of the manifest in a format version; InputError for one this pgolf does not read.
+std::string manifest_codec(uint32_t version);
 
 struct StreamRef {
   size_t group;  // index into ArtifactManifest::groups
@@ -52,6 +54,7 @@ struct ManifestGroup {
 };
 
 struct ArtifactManifest {
+  uint32_t version = kArtifactVersion;
   std::map<std::string, std::string> metadata;  // the checkpoint's __metadata__
   std::vector<ManifestTensor> tensors;          // sorted by name
   std::vector<ManifestGroup> groups;

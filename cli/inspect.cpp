@@ -22,7 +22,7 @@ namespace {
 nlohmann::json inspect_artifact(const std::string& path) {
   auto decoded = decode_artifact_file(path);
   const auto& m = decoded.manifest;
-  nlohmann::json j = {{"path", path}, {"kind", "artifact"}, {"version", kArtifactVersion},
+  nlohmann::json j = {{"path", path}, {"kind", "artifact"}, {"version", m.version},
                       {"bytes", std::filesystem::file_size(path)}, {"checksums", "ok"}, {"metadata", m.metadata}};
   for (const auto& g : m.groups)
     j["groups"].push_back({{"name", g.name}, {"codec", g.codec}, {"raw_size", g.raw_size}, {"stored_size", g.stored_size}});

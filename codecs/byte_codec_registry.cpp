@@ -16,6 +16,7 @@ struct ByteCodecEntry {
 constexpr ByteCodecEntry kByteCodecs[] = {
     {"zstd", make_zstd_codec},
     {"zlib", make_zlib_codec},
+    {"xz", make_xz_codec},
     {"none", make_none_codec},
     {"shuffle", make_shuffle_codec},
     {"rotate", make_rotate_codec},

@@ -9,6 +9,7 @@ namespace pgolf {
 
 std::unique_ptr<ByteCodec> make_zstd_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_zlib_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_xz_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_none_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_shuffle_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_rotate_codec(const SpecStage& stage);

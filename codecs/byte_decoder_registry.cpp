@@ -15,6 +15,7 @@ struct ByteDecoderEntry {
 constexpr ByteDecoderEntry kByteDecoders[] = {
     {"zstd", false, make_zstd_decoder},
     {"zlib", false, make_zlib_decoder},
+    {"xz", false, make_xz_decoder},
     {"none", true, make_none_decoder},
     {"shuffle", true, make_shuffle_decoder},
     {"rotate", true, make_rotate_decoder},

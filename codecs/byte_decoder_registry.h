@@ -17,10 +17,12 @@ std::unique_ptr<ByteDecoder> make_shuffle_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_rotate_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_rans_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_auto_decoder(const SpecStage& stage);
+std::unique_ptr<ByteDecoder> make_xz_decoder(const SpecStage& stage);
 
 int zstd_level(const SpecStage& stage);  // "zstd[:L]", L = 1..22 (19 by default)
 inline constexpr int kZstdMaxWindowLog = 27;
 int zlib_level(const SpecStage& stage);  // "zlib[:L]", L = 1..9 (9 by default)
+int xz_preset(const SpecStage& stage);    // "xz[:P]", P = 0..9 (9 by default), always extreme
 void require_no_params(const SpecStage& stage);
 // The element width W of "shuffle:W" or "rotate:W": 2, 4 or 8; InputError otherwise.
 size_t element_width_param(const SpecStage& stage);

@@ -33,7 +33,7 @@ std::vector<uint8_t> wrap(std::span<const uint8_t> rest) {
     manifest_text = manifest.dump();
   }
   std::span<const uint8_t> raw(reinterpret_cast<const uint8_t*>(manifest_text.data()), manifest_text.size());
-  auto stored = pgolf::make_byte_codec("zstd:1")->encode(raw);
+  auto stored = pgolf::make_byte_codec(pgolf::manifest_codec(pgolf::kArtifactVersion))->encode(raw);
   std::vector<uint8_t> file = {0x89, 'P', 'G', 'Z', '\r', '\n', 0x1a, '\n'};
   put_u32(file, pgolf::kArtifactVersion);
   put_u32(file, static_cast<uint32_t>(raw.size()));

@@ -133,15 +133,15 @@ std::vector<uint8_t> with_manifest(const std::vector<uint8_t>& artifact, const s
   uint32_t raw_size, stored_size;
   std::memcpy(&raw_size, artifact.data() + 12, 4);
   std::memcpy(&stored_size, artifact.data() + 16, 4);
-  auto zstd = make_byte_codec("zstd:19");
-  auto raw = zstd->decode(std::span(artifact).subspan(24, stored_size), raw_size);
+  auto manifest = make_byte_codec(manifest_codec(kArtifactVersion));
+  auto raw = manifest->decode(std::span(artifact).subspan(24, stored_size), raw_size);
   auto j = nlohmann::json::parse(raw.begin(), raw.end());
   edit(j);
   std::string text = j.dump();
-  auto stored = zstd->encode(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  auto stored = manifest->encode(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   std::vector<uint8_t> out(artifact.begin(), artifact.begin() + 8);
   auto put = [&](uint32_t v) { out.insert(out.end(), reinterpret_cast<uint8_t*>(&v), reinterpret_cast<uint8_t*>(&v) + 4); };
-  put(1);
+  put(kArtifactVersion);
   put(static_cast<uint32_t>(text.size()));
   put(static_cast<uint32_t>(stored.size()));
   put(crc32_of(stored));
@@ -230,7 +230,7 @@ TEST(ArtifactMalformed, DamagedFilesAreRefused) {
   magic[1] = 'X';
   expect_input_error(magic, "bad magic");
   auto version = good;
-  version[8] = 2;
+  version[8] = kArtifactVersion + 1;
   expect_input_error(version, "future version");
   // every single flipped bit after the header is caught by a checksum or a structural check
   std::mt19937 rng(1);
