@@ -21,6 +21,7 @@ constexpr ByteCodecEntry kByteCodecs[] = {
     {"shuffle", make_shuffle_codec},
     {"rotate", make_rotate_codec},
     {"rans", make_rans_codec},
+    {"vrans", make_vrans_codec},
     {"auto", make_auto_codec},
 };
 

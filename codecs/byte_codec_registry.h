@@ -14,6 +14,7 @@ std::unique_ptr<ByteCodec> make_none_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_shuffle_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_rotate_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_rans_codec(const SpecStage& stage);
+std::unique_ptr<ByteCodec> make_vrans_codec(const SpecStage& stage);
 std::unique_ptr<ByteCodec> make_auto_codec(const SpecStage& stage);
 
 }  // namespace pgolf

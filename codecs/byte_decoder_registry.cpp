@@ -20,6 +20,7 @@ constexpr ByteDecoderEntry kByteDecoders[] = {
     {"shuffle", true, make_shuffle_decoder},
     {"rotate", true, make_rotate_decoder},
     {"rans", false, make_rans_decoder},
+    {"vrans", false, make_vrans_decoder},
     {"auto", false, make_auto_decoder},
 };
 

@@ -18,6 +18,7 @@ std::unique_ptr<ByteDecoder> make_rotate_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_rans_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_auto_decoder(const SpecStage& stage);
 std::unique_ptr<ByteDecoder> make_xz_decoder(const SpecStage& stage);
+std::unique_ptr<ByteDecoder> make_vrans_decoder(const SpecStage& stage);
 
 int zstd_level(const SpecStage& stage);  // "zstd[:L]", L = 1..22 (19 by default)
 inline constexpr int kZstdMaxWindowLog = 27;

@@ -13,9 +13,7 @@
 
 namespace pgolf {
 
-namespace {
-
-using namespace rans;
+namespace rans {
 
 void put_varint(std::vector<uint8_t>& out, uint32_t value) {
   while (value >= 0x80) {
@@ -95,6 +93,25 @@ void put_runs(std::vector<uint8_t>& out, std::span<const uint32_t> values) {
   }
 }
 
+std::vector<uint64_t> count_bytes(std::span<const uint8_t> block) {
+  // Four tables, so a run of one symbol does not serialise on its own counter.
+  std::array<std::array<uint32_t, 256>, 4> partial{};
+  size_t i = 0;
+  for (; i + 4 <= block.size(); i += 4)
+    for (int k = 0; k < 4; ++k) ++partial[k][block[i + k]];
+  for (; i < block.size(); ++i) ++partial[0][block[i]];
+  std::vector<uint64_t> counts(256);
+  for (const auto& table : partial)
+    for (int s = 0; s < 256; ++s) counts[s] += table[s];
+  return counts;
+}
+
+}  // namespace rans
+
+namespace {
+
+using namespace rans;
+
 // What the encoder needs per symbol, so its inner loop multiplies instead of dividing:
 // x / freq == mulhi(x, reciprocal) >> shift, and the coded state
 // (x / freq) * total + x % freq + start == x + bias + (x / freq) * (total - freq).
@@ -136,19 +153,6 @@ inline void encode_symbol(uint64_t& x, const EncoderSymbol& e, uint32_t*& next_w
   x = shed ? x >> 32 : x;
   auto quotient = static_cast<uint64_t>((static_cast<unsigned __int128>(x) * e.reciprocal) >> 64) >> e.shift;
   x += e.bias + quotient * e.total_minus_freq;
-}
-
-std::vector<uint64_t> count_bytes(std::span<const uint8_t> block) {
-  // Four tables, so a run of one symbol does not serialise on its own counter.
-  std::array<std::array<uint32_t, 256>, 4> partial{};
-  size_t i = 0;
-  for (; i + 4 <= block.size(); i += 4)
-    for (int k = 0; k < 4; ++k) ++partial[k][block[i + k]];
-  for (; i < block.size(); ++i) ++partial[0][block[i]];
-  std::vector<uint64_t> counts(256);
-  for (const auto& table : partial)
-    for (int s = 0; s < 256; ++s) counts[s] += table[s];
-  return counts;
 }
 
 // Codes a block of symbol indices (at least two of them present in counts): their frequencies,

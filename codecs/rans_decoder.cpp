@@ -10,46 +10,9 @@
 
 namespace pgolf {
 
-namespace {
+namespace rans {
 
-using namespace rans;
-
-[[noreturn]] void corrupt(const char* what) { throw InputError(std::string("corrupt rans stream: ") + what); }
-
-// Reads bytes from the encoded stream, checking every access against its end.
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
-  size_t remaining() const { return bytes_.size() - pos_; }
-
-  uint32_t varint() {
-    uint32_t value = 0;
-    for (int shift = 0; shift < 35; shift += 7) {
-      if (pos_ == bytes_.size()) corrupt("truncated");
-      uint8_t byte = bytes_[pos_++];
-      if (shift == 28 && byte > 0x0F) corrupt("varint overflows 32 bits");
-      value |= static_cast<uint32_t>(byte & 0x7F) << shift;
-      if (byte < 0x80) return value;
-    }
-    corrupt("varint overflows 32 bits");
-  }
-  std::span<const uint8_t> take(size_t count) {
-    if (count > remaining()) corrupt("a block runs past the end of the stream");
-    pos_ += count;
-    return bytes_.subspan(pos_ - count, count);
-  }
-
- private:
-  std::span<const uint8_t> bytes_;
-  size_t pos_ = 0;
-};
-
-uint32_t load_word(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-
-// The decoder's table has one entry per slot: index | (slot - start) << kIndexBits | freq << (kIndexBits + kScaleBits).
-static_assert(8 + 2 * Alphabet<uint8_t>::kScaleBits <= 32 && 3 * Wide::kScaleBits <= 64, "slot entries hold their fields");
+void corrupt(const char* what) { throw InputError(std::string("corrupt rans stream: ") + what); }
 
 // Reads the runs of present values (at most max_runs runs, values below value_limit).
 std::vector<uint32_t> read_runs(Reader& in, uint32_t value_limit, uint32_t min_runs, uint32_t max_runs, uint32_t max_values) {
@@ -66,6 +29,19 @@ std::vector<uint32_t> read_runs(Reader& in, uint32_t value_limit, uint32_t min_r
   }
   return values;
 }
+
+}  // namespace rans
+
+namespace {
+
+using namespace rans;
+
+uint32_t load_word(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// The decoder's table has one entry per slot: index | (slot - start) << kIndexBits | freq << (kIndexBits + kScaleBits).
+static_assert(8 + 2 * Alphabet<uint8_t>::kScaleBits <= 32 && 3 * Wide::kScaleBits <= 64, "slot entries hold their fields");
 
 // Reads the frequencies of `symbols` into the decoder's slot table.
 template <typename Index>

@@ -29,7 +29,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include "core/spec.h"
 
@@ -58,5 +60,67 @@ struct Settings {
   size_t width = 1;  // bytes per symbol: 1 or 2
 };
 Settings settings_of(const SpecStage& stage);
+
+// The pieces both rANS layouts (rans, vrans) share. Writing (rans_codec.cpp):
+void put_varint(std::vector<uint8_t>& out, uint32_t value);
+// Frequencies summing to total, each present symbol >= 1, that minimise the coded size.
+std::vector<uint32_t> normalise(std::span<const uint64_t> counts, uint64_t length, uint32_t total);
+// The present values, ascending, as runs of consecutive values.
+void put_runs(std::vector<uint8_t>& out, std::span<const uint32_t> values);
+std::vector<uint64_t> count_bytes(std::span<const uint8_t> block);
+
+// Reading (rans_decoder.cpp):
+[[noreturn]] void corrupt(const char* what);  // InputError "corrupt rans stream: ..."
+// Reads bytes from the encoded stream, checking every access against its end.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+  size_t remaining() const { return bytes_.size() - pos_; }
+
+  uint32_t varint() {
+    uint32_t value = 0;
+    for (int shift = 0; shift < 35; shift += 7) {
+      if (pos_ == bytes_.size()) corrupt("truncated");
+      uint8_t byte = bytes_[pos_++];
+      if (shift == 28 && byte > 0x0F) corrupt("varint overflows 32 bits");
+      value |= static_cast<uint32_t>(byte & 0x7F) << shift;
+      if (byte < 0x80) return value;
+    }
+    corrupt("varint overflows 32 bits");
+  }
+  std::span<const uint8_t> take(size_t count) {
+    if (count > remaining()) corrupt("a block runs past the end of the stream");
+    pos_ += count;
+    return bytes_.subspan(pos_ - count, count);
+  }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t pos_ = 0;
+};
+// Reads the runs of present values (between min_runs and max_runs runs, values below value_limit,
+// at most max_values of them).
+std::vector<uint32_t> read_runs(Reader& in, uint32_t value_limit, uint32_t min_runs, uint32_t max_runs, uint32_t max_values);
+
+// "vrans": rANS laid out for vector decoders (numpy decodes all lanes at once, one numpy step per L
+// symbols), bytes only, no parameters:
+//   varint L             lanes, a power of two from 1 to kVectorMaxLanes (the encoder takes the
+//                        largest up to length / kVectorSymbolsPerLane)
+//   per block            of kDefaultBlock symbols (the last may be shorter): the runs of present
+//                        values as rans writes them, then for two or more values their frequencies
+//                        (varints summing to 2^12)
+//   L u32                each lane's initial state, little-endian
+//   u16 words            to the end, little-endian, in the order the decoder reads them
+// Symbol i is coded by lane i % L; L divides the block, so a step of L symbols lies in one block. A
+// block of one value codes nothing (no lane moves). Decoding symbol i: slot = x & 4095, the slot's
+// value, x = freq * (x >> 12) + slot - start, and if x < 2^16, x = x << 16 | the next word: lanes in
+// ascending order take the words of a step in turn. States live in [2^16, 2^32); the encoder starts
+// every lane at 2^16, so the decoder must end every lane there.
+constexpr uint32_t kVectorMaxLanes = 1024;
+// Lanes cost 4 bytes each (their states) and save numpy a step each per L symbols: one lane per 512
+// symbols keeps every stream under 1,024 numpy steps but base9's int6 symbols (11 K).
+constexpr size_t kVectorSymbolsPerLane = 512;
+constexpr int kVectorScaleBits = 12;
+constexpr uint32_t kVectorStateLow = uint32_t{1} << 16;
 
 }  // namespace pgolf::rans

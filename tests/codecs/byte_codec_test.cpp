@@ -57,7 +57,8 @@ TEST_P(ByteCodecRoundTrip, CorruptStreamsAreErrorsNotCrashes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ByteCodecRoundTrip, ::testing::Values("zstd:1", "zstd:22", "zlib:1", "zlib:9", "none", "shuffle:2+zstd:3",
-                                                                   "shuffle:4+zlib:6", "shuffle:8"));
+                                                                   "shuffle:4+zlib:6", "shuffle:8", "xz:0", "xz:9", "vrans",
+                                                                   "shuffle:2+vrans"));
 
 // Large inputs become several 4 MiB frames compressed in parallel; the bytes must not depend on it.
 TEST(ByteCodec, ZstdLargeInputsAreChunkedDeterministically) {
@@ -95,7 +96,7 @@ TEST(ByteCodec, ShuffleGroupsBytesAndHelpsFloats) {
 
 TEST(ByteCodec, UnknownOrBadSpecsAreErrors) {
   for (const char* bad : {"lzma", "zstd:0", "zstd:23", "zlib:10", "zlib:x", "none:1", "zstd:1+zlib:9", "", "shuffle",
-                          "shuffle:3", "zstd:3+shuffle:2"})
+                          "shuffle:3", "zstd:3+shuffle:2", "xz:10", "vrans:2", "vrans+zstd:3"})
     EXPECT_THROW(make_byte_codec(bad), InputError) << bad;
   try {
     make_byte_codec("brotli");
