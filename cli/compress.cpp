@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
+#include "artifact/profile.h"
 #include "checkpoint/safetensors.h"
 #include "cli/command.h"
 #include "cli/format.h"
@@ -101,6 +102,17 @@ nlohmann::json budget_plan_json(const BudgetPlan& plan) {
           {"output_space", plan.output_space}, {"tensors", tensors}};
 }
 
+// The bytes of the files that ship with the artifact, as they are.
+uint64_t counted_bytes(const std::vector<std::string>& files) {
+  uint64_t total = 0;
+  for (const auto& file : files) {
+    std::error_code ec;
+    require(std::filesystem::is_regular_file(file, ec), "--code " + file + ": no such file");
+    total += std::filesystem::file_size(file);
+  }
+  return total;
+}
+
 }  // namespace
 
 int compress_main(int argc, char** argv) {
@@ -113,9 +125,15 @@ int compress_main(int argc, char** argv) {
                 "ecsq:relmse=R|bits=B|step=S|totalrelmse=T, gptq+GRID (GRID intN or ecsq; needs --calibration), "
                 "fp16, bf16, fp32; or 'lossless': every tensor exact",
        cxxopts::value<std::string>()->default_value("int6"))
-      ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, rans, none; "
-                     "auto: per group the smallest of rans, zstd:22, zlib:9",
-       cxxopts::value<std::string>()->default_value("zstd:22"))
+      ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, xz:0..9, rans, vrans, none; "
+                     "auto: per group the smallest of rans, zstd:22, zlib:9 (auto:for=python: of vrans, zlib:9, xz:9) "
+                     "(default: zstd:22; auto:for=python under --profile python)",
+       cxxopts::value<std::string>())
+      ("profile", "who decodes the artifact: native (pgolf) or python (the numpy decoder of pgolf export-decoder, "
+                  "for a Parameter Golf submission): every stream group then uses a byte codec it reads",
+       cxxopts::value<std::string>()->default_value("native"))
+      ("code", "files that ship with the artifact (a submission's train_gpt.py, the exported decoder): their bytes "
+               "count in --budget and in the total (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("rule", "REGEX=SPEC: codec for tensors whose name matches (repeatable, first match wins; SPEC 'raw' stores bytes as they are)",
        cxxopts::value<std::vector<std::string>>())
       ("budget", "fail (exit 2, nothing written) unless the artifact fits in this many bytes (decimal; 16000000 = Parameter Golf's cap)",
@@ -151,12 +169,21 @@ int compress_main(int argc, char** argv) {
   auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());
   std::vector<std::string> rules = args.count("rule") ? args["rule"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Plan plan(args["codec"].as<std::string>(), rules);
-  auto compressor = make_byte_codec(args["compressor"].as<std::string>());
+  const DecoderProfile profile = decoder_profile(args["profile"].as<std::string>());
+  const std::string compressor_spec =
+      args.count("compressor") ? args["compressor"].as<std::string>() : default_compressor(profile);
+  require_decodable(profile, compressor_spec, "--compressor");
+  auto compressor = make_byte_codec(compressor_spec);
+  const std::vector<std::string> code_files = args.count("code") ? list_flag_values(args, "code") : std::vector<std::string>{};
+  const uint64_t code_bytes = counted_bytes(code_files);
   std::optional<uint64_t> budget;
   if (args.count("budget")) budget = parse_byte_count(args["budget"].as<std::string>());
+  require(!budget || code_bytes < *budget, "the code alone (" + with_commas(code_bytes) + " B) does not fit the budget of " +
+                                               (budget ? with_commas(*budget) : std::string()) + " B");
   // The output checked before the work, not after.
   std::vector<std::string> reads = checkpoint.files();
   if (args.count("calibration")) reads.push_back(args["calibration"].as<std::string>());
+  reads.insert(reads.end(), code_files.begin(), code_files.end());
   if (!dry_run) check_output(output, reads, args.count("force") > 0);
 
   std::optional<Calibration> calibration;
@@ -175,13 +202,15 @@ int compress_main(int argc, char** argv) {
     if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
     auto_options.threads = args["threads"].as<unsigned>();
     auto_options.progress = progress_bars();
-    budget_plan = plan_for_budget(checkpoint, *budget, *compressor, auto_options);
+    budget_plan = plan_for_budget(checkpoint, *budget - code_bytes, *compressor, auto_options);
     result = std::move(budget_plan->artifact);
   } else {
     result = compress_checkpoint(checkpoint, plan.specs_for(checkpoint), *compressor,
                                  {args["threads"].as<unsigned>(), progress_bars(), calibrated});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const auto& g : result.manifest.groups) require_decodable(profile, g.codec, "stream group '" + g.name + "': codec");
+  const uint64_t total_bytes = result.bytes.size() + code_bytes;
 
   uint64_t input_bytes = 0;
   int64_t params = 0;
@@ -210,18 +239,24 @@ int compress_main(int argc, char** argv) {
     j["all"] = distortion_json(all);
     if (calibration) j["calibration"] = calibration->path();
     j["seconds"] = seconds;
+    j["code_bytes"] = code_bytes;
+    j["total_bytes"] = total_bytes;
     if (budget) j["budget"] = *budget;
-    j["written"] = !dry_run && (!budget || result.bytes.size() <= *budget);
+    j["written"] = !dry_run && (!budget || total_bytes <= *budget);
     if (budget_plan) j["auto"] = budget_plan_json(*budget_plan);
     std::cout << j.dump(2) << "\n";
   } else {
     if (budget_plan) print_budget_plan(*budget_plan, *budget, result.bytes.size());
     print_table(result, input_bytes, params, quantized, all, seconds);
+    if (!code_files.empty() || budget)
+      std::printf("artifact + code = %s + %s = %s B%s\n", with_commas(result.bytes.size()).c_str(),
+                  with_commas(code_bytes).c_str(), with_commas(total_bytes).c_str(),
+                  budget ? (" of " + with_commas(*budget)).c_str() : "");
   }
 
-  if (budget && result.bytes.size() > *budget)
-    throw InputError("the artifact is " + with_commas(result.bytes.size()) + " bytes, " +
-                     with_commas(result.bytes.size() - *budget) + " over the budget of " + with_commas(*budget) +
+  if (budget && total_bytes > *budget)
+    throw InputError("the artifact" + std::string(code_bytes ? " and its code are " : " is ") + with_commas(total_bytes) +
+                     " bytes, " + with_commas(total_bytes - *budget) + " over the budget of " + with_commas(*budget) +
                      (dry_run ? "" : "; nothing written"));
   if (!dry_run) {
     write_file_atomic(output, result.bytes, args.count("force") > 0);

@@ -26,13 +26,14 @@ constexpr Subcommand kSubcommands[] = {
     {"train", pgolf::cli::train_main, "train the baseline model (Muon + Adam) on Parameter Golf shards; bf16 checkpoint + resumable state"},
     {"bench", pgolf::cli::bench_main, "rate-distortion sweep: bytes, error, time and val_bpb per codec; table, CSV, JSON, SVG plots"},
     {"sensitivity", pgolf::cli::sensitivity_main, "per-tensor loss increase per unit of squared error, for compress --auto --sensitivity"},
+    {"export-decoder", pgolf::cli::export_decoder_main, "write the Python decoder (numpy) of compress --profile python artifacts"},
     {"calibrate", pgolf::cli::calibrate_main, "input Hessians X^T X / n of the quantized matrices on train or self-generated tokens, for compress --calibration"},
 };
 
 void usage(std::FILE* out) {
   std::fprintf(out, "usage: pgolf COMMAND [options]   (pgolf COMMAND --help for its options)\n\ncommands:\n");
   for (const auto& s : kSubcommands)
-    std::fprintf(out, "  %-11s %.*s\n", std::string(s.name).c_str(), static_cast<int>(s.summary.size()), s.summary.data());
+    std::fprintf(out, "  %-14s %.*s\n", std::string(s.name).c_str(), static_cast<int>(s.summary.size()), s.summary.data());
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// "auto[:width=W]": the smallest of rans, zstd:22 and zlib:9 on each stream (each as it codes
-// W-byte symbols). An artifact records the chosen codec for each stream group (encode_named), so
+// "auto[:width=W][,for=python]": the smallest of rans, zstd:22 and zlib:9 on each stream (each as it
+// codes W-byte symbols); for=python, of vrans, zlib:9 and xz:9, which the Python decoder reads. An artifact records the chosen codec for each stream group (encode_named), so
 // decoding never needs this one; on its own, its output is the chosen codec's index in one byte,
 // then that codec's output (auto_decoder.cpp).
 #include "codecs/byte_codec_registry.h"
@@ -11,11 +11,11 @@ namespace {
 
 class AutoCodec final : public ByteCodec {
  public:
-  explicit AutoCodec(int width) : width_(width) {
-    for (const auto& spec : auto_candidates(width)) candidates_.push_back(make_byte_codec(spec));
+  explicit AutoCodec(AutoSettings settings) : settings_(settings) {
+    for (const auto& spec : auto_candidates(settings)) candidates_.push_back(make_byte_codec(spec));
   }
-  std::string spec() const override { return width_ == 1 ? "auto" : "auto:width=" + std::to_string(width_); }
-  std::string spec_for_symbols(int width) const override { return AutoCodec(width).spec(); }
+  std::string spec() const override { return settings_.spec(); }
+  std::string spec_for_symbols(int width) const override { return AutoSettings{width, settings_.python}.spec(); }
 
   std::pair<std::string, std::vector<uint8_t>> encode_named(std::span<const uint8_t> raw) const override {
     auto [index, encoded] = smallest(raw);
@@ -37,12 +37,12 @@ class AutoCodec final : public ByteCodec {
     return best;
   }
 
-  int width_;
+  AutoSettings settings_;
   std::vector<std::unique_ptr<ByteCodec>> candidates_;
 };
 
 }  // namespace
 
-std::unique_ptr<ByteCodec> make_auto_codec(const SpecStage& stage) { return std::make_unique<AutoCodec>(auto_width(stage)); }
+std::unique_ptr<ByteCodec> make_auto_codec(const SpecStage& stage) { return std::make_unique<AutoCodec>(auto_settings(stage)); }
 
 }  // namespace pgolf

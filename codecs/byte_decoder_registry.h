@@ -29,8 +29,14 @@ void require_no_params(const SpecStage& stage);
 size_t element_width_param(const SpecStage& stage);
 // Whole elements rotate one bit (left to encode, right to decode); a tail shorter than an element is copied.
 std::vector<uint8_t> rotate_elements(std::span<const uint8_t> in, size_t width, bool left);
-int auto_width(const SpecStage& stage);  // "auto[:width=W]", W = 1, 2, 4 or 8
-// The codecs "auto" chooses among, as they code W-byte symbols, in the order its index byte counts them.
-std::vector<std::string> auto_candidates(int width);
+// "auto[:width=W][,for=python]": W-byte symbols (1, 2, 4 or 8); only codecs the Python decoder reads.
+struct AutoSettings {
+  int width = 1;
+  bool python = false;
+  std::string spec() const;
+};
+AutoSettings auto_settings(const SpecStage& stage);
+// The codecs "auto" chooses among, as they code its symbols, in the order its index byte counts them.
+std::vector<std::string> auto_candidates(const AutoSettings& settings);
 
 }  // namespace pgolf

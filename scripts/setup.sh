@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libzstd-dev zlib1g-dev liblzma-dev libeigen3-dev libcxxopts-dev
-          nlohmann-json3-dev libsentencepiece-dev googletest libgtest-dev libbenchmark-dev xz-utils)
+          nlohmann-json3-dev libsentencepiece-dev googletest libgtest-dev libbenchmark-dev xz-utils
+          python3 python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

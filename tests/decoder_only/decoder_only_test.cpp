@@ -5,7 +5,9 @@
 // were made, so a later reader that decodes an old artifact differently fails here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -17,21 +19,33 @@
 namespace pgolf {
 namespace {
 
-std::string fixture(const std::string& name) { return std::string(PGOLF_SOURCE_DIR) + "/tests/fixtures/artifacts/v1/" + name; }
+const std::filesystem::path kFixtures = std::filesystem::path(PGOLF_SOURCE_DIR) / "tests/fixtures/artifacts";
 
-std::vector<std::string> fixture_specs() {
-  std::ifstream in(fixture("every_decoder.specs"));
+// Every kept artifact: vN/every_decoder.COMPRESSOR.pgz, one per format version and byte codec family.
+std::vector<std::string> every_fixture() {
+  std::vector<std::string> paths;
+  for (const auto& version : std::filesystem::directory_iterator(kFixtures))
+    if (version.is_directory())
+      for (const auto& file : std::filesystem::directory_iterator(version.path()))
+        if (file.path().extension() == ".pgz") paths.push_back(file.path().lexically_relative(kFixtures).string());
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::vector<std::string> fixture_specs(const std::filesystem::path& folder) {
+  std::ifstream in(folder / "every_decoder.specs");
   std::vector<std::string> specs;
   for (std::string line; std::getline(in, line);) specs.push_back(line);
   return specs;
 }
 
-class EveryByteCodec : public ::testing::TestWithParam<std::string> {};
+class EveryFixture : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(EveryByteCodec, DecodesTheFixtureAsPgolfDecompressDid) {
-  const DecodedArtifact decoded = decode_artifact_file(fixture("every_decoder." + GetParam() + ".pgz"));
-  const Checkpoint expected = Checkpoint::open({fixture("every_decoder.expected.safetensors")});
-  const std::vector<std::string> specs = fixture_specs();
+TEST_P(EveryFixture, DecodesAsPgolfDecompressDid) {
+  const std::filesystem::path path = kFixtures / GetParam();
+  const DecodedArtifact decoded = decode_artifact_file(path.string());
+  const Checkpoint expected = Checkpoint::open({(path.parent_path() / "every_decoder.expected.safetensors").string()});
+  const std::vector<std::string> specs = fixture_specs(path.parent_path());
   ASSERT_EQ(specs.size(), 22u);
   ASSERT_EQ(decoded.tensors.size(), specs.size() + 1);  // and the raw int64 one
   for (const DecodedTensor& t : decoded.tensors) {
@@ -48,16 +62,31 @@ TEST_P(EveryByteCodec, DecodesTheFixtureAsPgolfDecompressDid) {
     ASSERT_EQ(want.bytes.size(), 4 * t.values.size());
     EXPECT_EQ(std::memcmp(want.bytes.data(), t.values.data(), want.bytes.size()), 0) << "values differ";
   }
-  // Every byte codec family is there: the groups' decoders name it.
+  // The byte codec family its name says: the groups' decoders name it.
+  const std::string family = path.stem().extension().string().substr(1);
   bool named = false;
-  for (const auto& g : decoded.manifest.groups) named = named || g.codec.find(GetParam()) != std::string::npos;
-  EXPECT_TRUE(named);
+  for (const auto& g : decoded.manifest.groups) named = named || g.codec.starts_with(family) || g.codec.find("+" + family) != std::string::npos;
+  EXPECT_TRUE(named) << family;
+  EXPECT_EQ("v" + std::to_string(decoded.manifest.version), path.parent_path().filename().string());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, EveryByteCodec, ::testing::Values("zstd", "zlib", "rans"));
+TEST(DecoderOnly, KeepsFixturesOfEveryFormatVersion) {
+  const auto fixtures = every_fixture();
+  for (uint32_t version = 1; version <= kArtifactVersion; ++version)
+    EXPECT_TRUE(std::any_of(fixtures.begin(), fixtures.end(),
+                            [&](const std::string& f) { return f.starts_with("v" + std::to_string(version) + "/"); }))
+        << "no kept artifact of format version " << version << ": tests/fixtures/artifacts/make_fixtures.sh";
+}
+
+INSTANTIATE_TEST_SUITE_P(Kept, EveryFixture, ::testing::ValuesIn(every_fixture()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name;
+                           for (char c : info.param) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           return name;
+                         });
 
 TEST(DecoderOnly, RefusesDamagedArtifacts) {
-  auto map = MappedFile::open(fixture("every_decoder.rans.pgz"));
+  auto map = MappedFile::open((kFixtures / "v2/every_decoder.rans.pgz").string());
   const std::vector<uint8_t> good(map->bytes().begin(), map->bytes().end());
   std::vector<uint8_t> cut(good.begin(), good.end() - 1);
   EXPECT_THROW(decode_artifact(cut, "cut"), InputError);
