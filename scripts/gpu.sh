@@ -19,6 +19,10 @@
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
 #                                          val_bpb, int6 + zstd:22; REF_GPUS=N for --gpus N)
+#                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
+#                                          train_gpt.py evaluates base9 through the exported Python
+#                                          decoder, against pgolf eval; its saved final_model.pt
+#                                          round-trips through pgolf compress --profile python)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +31,8 @@ if [[ "${1:-}" == prepare ]]; then
   mkdir -p devdata/sp1024
   xz -dc ../shared/data/sp1024/corpus_val_000000.bin.xz > devdata/sp1024/corpus_val_000000.bin
   cp samples/sp1024/corpus_1024_bpe.model devdata/sp1024/
+  # The Parameter Golf baseline (MIT), the client the submission run holds the Python decoder to.
+  rm -rf devdata/pg-baseline && cp -r ../shared/reference/pg-baseline devdata/
   # The train shards travel as one tar.xz (21 MB, under the device's 64 MiB carry with the repo;
   # 107 MB unpacked) and are unpacked there.
   shards=$(mktemp -d)
@@ -386,7 +392,55 @@ eval_base9() {
     "$logs/eval.txt" | tee "$logs/eval_check.txt"
 }
 
+# The exported decoder in a real client: the baseline's own GPT and eval_val on base9 decoded by
+# pgolf_decode.py, fp32 (as pgolf eval) within 1e-4 of pgolf eval, and in bf16 autocast as the
+# baseline runs; then the baseline trains a few steps, saves final_model.pt, and that file
+# round-trips bit for bit through compress --profile python (lossless) and the decoder.
+submission_run() {
+  local dir=build-gpu/submission
+  rm -rf "$dir" && mkdir -p "$dir/data"
+  python3 -c "import torch, numpy, sentencepiece; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__)" |
+    tee "$logs/submission.txt" || { failed+=(submission-python); return; }
+  build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.py" | tee -a "$logs/submission.txt"
+  build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed > /dev/null
+  step "submission: base9 --profile python, counted with the baseline script and the packed decoder"
+  build-gpu/cli/pgolf compress samples/base9 --profile python -o "$dir/base9.pgz" --budget 16000000 \
+    --code devdata/pg-baseline/train_gpt.py "$dir/pgolf_decode.packed.py" | tail -3 | tee -a "$logs/submission.txt"
+  step "submission: the baseline's eval_val (fp32, then bf16 autocast) against pgolf eval, full val split"
+  (cd "$dir" && python3 ../../samples/submission/eval_artifact.py base9.pgz --train-gpt ../../devdata/pg-baseline/train_gpt.py \
+     --data ../../devdata/sp1024 --fp32) 2>&1 | tee "$logs/submission_fp32.txt" || failed+=(submission-eval)
+  (cd "$dir" && python3 ../../samples/submission/eval_artifact.py base9.pgz --train-gpt ../../devdata/pg-baseline/train_gpt.py \
+     --data ../../devdata/sp1024) 2>&1 | tee "$logs/submission_bf16.txt" || failed+=(submission-eval)
+  build-gpu/cli/pgolf eval "$dir/base9.pgz" --data devdata/sp1024 --device cuda 2>&1 | tee "$logs/submission_pgolf.txt"
+  python3 - "$logs" <<'EOF3' | tee -a "$logs/submission.txt" || failed+=(submission-match)
+import re, sys
+def bpb(f): return float(re.search(r"val_bpb\s+(\S+)", open(f"{sys.argv[1]}/{f}").read()).group(1))
+a, b, c = bpb("submission_fp32.txt"), bpb("submission_pgolf.txt"), bpb("submission_bf16.txt")
+print(f"val_bpb: baseline eval_val fp32 {a:.6f}, pgolf eval {b:.6f}: difference {a - b:+.2e} "
+      f"({'within 1e-4' if abs(a - b) <= 1e-4 else 'OFF'}); baseline bf16 autocast {c:.6f}")
+sys.exit(abs(a - b) > 1e-4)
+EOF3
+  step "submission: the baseline trains 10 steps and saves final_model.pt; it round-trips"
+  unpack_train_shards
+  ln -sf "$PWD/devdata/sp1024/corpus_train_000000.bin" "$dir/data/fineweb_train_000000.bin"
+  ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$dir/data/fineweb_val_000000.bin"
+  (cd "$dir" && DATA_PATH=data TOKENIZER_PATH=../../devdata/sp1024/corpus_1024_bpe.model ITERATIONS=10 WARMUP_STEPS=2 \
+     VAL_LOSS_EVERY=0 TRAIN_BATCH_TOKENS=131072 timeout 400 python3 ../../devdata/pg-baseline/train_gpt.py) \
+    > "$logs/submission_train.txt" 2>&1 || { tail -20 "$logs/submission_train.txt"; failed+=(submission-train); return; }
+  grep -E "val_bpb|final" "$logs/submission_train.txt" | tail -4
+  build-gpu/cli/pgolf compress "$dir/final_model.pt" --codec lossless --profile python -o "$dir/final.pgz" | tail -2
+  (cd "$dir" && python3 - <<'EOF4') 2>&1 | tee -a "$logs/submission.txt" || failed+=(submission-roundtrip)
+import sys, torch
+from pgolf_decode import decode
+saved, decoded = torch.load("final_model.pt", map_location="cpu"), decode("final.pgz")
+bad = [k for k, t in saved.items() if not torch.equal(t.float(), torch.from_numpy(decoded[k]).float())]
+print(f"final_model.pt: {len(saved)} tensors, {len(bad)} differ after compress --codec lossless --profile python and the decoder")
+sys.exit(bool(bad) or set(saved) != set(decoded))
+EOF4
+}
+
 case "${1:-}" in
+  submission) submission_run; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"
