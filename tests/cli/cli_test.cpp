@@ -10,6 +10,7 @@
 
 #include "artifact/artifact.h"
 #include "checkpoint/safetensors.h"
+#include "core/spec.h"
 #include "cli/run_pgolf.h"
 #include "plan/plan.h"
 #include "quant/tensor_codec.h"
@@ -85,6 +86,55 @@ TEST(Cli, BudgetThatCannotBeMetWritesNothing) {
   EXPECT_TRUE(std::filesystem::exists(pgz));
 }
 
+// 1234567 -> "1,234,567", as pgolf prints byte counts.
+std::string with_commas(uint64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// What ships with the artifact counts: --code files join --budget and the printed total; under
+// --profile python every stream group is one the exported decoder reads, and that decoder is the
+// source file itself (its packed form smaller).
+TEST(Cli, CodeCountsInTheBudgetAndThePythonProfileKeepsToItsDecoder) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir), pgz = dir.file("p.pgz"), decoder = dir.file("pgolf_decode.py");
+  auto r = pgolf("export-decoder -o " + decoder);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(test::read_bytes(decoder), test::read_bytes(test::source_dir() + "/python/pgolf_decode.py"));
+  ASSERT_EQ(pgolf("export-decoder --packed -o " + dir.file("packed.py")).exit_code, 0);
+  const uint64_t code = std::filesystem::file_size(decoder), packed = std::filesystem::file_size(dir.file("packed.py"));
+  EXPECT_LT(packed, code / 2) << "xz and base85 of the source";
+  EXPECT_NE(r.out.find(with_commas(packed) + " B"), std::string::npos) << r.out;
+
+  r = pgolf("compress " + in + " -o " + pgz + " --profile python --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  const uint64_t artifact = j["artifact_bytes"].get<uint64_t>();
+  for (const auto& g : j["groups"])
+    for (const auto& stage : parse_spec(g["codec"].get<std::string>()))
+      EXPECT_TRUE(stage.name == "vrans" || stage.name == "zlib" || stage.name == "xz" || stage.name == "shuffle" ||
+                  stage.name == "rotate" || stage.name == "none") << g["codec"];
+
+  const std::string budget = std::to_string(artifact + code - 1);
+  r = pgolf("compress " + in + " -o " + dir.file("q.pgz") + " --profile python --code " + decoder + " --budget " + budget);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("the artifact and its code are " + with_commas(artifact + code) + " bytes, 1 over"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("q.pgz")));
+  r = pgolf("compress " + in + " -o " + dir.file("q.pgz") + " --profile python --code " + decoder + " --budget " +
+            std::to_string(artifact + code));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("artifact + code = " + with_commas(artifact) + " + " + with_commas(code) + " = " +
+                       with_commas(artifact + code) + " B of " + with_commas(artifact + code)),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(test::read_bytes(dir.file("q.pgz")), test::read_bytes(pgz));
+}
+
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
@@ -115,6 +165,13 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
       {"decompress " + in + " -o " + dir.file("f.safetensors"), "not a pgolf artifact"},
       {"decompress " + pgz + " -o " + dir.file("f.safetensors") + " --dtype int8", "--dtype"},
       {"inspect " + dir.file("trunc.pgz"), "truncated"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --profile python --compressor rans", "not one the Python decoder reads"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --profile python --compressor auto", "not one the Python decoder reads"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --profile lua", "unknown decoder profile"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --code " + dir.file("missing.py"), "missing.py"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --code " + in + " --budget 100", "the code alone"},
+      {"export-decoder", "no output"},
+      {"export-decoder -o " + pgz, "exists"},
   };
   for (const auto& c : cases) {
     auto r = pgolf(c.args);
