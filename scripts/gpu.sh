@@ -405,7 +405,7 @@ submission_run() {
   build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed > /dev/null
   step "submission: base9 --profile python, counted with the baseline script and the packed decoder"
   build-gpu/cli/pgolf compress samples/base9 --profile python -o "$dir/base9.pgz" --budget 16000000 \
-    --code devdata/pg-baseline/train_gpt.py "$dir/pgolf_decode.packed.py" | tail -3 | tee -a "$logs/submission.txt"
+    --code devdata/pg-baseline/train_gpt.py --code "$dir/pgolf_decode.packed.py" | tail -3 | tee -a "$logs/submission.txt"
   step "submission: the baseline's eval_val (fp32, then bf16 autocast) against pgolf eval, full val split"
   (cd "$dir" && python3 ../../samples/submission/eval_artifact.py base9.pgz --train-gpt ../../devdata/pg-baseline/train_gpt.py \
      --data ../../devdata/sp1024 --fp32) 2>&1 | tee "$logs/submission_fp32.txt" || failed+=(submission-eval)

@@ -3,7 +3,7 @@ artifact: build the baseline's own model and run its own eval_val (train_gpt.py 
 repository, imported, not copied), the state dict coming from the exported decoder.
 
   pgolf export-decoder -o pgolf_decode.py
-  pgolf compress samples/base9 --profile python -o base9.pgz --code train_gpt.py pgolf_decode.py --budget 16000000
+  pgolf compress samples/base9 --profile python -o base9.pgz --code train_gpt.py --code pgolf_decode.py --budget 16000000
   python3 eval_artifact.py base9.pgz --train-gpt PATH/train_gpt.py --data DIR [--fp32] [--tokens N]
 
 --data holds the *_val_*.bin shards and the tokenizer (*.model); the model's shape comes from train_gpt.py's
