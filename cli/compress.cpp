@@ -146,7 +146,11 @@ int compress_main(int argc, char** argv) {
        cxxopts::value<std::vector<std::string>>())
       ("sensitivity", "for --auto: JSON {\"tensor\": weight} scaling each tensor's squared error (default 1)",
        cxxopts::value<std::string>())
-      ("dry-run", "measure everything, write nothing")
+      ("plan", "a plan file (one spec per tensor, as --save-plan writes it) instead of --codec, --rule and --auto",
+       cxxopts::value<std::string>())
+      ("save-plan", "write the plan used, one spec per tensor as built (fitted: ecsq:totalrelmse's step resolved), "
+                    "to replay or edit with --plan", cxxopts::value<std::string>())
+      ("dry-run", "measure everything, write nothing (but --save-plan)")
       ("json", "print one JSON object instead of the table")
       ("force", "replace an existing output")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
@@ -184,7 +188,15 @@ int compress_main(int argc, char** argv) {
   std::vector<std::string> reads = checkpoint.files();
   if (args.count("calibration")) reads.push_back(args["calibration"].as<std::string>());
   reads.insert(reads.end(), code_files.begin(), code_files.end());
+  const bool replay = args.count("plan") > 0;
+  require(!replay || (!args.count("codec") && !args.count("rule") && !args.count("auto")),
+          "--plan gives every tensor its spec: it replaces --codec, --rule and --auto");
+  if (replay) reads.push_back(args["plan"].as<std::string>());
   if (!dry_run) check_output(output, reads, args.count("force") > 0);
+  if (args.count("save-plan")) {
+    if (!dry_run) reads.push_back(output);
+    check_output(args["save-plan"].as<std::string>(), reads, args.count("force") > 0);
+  }
 
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
@@ -205,8 +217,9 @@ int compress_main(int argc, char** argv) {
     budget_plan = plan_for_budget(checkpoint, *budget - code_bytes, *compressor, auto_options);
     result = std::move(budget_plan->artifact);
   } else {
-    result = compress_checkpoint(checkpoint, plan.specs_for(checkpoint), *compressor,
-                                 {args["threads"].as<unsigned>(), progress_bars(), calibrated});
+    const std::vector<std::string> specs =
+        replay ? read_plan_file(args["plan"].as<std::string>(), checkpoint) : plan.specs_for(checkpoint);
+    result = compress_checkpoint(checkpoint, specs, *compressor, {args["threads"].as<unsigned>(), progress_bars(), calibrated});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (const auto& g : result.manifest.groups) require_decodable(profile, g.codec, "stream group '" + g.name + "': codec");
@@ -258,6 +271,12 @@ int compress_main(int argc, char** argv) {
     throw InputError("the artifact" + std::string(code_bytes ? " and its code are " : " is ") + with_commas(total_bytes) +
                      " bytes, " + with_commas(total_bytes - *budget) + " over the budget of " + with_commas(*budget) +
                      (dry_run ? "" : "; nothing written"));
+  if (args.count("save-plan")) {
+    std::vector<std::string> built;
+    for (const auto& t : result.tensors) built.push_back(t.codec);
+    write_plan_file(args["save-plan"].as<std::string>(), checkpoint, built, args.count("force") > 0);
+    if (!as_json) std::printf("plan:        %s\n", args["save-plan"].as<std::string>().c_str());
+  }
   if (!dry_run) {
     write_file_atomic(output, result.bytes, args.count("force") > 0);
     if (!as_json) std::printf("wrote:       %s\n", output.c_str());

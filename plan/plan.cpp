@@ -1,8 +1,11 @@
 #include "plan/plan.h"
 
 #include <cctype>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "quant/tensor_codec.h"
 
@@ -68,6 +71,42 @@ std::vector<std::string> Plan::specs_for(const Checkpoint& checkpoint) const {
   std::vector<std::string> specs;
   for (const auto& ref : checkpoint.tensors()) specs.push_back(codec_for(ref.name, ref.dtype, ref.shape));
   return specs;
+}
+
+std::vector<std::string> read_plan_file(const std::string& path, const Checkpoint& checkpoint) {
+  std::ifstream in(path);
+  require(in.good(), path + ": cannot read the plan");
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  require(!j.is_discarded() && j.is_object() && j.value("pgolf_plan", 0) == 1 && j.contains("tensors") &&
+              j["tensors"].is_object(),
+          path + ": not a plan (JSON {\"pgolf_plan\": 1, \"tensors\": {\"name\": \"spec\", ...}})");
+  const auto& tensors = j["tensors"];
+  for (const auto& [name, spec] : tensors.items()) {
+    require(checkpoint.find(name) != nullptr, path + ": tensor '" + name + "' is not in the checkpoint");
+    require(spec.is_string(), path + ": tensor '" + name + "': the spec is not a string");
+  }
+  std::vector<std::string> specs;
+  for (const auto& ref : checkpoint.tensors()) {
+    require(tensors.contains(ref.name), path + ": the plan has no spec for tensor '" + ref.name + "'");
+    const std::string spec = tensors[ref.name].get<std::string>();
+    if (spec != kRawSpec) {
+      try {
+        make_tensor_codec(spec);
+      } catch (const InputError& e) {
+        throw InputError(path + ": tensor '" + ref.name + "': " + e.what());
+      }
+    }
+    specs.push_back(spec);
+  }
+  return specs;
+}
+
+void write_plan_file(const std::string& path, const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                     bool overwrite) {
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < specs.size(); ++i) tensors[checkpoint.tensors()[i].name] = specs[i];
+  const std::string text = nlohmann::ordered_json{{"pgolf_plan", 1}, {"tensors", tensors}}.dump(2) + "\n";
+  write_file_atomic(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, overwrite);
 }
 
 }  // namespace pgolf

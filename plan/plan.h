@@ -46,4 +46,12 @@ class Plan {
 
 bool is_control_tensor(const std::string& name);
 
+// A plan written down, one spec per tensor: {"pgolf_plan": 1, "tensors": {"name": "spec", ...}}, as
+// compress --save-plan writes it (whatever chose it: rules or --auto) and --plan reads it back, so a
+// plan can be edited and replayed. Reading gives the specs in the checkpoint's order; InputError
+// names a tensor the file lacks or the checkpoint lacks, a bad spec, or malformed JSON.
+std::vector<std::string> read_plan_file(const std::string& path, const Checkpoint& checkpoint);
+void write_plan_file(const std::string& path, const Checkpoint& checkpoint, const std::vector<std::string>& specs,
+                     bool overwrite);
+
 }  // namespace pgolf

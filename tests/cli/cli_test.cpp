@@ -135,6 +135,53 @@ TEST(Cli, CodeCountsInTheBudgetAndThePythonProfileKeepsToItsDecoder) {
   EXPECT_EQ(test::read_bytes(dir.file("q.pgz")), test::read_bytes(pgz));
 }
 
+std::string read_text(const std::string& path) {
+  auto bytes = test::read_bytes(path);
+  return {bytes.begin(), bytes.end()};
+}
+void write_text(const std::string& path, const std::string& text) { test::write_bytes(path, {text.begin(), text.end()}); }
+
+// The plan is data: --save-plan writes what was built (from --auto too, fitted specs resolved),
+// --plan replays it to the same bytes, and an edited plan is what gets built.
+TEST(Cli, PlansAreSavedReplayedAndEdited) {
+  test::TempDir dir;
+  std::string in = small_checkpoint(dir), plan = dir.file("plan.json");
+  auto r = pgolf("compress " + in + " -o " + dir.file("a.pgz") + " --auto --budget 400000 --candidates "
+                 "'int4;int8;ecsq:totalrelmse=0.001' --save-plan " + plan);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = pgolf("compress " + in + " -o " + dir.file("b.pgz") + " --plan " + plan);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(test::read_bytes(dir.file("b.pgz")), test::read_bytes(dir.file("a.pgz"))) << "the replay builds the same bytes";
+  auto j = nlohmann::json::parse(read_text(plan));
+  ASSERT_EQ(j["tensors"].size(), 4u);
+  std::string edited_name;
+  for (auto& [name, spec] : j["tensors"].items())
+    if (spec.get<std::string>().find("int") == 0 || spec.get<std::string>().find("ecsq") == 0) edited_name = name;
+  ASSERT_FALSE(edited_name.empty()) << j.dump();
+  j["tensors"][edited_name] = "int3";
+  write_text(dir.file("edited.json"), j.dump());
+  r = pgolf("compress " + in + " -o " + dir.file("c.pgz") + " --plan " + dir.file("edited.json") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const auto& t : nlohmann::json::parse(r.out)["tensors"])
+    if (t["name"] == edited_name) EXPECT_EQ(t["codec"], "int3");
+  j["tensors"].erase(edited_name);
+  write_text(dir.file("short.json"), j.dump());
+  r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("short.json"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.out.find("no spec for tensor '" + edited_name + "'"), std::string::npos) << r.out;
+  j["tensors"][edited_name] = "int6";
+  j["tensors"]["ghost.weight"] = "int6";
+  write_text(dir.file("ghost.json"), j.dump());
+  r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("ghost.json"));
+  EXPECT_NE(r.out.find("'ghost.weight' is not in the checkpoint"), std::string::npos) << r.out;
+  j["tensors"].erase("ghost.weight");
+  j["tensors"][edited_name] = "int42";
+  write_text(dir.file("bad.json"), j.dump());
+  r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("bad.json"));
+  EXPECT_NE(r.out.find(edited_name), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("d.pgz")));
+}
+
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
@@ -171,6 +218,8 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
       {"compress " + in + " -o " + dir.file("e.pgz") + " --code " + dir.file("missing.py"), "missing.py"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --code " + in + " --budget 100", "the code alone"},
       {"export-decoder", "no output"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --plan " + in, "not a plan"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --plan " + dir.file("none.json"), "cannot read the plan"},
       {"export-decoder -o " + pgz, "exists"},
   };
   for (const auto& c : cases) {
