@@ -41,7 +41,8 @@ int sensitivity_main(int argc, char** argv) {
       ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
       ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
                 "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value(SensitivityOptions{}.probe_spec))
-      ("calibration", "input Hessians (pgolf calibrate), for a gptq probe codec", cxxopts::value<std::string>())
+      ("calibration", "input Hessians (pgolf calibrate): weights per unit of output error tr(dW H dW^T), the error "
+                      "compress --auto --calibration minimises (and gptq probe codecs)", cxxopts::value<std::string>())
       ("rule", "REGEX=SPEC, as for compress: which tensors the plan quantizes (only those are probed)",
        cxxopts::value<std::vector<std::string>>())
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
@@ -93,13 +94,12 @@ int sensitivity_main(int argc, char** argv) {
       tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {}, progress_bars()});
   const double base_loss = sensitivity.base_loss;
   const auto& probes = sensitivity.probes;
-  nlohmann::json weights = nlohmann::json::object();
-  for (const auto& p : probes) weights[p.name] = p.weight;
-  write_text(output, weights.dump(2) + "\n");
+  write_text(output, sensitivity_json(sensitivity));
 
   if (args.count("json")) {
     nlohmann::json j = {{"probe", probe_codec->spec()}, {"device", describe_device(device, eval.threads)},
-                        {"tokens", tokens.size() - 1}, {"base_loss", base_loss}, {"tensors", nlohmann::json::array()}};
+                        {"tokens", tokens.size() - 1}, {"base_loss", base_loss},
+                        {"space", sensitivity.output_space ? "output" : "weight"}, {"tensors", nlohmann::json::array()}};
     for (const auto& p : probes)
       j["tensors"].push_back({{"name", p.name}, {"sum_sq_error", p.sum_sq_error}, {"loss", p.loss},
                               {"loss_increase", p.loss - base_loss}, {"weight", p.weight}});

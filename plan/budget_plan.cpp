@@ -77,7 +77,7 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   BudgetPlan plan;
   plan.candidates = options.candidates.empty() ? default_budget_candidates(options.calibration != nullptr) : options.candidates;
   require(!plan.candidates.empty(), "no candidate codecs");
-  for (const auto& [name, weight] : options.sensitivity)
+  for (const auto& [name, weight] : options.sensitivity.weights)
     require(checkpoint.find(name) != nullptr, "sensitivity names tensor '" + name + "', which the checkpoint lacks");
   const auto& refs = checkpoint.tensors();
   const CompressOptions threads{options.threads, nullptr, options.calibration, options.gptq};
@@ -117,6 +117,10 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   for (size_t i = 0; i < refs.size(); ++i)
     if (tunable[i])
       for (const auto& m : measured[i]) plan.output_space = plan.output_space && m.distortion.has_output();
+  require(options.sensitivity.weights.empty() || options.sensitivity.output_space == plan.output_space,
+          std::string("the sensitivity weights are per unit of ") + (options.sensitivity.output_space ? "output" : "weight") +
+              " error and the solver minimises " + (plan.output_space ? "output" : "weight") +
+              " error: measure them with pgolf sensitivity" + (plan.output_space ? " --calibration" : " without --calibration"));
   std::vector<BudgetItem> items;
   std::vector<size_t> item_tensor;
   std::vector<double> item_weight;
@@ -126,8 +130,8 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
       fixed.tensors.push_back(std::move(first.tensors[i]));
       continue;
     }
-    auto it = options.sensitivity.find(refs[i].name);
-    double weight = it == options.sensitivity.end() ? 1.0 : it->second;
+    auto it = options.sensitivity.weights.find(refs[i].name);
+    double weight = it == options.sensitivity.weights.end() ? 1.0 : it->second;
     BudgetItem item{refs[i].name, {}};
     for (const auto& m : measured[i])
       item.points.push_back({m.bytes, weight * (plan.output_space ? m.distortion.output_sq_error : m.distortion.sum_sq_error)});
@@ -170,18 +174,25 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   }
 }
 
-std::map<std::string, double> read_sensitivity_file(const std::string& path) {
+// {"space": "weight" | "output", "weights": {"tensor": w}}, or (as pgolf sensitivity wrote it before
+// it measured in output space) the weights alone, in weight space.
+SensitivityWeights read_sensitivity_file(const std::string& path) {
   std::ifstream in(path);
   require(in.good(), path + ": cannot read");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  require(!j.is_discarded() && j.is_object(), path + ": not a JSON object {\"tensor\": weight, ...}");
-  std::map<std::string, double> weights;
-  for (const auto& [name, value] : j.items()) {
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  const std::string kForm = path + ": not {\"space\": \"weight\" or \"output\", \"weights\": {\"tensor\": weight, ...}}";
+  require(!j.is_discarded() && j.is_object(), kForm);
+  const bool described = j.contains("weights");
+  require(!described || (j["weights"].is_object() && (j.value("space", "") == "weight" || j.value("space", "") == "output")),
+          kForm);
+  SensitivityWeights out;
+  out.output_space = described && j["space"] == "output";
+  for (const auto& [name, value] : (described ? j["weights"] : j).items()) {
     require(value.is_number() && std::isfinite(value.get<double>()) && value.get<double>() >= 0,
             path + ": the weight of '" + name + "' is not a finite number >= 0");
-    weights[name] = value.get<double>();
+    out.weights[name] = value.get<double>();
   }
-  return weights;
+  return out;
 }
 
 }  // namespace pgolf

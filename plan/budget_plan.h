@@ -21,10 +21,17 @@ class ByteCodec;
 class Calibration;
 class GptqEngine;
 
+// What pgolf sensitivity measured: loss increase per unit of squared error, in weight space or (with
+// calibration) in output space; the solver takes them only in the space it minimises.
+struct SensitivityWeights {
+  bool output_space = false;
+  std::map<std::string, double> weights;
+};
+
 struct BudgetPlanOptions {
   std::vector<std::string> candidates;        // codec specs; empty: default_budget_candidates()
   std::vector<std::string> rules;             // the user's REGEX=SPEC rules: tensors they match stay as they say
-  std::map<std::string, double> sensitivity;  // tensor name -> weight of its squared error (default 1)
+  SensitivityWeights sensitivity;             // tensor name -> weight of its squared error (default 1)
   unsigned threads = 0;                       // 0: all cores
   ProgressReport progress;                    // stage "measuring candidates", one unit per candidate
   const Calibration* calibration = nullptr;   // Hessians: gptq candidates and the output-space error
@@ -60,6 +67,6 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
                            const BudgetPlanOptions& options);
 
 // {"tensor name": weight, ...}, weights finite and >= 0. InputError naming the file otherwise.
-std::map<std::string, double> read_sensitivity_file(const std::string& path);
+SensitivityWeights read_sensitivity_file(const std::string& path);
 
 }  // namespace pgolf

@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "quant/calibration.h"
 #include "quant/distortion.h"
+#include "quant/gptq.h"
 
 namespace pgolf {
 
@@ -16,11 +19,15 @@ Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, con
   std::vector<FitTensor> fit;
   for (const std::string& name : names) {
     const FloatTensor& t = tensors.at(name);
-    fit.push_back({name, t.values, TensorShape{t.shape}, options.calibration ? options.calibration->find(name) : nullptr});
+    const InputHessian* hessian = options.calibration ? options.calibration->find(name) : nullptr;
+    require(!options.calibration || hessian, "tensor '" + name + "' has no Hessian in the calibration: its sensitivity "
+                                             "cannot be measured in output space");
+    fit.push_back({name, t.values, TensorShape{t.shape}, hessian});
   }
   const FittedCodecs codecs = fit_tensor_codec(options.probe_spec, fit, options.fit);
 
   Sensitivity s;
+  s.output_space = options.calibration != nullptr;
   s.base_loss = loss_of(tensors);
   ProgressCounter probed(options.progress, "sensitivity", names.size());
   for (size_t i = 0; i < names.size(); ++i) {
@@ -34,7 +41,8 @@ Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, con
       t.values = original;
       throw InputError("tensor '" + p.name + "': " + e.what());
     }
-    p.sum_sq_error = Distortion::measure(original, t.values).sum_sq_error;
+    p.sum_sq_error = s.output_space ? output_error(original, t.values, shape, *fit[i].hessian).error
+                                    : Distortion::measure(original, t.values).sum_sq_error;
     p.loss = loss_of(tensors);
     t.values = original;
     s.probes.push_back(p);
@@ -50,6 +58,12 @@ Sensitivity measure_sensitivity(std::map<std::string, FloatTensor>& tensors, con
   for (auto& p : s.probes)
     if (p.weight <= 0) p.weight = floor > 0 ? floor : 1;
   return s;
+}
+
+std::string sensitivity_json(const Sensitivity& sensitivity) {
+  nlohmann::json weights = nlohmann::json::object();
+  for (const auto& p : sensitivity.probes) weights[p.name] = p.weight;
+  return nlohmann::json{{"space", sensitivity.output_space ? "output" : "weight"}, {"weights", weights}}.dump(2) + "\n";
 }
 
 }  // namespace pgolf

@@ -53,7 +53,9 @@ TEST(Sensitivity, ProbeLossesAreEvalsOfTheTensorAloneQuantized) {
   ASSERT_EQ(j["tensors"].size(), 5u) << r.out;  // tok_emb and each block's mlp.fc and mlp.proj
   EXPECT_NEAR(j["base_loss"].get<double>(), eval_loss(model), 1e-9);
 
-  const auto written = nlohmann::json::parse(test::read_bytes(weights));
+  const auto file = nlohmann::json::parse(test::read_bytes(weights));
+  EXPECT_EQ(file["space"], "weight");
+  const auto& written = file["weights"];
   ASSERT_EQ(written.size(), 5u);
   for (const auto& t : j["tensors"]) {
     const double weight = t["weight"].get<double>();
@@ -72,6 +74,31 @@ TEST(Sensitivity, ProbeLossesAreEvalsOfTheTensorAloneQuantized) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NEAR(tok_emb["loss"].get<double>(), eval_loss(artifact), 1e-9);
   EXPECT_GT(tok_emb["loss_increase"].get<double>(), 0);  // int3 on the embedding costs loss
+}
+
+// With calibration the weights are per unit of output error tr(ΔW H ΔWᵀ), the error compress
+// --auto --calibration minimises; the solver refuses weights of the other space.
+TEST(Sensitivity, CalibratedWeightsAreInOutputSpaceAndDoNotMix) {
+  test::TempDir dir;
+  const std::string model = small_model(dir), h = dir.file("h.safetensors"), data = " --data " + test::sample_path("sp1024");
+  auto r = pgolf("calibrate " + model + data + " --tokens 2048 --device cpu -o " + h);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = pgolf("sensitivity " + model + data + " --tokens 1024 --codec int3 --device cpu --json --calibration " + h + " -o " +
+            dir.file("out.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["space"], "output");
+  for (const auto& t : j["tensors"])
+    if (t["loss_increase"].get<double>() > 0)
+      EXPECT_NEAR(t["weight"].get<double>() * t["sum_sq_error"].get<double>(), t["loss_increase"].get<double>(), 1e-12);
+  EXPECT_EQ(nlohmann::json::parse(test::read_bytes(dir.file("out.json")))["space"], "output");
+  ASSERT_EQ(pgolf("sensitivity " + model + data + " --tokens 1024 --codec int3 --device cpu -o " + dir.file("w.json")).exit_code, 0);
+  const std::string solve = "compress " + model + " -o " + dir.file("a.pgz") + " --auto --budget 600000 --candidates 'int4;int8'";
+  r = pgolf(solve + " --calibration " + h + " --sensitivity " + dir.file("w.json"));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("per unit of weight error and the solver minimises output error"), std::string::npos) << r.out;
+  r = pgolf(solve + " --calibration " + h + " --sensitivity " + dir.file("out.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
 TEST(Sensitivity, BadInputIsAOneLineError) {

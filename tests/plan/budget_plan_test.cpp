@@ -108,7 +108,7 @@ TEST(BudgetPlan, SensitivityBuysBitsAndUserRulesStayFixed) {
   auto options = with_candidates();
   auto plain = plan_for_budget(ckpt, budget, *zstd, options);
   EXPECT_NE(spec_of(plain, "blocks.0.attn.c_q.weight"), "int8");
-  options.sensitivity = {{"blocks.0.attn.c_q.weight", 1e6}};
+  options.sensitivity.weights = {{"blocks.0.attn.c_q.weight", 1e6}};
   auto weighted = plan_for_budget(ckpt, budget, *zstd, options);
   EXPECT_EQ(spec_of(weighted, "blocks.0.attn.c_q.weight"), "int8");
   EXPECT_LE(weighted.artifact.bytes.size(), budget);
@@ -138,7 +138,7 @@ TEST(BudgetPlan, BadInputSaysWhatIsWrong) {
     EXPECT_NE(std::string(e.what()).find("below the smallest size reachable"), std::string::npos) << e.what();
   }
   auto options = with_candidates();
-  options.sensitivity = {{"no.such.tensor", 2}};
+  options.sensitivity.weights = {{"no.such.tensor", 2}};
   EXPECT_THROW(plan_for_budget(ckpt, 10000000, *zstd, options), InputError);
   options = with_candidates();
   options.candidates.push_back("int9");
@@ -152,9 +152,15 @@ TEST(BudgetPlan, ReadsSensitivityFiles) {
     test::write_bytes(path, std::vector<uint8_t>(text.begin(), text.end()));
     return path;
   };
-  auto weights = read_sensitivity_file(write(R"({"a.weight": 2.5, "b": 0})"));
-  EXPECT_EQ(weights.size(), 2u);
-  EXPECT_EQ(weights["a.weight"], 2.5);
+  auto old = read_sensitivity_file(write(R"({"a.weight": 2.5, "b": 0})"));  // as written before spaces
+  EXPECT_FALSE(old.output_space);
+  EXPECT_EQ(old.weights.size(), 2u);
+  EXPECT_EQ(old.weights["a.weight"], 2.5);
+  auto output = read_sensitivity_file(write(R"({"space": "output", "weights": {"a.weight": 3}})"));
+  EXPECT_TRUE(output.output_space);
+  EXPECT_EQ(output.weights["a.weight"], 3.0);
+  EXPECT_THROW(read_sensitivity_file(write(R"({"space": "logit", "weights": {"a": 1}})")), InputError);
+  EXPECT_THROW(read_sensitivity_file(write(R"({"weights": {"a": 1}})")), InputError);
   EXPECT_THROW(read_sensitivity_file(write(R"({"a": -1})")), InputError);
   EXPECT_THROW(read_sensitivity_file(write(R"({"a": "x"})")), InputError);
   EXPECT_THROW(read_sensitivity_file(write("[1, 2]")), InputError);
