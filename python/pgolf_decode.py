@@ -40,8 +40,9 @@ def vrans(b, n):
         for _ in range(r.varint()):
             a = nxt + r.varint()
             nxt = a + r.varint() + 1
+            need(nxt <= 256, 'bad symbol runs')
             vals += range(a, nxt)
-        need(0 < len(vals) and nxt <= 256, 'bad symbol runs')
+        need(vals, 'bad symbol runs')
         if len(vals) == 1:
             tables.append(vals[0])
             continue

@@ -128,6 +128,13 @@ class Decoder(unittest.TestCase):
             self.plain.decode(path)
         self.assertIn('bad.pgz', str(caught.exception), why)
 
+    def test_vrans_claims_are_checked_before_they_cost(self):
+        # lanes 1, one block whose one run claims 2^34 values: refused before building the run
+        with self.assertRaises(self.plain.ArtifactError):
+            self.plain.vrans(bytes([1, 1, 0, 0x80, 0x80, 0x80, 0x80, 0x40]), 10)
+        with self.assertRaises(self.plain.ArtifactError):  # 3 lanes: not a power of two
+            self.plain.vrans(bytes([3, 1, 0, 0]), 10)
+
     def test_damaged_forged_and_unreadable_artifacts_are_refused(self):
         good = open(os.path.join(SOURCE, 'tests', 'fixtures', 'artifacts', 'v2', 'every_decoder.vrans.pgz'), 'rb').read()
         for n in (0, 7, 23, 24, 100, len(good) // 2, len(good) - 1):
