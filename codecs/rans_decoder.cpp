@@ -43,24 +43,6 @@ uint32_t load_word(const uint8_t* p) {
 // The decoder's table has one entry per slot: index | (slot - start) << kIndexBits | freq << (kIndexBits + kScaleBits).
 static_assert(8 + 2 * Alphabet<uint8_t>::kScaleBits <= 32 && 3 * Wide::kScaleBits <= 64, "slot entries hold their fields");
 
-// Reads the frequencies of `symbols` into the decoder's slot table.
-template <typename Index>
-void read_frequencies(Reader& in, std::span<const uint32_t> symbols,
-                      std::array<typename Alphabet<Index>::Entry, Alphabet<Index>::kTotal>& slot_entries) {
-  using Entry = typename Alphabet<Index>::Entry;
-  constexpr int kIndexBits = Alphabet<Index>::kIndexBits, kScaleBits = Alphabet<Index>::kScaleBits;
-  constexpr uint32_t kTotal = Alphabet<Index>::kTotal;
-  uint32_t start = 0;
-  for (uint32_t s : symbols) {
-    uint32_t freq = in.varint();
-    if (freq == 0 || freq > kTotal - start) corrupt("frequencies do not sum to the table total");
-    for (uint32_t offset = 0; offset < freq; ++offset)
-      slot_entries[start + offset] = Entry{s} | Entry{offset} << kIndexBits | Entry{freq} << (kIndexBits + kScaleBits);
-    start += freq;
-  }
-  if (start != kTotal) corrupt("frequencies do not sum to the table total");
-}
-
 // Reads the frequencies of `symbols` (two or more) and decodes the block's words into `block`.
 template <typename Index>
 void decode_indices(Reader& in, std::span<const uint32_t> symbols, std::span<Index> block) {

@@ -101,6 +101,23 @@ class Reader {
 // Reads the runs of present values (between min_runs and max_runs runs, values below value_limit,
 // at most max_values of them).
 std::vector<uint32_t> read_runs(Reader& in, uint32_t value_limit, uint32_t min_runs, uint32_t max_runs, uint32_t max_values);
+// Reads the frequencies of `symbols` (varints summing to the alphabet's total) into a decoder's slot
+// table of kTotal entries: symbol | (slot - start) << kIndexBits | freq << (kIndexBits + kScaleBits).
+template <typename Index>
+void read_frequencies(Reader& in, std::span<const uint32_t> symbols, std::span<typename Alphabet<Index>::Entry> slot_entries) {
+  using Entry = typename Alphabet<Index>::Entry;
+  constexpr int kIndexBits = Alphabet<Index>::kIndexBits, kScaleBits = Alphabet<Index>::kScaleBits;
+  constexpr uint32_t kTotal = Alphabet<Index>::kTotal;
+  uint32_t start = 0;
+  for (uint32_t s : symbols) {
+    uint32_t freq = in.varint();
+    if (freq == 0 || freq > kTotal - start) corrupt("frequencies do not sum to the table total");
+    for (uint32_t offset = 0; offset < freq; ++offset)
+      slot_entries[start + offset] = Entry{s} | Entry{offset} << kIndexBits | Entry{freq} << (kIndexBits + kScaleBits);
+    start += freq;
+  }
+  if (start != kTotal) corrupt("frequencies do not sum to the table total");
+}
 
 // "vrans": rANS laid out for vector decoders (numpy decodes all lanes at once, one numpy step per L
 // symbols), bytes only, no parameters:
@@ -120,7 +137,7 @@ constexpr uint32_t kVectorMaxLanes = 1024;
 // Lanes cost 4 bytes each (their states) and save numpy a step each per L symbols: one lane per 512
 // symbols keeps every stream under 1,024 numpy steps but base9's int6 symbols (11 K).
 constexpr size_t kVectorSymbolsPerLane = 512;
-constexpr int kVectorScaleBits = 12;
+using VectorAlphabet = Alphabet<uint8_t>;  // bytes; frequencies sum to 2^12, slot tables as rans's
 constexpr uint32_t kVectorStateLow = uint32_t{1} << 16;
 
 }  // namespace pgolf::rans

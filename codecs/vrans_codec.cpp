@@ -40,7 +40,7 @@ class VransCodec final : public ByteCodec {
         if (counts[v] != 0) present.push_back(v);
       put_runs(out, present);
       if (present.size() < 2) continue;
-      const std::vector<uint32_t> freq = normalise(counts, block.size(), uint32_t{1} << kVectorScaleBits);
+      const std::vector<uint32_t> freq = normalise(counts, block.size(), VectorAlphabet::kTotal);
       codes[b].resize(256);
       uint32_t start = 0;
       for (uint32_t v : present) {
@@ -56,11 +56,11 @@ class VransCodec final : public ByteCodec {
       if (table.empty()) continue;
       const SymbolCode c = table[raw[i]];
       uint32_t& x = state[i % lanes];
-      if (x >= (uint32_t{kVectorStateLow >> kVectorScaleBits} << 16) * c.freq) {
+      if (x >= (uint32_t{kVectorStateLow >> VectorAlphabet::kScaleBits} << 16) * c.freq) {
         words.push_back(static_cast<uint16_t>(x));
         x >>= 16;
       }
-      x = (x / c.freq << kVectorScaleBits) + x % c.freq + c.start;
+      x = (x / c.freq << VectorAlphabet::kScaleBits) + x % c.freq + c.start;
     }
     for (uint32_t x : state)
       for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(x >> (8 * k)));

@@ -13,14 +13,13 @@ namespace {
 
 using namespace rans;
 
-constexpr uint32_t kTotal = uint32_t{1} << kVectorScaleBits;
+constexpr uint32_t kTotal = VectorAlphabet::kTotal;
+constexpr int kIndexBits = VectorAlphabet::kIndexBits, kScaleBits = VectorAlphabet::kScaleBits;
 
-// A block's table: for each slot its value, frequency and slot - start; or one value filling the block.
+// A block's slot table (as rans reads it), or one value filling the block.
 struct BlockTable {
   uint32_t only = 0;
-  std::vector<uint8_t> value;  // kTotal slots; empty for a block of one value
-  std::vector<uint16_t> freq;
-  std::vector<uint16_t> offset;
+  std::vector<VectorAlphabet::Entry> slots;  // kTotal entries; empty for a block of one value
 };
 
 BlockTable read_table(Reader& in) {
@@ -30,21 +29,8 @@ BlockTable read_table(Reader& in) {
     t.only = present[0];
     return t;
   }
-  t.value.resize(kTotal);
-  t.freq.resize(kTotal);
-  t.offset.resize(kTotal);
-  uint32_t start = 0;
-  for (uint32_t v : present) {
-    const uint32_t f = in.varint();
-    if (f == 0 || f > kTotal - start) corrupt("frequencies do not sum to the table total");
-    for (uint32_t k = 0; k < f; ++k) {
-      t.value[start + k] = static_cast<uint8_t>(v);
-      t.freq[start + k] = static_cast<uint16_t>(f);
-      t.offset[start + k] = static_cast<uint16_t>(k);
-    }
-    start += f;
-  }
-  if (start != kTotal) corrupt("frequencies do not sum to the table total");
+  t.slots.resize(kTotal);
+  read_frequencies<uint8_t>(in, present, t.slots);
   return t;
 }
 
@@ -71,14 +57,14 @@ class VransDecoder final : public ByteDecoder {
     std::vector<uint8_t> out(raw_size);
     for (size_t i = 0; i < raw_size; ++i) {
       const BlockTable& t = tables[i / kDefaultBlock];
-      if (t.value.empty()) {
+      if (t.slots.empty()) {
         out[i] = static_cast<uint8_t>(t.only);
         continue;
       }
       uint32_t& x = state[i % lanes];
-      const uint32_t slot = x & (kTotal - 1);
-      out[i] = t.value[slot];
-      x = t.freq[slot] * (x >> kVectorScaleBits) + t.offset[slot];
+      const VectorAlphabet::Entry entry = t.slots[x & (kTotal - 1)];
+      out[i] = static_cast<uint8_t>(entry);
+      x = (entry >> (kIndexBits + kScaleBits)) * (x >> kScaleBits) + ((entry >> kIndexBits) & (kTotal - 1));
       if (x < kVectorStateLow) {
         if (next == words.size()) corrupt("it runs out of words");
         x = x << 16 | uint32_t{words[next]} | uint32_t{words[next + 1]} << 8;
