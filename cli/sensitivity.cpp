@@ -79,8 +79,7 @@ int sensitivity_main(int argc, char** argv) {
   eval.max_sequences = (token_count + eval.seq_len - 1) / eval.seq_len;
   const unsigned threads = args["threads"].as<unsigned>();
   eval.threads = static_cast<int>(threads ? threads : default_threads());
-  auto tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
-  tokens.resize(std::min(tokens.size(), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1)));  // what is evaluated
+  const auto tokens = read_val_tokens(find_shards(data, "val"), static_cast<size_t>(eval.max_sequences * eval.seq_len + 1));
   auto loss_of = [&](const std::map<std::string, FloatTensor>& weights) {
     return evaluate_on(device, evaluation_model(weights, recorded, tokenizer), tokens, tokenizer.byte_table(), eval).val_loss;
   };

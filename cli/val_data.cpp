@@ -23,6 +23,7 @@ std::vector<uint16_t> read_val_tokens(const std::vector<std::string>& shards, si
     tokens.insert(tokens.end(), shard.tokens().begin(), shard.tokens().end());
     if (needed > 0 && tokens.size() >= needed) break;
   }
+  if (needed > 0 && tokens.size() > needed) tokens.resize(needed);
   return tokens;
 }
 
