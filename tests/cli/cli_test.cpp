@@ -10,6 +10,7 @@
 
 #include "artifact/artifact.h"
 #include "checkpoint/safetensors.h"
+#include "cli/format.h"
 #include "core/spec.h"
 #include "cli/run_pgolf.h"
 #include "plan/plan.h"
@@ -86,16 +87,6 @@ TEST(Cli, BudgetThatCannotBeMetWritesNothing) {
   EXPECT_TRUE(std::filesystem::exists(pgz));
 }
 
-// 1234567 -> "1,234,567", as pgolf prints byte counts.
-std::string with_commas(uint64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
 // What ships with the artifact counts: --code files join --budget and the printed total; under
 // --profile python every stream group is one the exported decoder reads, and that decoder is the
 // source file itself (its packed form smaller).
@@ -108,7 +99,7 @@ TEST(Cli, CodeCountsInTheBudgetAndThePythonProfileKeepsToItsDecoder) {
   ASSERT_EQ(pgolf("export-decoder --packed -o " + dir.file("packed.py")).exit_code, 0);
   const uint64_t code = std::filesystem::file_size(decoder), packed = std::filesystem::file_size(dir.file("packed.py"));
   EXPECT_LT(packed, code / 2) << "xz and base85 of the source";
-  EXPECT_NE(r.out.find(with_commas(packed) + " B"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(cli::with_commas(packed) + " B"), std::string::npos) << r.out;
 
   r = pgolf("compress " + in + " -o " + pgz + " --profile python --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -122,14 +113,14 @@ TEST(Cli, CodeCountsInTheBudgetAndThePythonProfileKeepsToItsDecoder) {
   const std::string budget = std::to_string(artifact + code - 1);
   r = pgolf("compress " + in + " -o " + dir.file("q.pgz") + " --profile python --code " + decoder + " --budget " + budget);
   EXPECT_EQ(r.exit_code, 2) << r.out;
-  EXPECT_NE(r.out.find("the artifact and its code are " + with_commas(artifact + code) + " bytes, 1 over"), std::string::npos)
+  EXPECT_NE(r.out.find("the artifact and its code are " + cli::with_commas(artifact + code) + " bytes, 1 over"), std::string::npos)
       << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("q.pgz")));
   r = pgolf("compress " + in + " -o " + dir.file("q.pgz") + " --profile python --code " + decoder + " --budget " +
             std::to_string(artifact + code));
   EXPECT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("artifact + code = " + with_commas(artifact) + " + " + with_commas(code) + " = " +
-                       with_commas(artifact + code) + " B of " + with_commas(artifact + code)),
+  EXPECT_NE(r.out.find("artifact + code = " + cli::with_commas(artifact) + " + " + cli::with_commas(code) + " = " +
+                       cli::with_commas(artifact + code) + " B of " + cli::with_commas(artifact + code)),
             std::string::npos)
       << r.out;
   EXPECT_EQ(test::read_bytes(dir.file("q.pgz")), test::read_bytes(pgz));
@@ -139,7 +130,6 @@ std::string read_text(const std::string& path) {
   auto bytes = test::read_bytes(path);
   return {bytes.begin(), bytes.end()};
 }
-void write_text(const std::string& path, const std::string& text) { test::write_bytes(path, {text.begin(), text.end()}); }
 
 // The plan is data: --save-plan writes what was built (from --auto too, fitted specs resolved),
 // --plan replays it to the same bytes, and an edited plan is what gets built.
@@ -159,24 +149,24 @@ TEST(Cli, PlansAreSavedReplayedAndEdited) {
     if (spec.get<std::string>().find("int") == 0 || spec.get<std::string>().find("ecsq") == 0) edited_name = name;
   ASSERT_FALSE(edited_name.empty()) << j.dump();
   j["tensors"][edited_name] = "int3";
-  write_text(dir.file("edited.json"), j.dump());
+  cli::write_text(dir.file("edited.json"), j.dump());
   r = pgolf("compress " + in + " -o " + dir.file("c.pgz") + " --plan " + dir.file("edited.json") + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   for (const auto& t : nlohmann::json::parse(r.out)["tensors"])
     if (t["name"] == edited_name) EXPECT_EQ(t["codec"], "int3");
   j["tensors"].erase(edited_name);
-  write_text(dir.file("short.json"), j.dump());
+  cli::write_text(dir.file("short.json"), j.dump());
   r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("short.json"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("no spec for tensor '" + edited_name + "'"), std::string::npos) << r.out;
   j["tensors"][edited_name] = "int6";
   j["tensors"]["ghost.weight"] = "int6";
-  write_text(dir.file("ghost.json"), j.dump());
+  cli::write_text(dir.file("ghost.json"), j.dump());
   r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("ghost.json"));
   EXPECT_NE(r.out.find("'ghost.weight' is not in the checkpoint"), std::string::npos) << r.out;
   j["tensors"].erase("ghost.weight");
   j["tensors"][edited_name] = "int42";
-  write_text(dir.file("bad.json"), j.dump());
+  cli::write_text(dir.file("bad.json"), j.dump());
   r = pgolf("compress " + in + " -o " + dir.file("d.pgz") + " --plan " + dir.file("bad.json"));
   EXPECT_NE(r.out.find(edited_name), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("d.pgz")));
