@@ -2,8 +2,6 @@
 // An entry point parses its own flags (cxxopts), calls the libraries and prints.
 // It throws InputError for bad input (exit 2); any other exception is an internal failure (exit 1).
 #pragma once
-#include <string>
-#include <string_view>
 
 namespace pgolf::cli {
 
@@ -17,8 +15,5 @@ int bench_main(int argc, char** argv);
 int sensitivity_main(int argc, char** argv);
 int calibrate_main(int argc, char** argv);
 int export_decoder_main(int argc, char** argv);
-
-// Python source as Parameter Golf records ship counted code: xz, base85, inside an exec wrapper.
-std::string packed_python(std::string_view source);
 
 }  // namespace pgolf::cli

@@ -32,12 +32,13 @@ std::string base85(std::span<const uint8_t> bytes) {
   return out;
 }
 
-}  // namespace
-
+// Python source as Parameter Golf records ship counted code: xz, base85, inside an exec wrapper.
 std::string packed_python(std::string_view source) {
   const auto xz = make_byte_codec("xz:9")->encode({reinterpret_cast<const uint8_t*>(source.data()), source.size()});
   return "import lzma,base64;exec(lzma.decompress(base64.b85decode('" + base85(xz) + "')))\n";
 }
+
+}  // namespace
 
 int export_decoder_main(int argc, char** argv) {
   cxxopts::Options options("pgolf export-decoder",
