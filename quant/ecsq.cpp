@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -107,8 +108,15 @@ float choose_step(const EcsqRule& rule, std::span<const float> values) {
 
 class EcsqCodec final : public ScalarGridCodec {
  public:
-  explicit EcsqCodec(EcsqRule rule) : rule_(rule) {}
-  std::string spec() const override { return rule_.spec(); }
+  EcsqCodec(EcsqRule rule, float rdo) : rule_(rule), rdo_(rdo) {}
+  // rdo only changes which symbols are written; the decoder does not see it.
+  std::string spec() const override {
+    if (rdo_ == 0) return rule_.spec();
+    char buf[32];
+    std::snprintf(buf, sizeof buf, ",rdo=%.9g", rdo_);
+    return rule_.spec() + buf;
+  }
+  std::string decoder_spec() const override { return rule_.spec(); }
   bool is_passthrough() const override { return false; }
   FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const override;
 
@@ -117,10 +125,11 @@ class EcsqCodec final : public ScalarGridCodec {
     ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), kEcsqMaxSymbol};
     if (!rule_.per_row) {
       std::fill(g.row_steps.begin(), g.row_steps.end(), choose_step(rule_, values));
-      return g;
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        g.row_steps[r] = choose_step(rule_, values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
     }
-    for (int64_t r = 0; r < rows; ++r)
-      g.row_steps[r] = choose_step(rule_, values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)));
+    g.fit_rates(values, cols, rdo_);
     return g;
   }
 
@@ -159,6 +168,7 @@ class EcsqCodec final : public ScalarGridCodec {
 
  private:
   EcsqRule rule_;
+  float rdo_;
 };
 
 }  // namespace
@@ -196,10 +206,20 @@ FittedCodecs EcsqCodec::fit(std::span<const FitTensor> tensors, const FitOptions
     views.push_back(t.values);
   }
   std::shared_ptr<const TensorCodec> shared =
-      std::make_unique<EcsqCodec>(EcsqRule{EcsqTarget::Step, ecsq_shared_step(views, rule_.value), false});
+      std::make_unique<EcsqCodec>(EcsqRule{EcsqTarget::Step, ecsq_shared_step(views, rule_.value), false}, rdo_);
   return FittedCodecs(tensors.size(), shared);
 }
 
-std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) { return std::make_unique<EcsqCodec>(ecsq_rule(stage)); }
+std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) {
+  SpecStage rule_stage = stage;
+  float rdo = 0;
+  std::erase_if(rule_stage.params, [&](const auto& param) {
+    if (param.first != "rdo") return false;
+    rdo = static_cast<float>(parse_number(param.second, "ecsq rdo"));
+    require(rdo >= 0 && std::isfinite(rdo), "ecsq: rdo must be a finite number >= 0");
+    return true;
+  });
+  return std::make_unique<EcsqCodec>(ecsq_rule(rule_stage), rdo);
+}
 
 }  // namespace pgolf

@@ -55,6 +55,13 @@ class CpuGptqEngine final : public GptqEngine {
     require(inverse_llt.info() == Eigen::Success, "its Hessian is too ill-conditioned for GPTQ (Cholesky of H⁻¹ failed)");
     MatrixD u = inverse_llt.matrixU();
 
+    // Rate-aware rounding weighs rate against output error: a column's output error per unit of
+    // weight error is 1/U_cc², so its rate weight is U_cc² over the mean of the columns' U².
+    std::vector<float> rate_scale(static_cast<size_t>(cols));
+    double mean_inverse = 0;
+    for (int64_t c = 0; c < cols; ++c) mean_inverse += 1.0 / (u(c, c) * u(c, c));
+    mean_inverse /= static_cast<double>(cols);
+    for (int64_t c = 0; c < cols; ++c) rate_scale[c] = static_cast<float>(u(c, c) * u(c, c) * mean_inverse);
     MatrixD w = Eigen::Map<const MatrixD>(p.weights.data(), rows, cols);
     for (int64_t b0 = 0; b0 < cols; b0 += block) {
       const int64_t n = std::min(block, cols - b0);
@@ -64,7 +71,7 @@ class CpuGptqEngine final : public GptqEngine {
         const double d = u(c, c);
         for (int64_t r = 0; r < rows; ++r) {
           // Rounded as the grid rounds a float: with no feedback (H = I) exactly round-to-nearest.
-          int32_t q = grid.round(r, static_cast<float>(w(r, c)));
+          int32_t q = grid.round(r, static_cast<float>(w(r, c)), rate_scale[c]);
           symbols[static_cast<size_t>(r * cols + c)] = q;
           err(r, k) = (w(r, c) - static_cast<double>(grid.value(r, q))) / d;
         }

@@ -13,6 +13,7 @@
 #include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "quant/distortion.h"
+#include "quant/scalar_grid.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
 
@@ -196,6 +197,36 @@ TEST(Ecsq, NeverDecodesAFiniteValueToInf) {
       EXPECT_NE(std::string(e.what()).find("float range"), std::string::npos) << e.what();
     }
   }
+}
+
+// Rate-aware rounding: a value just past a midpoint goes to the likelier symbol; on real rows the
+// symbols' entropy falls and the error rises, every element stays within one step, the stored spec
+// (what the decoder reads) has no rdo, and rdo=0 is round to nearest.
+TEST(Ecsq, RateAwareRoundingTradesErrorForEntropy) {
+  ScalarGrid grid(std::vector<float>{1.0f}, kEcsqMaxSymbol);
+  std::vector<float> mostly_zero(100, 0.1f);
+  mostly_zero.push_back(1.0f);
+  grid.fit_rates(mostly_zero, 101, 0.1f);
+  EXPECT_EQ(grid.round(0, 0.55f), 0);  // 0 costs 0.3025 + 0.1·0.03 bits; 1 costs 0.2025 + 0.1·6.1 bits
+  EXPECT_EQ(grid.round(0, 0.95f), 1);
+  grid.fit_rates(mostly_zero, 101, 0);
+  EXPECT_EQ(grid.round(0, 0.55f), 1);
+
+  TensorShape shape;
+  auto ckpt = Checkpoint::open({test::sample_path("base9")});
+  const auto& ref = ckpt.at("blocks.3.mlp.fc.weight");
+  shape = TensorShape{ref.shape};
+  auto x = ref.to_floats();
+  auto nearest = make_tensor_codec("ecsq:step=0.2"), rdo = make_tensor_codec("ecsq:step=0.2,rdo=0.5");
+  EXPECT_EQ(rdo->spec(), "ecsq:step=0.2,rdo=0.5");
+  EXPECT_EQ(rdo->decoder_spec(), "ecsq:step=0.2");
+  EXPECT_EQ(make_tensor_codec("ecsq:step=0.03,rdo=0")->spec(), "ecsq:step=0.03");
+  auto a = nearest->encode(x, shape), b = rdo->encode(x, shape);
+  EXPECT_LT(symbol_entropy_bits(b[0]), 0.97 * symbol_entropy_bits(a[0]));
+  auto ya = decode_streams(*nearest, a, shape), yb = decode_streams(*rdo, b, shape);
+  EXPECT_GT(Distortion::measure(x, yb).relative_mse(), Distortion::measure(x, ya).relative_mse());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_LE(std::fabs(x[i] - yb[i]), 0.2f * (1 + 1e-5f)) << i;
+  EXPECT_THROW(make_tensor_codec("ecsq:step=0.03,rdo=-1"), InputError);
 }
 
 }  // namespace

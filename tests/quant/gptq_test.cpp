@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "checkpoint/safetensors.h"
+#include "codecs/symbol_histogram.h"
 #include "core/error.h"
 #include "quant/tensor_codec.h"
 #include "support/test_support.h"
@@ -95,6 +96,26 @@ TEST(Gptq, LowersTheOutputErrorBelowRoundToNearestOnEveryGrid) {
       }
     }
   }
+}
+
+// GPTQ keeps the grid's rate model: on a real matrix and its calibration-like Hessian, gptq over
+// ecsq with rdo writes symbols of less entropy than without, at an output error still below round
+// to nearest with the same rdo.
+TEST(Gptq, RateAwareRoundingLowersTheEntropyOfGptqSymbols) {
+  TensorShape shape;
+  auto w = base9_tensor("blocks.2.attn.c_q.weight", shape);
+  auto h = test::correlated_hessian(shape.cols(), 5);
+  InputHessian hessian{h, shape.cols()};
+  auto entropy = [](const Stream& s) {
+    SymbolHistogram hist(s.element_bytes);
+    hist.add(s.bytes);
+    return hist.entropy_bits_per_symbol();
+  };
+  auto plain = encode_with("gptq+ecsq:step=0.2", w, shape, &hessian);
+  auto rdo = encode_with("gptq+ecsq:step=0.2,rdo=0.5", w, shape, &hessian);
+  auto rtn_rdo = encode_with("ecsq:step=0.2,rdo=0.5", w, shape, nullptr);
+  EXPECT_LT(entropy(rdo.streams[0]), 0.97 * entropy(plain.streams[0]));
+  EXPECT_LT(output_relative(w, rdo.decoded, shape, hessian), 0.8 * output_relative(w, rtn_rdo.decoded, shape, hessian));
 }
 
 TEST(Gptq, BlockSizeOnlyReordersTheSameSums) {
