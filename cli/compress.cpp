@@ -142,7 +142,7 @@ int compress_main(int argc, char** argv) {
                       "and (--auto) minimised", cxxopts::value<std::string>())
       ("auto", "with --budget: choose each quantized tensor's codec from --candidates for the least error that fits")
       ("candidates", "for --auto: codec specs, ';'-separated or repeated (default: int4..int8 under every clip, kmeans, "
-                     "prune, ECSQ shared steps and, with --calibration, GPTQ over ECSQ and int-N)",
+                     "prune, ECSQ shared steps and, with --calibration, GPTQ over ECSQ (rate-aware, rdo=1) and int-N)",
        cxxopts::value<std::vector<std::string>>())
       ("sensitivity", "for --auto: JSON {\"tensor\": weight} scaling each tensor's squared error (default 1)",
        cxxopts::value<std::string>())

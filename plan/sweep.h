@@ -70,7 +70,8 @@ std::vector<std::string> int_n_sweep_specs();
 // ECSQ with one step shared by every quantized tensor, from coarse to fine: totalrelmse targets
 // whose artifacts span 8 to 13 MB on base9.
 std::vector<std::string> ecsq_sweep_specs();
-// What needs calibration: GPTQ over each ECSQ target and over int5..int8 with the SDClip rule.
+// What needs calibration: GPTQ over each ECSQ target with rate-aware rounding (rdo=1) and over
+// int5..int8 with the SDClip rule.
 std::vector<std::string> gptq_sweep_specs();
 // The default sweep: int_n_sweep_specs(); kmeans K = 16, 64, 256, Lloyd and ECSQ (and ECSQ K = 256
 // at the lambda that beats int6 on base9); prune 1/3/5%

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -110,12 +109,7 @@ class EcsqCodec final : public ScalarGridCodec {
  public:
   EcsqCodec(EcsqRule rule, float rdo) : rule_(rule), rdo_(rdo) {}
   // rdo only changes which symbols are written; the decoder does not see it.
-  std::string spec() const override {
-    if (rdo_ == 0) return rule_.spec();
-    char buf[32];
-    std::snprintf(buf, sizeof buf, ",rdo=%.9g", rdo_);
-    return rule_.spec() + buf;
-  }
+  std::string spec() const override { return with_rdo_param(rule_.spec(), rdo_); }
   std::string decoder_spec() const override { return rule_.spec(); }
   bool is_passthrough() const override { return false; }
   FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const override;
@@ -212,13 +206,7 @@ FittedCodecs EcsqCodec::fit(std::span<const FitTensor> tensors, const FitOptions
 
 std::unique_ptr<TensorCodec> make_ecsq_codec(const SpecStage& stage) {
   SpecStage rule_stage = stage;
-  float rdo = 0;
-  std::erase_if(rule_stage.params, [&](const auto& param) {
-    if (param.first != "rdo") return false;
-    rdo = static_cast<float>(parse_number(param.second, "ecsq rdo"));
-    require(rdo >= 0 && std::isfinite(rdo), "ecsq: rdo must be a finite number >= 0");
-    return true;
-  });
+  float rdo = take_rdo_param(rule_stage);
   return std::make_unique<EcsqCodec>(ecsq_rule(rule_stage), rdo);
 }
 

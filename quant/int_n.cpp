@@ -106,8 +106,10 @@ namespace {
 
 class IntNCodec final : public ScalarGridCodec {
  public:
-  explicit IntNCodec(IntNRule rule) : rule_(rule) {}
-  std::string spec() const override { return rule_.spec(); }
+  IntNCodec(IntNRule rule, float rdo) : rule_(rule), rdo_(rdo) {}
+  // rdo only changes which symbols are written; the decoder does not see it.
+  std::string spec() const override { return with_rdo_param(rule_.spec(), rdo_); }
+  std::string decoder_spec() const override { return rule_.spec(); }
   bool is_passthrough() const override { return false; }
 
   ScalarGrid grid(std::span<const float> values, const TensorShape& shape) const override {
@@ -115,6 +117,7 @@ class IntNCodec final : public ScalarGridCodec {
     ScalarGrid g{std::vector<float>(static_cast<size_t>(rows)), rule_.qmax()};
     for (int64_t r = 0; r < rows; ++r)
       g.row_steps[r] = fp16_to_float(choose_row_scale(values.subspan(static_cast<size_t>(r * cols), static_cast<size_t>(cols)), rule_));
+    g.fit_rates(values, cols, rdo_);
     return g;
   }
 
@@ -135,10 +138,15 @@ class IntNCodec final : public ScalarGridCodec {
 
  private:
   IntNRule rule_;
+  float rdo_;
 };
 
 }  // namespace
 
-std::unique_ptr<TensorCodec> make_int_n_codec(const SpecStage& stage) { return std::make_unique<IntNCodec>(int_n_rule(stage)); }
+std::unique_ptr<TensorCodec> make_int_n_codec(const SpecStage& stage) {
+  SpecStage rule_stage = stage;
+  float rdo = take_rdo_param(rule_stage);
+  return std::make_unique<IntNCodec>(int_n_rule(rule_stage), rdo);
+}
 
 }  // namespace pgolf

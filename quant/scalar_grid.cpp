@@ -1,6 +1,28 @@
 #include "quant/scalar_grid.h"
 
+#include <cstdio>
+
+#include "core/error.h"
+
 namespace pgolf {
+
+float take_rdo_param(SpecStage& stage) {
+  float rdo = 0;
+  std::erase_if(stage.params, [&](const auto& param) {
+    if (param.first != "rdo") return false;
+    rdo = static_cast<float>(parse_number(param.second, stage.name + " rdo"));
+    require(rdo >= 0 && std::isfinite(rdo), stage.name + ": rdo must be a finite number >= 0");
+    return true;
+  });
+  return rdo;
+}
+
+std::string with_rdo_param(const std::string& decoder_spec, float rdo) {
+  if (rdo == 0) return decoder_spec;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "rdo=%.9g", rdo);
+  return decoder_spec + (decoder_spec.find(':') == std::string::npos ? ":" : ",") + buf;
+}
 
 void ScalarGrid::fit_rates(std::span<const float> values, int64_t cols, float rdo_weight) {
   rdo = rdo_weight;

@@ -14,9 +14,11 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "core/spec.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {
@@ -57,6 +59,12 @@ struct ScalarGrid {
   // this grid); rdo = 0 leaves round to nearest.
   void fit_rates(std::span<const float> values, int64_t cols, float rdo);
 };
+
+// The encoder-only "rdo=MU" parameter of a grid codec's spec: removed from `stage` (what is left is
+// the decoder's spec) and returned, 0 when absent.
+float take_rdo_param(SpecStage& stage);
+// `decoder_spec` with ",rdo=MU" appended when MU > 0 (the encoder's spec).
+std::string with_rdo_param(const std::string& decoder_spec, float rdo);
 
 class ScalarGridCodec : public TensorCodec {
  public:

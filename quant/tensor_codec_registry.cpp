@@ -20,8 +20,9 @@ struct TensorCodecEntry {
 };
 
 constexpr TensorCodecEntry kTensorCodecs[] = {
-    {"int", true, Role::Leaf, "intN[:clip=absmax|quantile:P|std:K|mse], N = 2..8",
-     "int8;int6;int4:clip=quantile:0.999;int5:clip=std:3;int3:clip=mse;int2", make_int_n_codec, nullptr},
+    {"int", true, Role::Leaf, "intN[:clip=absmax|quantile:P|std:K|mse,rdo=MU], N = 2..8",
+     "int8;int6;int4:clip=quantile:0.999;int5:clip=std:3;int3:clip=mse;int2;int6:clip=quantile:0.999,rdo=0.5", make_int_n_codec,
+     nullptr},
     {"fp16", false, Role::Leaf, "fp16", "fp16", make_float_codec, nullptr},
     {"bf16", false, Role::Leaf, "bf16", "bf16", make_float_codec, nullptr},
     {"fp32", false, Role::Leaf, "fp32", "fp32", make_float_codec, nullptr},

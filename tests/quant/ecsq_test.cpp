@@ -199,9 +199,9 @@ TEST(Ecsq, NeverDecodesAFiniteValueToInf) {
   }
 }
 
-// Rate-aware rounding: a value just past a midpoint goes to the likelier symbol; on real rows the
-// symbols' entropy falls and the error rises, every element stays within one step, the stored spec
-// (what the decoder reads) has no rdo, and rdo=0 is round to nearest.
+// Rate-aware rounding (ECSQ and int-N): a value just past a midpoint goes to the likelier symbol;
+// on a real matrix the symbols' entropy falls and the error rises, ECSQ's elements stay within one
+// step, the stored spec (what the decoder reads) has no rdo, and rdo=0 is round to nearest.
 TEST(Ecsq, RateAwareRoundingTradesErrorForEntropy) {
   ScalarGrid grid(std::vector<float>{1.0f}, kEcsqMaxSymbol);
   std::vector<float> mostly_zero(100, 0.1f);
@@ -217,16 +217,21 @@ TEST(Ecsq, RateAwareRoundingTradesErrorForEntropy) {
   const auto& ref = ckpt.at("blocks.3.mlp.fc.weight");
   shape = TensorShape{ref.shape};
   auto x = ref.to_floats();
-  auto nearest = make_tensor_codec("ecsq:step=0.2"), rdo = make_tensor_codec("ecsq:step=0.2,rdo=0.5");
-  EXPECT_EQ(rdo->spec(), "ecsq:step=0.2,rdo=0.5");
-  EXPECT_EQ(rdo->decoder_spec(), "ecsq:step=0.2");
-  EXPECT_EQ(make_tensor_codec("ecsq:step=0.03,rdo=0")->spec(), "ecsq:step=0.03");
-  auto a = nearest->encode(x, shape), b = rdo->encode(x, shape);
-  EXPECT_LT(symbol_entropy_bits(b[0]), 0.97 * symbol_entropy_bits(a[0]));
-  auto ya = decode_streams(*nearest, a, shape), yb = decode_streams(*rdo, b, shape);
-  EXPECT_GT(Distortion::measure(x, yb).relative_mse(), Distortion::measure(x, ya).relative_mse());
-  for (size_t i = 0; i < x.size(); ++i) ASSERT_LE(std::fabs(x[i] - yb[i]), 0.2f * (1 + 1e-5f)) << i;
+  // int-N grids take the same option (the within-one-step bound is ECSQ's: int-N clamps).
+  for (auto [plain, with_rdo] : {std::pair{"ecsq:step=0.2", "ecsq:step=0.2,rdo=0.5"}, std::pair{"int4", "int4:rdo=0.5"}}) {
+    auto nearest = make_tensor_codec(plain), rdo = make_tensor_codec(with_rdo);
+    EXPECT_EQ(rdo->spec(), with_rdo);
+    EXPECT_EQ(rdo->decoder_spec(), plain);
+    EXPECT_EQ(make_tensor_codec(std::string(with_rdo).replace(std::string(with_rdo).find("0.5"), 3, "0"))->spec(), plain);
+    auto a = nearest->encode(x, shape), b = rdo->encode(x, shape);
+    EXPECT_LT(symbol_entropy_bits(b[0]), 0.97 * symbol_entropy_bits(a[0])) << with_rdo;
+    auto ya = decode_streams(*nearest, a, shape), yb = decode_streams(*rdo, b, shape);
+    EXPECT_GT(Distortion::measure(x, yb).relative_mse(), Distortion::measure(x, ya).relative_mse()) << with_rdo;
+    if (std::string(plain).starts_with("ecsq"))
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_LE(std::fabs(x[i] - yb[i]), 0.2f * (1 + 1e-5f)) << i;
+  }
   EXPECT_THROW(make_tensor_codec("ecsq:step=0.03,rdo=-1"), InputError);
+  EXPECT_THROW(make_tensor_codec("int6:rdo=nan"), InputError);
 }
 
 }  // namespace
