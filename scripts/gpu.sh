@@ -14,7 +14,8 @@
 #                                          train tokens (timed with GPTQ and packing), round to nearest
 #                                          against GPTQ, self-generated calibration, each artifact's
 #                                          val_bpb on the first 64 sequences and on the full val split)
-#                scripts/gpu.sh gptq-solver (the same calibration, then --auto under it and lrcorr after GPTQ)
+#                scripts/gpu.sh gptq-solver (the same calibration, then --auto under it, rate-aware and
+#                                          sensitivity-weighted, against one shared GPTQ step)
 #                scripts/gpu.sh multi     (data parallel on 2 GPUs: the NCCL tests, 1 vs 2 GPUs'
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
@@ -287,20 +288,21 @@ gptq_benchmark() {
   rm -f "$gptq_dir"/*.pgz "$gptq_dir"/*.safetensors
   tar czf "${OUT:-build-gpu}/gptq.tar.gz" -C "$gptq_dir" .
 }
-# The budget solver under calibration and low-rank correction after GPTQ (plain against H^1/2-weighted SVD).
+# The budget solver under calibration: --auto over a ladder of rate-aware GPTQ steps, weighted by
+# base9's output-space sensitivity (docs/base9-output-sensitivity.json, measured on train tokens),
+# against one shared GPTQ step (plain, then rate-aware) at the same bytes, at 10.6 and 11.34 MB.
 gptq_solver_benchmark() {
   calibrate_base9
-  local h=(--calibration "$gptq_dir/h.safetensors")
-  step "low-rank correction after GPTQ: plain SVD against the H^1/2-weighted one"
-  pack_gptq gptq_lrcorr16 --codec gptq+ecsq:step=0.0299+lrcorr:rank=16 "${h[@]}"
-  pack_gptq gptq_lrcorr16_hessian --codec gptq+ecsq:step=0.0299+lrcorr:rank=16,weight=hessian "${h[@]}"
-  step "--auto under calibration (output error minimised) at 10,600,000 and 11,340,000 B"
-  local ladder="" t
-  for t in 0.004 0.0032 0.0026 0.0021 0.0017 0.00135 0.0011 0.0009 0.00075 0.0006 0.0005 0.0004; do
-    ladder+="ecsq:totalrelmse=$t;gptq+ecsq:totalrelmse=$t;"
-  done
-  pack_gptq auto_10600000 --auto --budget 10600000 --candidates "$ladder" "${h[@]}"
-  pack_gptq auto_11340000 --auto --budget 11340000 --candidates "$ladder" "${h[@]}"
+  local h=(--calibration "$gptq_dir/h.safetensors") ladder="" s
+  for s in $(python3 -c "print(*['%.4g' % (0.012 * 1.12 ** n) for n in range(17)])"); do ladder+="gptq+ecsq:step=$s,rdo=1;"; done
+  step "one shared GPTQ step at about 10.6 and 11.34 MB, plain and rate-aware"
+  pack_gptq shared_step0289 --codec gptq+ecsq:step=0.0289 "${h[@]}"
+  pack_gptq shared_step0284_rdo1 --codec gptq+ecsq:step=0.0284,rdo=1 "${h[@]}"
+  pack_gptq shared_step02275 --codec gptq+ecsq:step=0.02275 "${h[@]}"
+  pack_gptq shared_step0223_rdo1 --codec gptq+ecsq:step=0.0223,rdo=1 "${h[@]}"
+  step "--auto under calibration and output-space sensitivity at 10,600,000 and 11,340,000 B"
+  pack_gptq auto_10600000 --auto --budget 10600000 --candidates "$ladder" --sensitivity docs/base9-output-sensitivity.json "${h[@]}"
+  pack_gptq auto_11340000 --auto --budget 11340000 --candidates "$ladder" --sensitivity docs/base9-output-sensitivity.json "${h[@]}"
   rm -f "$gptq_dir"/*.pgz "$gptq_dir"/*.safetensors
   tar czf "${OUT:-build-gpu}/gptq_solver.tar.gz" -C "$gptq_dir" .
 }
