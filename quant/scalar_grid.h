@@ -10,8 +10,6 @@
 // round-to-nearest gives the same values. At high rate a uniform quantizer trades error for rate at
 // dD/dR = −2 ln 2 · step²/12 per element, so μ ≈ 0.12 is the slope the step itself implies.
 #pragma once
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "core/spec.h"
+#include "quant/grid_round.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {
@@ -40,20 +39,12 @@ struct ScalarGrid {
   // (x/step − q)² + rdo · scale · bits(q); `scale` weighs rate against this element's error (GPTQ
   // gives columns of more output error per unit of weight error a smaller one).
   int32_t round(int64_t row, float x, float scale = 1) const {
-    float step = row_steps[static_cast<size_t>(row)];
-    if (step == 0) return 0;
-    float m = static_cast<float>(max_symbol);
-    float t = x * (1.0f / step);
-    if (rate_bits.empty()) return static_cast<int32_t>(std::clamp(std::nearbyint(t), -m, m));
-    float lo = std::clamp(std::floor(t), -m, m), hi = std::clamp(lo + 1, -m, m);
-    float cost_lo = (t - lo) * (t - lo) + rdo * scale * bits(static_cast<int32_t>(lo));
-    float cost_hi = (t - hi) * (t - hi) + rdo * scale * bits(static_cast<int32_t>(hi));
-    return static_cast<int32_t>(cost_hi < cost_lo ? hi : lo);
+    return round_on_grid(x, row_steps[static_cast<size_t>(row)], max_symbol, rate_model(), scale);
+  }
+  GridRateModel rate_model() const {
+    return rate_bits.empty() ? GridRateModel{} : GridRateModel{rdo, rate_offset, rate_bits.data(), rate_escape};
   }
   float value(int64_t row, int32_t symbol) const { return static_cast<float>(symbol) * row_steps[static_cast<size_t>(row)]; }
-  float bits(int32_t symbol) const {
-    return std::abs(symbol) <= rate_offset ? rate_bits[static_cast<size_t>(symbol + rate_offset)] : rate_escape;
-  }
 
   // Sets the rate model of `rdo` from the round-to-nearest symbols of `values` ([rows, cols] on
   // this grid); rdo = 0 leaves round to nearest.

@@ -227,8 +227,9 @@ TEST(Ecsq, RateAwareRoundingTradesErrorForEntropy) {
     EXPECT_LT(symbol_entropy_bits(b[0]), 0.97 * symbol_entropy_bits(a[0])) << with_rdo;
     auto ya = decode_streams(*nearest, a, shape), yb = decode_streams(*rdo, b, shape);
     EXPECT_GT(Distortion::measure(x, yb).relative_mse(), Distortion::measure(x, ya).relative_mse()) << with_rdo;
-    if (std::string(plain).starts_with("ecsq"))
+    if (std::string(plain).starts_with("ecsq")) {
       for (size_t i = 0; i < x.size(); ++i) ASSERT_LE(std::fabs(x[i] - yb[i]), 0.2f * (1 + 1e-5f)) << i;
+    }
   }
   EXPECT_THROW(make_tensor_codec("ecsq:step=0.03,rdo=-1"), InputError);
   EXPECT_THROW(make_tensor_codec("int6:rdo=nan"), InputError);
