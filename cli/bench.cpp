@@ -45,7 +45,7 @@ int bench_main(int argc, char** argv) {
       ("calibration", "input Hessians (pgolf calibrate): adds the GPTQ points to the default sweep and the output-space "
                       "error tr(dW H dW^T) to every point", cxxopts::value<std::string>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
-      ("device", "for --eval-tokens: auto, cpu or cuda (auto: cuda when a GPU is present)",
+      ("device", "where GPTQ and --eval-tokens run: auto, cpu or cuda (auto: cuda when a GPU is present)",
        cxxopts::value<std::string>()->default_value("auto"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("out", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots",
@@ -93,6 +93,8 @@ int bench_main(int argc, char** argv) {
   else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
   sweep.calibration = calibration ? &*calibration : nullptr;
+  const std::string device = choose_device(args["device"].as<std::string>());
+  sweep.gptq = gptq_engine_on(device);
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
   // At the sequence length, rope base and softcap the checkpoint records (every point's artifact carries them).
   const RecordedSettings recorded = recorded_settings(checkpoint.metadata());
@@ -100,13 +102,11 @@ int bench_main(int argc, char** argv) {
   eval.seq_len = recorded.seq_len.value_or(eval.seq_len);
   std::vector<uint16_t> tokens;
   std::optional<Tokenizer> tokenizer;
-  std::string device;
   if (args.count("eval-tokens")) {
     const int64_t n = args["eval-tokens"].as<int64_t>();
     require(n > 0, "--eval-tokens must be positive");
     require(args.count("data") > 0, "--eval-tokens needs --data DIR");
     const std::string data = args["data"].as<std::string>();
-    device = choose_device(args["device"].as<std::string>());
     tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
     eval.max_sequences = (n + eval.seq_len - 1) / eval.seq_len;
     eval.threads = static_cast<int>(sweep.threads ? sweep.threads : default_threads());

@@ -14,6 +14,7 @@
 #include "cli/command.h"
 #include "cli/format.h"
 #include "cli/list_flag.h"
+#include "cli/evaluator.h"
 #include "cli/options.h"
 #include "codecs/byte_codec.h"
 #include "core/atomic_file.h"
@@ -140,6 +141,8 @@ int compress_main(int argc, char** argv) {
        cxxopts::value<std::string>())
       ("calibration", "input Hessians from pgolf calibrate: GPTQ's, and the output-space error tr(dW H dW^T) reported "
                       "and (--auto) minimised", cxxopts::value<std::string>())
+      ("device", "where GPTQ runs: auto, cpu or cuda (auto: cuda when a GPU is present; the CPU is the oracle, the GPU "
+                 "gives its symbols but for rare +-1 flips)", cxxopts::value<std::string>()->default_value("auto"))
       ("auto", "with --budget: choose each quantized tensor's codec from --candidates for the least error that fits")
       ("candidates", "for --auto: codec specs, ';'-separated or repeated (default: int4..int8 under every clip, kmeans, "
                      "prune, ECSQ shared steps and, with --calibration, GPTQ over ECSQ (rate-aware, rdo=1) and int-N)",
@@ -201,6 +204,7 @@ int compress_main(int argc, char** argv) {
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
   const Calibration* calibrated = calibration ? &*calibration : nullptr;
+  const GptqEngine* gptq = gptq_engine_on(choose_device(args["device"].as<std::string>()));
 
   CompressResult result;
   std::optional<BudgetPlan> budget_plan;
@@ -211,6 +215,7 @@ int compress_main(int argc, char** argv) {
         args.count("candidates") ? list_flag_values(args, "candidates") : default_budget_candidates(calibrated != nullptr);
     auto_options.rules = rules;
     auto_options.calibration = calibrated;
+    auto_options.gptq = gptq;
     if (args.count("sensitivity")) auto_options.sensitivity = read_sensitivity_file(args["sensitivity"].as<std::string>());
     auto_options.threads = args["threads"].as<unsigned>();
     auto_options.progress = progress_bars();
@@ -219,7 +224,7 @@ int compress_main(int argc, char** argv) {
   } else {
     const std::vector<std::string> specs =
         replay ? read_plan_file(args["plan"].as<std::string>(), checkpoint) : plan.specs_for(checkpoint);
-    result = compress_checkpoint(checkpoint, specs, *compressor, {args["threads"].as<unsigned>(), progress_bars(), calibrated});
+    result = compress_checkpoint(checkpoint, specs, *compressor, {args["threads"].as<unsigned>(), progress_bars(), calibrated, gptq});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (const auto& g : result.manifest.groups) require_decodable(profile, g.codec, "stream group '" + g.name + "': codec");

@@ -4,6 +4,7 @@
 
 #ifdef PGOLF_HAVE_CUDA
 #include "gpu/cuda_eval.h"
+#include "gpu/cuda_gptq.h"
 #endif
 
 namespace pgolf::cli {
@@ -21,6 +22,14 @@ std::string choose_device(const std::string& requested) {
   if (requested == "auto") return gpu ? "cuda" : "cpu";
   require(requested == "cpu" || gpu, "--device cuda: " + missing);
   return requested;
+}
+
+const GptqEngine* gptq_engine_on(const std::string& device) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") return &cuda_gptq_engine();
+#endif
+  (void)device;
+  return nullptr;
 }
 
 std::string describe_device(const std::string& device, int threads) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "artifact/load.h"
+#include "quant/gptq.h"
 
 #include "data/tokenizer.h"
 #include "trainer/calibration.h"
@@ -19,6 +20,10 @@ namespace pgolf::cli {
 // "auto" (cuda where a GPU is present, else cpu), "cpu" or "cuda"; InputError for anything else and
 // for cuda without a GPU or without a CUDA build.
 std::string choose_device(const std::string& requested);
+
+// Where GPTQ's linear algebra runs on `device` (choose_device's answer): the CUDA engine for
+// "cuda", null (the CPU, the library default) otherwise.
+const GptqEngine* gptq_engine_on(const std::string& device);
 
 // "cuda (NVIDIA H200)" or "cpu, 2 threads", for reports.
 std::string describe_device(const std::string& device, int threads);

@@ -46,7 +46,8 @@ int sensitivity_main(int argc, char** argv) {
       ("rule", "REGEX=SPEC, as for compress: which tensors the plan quantizes (only those are probed)",
        cxxopts::value<std::vector<std::string>>())
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
-      ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))
+      ("device", "where the model and GPTQ probes run: auto, cpu or cuda (auto: cuda when a GPU is present)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("threads", "CPU threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("json", "print the measurements as JSON instead of the table")
       ("force", "replace an existing output")
@@ -91,7 +92,7 @@ int sensitivity_main(int argc, char** argv) {
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
   const Sensitivity sensitivity = measure_sensitivity(
-      tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {}, progress_bars()});
+      tensors, names, loss_of, {probe_spec, calibration ? &*calibration : nullptr, {gptq_engine_on(device)}, progress_bars()});
   const double base_loss = sensitivity.base_loss;
   const auto& probes = sensitivity.probes;
   write_text(output, sensitivity_json(sensitivity));

@@ -55,13 +55,8 @@ class CpuGptqEngine final : public GptqEngine {
     require(inverse_llt.info() == Eigen::Success, "its Hessian is too ill-conditioned for GPTQ (Cholesky of H⁻¹ failed)");
     MatrixD u = inverse_llt.matrixU();
 
-    // Rate-aware rounding weighs rate against output error: a column's output error per unit of
-    // weight error is 1/U_cc², so its rate weight is U_cc² over the mean of the columns' U².
-    std::vector<float> rate_scale(static_cast<size_t>(cols));
-    double mean_inverse = 0;
-    for (int64_t c = 0; c < cols; ++c) mean_inverse += 1.0 / (u(c, c) * u(c, c));
-    mean_inverse /= static_cast<double>(cols);
-    for (int64_t c = 0; c < cols; ++c) rate_scale[c] = static_cast<float>(u(c, c) * u(c, c) * mean_inverse);
+    const Eigen::VectorXd u_diagonal = u.diagonal();
+    const std::vector<float> rate_scale = gptq_rate_scales({u_diagonal.data(), static_cast<size_t>(cols)});
     MatrixD w = Eigen::Map<const MatrixD>(p.weights.data(), rows, cols);
     for (int64_t b0 = 0; b0 < cols; b0 += block) {
       const int64_t n = std::min(block, cols - b0);
@@ -124,6 +119,15 @@ GptqProblem prepare_gptq(std::span<const float> weights, const TensorShape& shap
       p.weights[static_cast<size_t>(r * cols + a)] = diag[j] == 0 ? 0.0 : weights[static_cast<size_t>(r * cols + j)];
     }
   return p;
+}
+
+std::vector<float> gptq_rate_scales(std::span<const double> u_diagonal) {
+  double mean_inverse = 0;
+  for (double d : u_diagonal) mean_inverse += 1.0 / (d * d);
+  mean_inverse /= static_cast<double>(u_diagonal.size());
+  std::vector<float> scales(u_diagonal.size());
+  for (size_t c = 0; c < scales.size(); ++c) scales[c] = static_cast<float>(u_diagonal[c] * u_diagonal[c] * mean_inverse);
+  return scales;
 }
 
 const GptqEngine& cpu_gptq_engine() {

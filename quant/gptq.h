@@ -50,6 +50,11 @@ class GptqEngine {
 
 const GptqEngine& cpu_gptq_engine();  // Eigen, in double: the oracle
 
+// Rate-aware rounding weighs rate against output error: a column's output error per unit of
+// weight error is 1/U_cc², so its rate weight is U_cc² over the mean of the columns' 1/U². Every
+// engine takes its columns' weights from U's diagonal here.
+std::vector<float> gptq_rate_scales(std::span<const double> u_diagonal);
+
 // All of it: symbols [rows, cols] in the original column order.
 std::vector<int32_t> gptq_round(std::span<const float> weights, const TensorShape& shape, const InputHessian& hessian,
                                 const ScalarGrid& grid, const GptqOptions& options, const GptqEngine& engine);

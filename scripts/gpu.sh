@@ -262,6 +262,12 @@ calibrate_base9() {
     tee -a "$logs/gptq.txt"
   tail -n 3 "$gptq_dir/calibrate.txt"
   evaluate_gptq gptq_step0299
+  step "GPTQ on the CPU (the oracle) against the GPU engine above: the same calibration and codec"
+  $pgolf compress samples/base9 -o "$gptq_dir/gptq_step0299_cpu.pgz" --compressor auto --calibration "$gptq_dir/h.safetensors" \
+    --codec gptq+ecsq:step=0.0299 --device cpu > "$gptq_dir/gptq_step0299_cpu.txt" 2>&1 || failed+=(gptq-cpu)
+  grep -h -E "^output|^time|^artifact" "$gptq_dir/gptq_step0299.txt" "$gptq_dir/gptq_step0299_cpu.txt" | tee -a "$logs/gptq.txt"
+  cmp -s "$gptq_dir/gptq_step0299.pgz" "$gptq_dir/gptq_step0299_cpu.pgz" && echo "GPU and CPU GPTQ: the same bytes" |
+    tee -a "$logs/gptq.txt" || echo "GPU and CPU GPTQ: the artifacts differ (the flips CudaGptq bounds)" | tee -a "$logs/gptq.txt"
 }
 # The GPU tests, then round to nearest against GPTQ at the two steps, int6 + zstd:22, and
 # self-generated calibration.

@@ -211,6 +211,8 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
       {"compress " + in + " -o " + dir.file("e.pgz") + " --plan " + in, "not a plan"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --plan " + dir.file("none.json"), "cannot read the plan"},
       {"export-decoder -o " + pgz, "exists"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --device gpu", "--device must be auto, cpu or cuda"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int6:rdo=-1", "rdo must be"},
   };
   for (const auto& c : cases) {
     auto r = pgolf(c.args);
