@@ -3,6 +3,7 @@
 // reference names) and PREFIX.state (everything --resume needs). Every setting is a flag; a
 // --config JSON file may give any of them by the flag's name (a flag on the command line wins).
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -109,7 +110,10 @@ int train_main(int argc, char** argv) {
        "numbers. cpu: fp32 only", cxxopts::value<std::string>()->default_value("auto"))
       ("gpus", "data-parallel training on GPUs 0 .. N-1 of this host, one process each, over NCCL (0: one GPU, "
        "no NCCL)", cxxopts::value<int>()->default_value("0"))
-      ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"));
+      ("threads", "CPU threads (default: every core)", cxxopts::value<int>()->default_value("0"))
+      ("calibrate", "after training, the Hessians of the saved weights on the first N train tokens into "
+                    "OUT.h.safetensors (as pgolf calibrate writes them; 0: none)",
+       cxxopts::value<int64_t>()->default_value("0"));
   options.add_options("model")
       ("vocab", "vocabulary size (the tokenizer's)", cxxopts::value<int>()->default_value("1024"))
       ("dim", "model dim", cxxopts::value<int>()->default_value("512"))
@@ -198,6 +202,8 @@ int train_main(int argc, char** argv) {
           "--precision " + precision_name + " is for --device cuda; the CPU trainer is fp32");
   const int64_t save_every = settings.get<int64_t>("save-every");
   require(save_every >= 0, "--save-every must not be negative");
+  const int64_t calibrate_tokens = settings.get<int64_t>("calibrate");
+  require(calibrate_tokens >= 0, "--calibrate must not be negative");
   int threads = settings.get<int>("threads");
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   settings.check_config_keys();
@@ -232,9 +238,27 @@ int train_main(int argc, char** argv) {
           data_dir + ": the val split has fewer than --seq-len + 1 tokens");
   const std::string out = args["out"].as<std::string>();
   const std::string checkpoint_path = out + ".safetensors", state_path = out + ".state";
+  const std::string calibration_path = out + ".h.safetensors";
   const bool overwrite = args.count("overwrite") > 0;
   // --resume's state is read whole before training, so a run may continue in place (--overwrite).
   for (const std::string& path : {checkpoint_path, state_path}) check_output(path, {}, overwrite, "--overwrite");
+  if (calibrate_tokens > 0) {
+    check_output(calibration_path, {}, overwrite, "--overwrite");
+  }
+  // Read (and so checked) before training.
+  const std::vector<uint16_t> calibration_tokens =
+      calibrate_tokens > 0 ? read_train_windows(data_dir, calibrate_tokens, s.seq_len) : std::vector<uint16_t>{};
+  // The Hessians of the checkpoint as saved (bf16), on the device training used.
+  auto calibrate_saved = [&] {
+    std::map<std::string, std::string> metadata;
+    const auto tensors = load_float_tensors({checkpoint_path}, &metadata);
+    const Model<float> trained = model_of(tensors, recorded_settings(metadata));
+    const auto start = std::chrono::steady_clock::now();
+    const auto hessians = calibrate_to(calibration_path, device, trained, calibration_tokens,
+                                       {checkpoint_path, "train:" + data_dir, s.seq_len}, threads, true, progress_bars());
+    std::printf("calibrated %zu matrices on %zu train tokens (%.2f s): wrote %s\n", hessians.size(), calibration_tokens.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), calibration_path.c_str());
+  };
   TokenStream stream(train_shards, state.data);
 
   // Trains on engine and writes the outputs; with several ranks only rank 0 logs and writes.
@@ -276,11 +300,13 @@ int train_main(int argc, char** argv) {
     // Ctrl-C, kill or a closed terminal end the run at the next step boundary, saved.
     for (int signal : {SIGINT, SIGTERM, SIGHUP}) std::signal(signal, request_stop);
     run(*make_engine(device, state, s, threads, precision));
-    return g_stop_signal.load() ? 128 + g_stop_signal.load() : 0;
+    if (g_stop_signal.load()) return 128 + g_stop_signal.load();
+    if (calibrate_tokens > 0) calibrate_saved();
+    return 0;
   }
 #ifdef PGOLF_HAVE_CUDA
   // One process per GPU: rank 0 makes the NCCL group id, the others read it from the board.
-  return run_ranks(gpus, [&](int rank, RankBoard& board) {
+  const int ranks_status = run_ranks(gpus, [&](int rank, RankBoard& board) {
     std::vector<std::byte> id;
     if (rank == 0) {
       id = cuda::RankGroup::new_id();
@@ -292,6 +318,9 @@ int train_main(int argc, char** argv) {
     run(engine);
     return 0;
   });
+  // The ranks have ended: this process may use a GPU now.
+  if (ranks_status == 0 && calibrate_tokens > 0) calibrate_saved();
+  return ranks_status;
 #else
   throw InputError("--gpus: this pgolf was built without CUDA");
 #endif

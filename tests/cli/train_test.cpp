@@ -175,6 +175,29 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   EXPECT_EQ(val_loss(r.out), unflagged) << r.out;
 }
 
+// --calibrate N: the Hessians of the saved weights, as pgolf calibrate computes them from the
+// checkpoint on the same train tokens, tensor for tensor.
+TEST(CliTrain, CalibrateWritesTheSavedWeightsHessians) {
+  test::TempDir dir;
+  const std::string model = dir.file("m");
+  auto r = pgolf("train" + data() + kTiny + " --steps 4 --calibrate 200 --out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("calibrated 19 matrices on 224 train tokens"), std::string::npos) << r.out;  // 7 windows of 32; 6 per block and the head
+  r = pgolf("calibrate " + model + ".safetensors" + data() + " --tokens 200 --device cpu --threads 2 -o " +
+            dir.file("h.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const Checkpoint trained = Checkpoint::open({model + ".h.safetensors"}), separate = Checkpoint::open({dir.file("h.safetensors")});
+  ASSERT_EQ(trained.tensors().size(), 19u);
+  ASSERT_EQ(trained.tensors().size(), separate.tensors().size());
+  for (const auto& t : separate.tensors()) EXPECT_EQ(trained.at(t.name).to_floats(), t.to_floats()) << t.name;
+  EXPECT_EQ(trained.metadata().at("model"), model + ".safetensors");
+  // Too few train tokens is refused before training.
+  r = pgolf("train" + data() + kTiny + " --steps 4 --calibrate 100000000000 --out " + dir.file("n"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("calibration needs"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("n.safetensors")));
+}
+
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   test::TempDir dir, empty;
   std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";
