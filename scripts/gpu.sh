@@ -20,6 +20,8 @@
 #                                          losses and tokens/s, a rank killed mid-run)
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
 #                                          val_bpb, int6 + zstd:22; REF_GPUS=N for --gpus N)
+#                scripts/gpu.sh fidelity [base9|seed] (the Parameter Golf baseline's train_gpt.py and
+#                                          pgolf train side by side, per-step losses; FIDELITY_STEPS)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
@@ -313,6 +315,72 @@ gptq_solver_benchmark() {
   tar czf "${OUT:-build-gpu}/gptq_solver.tar.gz" -C "$gptq_dir" .
 }
 
+# The Parameter Golf baseline's train_gpt.py and pgolf train on the same settings, side by side
+# (issue 35): the same batches in the same order (8 micro-steps of 32,768 tokens each, as the
+# reference takes them on one GPU), per-step train losses, their mean difference over ranges of
+# steps, and both final full-val val_bpb. SHAPE base9 (600 steps, warmdown 400, seed 1337) or
+# seed (11 layers, MLP 3x, seq 2048, Muon momentum 0.99, grad clip 1.0, seed 42; 300 steps,
+# warmdown 100); FIDELITY_STEPS overrides the step count (the warmdown keeps its share).
+fidelity_run() {
+  local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=()
+  case "$shape" in
+    base9) steps=${FIDELITY_STEPS:-600}; warmdown=$((steps * 2 / 3)); seed=1337; seq=1024 ;;
+    seed) steps=${FIDELITY_STEPS:-300}; warmdown=$((steps / 3)); seed=42; seq=2048
+      env=(NUM_LAYERS=11 MLP_MULT=3 MUON_MOMENTUM=0.99 GRAD_CLIP_NORM=1.0)
+      flags=(--layers 11 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
+    *) echo "fidelity: SHAPE is base9 or seed"; failed+=(fidelity-shape); return ;;
+  esac
+  rm -rf "$dir" && mkdir -p "$dir/data"
+  unpack_train_shards
+  local shard
+  for shard in devdata/sp1024/corpus_train_*.bin; do
+    ln -sf "$PWD/$shard" "$dir/data/fineweb_train_${shard##*_}"
+  done
+  ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$dir/data/fineweb_val_000000.bin"
+  step "fidelity $shape: torch's rms_norm on a bf16 input under autocast (which epsilon the reference gets)"
+  python3 -c "
+import torch, torch.nn.functional as F
+x = torch.full((1, 512), 0.005, dtype=torch.bfloat16, device='cuda')
+with torch.autocast(device_type='cuda', dtype=torch.bfloat16):
+    y = F.rms_norm(x, (512,))
+print(f'rms_norm of a constant 0.005 bf16 row: {y[0, 0].item():.4f} (1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
+" 2>&1 | tee -a "$logs/fidelity_$shape.txt"
+  step "fidelity $shape: the reference, $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
+  (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
+     WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
+     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../devdata/pg-baseline/train_gpt.py) \
+    > "$dir/reference.txt" 2>&1 || { tail -20 "$dir/reference.txt"; failed+=(fidelity-reference); return; }
+  step "fidelity $shape: pgolf train, the same settings (bf16)"
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
+    --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
+    --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" > "$dir/pgolf.txt" 2>&1 ||
+    { tail -20 "$dir/pgolf.txt"; failed+=(fidelity-pgolf); return; }
+  python3 - "$dir" "$steps" <<'EOF5' | tee -a "$logs/fidelity_$shape.txt"
+import re, sys
+d, steps = sys.argv[1], int(sys.argv[2])
+ref_log, pg_log = open(f"{d}/reference.txt").read(), open(f"{d}/pgolf.txt").read()
+ref = {int(s): float(l) for s, l in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", ref_log)}
+pg = {int(s): float(l) for s, l in re.findall(r"step (\d+)/\d+ loss (\S+)", pg_log)}
+both = sorted(set(ref) & set(pg))
+print(f"{len(ref)} reference steps, {len(pg)} pgolf steps, {len(both)} in both")
+width = max(10, steps // 12 // 10 * 10)
+print(f"{'steps':>11} {'reference':>10} {'pgolf':>10} {'pgolf - ref':>12}")
+for lo in range(1, steps + 1, width):
+    r = [s for s in both if lo <= s < lo + width]
+    if r:
+        a, b = sum(ref[s] for s in r) / len(r), sum(pg[s] for s in r) / len(r)
+        print(f"{lo:5d}-{r[-1]:<5d} {a:10.4f} {b:10.4f} {b - a:+12.4f}")
+late = [s for s in both if s >= 100]
+if late:
+    print(f"mean pgolf - reference over steps 100-{late[-1]}: {sum(pg[s] - ref[s] for s in late) / len(late):+.4f} (bar: within 0.003)")
+rv = re.findall(r"step:\d+/\d+ val_loss:\S+ val_bpb:(\S+)", ref_log)
+pv = re.findall(r"val_bpb (\S+) \(final", pg_log)
+if rv and pv:
+    print(f"final full-val val_bpb: reference {float(rv[-1]):.4f}, pgolf {float(pv[-1]):.4f}, "
+          f"difference {float(pv[-1]) - float(rv[-1]):+.4f} (bar: within 0.002)")
+EOF5
+}
+
 # Data parallel (needs 2 GPUs): the NCCL tests; MULTI_STEPS steps (default 50) at the reference
 # settings on 1 GPU and on 2 at the same global batch (losses, tokens/s), and on 2 at twice the
 # batch (the same micro-batches per GPU as the 1-GPU run); then rank 1 killed with SIGKILL mid-run.
@@ -461,6 +529,7 @@ case "${1:-}" in
     finish ;;
   reference) reference_run; finish ;;
   multi) multi_gpu_benchmark; finish ;;
+  fidelity) fidelity_run "${2:-base9}"; finish ;;
   rd) rd_benchmark; finish ;;
   gptq) gptq_benchmark; finish ;;
   gptq-solver) gptq_solver_benchmark; finish ;;
