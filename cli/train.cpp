@@ -121,6 +121,8 @@ int train_main(int argc, char** argv) {
       ("heads", "query heads", cxxopts::value<int>()->default_value("8"))
       ("kv-heads", "key/value heads", cxxopts::value<int>()->default_value("4"))
       ("mlp-mult", "MLP hidden = mlp-mult x dim", cxxopts::value<int>()->default_value("2"))
+      ("activation", "the MLP's activation: relu2 (the baseline) or leaky-relu2:S (LeakyReLU with negative slope S, "
+                     "squared; the records use 0.5)", cxxopts::value<std::string>()->default_value("relu2"))
       ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value(number_text(model_defaults.logit_softcap)))
       ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
@@ -148,7 +150,9 @@ int train_main(int argc, char** argv) {
       ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(number_text(opt.beta1)))
       ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(number_text(opt.beta2)))
       ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(number_text(opt.eps)))
-      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(number_text(opt.grad_clip)));
+      ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(number_text(opt.grad_clip)))
+      ("muon-wd", "Muon's decoupled weight decay: matrices scaled by 1 - lr x this before each update (0: none; the "
+                  "records use 0.04 and up)", cxxopts::value<double>()->default_value(number_text(opt.muon_weight_decay)));
   // clang-format on
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;
@@ -165,6 +169,7 @@ int train_main(int argc, char** argv) {
   config.mlp_hidden = settings.get<int>("mlp-mult") * config.dim;
   config.logit_softcap = settings.get<double>("logit-softcap");
   config.rope_base = settings.get<double>("rope-base");
+  config.mlp_negative_slope = parse_activation(settings.get<std::string>("activation"));
   const auto seed = settings.get<uint64_t>("seed");
   TrainSettings s;
   s.seq_len = settings.get<int>("seq-len");
@@ -189,6 +194,7 @@ int train_main(int argc, char** argv) {
   o.beta2 = settings.get<double>("beta2");
   o.eps = settings.get<double>("adam-eps");
   o.grad_clip = settings.get<double>("grad-clip");
+  o.muon_weight_decay = settings.get<double>("muon-wd");
   const std::string device_flag = settings.get<std::string>("device");
   const int gpus = settings.get<int>("gpus");
   require(gpus >= 0, "--gpus must not be negative");
@@ -216,7 +222,8 @@ int train_main(int argc, char** argv) {
   if (resume) {
     state = load_train_state(args["resume"].as<std::string>());
     bool model_given = false;
-    for (const char* name : {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base"})
+    for (const char* name :
+         {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

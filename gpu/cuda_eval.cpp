@@ -119,7 +119,8 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
                      stream);
     observe(i, MatrixInput::kMlp, normed.data());
     linear(gemm, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
-    cuda::relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden, hidden.data(), stream);
+    cuda::leaky_relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden,
+                            static_cast<float>(c.mlp_negative_slope), hidden.data(), stream);
     observe(i, MatrixInput::kMlpHidden, hidden.data());
     linear(gemm, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
     // After the last block, the final norm in the same pass.

@@ -235,7 +235,8 @@ void CudaTrainer::State::forward(int sequences) {
     });
     cuda::linear(gemm, mlp_in, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
     const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
-      cuda::relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, out, stream);
+      cuda::leaky_relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, static_cast<float>(c.mlp_negative_slope), out,
+                              stream);
     });
     cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
     // x_out; after the last block, the final norm in the same pass.
@@ -273,7 +274,8 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
   cuda::linear_backward_input(gemm, d_mlp_out, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
   const cuda::Operand d_fc_out = produce(d_hidden, d_rounded, [&](auto* out) {
-    cuda::relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden, out, stream);
+    cuda::leaky_relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden,
+                                     static_cast<float>(c.mlp_negative_slope), out, stream);
   });
   cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
   cuda::linear_backward_input(gemm, d_fc_out, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
@@ -632,7 +634,8 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
     if (slot.group == ParamGroup::Matrix) {
       const double shape_scale =
           std::sqrt(std::max(1.0, static_cast<double>(slot.rows) / static_cast<double>(slot.cols)));
-      cuda::apply_update(w, g, count, static_cast<float>(o.matrix_lr * lr_scale * shape_scale), stream);
+      const float keep = static_cast<float>(o.muon_weight_decay > 0 ? 1 - o.matrix_lr * lr_scale * o.muon_weight_decay : 1);
+      cuda::apply_update(w, g, count, static_cast<float>(o.matrix_lr * lr_scale * shape_scale), keep, stream);
       continue;
     }
     const double lr = (slot.group == ParamGroup::Embedding ? o.embed_lr : o.scalar_lr) * lr_scale;

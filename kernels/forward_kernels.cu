@@ -46,10 +46,10 @@ __global__ void scaled_sum_kernel(const float* x, const float* x_scale, const fl
 }
 
 template <typename T>
-__global__ void relu_square_kernel(const float* x, int64_t count, T* out) {
+__global__ void leaky_relu_square_kernel(const float* x, int64_t count, float slope, T* out) {
   grid_stride_by_4(
-      count, [&](int64_t i) { const float4 p = relu4(load4(x + i)); store4(out + i, p * p); },
-      [&](int64_t i) { const float p = fmaxf(x[i], 0.0f); put(out + i, p * p); });
+      count, [&](int64_t i) { const float4 p = leaky4(load4(x + i), slope); store4(out + i, p * p); },
+      [&](int64_t i) { const float p = leaky(x[i], slope); put(out + i, p * p); });
 }
 
 template <typename T>
@@ -114,13 +114,13 @@ template void scaled_sum(const float*, const float*, const float*, const float*,
                          __nv_bfloat16*, cudaStream_t);
 
 template <typename T>
-void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream) {
+void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* out, cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, out);
-  PGOLF_CUDA_CHECK_LAUNCH("relu_square");
+  leaky_relu_square_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, negative_slope, out);
+  PGOLF_CUDA_CHECK_LAUNCH("leaky_relu_square");
 }
-template void relu_square(const float*, int64_t, float*, cudaStream_t);
-template void relu_square(const float*, int64_t, __nv_bfloat16*, cudaStream_t);
+template void leaky_relu_square(const float*, int64_t, float, float*, cudaStream_t);
+template void leaky_relu_square(const float*, int64_t, float, __nv_bfloat16*, cudaStream_t);
 
 template <typename T>
 void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,

@@ -32,9 +32,10 @@ inline void scaled_sum(const float* x, const float* x_scale, const float* y, con
   scaled_sum<float>(x, x_scale, y, y_scale, rows, dim, out, nullptr, stream);
 }
 
-// out = relu(x)^2, elementwise (out may be x).
+// out = leaky_relu(x)^2 = (max(x, 0) + negative_slope · min(x, 0))^2, elementwise (out may be x);
+// relu(x)^2 at slope 0.
 template <typename T>
-void relu_square(const float* x, int64_t count, T* out, cudaStream_t stream);
+void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* out, cudaStream_t stream);
 
 // The fused projection's output, raw [rows, (heads + 2 * kv_heads) * head_dim], holds per token
 // the q heads, then the k heads, then the v heads. qkv (same layout; may be raw) = per-head

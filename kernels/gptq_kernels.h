@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "quant/grid_round.h"
+#include "core/grid_round.h"
 
 namespace pgolf::cuda {
 

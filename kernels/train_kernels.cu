@@ -148,10 +148,11 @@ __global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qk
 }
 
 template <typename T>
-__global__ void relu_square_backward_kernel(const float* pre, const float* d, int64_t count, T* out) {
+__global__ void leaky_relu_square_backward_kernel(const float* pre, const float* d, int64_t count, float slope_squared,
+                                                  T* out) {
   grid_stride_by_4(
-      count, [&](int64_t i) { store4(out + i, load4(d + i) * relu4(load4(pre + i)) * 2.0f); },
-      [&](int64_t i) { put(out + i, d[i] * 2.0f * fmaxf(pre[i], 0.0f)); });
+      count, [&](int64_t i) { store4(out + i, load4(d + i) * leaky4(load4(pre + i), slope_squared) * 2.0f); },
+      [&](int64_t i) { put(out + i, d[i] * 2.0f * leaky(pre[i], slope_squared)); });
 }
 
 // Stage 1 of column_sum: block (column tile of 32, row chunk) sums its rows into partial[chunk][column].
@@ -269,8 +270,9 @@ __global__ void divide_by_norm_kernel(float* x, const float* squared_norm, int64
   PGOLF_GRID_STRIDE(i, count) x[i] /= divisor;
 }
 
-__global__ void apply_update_kernel(float* w, const float* u, int64_t count, float lr) {
-  PGOLF_GRID_STRIDE(i, count) w[i] -= lr * u[i];
+__global__ void apply_update_kernel(float* w, const float* u, int64_t count, float lr, float keep) {
+  // keep = 1: the expression without decay, so a run without it is what it always was.
+  PGOLF_GRID_STRIDE(i, count) w[i] = (keep == 1.0f ? w[i] : w[i] * keep) - lr * u[i];
 }
 
 __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t count, float beta1, float beta2,
@@ -319,13 +321,15 @@ template void qk_norm_rope_backward(const float*, const float*, int64_t, int, in
                                     const float*, const float*, __nv_bfloat16*, float*, cudaStream_t);
 
 template <typename T>
-void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream) {
+void leaky_relu_square_backward(const float* pre, const float* d, int64_t count, float negative_slope, T* out,
+                                cudaStream_t stream) {
   if (count == 0) return;
-  relu_square_backward_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(pre, d, count, out);
-  PGOLF_CUDA_CHECK_LAUNCH("relu_square_backward");
+  leaky_relu_square_backward_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(
+      pre, d, count, negative_slope * negative_slope, out);
+  PGOLF_CUDA_CHECK_LAUNCH("leaky_relu_square_backward");
 }
-template void relu_square_backward(const float*, const float*, int64_t, float*, cudaStream_t);
-template void relu_square_backward(const float*, const float*, int64_t, __nv_bfloat16*, cudaStream_t);
+template void leaky_relu_square_backward(const float*, const float*, int64_t, float, float*, cudaStream_t);
+template void leaky_relu_square_backward(const float*, const float*, int64_t, float, __nv_bfloat16*, cudaStream_t);
 
 int64_t column_sum_scratch(int dim) { return 2 * int64_t(kColumnChunks) * dim; }
 
@@ -415,9 +419,9 @@ void divide_by_norm(float* x, const float* squared_norm, int64_t count, cudaStre
   PGOLF_CUDA_CHECK_LAUNCH("divide_by_norm");
 }
 
-void apply_update(float* w, const float* u, int64_t count, float lr, cudaStream_t stream) {
+void apply_update(float* w, const float* u, int64_t count, float lr, float keep, cudaStream_t stream) {
   if (count == 0) return;
-  apply_update_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(w, u, count, lr);
+  apply_update_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(w, u, count, lr, keep);
   PGOLF_CUDA_CHECK_LAUNCH("apply_update");
 }
 

@@ -29,9 +29,10 @@ void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, i
                            int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
                            float* d_gain_partial, cudaStream_t stream);
 
-// out = d * 2 relu(pre) (out may be d): the backward of relu_square.
+// out = d * 2 (max(pre, 0) + slope² min(pre, 0)) (out may be d): the backward of leaky_relu_square.
 template <typename T>
-void relu_square_backward(const float* pre, const float* d, int64_t count, T* out, cudaStream_t stream);
+void leaky_relu_square_backward(const float* pre, const float* d, int64_t count, float negative_slope, T* out,
+                                cudaStream_t stream);
 
 // out[j] (+)= sum over rows of a[t, j] * b[t, j] (b null: of a alone), summed in a fixed order.
 // scratch holds column_sum_scratch(dim) floats (as scaled_sum_backward's).
@@ -134,8 +135,8 @@ inline constexpr int kSquaredNormBlocks = 128;
 inline constexpr int kSquaredNormFloats = kSquaredNormBlocks + 1;
 void squared_norm(const float* x, int64_t count, float* out, cudaStream_t stream);
 
-// w -= lr * u (lr on the host).
-void apply_update(float* w, const float* u, int64_t count, float lr, cudaStream_t stream);
+// w = keep · w − lr · u (lr and keep on the host; keep 1 − lr_group · weight decay, 1 for none).
+void apply_update(float* w, const float* u, int64_t count, float lr, float keep, cudaStream_t stream);
 
 // torch's Adam, no weight decay: step_size = lr / (1 - beta1^t), root_c2 = sqrt(1 - beta2^t).
 void adam(float* w, const float* g, float* m, float* v, int64_t count, float beta1, float beta2, float eps,

@@ -62,8 +62,10 @@ __device__ inline float4 operator*(float4 a, float4 b) { return make_float4(a.x 
 __device__ inline float4 operator*(float4 a, float s) { return make_float4(a.x * s, a.y * s, a.z * s, a.w * s); }
 __device__ inline float dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
 __device__ inline float4 zero4() { return make_float4(0.f, 0.f, 0.f, 0.f); }
-__device__ inline float4 relu4(float4 v) {
-  return make_float4(fmaxf(v.x, 0.f), fmaxf(v.y, 0.f), fmaxf(v.z, 0.f), fmaxf(v.w, 0.f));
+// max(v, 0) + slope · min(v, 0): LeakyReLU, and exactly ReLU (zeros +0) at slope 0.
+__device__ inline float leaky(float v, float slope) { return fmaxf(v, 0.f) + slope * fminf(v, 0.f); }
+__device__ inline float4 leaky4(float4 v, float slope) {
+  return make_float4(leaky(v.x, slope), leaky(v.y, slope), leaky(v.z, slope), leaky(v.w, slope));
 }
 
 // An elementwise pass over count values, 16 bytes at a time: vector(i) for i = 0, 4, 8, ... over a

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/spec.h"
-#include "quant/grid_round.h"
+#include "core/grid_round.h"
 #include "quant/tensor_codec.h"
 
 namespace pgolf {

@@ -140,7 +140,7 @@ struct BlockActivations {
   Matrix<T> after_attn;                       // mixed + attn_scale * attn_out
   Matrix<T> mlp_in, mlp_in_inv_rms;           // rms_norm(after_attn)
   Matrix<T> fc_out;                           // mlp.fc(mlp_in)
-  Matrix<T> hidden;                           // relu(fc_out)^2
+  Matrix<T> hidden;                           // leaky_relu(fc_out)^2 (relu^2 at slope 0)
   Matrix<T> mlp_out;                          // mlp.proj(hidden)
   Matrix<T> output;                           // after_attn + mlp_scale * mlp_out
 };
@@ -211,7 +211,8 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
   rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
   observe(block, MatrixInput::kMlp, a.mlp_in);
   a.fc_out.noalias() = a.mlp_in * p.mlp_fc.transpose();
-  a.hidden = a.fc_out.array().max(T(0)).square().matrix();
+  const T slope = static_cast<T>(c.mlp_negative_slope);
+  a.hidden = (a.fc_out.array().max(T(0)) + slope * a.fc_out.array().min(T(0))).square().matrix();
   observe(block, MatrixInput::kMlpHidden, a.hidden);
   a.mlp_out.noalias() = a.hidden * p.mlp_proj.transpose();
   a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
@@ -225,12 +226,14 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   const int d = c.head_dim();
   const T scale = T(1) / std::sqrt(T(d));
 
-  // output = after_attn + mlp_scale * mlp_proj(relu(mlp_fc(rms_norm(after_attn)))^2)
+  // output = after_attn + mlp_scale * mlp_proj(leaky_relu(mlp_fc(rms_norm(after_attn)))^2)
   g.mlp_scale += column_dot(d_output, a.mlp_out);
   Matrix<T> d_mlp_out = scale_columns(d_output, p.mlp_scale.row(0));
   g.mlp_proj.noalias() += d_mlp_out.transpose() * a.hidden;
   Matrix<T> d_hidden = d_mlp_out * p.mlp_proj;
-  Matrix<T> d_fc_out = (d_hidden.array() * T(2) * a.fc_out.array().max(T(0))).matrix();
+  const T slope_squared = static_cast<T>(c.mlp_negative_slope) * static_cast<T>(c.mlp_negative_slope);
+  Matrix<T> d_fc_out =
+      (d_hidden.array() * T(2) * (a.fc_out.array().max(T(0)) + slope_squared * a.fc_out.array().min(T(0)))).matrix();
   g.mlp_fc.noalias() += d_fc_out.transpose() * a.mlp_in;
   Matrix<T> d_after_attn = d_output + rms_norm_backward<T>(a.mlp_in, a.mlp_in_inv_rms, d_fc_out * p.mlp_fc, c.dim);
 

@@ -4,7 +4,8 @@
 //   x = rms_norm(tok_emb[ids]); x0 = x
 //   encoder blocks push their outputs; decoder block i first adds skip_weights[i] * (last pushed)
 //   block(x): x = resid_mix[0] x + resid_mix[1] x0
-//             x += attn_scale * attn(rms_norm(x));  x += mlp_scale * mlp_proj(relu(mlp_fc(rms_norm(x)))^2)
+//             x += attn_scale * attn(rms_norm(x));  x += mlp_scale * mlp_proj(act(mlp_fc(rms_norm(x))))
+//             act(z) = relu(z)^2, or leaky_relu(z)^2 with a negative slope (ModelConfig)
 //   attn: q, k, v projections; per-head rms_norm of q and k; RoPE; q *= q_gain; causal softmax
 //         attention with scale 1/sqrt(D), query head h reading KV head h / (H / Hkv); proj
 //   logits = softcap * tanh(rms_norm(x) tok_emb^T / softcap); loss = mean cross-entropy

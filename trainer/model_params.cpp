@@ -20,12 +20,14 @@ void ModelConfig::validate() const {
   require(head_dim() % 2 == 0, "model config: head dim " + std::to_string(head_dim()) + " is odd; RoPE needs it even");
   require(heads % kv_heads == 0, "model config: " + std::to_string(heads) + " heads are not a multiple of " +
                                      std::to_string(kv_heads) + " KV heads");
+  require(mlp_negative_slope >= 0 && mlp_negative_slope < 1,
+          "model config: the MLP's negative slope must be in [0, 1), got " + number_text(mlp_negative_slope));
 }
 
 std::string ModelConfig::describe() const {
   return std::to_string(layers) + " layers, dim " + std::to_string(dim) + ", " + std::to_string(heads) +
-         " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) + ", vocab " +
-         std::to_string(vocab);
+         " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) +
+         (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab);
 }
 
 namespace {
@@ -74,6 +76,7 @@ namespace {
 constexpr const char* kSeqLenKey = "pgolf.seq_len";
 constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
+constexpr const char* kActivationKey = "pgolf.activation";
 
 std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
   auto it = metadata.find(key);
@@ -90,7 +93,25 @@ std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, 
   return {{"format", "pt"},
           {kSeqLenKey, std::to_string(seq_len)},
           {kRopeBaseKey, number_text(config.rope_base)},
-          {kSoftcapKey, number_text(config.logit_softcap)}};
+          {kSoftcapKey, number_text(config.logit_softcap)},
+          {kActivationKey, activation_name(config.mlp_negative_slope)}};
+}
+
+double parse_activation(const std::string& text) {
+  if (text == "relu2") return 0.0;
+  const std::string prefix = "leaky-relu2:";
+  double slope = -1;
+  if (text.starts_with(prefix)) {
+    const char* begin = text.data() + prefix.size();
+    const auto [end, error] = std::from_chars(begin, text.data() + text.size(), slope);
+    if (error != std::errc() || end != text.data() + text.size()) slope = -1;
+  }
+  require(slope > 0 && slope < 1, "activation '" + text + "': relu2 or leaky-relu2:S with 0 < S < 1");
+  return slope;
+}
+
+std::string activation_name(double negative_slope) {
+  return negative_slope == 0 ? "relu2" : "leaky-relu2:" + number_text(negative_slope);
 }
 
 RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata) {
@@ -101,12 +122,20 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
   }
   r.rope_base = positive_number(metadata, kRopeBaseKey);
   r.logit_softcap = positive_number(metadata, kSoftcapKey);
+  if (auto it = metadata.find(kActivationKey); it != metadata.end()) {
+    try {
+      r.mlp_negative_slope = parse_activation(it->second);
+    } catch (const InputError& e) {
+      throw InputError(std::string("__metadata__ ") + kActivationKey + ": " + e.what());
+    }
+  }
   return r;
 }
 
 ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) {
   if (recorded.rope_base) config.rope_base = *recorded.rope_base;
   if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
+  if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
   return config;
 }
 

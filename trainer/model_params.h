@@ -22,6 +22,9 @@ struct ModelConfig {
   int mlp_hidden = 0;
   double logit_softcap = 30.0;
   double rope_base = 10000.0;
+  // The MLP's activation: leaky_relu(x)² = (max(x, 0) + slope · min(x, 0))², relu² at 0 (the
+  // baseline), LeakyReLU(0.5)² in the records ("--activation leaky-relu2:0.5").
+  double mlp_negative_slope = 0.0;
 
   int head_dim() const { return dim / heads; }
   // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
@@ -43,7 +46,13 @@ struct ModelConfig {
 struct RecordedSettings {
   std::optional<int> seq_len;
   std::optional<double> rope_base, logit_softcap;
+  std::optional<double> mlp_negative_slope;  // "pgolf.activation"
 };
+
+// "relu2" (slope 0) or "leaky-relu2:S" (0 < S < 1) to the MLP's negative slope and back; InputError
+// naming the text otherwise.
+double parse_activation(const std::string& text);
+std::string activation_name(double negative_slope);
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len);
 // InputError naming the key for a value that is not a positive number.
 RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata);

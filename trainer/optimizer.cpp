@@ -64,6 +64,7 @@ void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, M
       b = momentum * b + grad_i;
       const Matrix<float> update = newton_schulz(grad_i + momentum * b, s.newton_schulz_steps);
       const double shape_scale = std::sqrt(std::max(1.0, static_cast<double>(w.rows()) / static_cast<double>(w.cols())));
+      if (s.muon_weight_decay > 0) w *= static_cast<float>(1 - s.matrix_lr * lr_scale * s.muon_weight_decay);
       w -= static_cast<float>(s.matrix_lr * lr_scale * shape_scale) * update;
       continue;
     }

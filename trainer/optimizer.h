@@ -27,6 +27,9 @@ struct OptimizerSettings {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 0;  // max global gradient norm; 0: no clipping
+  // Muon's decoupled weight decay: each matrix is scaled by 1 - lr · decay (lr the matrix group's,
+  // schedule included) before its update, as the records' Muon does; 0: none (the baseline).
+  double muon_weight_decay = 0;
 };
 
 enum class ParamGroup { Matrix, Embedding, Scalar };

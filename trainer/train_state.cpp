@@ -77,6 +77,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"mlp_hidden", std::to_string(c.mlp_hidden)},
       {"logit_softcap", number(c.logit_softcap)},
       {"rope_base", number(c.rope_base)},
+      {"activation", activation_name(c.mlp_negative_slope)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -101,6 +102,8 @@ TrainState load_train_state(const std::string& path) {
   c.mlp_hidden = parse<int>(meta, "mlp_hidden", path);
   c.logit_softcap = parse<double>(meta, "logit_softcap", path);
   c.rope_base = parse<double>(meta, "rope_base", path);
+  // States written before the activation was an option are relu².
+  if (auto it = meta.find("activation"); it != meta.end()) c.mlp_negative_slope = parse_activation(it->second);
   c.validate();
   s.step = parse<int64_t>(meta, "step", path);
   s.optimizer.steps = parse<int64_t>(meta, "optimizer_steps", path);

@@ -17,8 +17,11 @@ void TrainSettings::validate() const {
               std::to_string(micro_tokens));
   require(steps >= 0 && stop_at >= 0 && max_seconds >= 0 && warmdown_steps >= 0 && val_every >= 0 && val_tokens >= 0 && log_every > 0,
           "--steps, --stop-at, --max-seconds, --warmdown, --val-every and --val-tokens must not be negative, --log-every positive");
-  require(optimizer.newton_schulz_steps >= 0 && optimizer.momentum_warmup_steps >= 0 && optimizer.grad_clip >= 0,
-          "--ns-steps, --momentum-warmup-steps and --grad-clip must not be negative");
+  require(optimizer.newton_schulz_steps >= 0 && optimizer.momentum_warmup_steps >= 0 && optimizer.grad_clip >= 0 &&
+              optimizer.muon_weight_decay >= 0,
+          "--ns-steps, --momentum-warmup-steps, --grad-clip and --muon-wd must not be negative");
+  require(optimizer.matrix_lr * optimizer.muon_weight_decay < 1,
+          "--muon-wd: matrix-lr x muon-wd must be below 1 (each step scales the matrices by 1 - their product)");
 }
 
 void TrainSettings::validate_ranks(int ranks) const {

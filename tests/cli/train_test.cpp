@@ -145,7 +145,7 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   const std::string model = dir.file("m");
   auto r = pgolf("train" + data() + " --vocab 1024 --dim 32 --layers 3 --heads 4 --kv-heads 2 --seq-len 64"
                  " --micro-batch 2 --tokens-per-step 256 --warmdown 3 --val-tokens 256 --steps 30 --rope-base 500"
-                 " --logit-softcap 10 --device cpu --threads 2 --out " + model);
+                 " --logit-softcap 10 --activation leaky-relu2:0.5 --device cpu --threads 2 --out " + model);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const std::regex final_line(R"(val_loss (\S+) val_bpb \S+ \(final)");
   std::smatch m;
@@ -155,6 +155,7 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   EXPECT_EQ(checkpoint.metadata().at("pgolf.seq_len"), "64");
   EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_base"), "500");
   EXPECT_EQ(checkpoint.metadata().at("pgolf.logit_softcap"), "10");
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.activation"), "leaky-relu2:0.5");
 
   // Unflagged, eval takes the checkpoint's settings: the loss training reported (bf16 weights now),
   // and exactly the loss of the same settings given as flags; another rope base changes it.
@@ -214,6 +215,9 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTinyModel + " --gpus 3" + out, "--gpus 3 must divide the 2 micro-batches of a step"},
       {"train" + data() + kTiny + " --precision bf16" + out, "--precision bf16 is for --device cuda"},
       {"train" + data() + kTiny + " --precision fp16" + out, "--precision must be auto, fp32, tf32 or bf16"},
+      {"train" + data() + kTiny + " --activation gelu" + out, "relu2 or leaky-relu2:S with 0 < S < 1"},
+      {"train" + data() + kTiny + " --activation leaky-relu2:1.5" + out, "relu2 or leaky-relu2:S"},
+      {"train" + data() + kTiny + " --calibrate -5" + out, "--calibrate must not be negative"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);

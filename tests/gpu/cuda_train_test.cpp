@@ -99,13 +99,26 @@ TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
   check_gradients(wide_config(), 2, 80);
 }
 
+void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
+                                 double muon_weight_decay = 0);
+
+// LeakyReLU(0.5)² in the MLP: the same twin checks, fp32, and twenty steps.
+TEST_F(CudaTrain, LeakyReluSquaredMatchesTheCpuReference) {
+  ModelConfig leaky = test::tiny_config();
+  leaky.mlp_negative_slope = 0.5;
+  check_gradients(leaky, 4, 16);
+  follow_cpu_for_twenty_steps(leaky, Precision::kFp32, 1e-3);
+}
+
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
   check_gradients(wide_config(), 2, 80, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
 }
 
 // The same run on both engines, step by step: the losses within `tolerance`.
-void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance) {
-  const TrainSettings s = test::tiny_train_settings(20);
+void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
+                                 double muon_weight_decay) {
+  TrainSettings s = test::tiny_train_settings(20);
+  s.optimizer.muon_weight_decay = muon_weight_decay;
   const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
   TrainState start = initial_train_state(config, 1337);
   auto cpu = make_cpu_engine(start, s.optimizer, 2);
@@ -130,6 +143,10 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision,
 
 TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
   follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3);
+}
+
+TEST_F(CudaTrain, MuonWeightDecayFollowsTheCpuReference) {
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, 0.5);
 }
 
 TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {

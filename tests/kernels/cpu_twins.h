@@ -39,9 +39,12 @@ inline std::vector<double> twin_scaled_sum(const std::vector<float>& x, const st
   return out;
 }
 
-inline std::vector<double> twin_relu_square(const std::vector<float>& x) {
+inline std::vector<double> twin_leaky_relu_square(const std::vector<float>& x, double slope) {
   std::vector<double> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? double(x[i]) * x[i] : 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double a = x[i] > 0 ? double(x[i]) : slope * x[i];
+    out[i] = a * a;
+  }
   return out;
 }
 
@@ -222,9 +225,10 @@ inline std::vector<double> twin_rms_norm_backward(const std::vector<float>& x, c
   return dx;
 }
 
-inline std::vector<double> twin_relu_square_backward(const std::vector<float>& pre, const std::vector<float>& d) {
+inline std::vector<double> twin_leaky_relu_square_backward(const std::vector<float>& pre, const std::vector<float>& d,
+                                                           double slope) {
   std::vector<double> out(pre.size());
-  for (size_t i = 0; i < pre.size(); ++i) out[i] = pre[i] > 0 ? 2.0 * pre[i] * d[i] : 0.0;
+  for (size_t i = 0; i < pre.size(); ++i) out[i] = 2.0 * (pre[i] > 0 ? double(pre[i]) : slope * slope * pre[i]) * d[i];
   return out;
 }
 

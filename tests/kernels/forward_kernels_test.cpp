@@ -60,18 +60,21 @@ TEST_F(CudaKernels, ScaledSumAndItsNorm) {
                std::invalid_argument);  // 70 is not a multiple of 4
 }
 
-TEST_F(CudaKernels, ReluSquare) {
+TEST_F(CudaKernels, LeakyReluSquare) {
   const auto x = normal(10001, 1.f);
   const auto count = static_cast<int64_t>(x.size());
-  DeviceBuffer<float> d_x(x);
-  auto out = poisoned(x.size());
-  auto out16 = poisoned<__nv_bfloat16>(x.size());
-  cuda::relu_square(d_x.data(), count, out.data(), nullptr);
-  cuda::relu_square(d_x.data(), count, out16.data(), nullptr);
-  expect_close("relu_square", out.download(), twin_relu_square(x));
-  expect_close("relu_square to bf16", floats(out16.download()), twin_relu_square(x), kBf16RoundingTolerance);
-  cuda::relu_square(d_x.data(), count, d_x.data(), nullptr);
-  expect_close("relu_square in place", d_x.download(), twin_relu_square(x));
+  for (float slope : {0.0f, 0.5f}) {
+    const std::string what = "leaky_relu_square, slope " + std::to_string(slope);
+    DeviceBuffer<float> d_x(x);
+    auto out = poisoned(x.size());
+    auto out16 = poisoned<__nv_bfloat16>(x.size());
+    cuda::leaky_relu_square(d_x.data(), count, slope, out.data(), nullptr);
+    cuda::leaky_relu_square(d_x.data(), count, slope, out16.data(), nullptr);
+    expect_close(what, out.download(), twin_leaky_relu_square(x, slope));
+    expect_close(what + " to bf16", floats(out16.download()), twin_leaky_relu_square(x, slope), kBf16RoundingTolerance);
+    cuda::leaky_relu_square(d_x.data(), count, slope, d_x.data(), nullptr);
+    expect_close(what + " in place", d_x.download(), twin_leaky_relu_square(x, slope));
+  }
 }
 
 TEST_F(CudaKernels, QkNormRope) {

@@ -57,16 +57,19 @@ TEST_F(CudaTrainKernels, QkNormRopeBackward) {
   }
 }
 
-TEST_F(CudaTrainKernels, ReluSquareBackward) {
+TEST_F(CudaTrainKernels, LeakyReluSquareBackward) {
   const auto pre = normal(10007, 1.f), d = normal(10007, 1.f);
   const auto count = static_cast<int64_t>(pre.size());
-  DeviceBuffer<float> d_pre(pre), d_d(d);
-  auto out16 = poisoned<__nv_bfloat16>(pre.size());
-  cuda::relu_square_backward(d_pre.data(), d_d.data(), count, out16.data(), nullptr);
-  expect_close("relu_square_backward to bf16", floats(out16.download()), twin_relu_square_backward(pre, d),
-               kBf16RoundingTolerance);
-  cuda::relu_square_backward(d_pre.data(), d_d.data(), count, d_d.data(), nullptr);
-  expect_close("relu_square_backward in place", d_d.download(), twin_relu_square_backward(pre, d));
+  for (float slope : {0.0f, 0.5f}) {
+    const std::string what = "leaky_relu_square_backward, slope " + std::to_string(slope);
+    DeviceBuffer<float> d_pre(pre), d_d(d);
+    auto out16 = poisoned<__nv_bfloat16>(pre.size());
+    cuda::leaky_relu_square_backward(d_pre.data(), d_d.data(), count, slope, out16.data(), nullptr);
+    expect_close(what + " to bf16", floats(out16.download()), twin_leaky_relu_square_backward(pre, d, slope),
+                 kBf16RoundingTolerance);
+    cuda::leaky_relu_square_backward(d_pre.data(), d_d.data(), count, slope, d_d.data(), nullptr);
+    expect_close(what + " in place", d_d.download(), twin_leaky_relu_square_backward(pre, d, slope));
+  }
 }
 
 TEST_F(CudaTrainKernels, ColumnSumOfProductsAndOfOneInput) {
@@ -210,11 +213,16 @@ TEST_F(CudaTrainKernels, MuonMomentumNormsUpdateAndClip) {
   for (size_t i = 0; i < count; ++i) unit[i] = direction[i] / (std::sqrt(squares) + 1e-7);
   expect_close("divide_by_norm", d_g.download(), unit);
 
-  cuda::apply_update(d_w.data(), d_g.data(), n, lr, nullptr);
+  cuda::apply_update(d_w.data(), d_g.data(), n, lr, 1.0f, nullptr);
   std::vector<double> want_w(count);
   const std::vector<float> u = d_g.download();
   for (size_t i = 0; i < count; ++i) want_w[i] = w[i] - double(lr) * u[i];
   expect_close("apply_update", d_w.download(), want_w);
+  // With weight decay: w = keep w - lr u.
+  const float keep = 0.998f;
+  cuda::apply_update(d_w.data(), d_g.data(), n, lr, keep, nullptr);
+  for (size_t i = 0; i < count; ++i) want_w[i] = keep * want_w[i] - double(lr) * u[i];
+  expect_close("apply_update with decay", d_w.download(), want_w);
 
   // Clipping scales a vector of norm 1 (up to rounding) down to 0.5, and leaves it under a limit of 2.
   cuda::squared_norm(d_g.data(), n, norm.data(), nullptr);

@@ -31,8 +31,7 @@ double mean_loss(const Model<T>& model, std::span<const TokenWindow> windows) {
 // The loss is only known to about 1e-15 relative, so a difference quotient is good to about
 // 1e-10 absolute: the relative check takes elements whose gradient is at least 1e-3, and
 // uniformly sampled elements (small gradients included) must agree to 1e-9 absolute.
-TEST(Model, GradientMatchesFiniteDifferencesForEveryTensor) {
-  const ModelConfig config = tiny_config();
+void check_gradient_by_finite_differences(const ModelConfig& config) {
   Model<double> model(config, random_params<double>(config, 7));
   const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, config.vocab, 8);
   const auto windows = windows_of(tokens, 2, 16);
@@ -76,7 +75,21 @@ TEST(Model, GradientMatchesFiniteDifferencesForEveryTensor) {
     }
   });
   EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1));
-  std::printf("worst relative error %.2e\n", worst_relative);
+  std::printf("%s: worst relative error %.2e\n", config.describe().c_str(), worst_relative);
+}
+
+TEST(Model, GradientMatchesFiniteDifferencesForEveryTensor) { check_gradient_by_finite_differences(tiny_config()); }
+
+// LeakyReLU(0.5)²: its own gradient check, and a different loss from relu² on the same weights.
+TEST(Model, LeakyReluSquaredGradientMatchesFiniteDifferences) {
+  ModelConfig leaky = tiny_config();
+  leaky.mlp_negative_slope = 0.5;
+  check_gradient_by_finite_differences(leaky);
+  const ModelConfig relu = tiny_config();
+  const auto params = random_params<double>(relu, 3);
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, relu.vocab, 4);
+  const auto windows = windows_of(tokens, 2, 16);
+  EXPECT_NE(mean_loss(Model<double>(relu, params), windows), mean_loss(Model<double>(leaky, params), windows));
 }
 
 // Changing token p changes the logits at p and after, never before.

@@ -80,6 +80,27 @@ TEST(Optimizer, StepMatchesHandComputedAdamAndMuon) {
   EXPECT_EQ(param_group("blocks.3.attn.proj.weight"), ParamGroup::Matrix);
 }
 
+// Muon's decoupled weight decay scales each matrix by 1 - lr · decay before the same update;
+// Adam's groups are untouched by it.
+TEST(Optimizer, MuonWeightDecayScalesTheMatricesFirst) {
+  const ModelConfig config = tiny_config();
+  OptimizerSettings plain, decayed;
+  decayed.muon_weight_decay = 0.5;
+  ModelParams<float> a = init_params<float>(config, 1), b = a, before = a;
+  ModelParams<float> grad = zero_params<float>(config);
+  for (auto& [name, g] : named_tensors(grad)) g->setConstant(0.5f);
+  ModelParams<float> grad_b = grad;
+  OptimizerState sa = zero_optimizer_state(config), sb = zero_optimizer_state(config);
+  optimizer_step(plain, 0.5, 0, a, grad, sa);
+  optimizer_step(decayed, 0.5, 0, b, grad_b, sb);
+  const float keep = static_cast<float>(1 - 0.04 * 0.5 * 0.5);
+  const Matrix<float> update = a.blocks[0].mlp_fc - before.blocks[0].mlp_fc;
+  EXPECT_LT((b.blocks[0].mlp_fc - (keep * before.blocks[0].mlp_fc + update)).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT((b.blocks[0].mlp_fc - a.blocks[0].mlp_fc).cwiseAbs().maxCoeff(), 1e-5);
+  EXPECT_EQ(a.tok_emb, b.tok_emb);
+  EXPECT_EQ(a.blocks[1].q_gain, b.blocks[1].q_gain);
+}
+
 TEST(Optimizer, GradientClippingScalesToTheNorm) {
   const ModelConfig config = tiny_config();
   OptimizerSettings s;
