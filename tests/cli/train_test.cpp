@@ -199,6 +199,25 @@ TEST(CliTrain, CalibrateWritesTheSavedWeightsHessians) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("n.safetensors")));
 }
 
+// samples/configs/baseline.json is today's defaults: under the tiny model's flags (which beat the
+// file) the same losses as no config at all; every preset there is accepted.
+TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
+  test::TempDir dir;
+  const std::string tiny = data() + kTiny + " --steps 3 --warmdown 2 --tokens-per-step 128 --micro-batch 2";
+  auto plain = pgolf("train" + tiny + " --out " + dir.file("a"));
+  auto preset = pgolf("train" + tiny + " --config " + test::sample_path("configs/baseline.json") + " --out " +
+                      dir.file("b"));
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  ASSERT_EQ(preset.exit_code, 0) << preset.out;
+  ASSERT_EQ(losses(plain.out).size(), 3u);
+  EXPECT_EQ(losses(plain.out), losses(preset.out));
+  for (const auto& entry : std::filesystem::directory_iterator(test::sample_path("configs"))) {
+    auto r = pgolf("train" + tiny + " --steps 1 --config " + entry.path().string() + " --out " + dir.file("c") +
+                   " --overwrite");
+    EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.out;
+  }
+}
+
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   test::TempDir dir, empty;
   std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";
