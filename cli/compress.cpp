@@ -191,6 +191,12 @@ int compress_main(int argc, char** argv) {
   std::vector<std::string> reads = checkpoint.files();
   if (args.count("calibration")) reads.push_back(args["calibration"].as<std::string>());
   reads.insert(reads.end(), code_files.begin(), code_files.end());
+  // Flags that would do nothing are refused rather than ignored.
+  for (const char* flag : {"candidates", "sensitivity"})
+    require(!args.count(flag) || args.count("auto"), std::string("--") + flag +
+                                                         " is for --auto (the budget solver); without it nothing reads it");
+  require(!args.count("auto") || !args.count("codec"),
+          "--auto chooses every quantized tensor's codec from --candidates: --codec has no effect with it");
   const bool replay = args.count("plan") > 0;
   require(!replay || (!args.count("codec") && !args.count("rule") && !args.count("auto")),
           "--plan gives every tensor its spec: it replaces --codec, --rule and --auto");

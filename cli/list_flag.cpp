@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/error.h"
+
 namespace pgolf::cli {
 
 std::vector<std::string> list_flag_values(const cxxopts::ParseResult& args, const std::string& flag) {
@@ -12,6 +14,7 @@ std::vector<std::string> list_flag_values(const cxxopts::ParseResult& args, cons
       end = std::min(value.find(';', start), value.size());
       if (end > start) out.push_back(value.substr(start, end - start));
     }
+  require(!out.empty(), "--" + flag + " is empty: give at least one value");
   return out;
 }
 

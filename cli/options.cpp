@@ -11,7 +11,18 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
                    const std::vector<std::string>& groups, const std::string& footer) {
   options.add_options()("h,help", "show this help");
   args = options.parse(argc, argv);
-  if (!args.count("help")) return true;
+  if (!args.count("help")) {
+    // Nothing given is silently dropped: an argument past the positional ones, or a second value
+    // of a flag that takes one (the first would be lost).
+    const std::string usage = " (" + options.program() + " --help)";
+    if (!args.unmatched().empty()) throw InputError("unexpected argument '" + args.unmatched().front() + "'" + usage);
+    for (const std::string& group : options.groups())
+      for (const auto& option : options.group_help(group).options)
+        if (!option.is_container && !option.is_boolean && !option.l.empty() && args.count(option.l.front()) > 1)
+          throw InputError("--" + option.l.front() + " given " + std::to_string(args.count(option.l.front())) +
+                           " times; it takes one value" + usage);
+    return true;
+  }
   std::cout << (groups.empty() ? options.help() : options.help(groups)) << "\n" << footer;
   return false;
 }

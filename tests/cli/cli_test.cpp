@@ -213,6 +213,13 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
       {"export-decoder -o " + pgz, "exists"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --device gpu", "--device must be auto, cpu or cuda"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int6:rdo=-1", "rdo must be"},
+      // Nothing silently ignored (issue 40): extra arguments, a flag's second value, flags with no effect.
+      {"decompress " + pgz + " " + pgz + " -o " + dir.file("f.safetensors"), "unexpected argument"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codec int6 --codec int8", "--codec given 2 times"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --candidates int6", "--candidates is for --auto"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --sensitivity " + dir.file("none.json"), "--sensitivity is for --auto"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --auto --budget 1e6 --codec int6", "--codec has no effect"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --auto --budget 1e6 --candidates ';'", "--candidates is empty"},
   };
   for (const auto& c : cases) {
     auto r = pgolf(c.args);

@@ -31,6 +31,15 @@ const std::string kTiny = kTinyModel + " --device cpu --threads 2";
 
 std::string data() { return " --data " + test::sample_path("sp1024"); }
 
+// args with --flag's value replaced (pgolf refuses a flag given twice).
+std::string with_flag(std::string args, const std::string& flag, const std::string& value) {
+  const std::string key = " --" + flag + " ";
+  const size_t at = args.find(key);
+  if (at == std::string::npos) return args + key + value;
+  const size_t start = at + key.size(), end = args.find(' ', start);
+  return args.replace(start, end == std::string::npos ? std::string::npos : end - start, value);
+}
+
 // The training losses of the log's "step N/M loss X" lines.
 std::vector<std::string> losses(const std::string& log) {
   std::vector<std::string> found;
@@ -103,7 +112,7 @@ TEST(CliTrain, AnInterruptedRunSavesItsStateAndResumesToTheSameLosses) {
   test::TempDir dir;
   // The same schedule throughout: 100000 steps or 60 s, warmdown 3, so the first hundreds of
   // steps run at lr 1 (and a signal that never arrives costs a minute, not the suite).
-  const std::string schedule = " --steps 100000 --max-seconds 60 --val-tokens 64";
+  const std::string schedule = " --steps 100000 --max-seconds 60";
   auto r = pgolf("train" + data() + kTiny + schedule + " --stop-at 150 --out " + dir.file("straight"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const std::vector<std::string> expected = losses(r.out);
@@ -203,7 +212,7 @@ TEST(CliTrain, CalibrateWritesTheSavedWeightsHessians) {
 // file) the same losses as no config at all; every preset there is accepted.
 TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
   test::TempDir dir;
-  const std::string tiny = data() + kTiny + " --steps 3 --warmdown 2 --tokens-per-step 128 --micro-batch 2";
+  const std::string tiny = data() + with_flag(kTiny, "warmdown", "2") + " --steps 3";
   auto plain = pgolf("train" + tiny + " --out " + dir.file("a"));
   auto preset = pgolf("train" + tiny + " --config " + test::sample_path("configs/baseline.json") + " --out " +
                       dir.file("b"));
@@ -212,7 +221,7 @@ TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
   ASSERT_EQ(losses(plain.out).size(), 3u);
   EXPECT_EQ(losses(plain.out), losses(preset.out));
   for (const auto& entry : std::filesystem::directory_iterator(test::sample_path("configs"))) {
-    auto r = pgolf("train" + tiny + " --steps 1 --config " + entry.path().string() + " --out " + dir.file("c") +
+    auto r = pgolf("train" + with_flag(tiny, "steps", "1") + " --config " + entry.path().string() + " --out " + dir.file("c") +
                    " --overwrite");
     EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.out;
   }
@@ -223,10 +232,11 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";
   const std::string out = " --out " + dir.file("run");
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"train" + data() + kTiny + " --heads 3" + out, "not a multiple of 3 heads"},
+      {"train" + data() + with_flag(kTiny, "heads", "3") + out, "not a multiple of 3 heads"},
       {"train --data " + empty.path().string() + kTiny + out, "no *_train_*.bin token shards"},
-      {"train" + data() + kTiny + " --vocab 2048" + out, "model vocab 2048 != the vocab 1024"},
-      {"train" + data() + kTiny + " --tokens-per-step 100" + out, "not a multiple of --micro-batch"},
+      {"train" + data() + with_flag(kTiny, "vocab", "2048") + out, "model vocab 2048 != the vocab 1024"},
+      {"train" + data() + with_flag(kTiny, "tokens-per-step", "100") + out, "not a multiple of --micro-batch"},
+      {"train" + data() + kTiny + " --seed 1 --seed 2" + out, "--seed given 2 times"},
       {"train" + data() + kTiny + " --config " + dir.file("config.json") + out, "unknown setting 'warmup'"},
       {"train" + data() + kTiny + " --resume " + test::sample_path("sp1024/corpus_1024_bpe.model") + out,
        "corpus_1024_bpe.model"},
