@@ -6,7 +6,11 @@
 #include <new>
 #include <string_view>
 
+#include <string>
+#include <vector>
+
 #include "cli/command.h"
+#include "cli/options.h"
 #include "core/error.h"
 
 namespace {
@@ -44,6 +48,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string_view name = argv[1];
+  if (name == "--version" || name == "version") {
+    std::printf("pgolf %s (%s)\n", PGOLF_VERSION, PGOLF_BUILD);
+    return 0;
+  }
+  // "pgolf help CMD" is "pgolf CMD --help".
+  char help_flag[] = "--help";
+  char* help_argv[] = {argv[0], argc > 2 ? argv[2] : nullptr, help_flag, nullptr};
+  if (name == "help" && argc > 2) {
+    argc = 3;
+    argv = help_argv;
+    name = argv[1];
+  }
   if (name == "--help" || name == "-h" || name == "help") {
     usage(stdout);
     return 0;
@@ -66,6 +82,10 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "pgolf: error: unknown command '%s'; try pgolf --help\n", argv[1]);
+  std::vector<std::string> names;
+  for (const auto& s : kSubcommands) names.emplace_back(s.name);
+  const std::string near = pgolf::cli::nearest_name(std::string(name), names);
+  std::fprintf(stderr, "pgolf: error: unknown command '%s'%s; try pgolf --help\n", argv[1],
+               near.empty() ? "" : ("; did you mean " + near + "?").c_str());
   return 2;
 }

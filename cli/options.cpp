@@ -1,5 +1,6 @@
 #include "cli/options.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -10,7 +11,25 @@ namespace pgolf::cli {
 bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args,
                    const std::vector<std::string>& groups, const std::string& footer) {
   options.add_options()("h,help", "show this help");
-  args = options.parse(argc, argv);
+  std::vector<std::string> long_names;
+  for (const std::string& group : options.groups())
+    for (const auto& option : options.group_help(group).options)
+      if (!option.l.empty()) long_names.push_back(option.l.front());
+  try {
+    args = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::no_such_option&) {
+    // Name the unknown flag, with the nearest known one.
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (!arg.starts_with("--")) continue;
+      const std::string name = arg.substr(2, arg.find('=') == std::string::npos ? std::string::npos : arg.find('=') - 2);
+      if (std::find(long_names.begin(), long_names.end(), name) != long_names.end()) continue;
+      const std::string near = nearest_name(name, long_names);
+      throw InputError("unknown option '--" + name + "'" + (near.empty() ? "" : "; did you mean --" + near + "?") + " (" +
+                       options.program() + " --help)");
+    }
+    throw;
+  }
   if (!args.count("help")) {
     // Nothing given is silently dropped: an argument past the positional ones, or a second value
     // of a flag that takes one (the first would be lost).
@@ -27,9 +46,32 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
   return false;
 }
 
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = name.size() / 3 + 1;
+  for (const std::string& candidate : candidates) {
+    if (!name.empty() && candidate.starts_with(name)) return candidate;
+    // Levenshtein distance, one row at a time.
+    std::vector<size_t> row(candidate.size() + 1);
+    for (size_t j = 0; j <= candidate.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= name.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= candidate.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (name[i - 1] == candidate[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    if (row.back() < best_distance) best_distance = row.back(), best = candidate;
+  }
+  return best;
+}
+
 void check_output(const std::string& output, const std::vector<std::string>& reads, bool force,
                   const std::string& force_flag) {
   namespace fs = std::filesystem;
+  require(output != "-", "writing to standard output ('-') is not supported: name the file to write");
   std::error_code ec;
   require(!fs::is_directory(output, ec), output + ": is a folder; name the file to write");
   const fs::path folder = fs::path(output).parent_path().empty() ? fs::path(".") : fs::path(output).parent_path();

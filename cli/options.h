@@ -19,5 +19,9 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
 void check_output(const std::string& output, const std::vector<std::string>& reads, bool force,
                   const std::string& force_flag = "--force");
 
+// The candidate nearest to `name` (fewest single-character edits, at most a third of its length,
+// or one that starts with it), for "did you mean"; empty when none is near.
+std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);
+
 
 }  // namespace pgolf::cli

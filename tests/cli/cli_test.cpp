@@ -172,6 +172,20 @@ TEST(Cli, PlansAreSavedReplayedAndEdited) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("d.pgz")));
 }
 
+// pgolf --version names the build; pgolf help CMD is pgolf CMD --help.
+TEST(Cli, VersionAndHelpForACommand) {
+  auto r = pgolf("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(r.out.starts_with("pgolf 0.")) << r.out;
+  EXPECT_NE(r.out.find("CUDA"), std::string::npos) << r.out;  // "CUDA 13.0, sm 90" or "no CUDA"
+  for (const char* command : {"compress", "train", "eval"}) {
+    auto help = pgolf(std::string("help ") + command), flag = pgolf(std::string(command) + " --help");
+    EXPECT_EQ(help.exit_code, 0);
+    EXPECT_EQ(help.out, flag.out) << command;
+    EXPECT_NE(help.out.find("Usage:"), std::string::npos) << help.out;
+  }
+}
+
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
@@ -220,6 +234,9 @@ TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
       {"compress " + in + " -o " + dir.file("e.pgz") + " --sensitivity " + dir.file("none.json"), "--sensitivity is for --auto"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --auto --budget 1e6 --codec int6", "--codec has no effect"},
       {"compress " + in + " -o " + dir.file("e.pgz") + " --auto --budget 1e6 --candidates ';'", "--candidates is empty"},
+      {"compres " + in, "unknown command 'compres'; did you mean compress?"},
+      {"compress " + in + " -o " + dir.file("e.pgz") + " --codecs int6", "unknown option '--codecs'; did you mean --codec?"},
+      {"compress " + in + " -o -", "writing to standard output ('-') is not supported"},
   };
   for (const auto& c : cases) {
     auto r = pgolf(c.args);
