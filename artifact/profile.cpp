@@ -17,7 +17,7 @@ DecoderProfile decoder_profile(std::string_view name) {
 }
 
 std::string default_compressor(DecoderProfile profile) {
-  return profile == DecoderProfile::Python ? "auto:for=python" : "zstd:22";
+  return profile == DecoderProfile::Python ? "auto:for=python" : "auto";
 }
 
 void require_decodable(DecoderProfile profile, std::string_view byte_codec_spec, std::string_view what) {

@@ -11,7 +11,7 @@ namespace pgolf {
 enum class DecoderProfile { Native, Python };
 
 DecoderProfile decoder_profile(std::string_view name);  // "native" or "python"; InputError otherwise
-std::string default_compressor(DecoderProfile profile);  // zstd:22, or auto:for=python
+std::string default_compressor(DecoderProfile profile);  // auto, or auto:for=python
 // InputError, naming `what`, unless the profile's decoder reads every stage of this byte codec spec.
 void require_decodable(DecoderProfile profile, std::string_view byte_codec_spec, std::string_view what);
 

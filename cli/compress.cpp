@@ -128,7 +128,7 @@ int compress_main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("int6"))
       ("compressor", "byte codec for every stream group: zstd:1..22, zlib:1..9, xz:0..9, rans, vrans, none; "
                      "auto: per group the smallest of rans, zstd:22, zlib:9 (auto:for=python: of vrans, zlib:9, xz:9) "
-                     "(default: zstd:22; auto:for=python under --profile python)",
+                     "(default: auto, the smallest (BENCHMARKS.md); auto:for=python under --profile python)",
        cxxopts::value<std::string>())
       ("profile", "who decodes the artifact: native (pgolf) or python (the numpy decoder of pgolf export-decoder, "
                   "for a Parameter Golf submission): every stream group then uses a byte codec it reads",
