@@ -102,6 +102,11 @@ int eval_main(int argc, char** argv) {
     eval.progress = progress_bars();
   const std::string device_text = describe_device(device, eval.threads);
   const EvalResult r = evaluate_on(device, model, tokens, tokenizer.byte_table(), eval);
+  // --tokens past the val split scores all of it: said, not silently clamped.
+  const bool clamped = eval.max_sequences > 0 && r.sequences < eval.max_sequences;
+  if (clamped)
+    std::fprintf(stderr, "warning: --tokens asks for %s sequences of %d; the val split holds %s: scored all of them\n",
+                 with_commas(eval.max_sequences).c_str(), eval.seq_len, with_commas(r.sequences).c_str());
 
   if (json) {
     nlohmann::json j = {{"model", model_paths},        {"config", config.describe()},    {"data", data_dir},
@@ -109,7 +114,8 @@ int eval_main(int argc, char** argv) {
                         {"sequences", r.sequences},    {"windows", r.windows},           {"val_loss", r.val_loss},
                         {"val_bpb", r.val_bpb},        {"tokens", r.tokens},             {"bytes", r.bytes},
                         {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
-                        {"threads", eval.threads},     {"device", device_text},         {"settings", sources}};
+                        {"threads", eval.threads},     {"device", device_text},         {"settings", sources},
+                        {"tokens_clamped", clamped}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -117,9 +123,9 @@ int eval_main(int argc, char** argv) {
   std::printf("settings    %s\n", sources.c_str());
   std::printf("data        %s: %zu val shards, %s tokens read; tokenizer %s\n", data_dir.c_str(), shards.size(),
               with_commas(tokens.size()).c_str(), tokenizer_path.c_str());
-  std::string scope = (eval.max_sequences > 0 ? "first " : "all ") + with_commas(r.sequences) + " sequences of " +
-                      std::to_string(eval.seq_len);
-  if (eval.max_sequences > 0) scope += " (--tokens rounded up to whole sequences)";
+  std::string scope = (eval.max_sequences > 0 && !clamped ? "first " : "all ") + with_commas(r.sequences) +
+                      " sequences of " + std::to_string(eval.seq_len);
+  if (eval.max_sequences > 0) scope += clamped ? " (--tokens clamped to the val split)" : " (--tokens rounded up to whole sequences)";
   const std::string mode = eval.stride > 0 ? "sliding, stride " + std::to_string(eval.stride) : "plain";
   std::printf("eval        %s, %s, fp32\n", scope.c_str(), mode.c_str());
   std::printf("device      %s\n", device_text.c_str());

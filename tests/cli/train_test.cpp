@@ -179,6 +179,12 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   r = pgolf(eval + " --rope-base 10000");
   EXPECT_NE(r.out.find("warning: --rope-base 10000 overrides the 500 the checkpoint records"), std::string::npos) << r.out;
   EXPECT_NE(val_loss(r.out), unflagged);
+  // --tokens past the val split is said, and scores all of it.
+  r = pgolf("eval " + model + ".safetensors" + data() + " --tokens 100000000 --device cpu --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: --tokens asks for 1,562,500 sequences of 64; the val split holds"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("(--tokens clamped to the val split)"), std::string::npos) << r.out;
   // An artifact carries them.
   ASSERT_EQ(pgolf("compress " + model + ".safetensors -o " + model + ".pgz --codec fp32").exit_code, 0);
   r = pgolf("eval " + model + ".pgz" + data() + " --tokens 256 --device cpu --threads 2");
