@@ -1,4 +1,5 @@
 // pgolf inspect: what is inside safetensors files or artifacts.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <cxxopts.hpp>
@@ -17,6 +18,9 @@ namespace pgolf::cli {
 
 namespace {
 
+// Parameter Golf's cap on code plus compressed model, decimal bytes.
+constexpr uint64_t kParameterGolfCap = 16'000'000;
+
 // An artifact: every group is decompressed and both checksums verified, so "ok" means the
 // whole file decodes.
 nlohmann::json inspect_artifact(const std::string& path) {
@@ -26,12 +30,27 @@ nlohmann::json inspect_artifact(const std::string& path) {
                       {"bytes", std::filesystem::file_size(path)}, {"checksums", "ok"}, {"metadata", m.metadata}};
   for (const auto& g : m.groups)
     j["groups"].push_back({{"name", g.name}, {"codec", g.codec}, {"raw_size", g.raw_size}, {"stored_size", g.stored_size}});
+  // A tensor's stored bytes: its share of each group it has streams in, in proportion to its raw
+  // bytes there (a group is compressed as one), so the shares add up to the groups' stored sizes.
+  uint64_t stream_total = 0;
+  double stored_total = 0;
   for (const auto& t : m.tensors) {
     uint64_t stream_bytes = 0;
-    for (const auto& s : t.streams) stream_bytes += s.size;
+    double stored = 0;
+    for (const auto& s : t.streams) {
+      const ManifestGroup& g = m.groups.at(s.group);
+      stream_bytes += s.size;
+      stored += g.raw_size ? static_cast<double>(s.size) * static_cast<double>(g.stored_size) / static_cast<double>(g.raw_size) : 0;
+    }
+    stream_total += stream_bytes;
+    stored_total += stored;
     j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", std::string(dtype_name(t.dtype))},
-                            {"codec", t.codec}, {"stream_bytes", stream_bytes}});
+                            {"codec", t.codec}, {"stream_bytes", stream_bytes}, {"stored_bytes", std::llround(stored)}});
   }
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  j["stream_bytes"] = stream_total;
+  j["stored_bytes"] = std::llround(stored_total);
+  j["headroom_to_16000000"] = static_cast<int64_t>(kParameterGolfCap) - file_bytes;
   return j;
 }
 
@@ -64,14 +83,27 @@ void print(const nlohmann::json& j) {
     std::printf("checkpoint: %zu files, %zu tensors, %s parameters, %s B\n", j["files"].size(), j["tensors"].size(),
                 with_commas(j["parameters"].get<int64_t>()).c_str(), with_commas(j["bytes"].get<uint64_t>()).c_str());
   }
+  std::printf("  %-36s %-14s %-5s", "tensor", "shape", "dtype");
+  if (artifact)
+    std::printf(" %-26s %13s %13s\n", "codec", "streams B", "stored B");
+  else
+    std::printf(" %13s\n", "bytes");
   for (const auto& t : j["tensors"]) {
     std::printf("  %-36s %-14s %-5s", t["name"].get<std::string>().c_str(),
                 shape_string(t["shape"].get<std::vector<int64_t>>()).c_str(), t["dtype"].get<std::string>().c_str());
     if (artifact)
-      std::printf(" %-26s %11s B\n", t["codec"].get<std::string>().c_str(), with_commas(t["stream_bytes"].get<uint64_t>()).c_str());
+      std::printf(" %-26s %13s %13s\n", t["codec"].get<std::string>().c_str(),
+                  with_commas(t["stream_bytes"].get<uint64_t>()).c_str(), with_commas(t["stored_bytes"].get<int64_t>()).c_str());
     else
-      std::printf(" %11s B\n", with_commas(t["bytes"].get<uint64_t>()).c_str());
+      std::printf(" %13s\n", with_commas(t["bytes"].get<uint64_t>()).c_str());
   }
+  if (!artifact) return;
+  const int64_t headroom = j["headroom_to_16000000"].get<int64_t>();
+  std::printf("  %-36s %-14s %-5s %-26s %13s %13s\n", "total", "", "", "", with_commas(j["stream_bytes"].get<uint64_t>()).c_str(),
+              with_commas(j["stored_bytes"].get<int64_t>()).c_str());
+  std::printf("16,000,000 B (Parameter Golf's cap, code included): %s B %s\n",
+              with_commas(static_cast<uint64_t>(headroom < 0 ? -headroom : headroom)).c_str(),
+              headroom < 0 ? "over" : "left for the code");
 }
 
 }  // namespace

@@ -70,6 +70,16 @@ TEST(Cli, JsonDryRunAndInspect) {
   r = pgolf("inspect " + pgz);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("checksums ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("streams B      stored B"), std::string::npos) << r.out;  // a header row
+  const int64_t headroom = 16000000 - static_cast<int64_t>(std::filesystem::file_size(pgz));
+  EXPECT_NE(r.out.find(cli::with_commas(static_cast<uint64_t>(headroom)) + " B left for the code"), std::string::npos) << r.out;
+  // Per tensor, its share of the groups' stored bytes: the shares add up to them (to rounding).
+  auto inspected = nlohmann::json::parse(pgolf("inspect --json " + pgz).out);
+  int64_t shares = 0, groups = 0;
+  for (const auto& t : inspected["tensors"]) shares += t["stored_bytes"].get<int64_t>();
+  for (const auto& g : inspected["groups"]) groups += g["stored_size"].get<int64_t>();
+  EXPECT_NEAR(static_cast<double>(shares), static_cast<double>(groups), 4.0);
+  EXPECT_EQ(inspected["headroom_to_16000000"].get<int64_t>(), headroom);
   r = pgolf("inspect --json " + in);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)["tensors"].size(), 4u);
