@@ -176,6 +176,8 @@ int compress_main(int argc, char** argv) {
   auto checkpoint = Checkpoint::open(args["inputs"].as<std::vector<std::string>>());
   std::vector<std::string> rules = args.count("rule") ? args["rule"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Plan plan(args["codec"].as<std::string>(), rules);
+  for (const std::string& rule : plan.unmatched_rules(checkpoint))
+    std::fprintf(stderr, "warning: --rule '%s' matches no tensor of this checkpoint\n", rule.c_str());
   const DecoderProfile profile = decoder_profile(args["profile"].as<std::string>());
   const std::string compressor_spec =
       args.count("compressor") ? args["compressor"].as<std::string>() : default_compressor(profile);

@@ -73,6 +73,16 @@ std::vector<std::string> Plan::specs_for(const Checkpoint& checkpoint) const {
   return specs;
 }
 
+std::vector<std::string> Plan::unmatched_rules(const Checkpoint& checkpoint) const {
+  std::vector<std::string> unmatched;
+  for (const PlanRule& rule : rules_) {
+    bool found = false;
+    for (const auto& ref : checkpoint.tensors()) found = found || std::regex_search(ref.name, rule.regex);
+    if (!found) unmatched.push_back(rule.pattern + "=" + rule.spec);
+  }
+  return unmatched;
+}
+
 std::vector<std::string> read_plan_file(const std::string& path, const Checkpoint& checkpoint) {
   std::ifstream in(path);
   require(in.good(), path + ": cannot read the plan");

@@ -36,6 +36,8 @@ class Plan {
   std::string codec_for(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
   // codec_for every tensor, in the checkpoint's order: the plan as data, as encode_checkpoint takes it.
   std::vector<std::string> specs_for(const Checkpoint& checkpoint) const;
+  // The user's rules ("REGEX=SPEC") whose regex finds no tensor of the checkpoint: worth a warning.
+  std::vector<std::string> unmatched_rules(const Checkpoint& checkpoint) const;
 
   static constexpr int64_t kSmallTensorElements = 65536;
 

@@ -83,6 +83,10 @@ TEST(Cli, JsonDryRunAndInspect) {
   r = pgolf("inspect --json " + in);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)["tensors"].size(), 4u);
+  // A rule that matches nothing is said (and changes nothing).
+  r = pgolf("compress " + in + " --dry-run --rule 'no_such_tensor=int8'");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: --rule 'no_such_tensor=int8' matches no tensor"), std::string::npos) << r.out;
 }
 
 TEST(Cli, BudgetThatCannotBeMetWritesNothing) {
