@@ -62,11 +62,14 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
   }
   std::printf("\nstream groups:\n");
   for (const auto& g : r.manifest.groups)
-    std::printf("  %-12s %-20s %13s B -> %13s B  (%.3f)\n", g.name.c_str(), g.codec.c_str(), with_commas(g.raw_size).c_str(),
-                with_commas(g.stored_size).c_str(), g.raw_size ? double(g.stored_size) / double(g.raw_size) : 0.0);
+    std::printf("  %-12s %-20s %13s B -> %13s B  (%.3f)%s\n", g.name.c_str(), g.codec.c_str(), with_commas(g.raw_size).c_str(),
+                with_commas(g.stored_size).c_str(), g.raw_size ? double(g.stored_size) / double(g.raw_size) : 0.0,
+                g.stored_size > g.raw_size ? "  grew: --compressor none or auto stores it smaller" : "");
   std::printf("\ncheckpoint:  %s B, %s parameters\n", with_commas(input_bytes).c_str(), with_commas(params).c_str());
-  std::printf("artifact:    %s B, %.3f bits/parameter, %.3fx smaller\n", with_commas(r.bytes.size()).c_str(),
-              params ? 8.0 * double(r.bytes.size()) / double(params) : 0.0, double(input_bytes) / double(r.bytes.size()));
+  const double ratio = double(input_bytes) / double(r.bytes.size());
+  std::printf("artifact:    %s B, %.3f bits/parameter, %.3fx %s\n", with_commas(r.bytes.size()).c_str(),
+              params ? 8.0 * double(r.bytes.size()) / double(params) : 0.0, ratio >= 1 ? ratio : 1 / ratio,
+              ratio >= 1 ? "smaller" : "LARGER than the checkpoint");
   std::printf("quantized:   %s parameters, rel_mse %.4e, snr %.2f dB, cosine %.6f, max_abs_error %.4g\n",
               with_commas(quantized.count).c_str(), quantized.relative_mse(), quantized.snr_db(), quantized.cosine(),
               quantized.max_abs_error);

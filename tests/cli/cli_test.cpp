@@ -83,6 +83,17 @@ TEST(Cli, JsonDryRunAndInspect) {
   r = pgolf("inspect --json " + in);
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)["tensors"].size(), 4u);
+  // An artifact larger than its bf16 checkpoint says so, as does a group its byte codec grew.
+  r = pgolf("compress " + in + " --dry-run --codec fp32 --compressor none");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("x LARGER than the checkpoint"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("x smaller"), std::string::npos) << r.out;
+  r = pgolf("compress " + in + " --dry-run --codec int6 --compressor zstd:1");
+  EXPECT_NE(r.out.find("x smaller"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("grew"), std::string::npos) << r.out;
+  r = pgolf("compress " + in + " --dry-run --rule 'q_gain=bf16' --compressor zstd:22");  // 16 B under a zstd frame
+  EXPECT_NE(r.out.find("16 B -> "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("grew: --compressor none or auto stores it smaller"), std::string::npos) << r.out;
   // A rule that matches nothing is said (and changes nothing).
   r = pgolf("compress " + in + " --dry-run --rule 'no_such_tensor=int8'");
   EXPECT_EQ(r.exit_code, 0) << r.out;
