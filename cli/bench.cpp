@@ -93,7 +93,10 @@ int bench_main(int argc, char** argv) {
   else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
   sweep.calibration = calibration ? &*calibration : nullptr;
-  const std::string device = choose_device(args["device"].as<std::string>());
+  // GPTQ (with calibration) and --eval-tokens run on the device; otherwise no GPU is woken (a flag
+  // given is still checked).
+  const bool uses_device = calibration || args.count("eval-tokens") || args.count("device");
+  const std::string device = uses_device ? choose_device(args["device"].as<std::string>()) : "cpu";
   sweep.gptq = gptq_engine_on(device);
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
   // At the sequence length, rope base and softcap the checkpoint records (every point's artifact carries them).

@@ -215,7 +215,10 @@ int compress_main(int argc, char** argv) {
   std::optional<Calibration> calibration;
   if (args.count("calibration")) calibration.emplace(Calibration::load(args["calibration"].as<std::string>()));
   const Calibration* calibrated = calibration ? &*calibration : nullptr;
-  const GptqEngine* gptq = gptq_engine_on(choose_device(args["device"].as<std::string>()));
+  // Only GPTQ runs on the device, and only with calibration: otherwise no GPU is woken (a flag
+  // given is still checked).
+  const GptqEngine* gptq =
+      calibrated || args.count("device") ? gptq_engine_on(choose_device(args["device"].as<std::string>())) : nullptr;
 
   CompressResult result;
   std::optional<BudgetPlan> budget_plan;

@@ -4,9 +4,8 @@
 #include <cstring>
 #include <exception>
 #include <new>
-#include <string_view>
-
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/command.h"

@@ -11,10 +11,14 @@ namespace pgolf::cli {
 bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args,
                    const std::vector<std::string>& groups, const std::string& footer) {
   options.add_options()("h,help", "show this help");
+  std::vector<cxxopts::HelpOptionDetails> details;
   std::vector<std::string> long_names;
   for (const std::string& group : options.groups())
     for (const auto& option : options.group_help(group).options)
-      if (!option.l.empty()) long_names.push_back(option.l.front());
+      if (!option.l.empty()) {
+        details.push_back(option);
+        long_names.push_back(option.l.front());
+      }
   try {
     args = options.parse(argc, argv);
   } catch (const cxxopts::exceptions::no_such_option&) {
@@ -35,11 +39,10 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
     // of a flag that takes one (the first would be lost).
     const std::string usage = " (" + options.program() + " --help)";
     if (!args.unmatched().empty()) throw InputError("unexpected argument '" + args.unmatched().front() + "'" + usage);
-    for (const std::string& group : options.groups())
-      for (const auto& option : options.group_help(group).options)
-        if (!option.is_container && !option.is_boolean && !option.l.empty() && args.count(option.l.front()) > 1)
-          throw InputError("--" + option.l.front() + " given " + std::to_string(args.count(option.l.front())) +
-                           " times; it takes one value" + usage);
+    for (const auto& option : details)
+      if (!option.is_container && !option.is_boolean && args.count(option.l.front()) > 1)
+        throw InputError("--" + option.l.front() + " given " + std::to_string(args.count(option.l.front())) +
+                         " times; it takes one value" + usage);
     return true;
   }
   std::cout << (groups.empty() ? options.help() : options.help(groups)) << "\n" << footer;

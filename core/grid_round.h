@@ -38,6 +38,9 @@ PGOLF_HOST_DEVICE inline float add_rounded(float a, float b) {
 #endif
 }
 
+// The value a symbol decodes to: symbol · step, in float.
+PGOLF_HOST_DEVICE inline float grid_value(int32_t symbol, float step) { return mul_rounded(static_cast<float>(symbol), step); }
+
 // The nearest symbol (ties to even) of x on `step`, clamped to ±max_symbol; 0 where the step is 0.
 // With a rate model, the neighbour of least (x/step − q)² + rdo · scale · bits(q).
 PGOLF_HOST_DEVICE inline int32_t round_on_grid(float x, float step, int32_t max_symbol, const GridRateModel& rate,

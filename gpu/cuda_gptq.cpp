@@ -71,10 +71,10 @@ class CudaGptqEngine final : public GptqEngine {
     cuda::mirror_lower(u.data(), cols, nullptr);
     require(cholesky(handles->solver, CUBLAS_FILL_MODE_UPPER, u.data(), cols, info),
             "its Hessian is too ill-conditioned for GPTQ (Cholesky of H⁻¹ failed)");
-    std::vector<double> factor = u.download();
-    std::vector<double> u_diagonal(static_cast<size_t>(cols));
-    for (int c = 0; c < cols; ++c) u_diagonal[c] = factor[static_cast<size_t>(c) * cols + c];
-    const std::vector<float> scales = gptq_rate_scales(u_diagonal);
+    // Only U's diagonal comes back (the rate weights), not the whole factor.
+    cuda::DeviceBuffer<double> diagonal(static_cast<size_t>(cols));
+    PGOLF_CUDA_CHECK(cublasDcopy(handles->blas, cols, u.data(), cols + 1, diagonal.data(), 1));
+    const std::vector<float> scales = gptq_rate_scales(diagonal.download());
     cuda::DeviceBuffer<float> rate_scale{std::span<const float>(scales)};
 
     // The weights column-major; the grid and its rate model on the device.

@@ -15,7 +15,7 @@ __global__ void gptq_round_block_kernel(double* w, const double* u, int rows, in
     const double x = w[c * rows + r];
     const int32_t q = round_on_grid(static_cast<float>(x), step, grid.max_symbol, grid.rate, rate_scale[c]);
     symbols[c * rows + r] = q;
-    const double e = (x - static_cast<double>(__fmul_rn(static_cast<float>(q), step))) / u[c * cols + c];
+    const double e = (x - static_cast<double>(grid_value(q, step))) / u[c * cols + c];
     err[static_cast<int64_t>(k) * rows + r] = e;
     for (int j = k + 1; j < n; ++j) {
       double& target = w[(b0 + j) * static_cast<int64_t>(rows) + r];

@@ -44,7 +44,7 @@ struct ScalarGrid {
   GridRateModel rate_model() const {
     return rate_bits.empty() ? GridRateModel{} : GridRateModel{rdo, rate_offset, rate_bits.data(), rate_escape};
   }
-  float value(int64_t row, int32_t symbol) const { return static_cast<float>(symbol) * row_steps[static_cast<size_t>(row)]; }
+  float value(int64_t row, int32_t symbol) const { return grid_value(symbol, row_steps[static_cast<size_t>(row)]); }
 
   // Sets the rate model of `rdo` from the round-to-nearest symbols of `values` ([rows, cols] on
   // this grid); rdo = 0 leaves round to nearest.

@@ -51,6 +51,13 @@ Matrix<T> rms_norm_backward(const Matrix<T>& y, const Matrix<T>& inv_rms, const 
   return dx;
 }
 
+// max(x, 0) + slope · min(x, 0) elementwise: LeakyReLU, exactly ReLU at slope 0 (the MLP's
+// activation is its square; the square's derivative is 2 · leaky(x, slope²)).
+template <typename T>
+Matrix<T> leaky(const Matrix<T>& x, T slope) {
+  return (x.array().max(T(0)) + slope * x.array().min(T(0))).matrix();
+}
+
 // x[t, j] * v[j] for every row t (a per-channel scale).
 template <typename T>
 Matrix<T> scale_columns(const Matrix<T>& x, const auto& v) {
@@ -211,8 +218,7 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
   rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
   observe(block, MatrixInput::kMlp, a.mlp_in);
   a.fc_out.noalias() = a.mlp_in * p.mlp_fc.transpose();
-  const T slope = static_cast<T>(c.mlp_negative_slope);
-  a.hidden = (a.fc_out.array().max(T(0)) + slope * a.fc_out.array().min(T(0))).square().matrix();
+  a.hidden = leaky(a.fc_out, static_cast<T>(c.mlp_negative_slope)).array().square().matrix();
   observe(block, MatrixInput::kMlpHidden, a.hidden);
   a.mlp_out.noalias() = a.hidden * p.mlp_proj.transpose();
   a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
@@ -231,9 +237,8 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   Matrix<T> d_mlp_out = scale_columns(d_output, p.mlp_scale.row(0));
   g.mlp_proj.noalias() += d_mlp_out.transpose() * a.hidden;
   Matrix<T> d_hidden = d_mlp_out * p.mlp_proj;
-  const T slope_squared = static_cast<T>(c.mlp_negative_slope) * static_cast<T>(c.mlp_negative_slope);
-  Matrix<T> d_fc_out =
-      (d_hidden.array() * T(2) * (a.fc_out.array().max(T(0)) + slope_squared * a.fc_out.array().min(T(0)))).matrix();
+  const T slope = static_cast<T>(c.mlp_negative_slope);
+  Matrix<T> d_fc_out = (d_hidden.array() * T(2) * leaky(a.fc_out, slope * slope).array()).matrix();
   g.mlp_fc.noalias() += d_fc_out.transpose() * a.mlp_in;
   Matrix<T> d_after_attn = d_output + rms_norm_backward<T>(a.mlp_in, a.mlp_in_inv_rms, d_fc_out * p.mlp_fc, c.dim);
 
