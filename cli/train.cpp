@@ -125,6 +125,13 @@ int train_main(int argc, char** argv) {
                      "squared; the records use 0.5)", cxxopts::value<std::string>()->default_value("relu2"))
       ("logit-softcap", "logit softcap", cxxopts::value<double>()->default_value(number_text(model_defaults.logit_softcap)))
       ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
+      ("rope-dims", "partial RoPE: rotate the first N dims of each head, leave the rest (0: the whole head; the "
+                    "records use 16 of 64)", cxxopts::value<int>()->default_value("0"))
+      ("smear-gate", "none or v1: SmearGate, a learned per-channel mix of each position's normed embedding with "
+                     "the previous one's", cxxopts::value<std::string>()->default_value("none"))
+      ("bigram-buckets", "BigramHash: a table of this many hashed (previous, current) token pairs added to the "
+                         "embedding (0: none; the records use 2048 to 10240)", cxxopts::value<int>()->default_value("0"))
+      ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
       ("seq-len", "tokens per sequence", cxxopts::value<int>()->default_value(number_text(defaults.seq_len)))
@@ -170,6 +177,15 @@ int train_main(int argc, char** argv) {
   config.logit_softcap = settings.get<double>("logit-softcap");
   config.rope_base = settings.get<double>("rope-base");
   config.mlp_negative_slope = parse_activation(settings.get<std::string>("activation"));
+  config.rope_dims = settings.get<int>("rope-dims");
+  const std::string smear = settings.get<std::string>("smear-gate");
+  require(smear == "none" || smear == "v1", "--smear-gate " + smear + ": none or v1");
+  config.smear_gate = smear == "v1";
+  config.bigram_buckets = settings.get<int>("bigram-buckets");
+  require(config.bigram_buckets != 1 && config.bigram_buckets >= 0,
+          "--bigram-buckets " + std::to_string(config.bigram_buckets) + ": 0 (none) or 2 to 65536");
+  require(config.bigram_buckets > 0 || !settings.given("bigram-dim"), "--bigram-dim needs --bigram-buckets");
+  config.bigram_dim = config.bigram_buckets > 0 ? settings.get<int>("bigram-dim") : 0;
   const auto seed = settings.get<uint64_t>("seed");
   TrainSettings s;
   s.seq_len = settings.get<int>("seq-len");
@@ -223,7 +239,8 @@ int train_main(int argc, char** argv) {
     state = load_train_state(args["resume"].as<std::string>());
     bool model_given = false;
     for (const char* name :
-         {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation"})
+         {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
+          "rope-dims", "smear-gate", "bigram-buckets", "bigram-dim"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

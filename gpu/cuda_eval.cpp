@@ -143,6 +143,8 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
+  require(c.rope_dims == 0 && !c.smear_gate && c.bigram_buckets == 0,
+          "partial RoPE, SmearGate and BigramHash run on the CPU only so far (--device cpu)");
   State& s = *state_;
   s.config = c;
   s.max_windows = max_windows;

@@ -434,6 +434,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
+  require(c.rope_dims == 0 && !c.smear_gate && c.bigram_buckets == 0,
+          "partial RoPE, SmearGate and BigramHash run on the CPU only so far (--device cpu)");
   s.config = c;
   s.settings = settings;
   s.precision = precision;

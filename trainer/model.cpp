@@ -70,19 +70,42 @@ auto column_dot(const Matrix<T>& a, const Matrix<T>& b) {
   return (a.array() * b.array()).colwise().sum().matrix();
 }
 
-// RoPE angles as the reference computes them, in float32: inv_freq[j] = 1 / base^(2j / D),
-// angle = position * inv_freq[j]. cos and sin [positions, D/2].
+// SmearGate v1: y_t = (1 − σ(g)) x_t + σ(g) x_{t−1} per channel, x_{−1} = 0.
+template <typename T>
+Matrix<T> smear(const Matrix<T>& x, const Matrix<T>& gate) {
+  const Matrix<T> mix = (T(1) / (T(1) + (-gate.array()).exp())).matrix();  // σ(g) [1, C]
+  Matrix<T> y = scale_columns(x, (T(1) - mix.array()).matrix().row(0));
+  y.bottomRows(x.rows() - 1) += scale_columns<T>(x.topRows(x.rows() - 1), mix.row(0));
+  return y;
+}
+
+// Its backward from dy: adds to d_gate Σ_t dy_t (x_{t−1} − x_t) σ'(g); returns dx.
+template <typename T>
+Matrix<T> smear_backward(const Matrix<T>& x, const Matrix<T>& gate, const Matrix<T>& dy, Matrix<T>& d_gate) {
+  const Matrix<T> mix = (T(1) / (T(1) + (-gate.array()).exp())).matrix();
+  const Eigen::Index n = x.rows();
+  Matrix<T> previous_minus_x = -x;
+  previous_minus_x.bottomRows(n - 1) += x.topRows(n - 1);
+  d_gate += (column_dot(dy, previous_minus_x).array() * mix.array() * (T(1) - mix.array())).matrix();
+  Matrix<T> dx = scale_columns(dy, (T(1) - mix.array()).matrix().row(0));
+  dx.topRows(n - 1) += scale_columns<T>(dy.bottomRows(n - 1), mix.row(0));
+  return dx;
+}
+
+// RoPE angles as the reference computes them, in float32, over the R = rotated_dims() dims it
+// turns: inv_freq[j] = 1 / base^(2j / R), angle = position * inv_freq[j]. cos and sin
+// [positions, R/2].
 template <typename T>
 struct Rope {
   Matrix<T> cos, sin;
 };
 
 template <typename T>
-Rope<T> make_rope(Eigen::Index positions, int head_dim, double base) {
-  const int half = head_dim / 2;
+Rope<T> make_rope(Eigen::Index positions, int rotated_dims, double base) {
+  const int half = rotated_dims / 2;
   Rope<T> rope{Matrix<T>(positions, half), Matrix<T>(positions, half)};
   for (int j = 0; j < half; ++j) {
-    const float exponent = static_cast<float>(2 * j) / static_cast<float>(head_dim);
+    const float exponent = static_cast<float>(2 * j) / static_cast<float>(rotated_dims);
     const float inv_freq = 1.0f / std::pow(static_cast<float>(base), exponent);
     for (Eigen::Index t = 0; t < positions; ++t) {
       float angle = static_cast<float>(t) * inv_freq;
@@ -93,15 +116,16 @@ Rope<T> make_rope(Eigen::Index positions, int head_dim, double base) {
   return rope;
 }
 
-// Rotates every head of x [positions, heads * D] in place: with x1, x2 the two halves of a
-// head, (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin). direction -1 applies the inverse
-// (transposed) rotation, which carries gradients back through RoPE.
+// Rotates every head of x [positions, heads * head_dim] in place: with x1, x2 the two halves of
+// the head's first R dims (R = 2 * rope.cos.cols()), (x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin);
+// the dims after R stay. direction -1 applies the inverse (transposed) rotation, which carries
+// gradients back through RoPE.
 template <typename T>
 void rotate(Matrix<T>& x, int head_dim, const Rope<T>& rope, int direction) {
-  const int half = head_dim / 2;
+  const auto half = rope.cos.cols();
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
     for (Eigen::Index start = 0; start < x.cols(); start += head_dim) {
-      for (int j = 0; j < half; ++j) {
+      for (Eigen::Index j = 0; j < half; ++j) {
         T c = rope.cos(t, j), s = direction * rope.sin(t, j);
         T x1 = x(t, start + j), x2 = x(t, start + half + j);
         x(t, start + j) = x1 * c + x2 * s;
@@ -155,7 +179,10 @@ struct BlockActivations {
 template <typename T>
 struct Activations {
   Rope<T> rope;
-  Matrix<T> x0, x0_inv_rms;                   // rms_norm(tok_emb[inputs])
+  std::vector<uint16_t> buckets;              // BigramHash: each position's bucket
+  Matrix<T> bigram_rows, bigram_out;          // bigram_embed[buckets], its projection
+  Matrix<T> embedded, embedded_inv_rms;       // rms_norm(tok_emb[inputs] + bigram_scale * bigram_out)
+  Matrix<T> x0;                               // embedded, through the SmearGate where there is one
   std::vector<BlockActivations<T>> blocks;    // every block's, or only the last one's
   std::vector<Matrix<T>> encoder_outputs;     // the skips
   Matrix<T> final_normed, final_inv_rms;      // rms_norm(last block's output)
@@ -293,10 +320,18 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
              Activations<T>& a, const Observer<T>& observe = {}) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
   const int encoders = c.encoder_layers();
-  Matrix<T> embedded(n, c.dim);
-  for (Eigen::Index t = 0; t < n; ++t) embedded.row(t) = p.tok_emb.row(inputs[t]);
-  rms_norm(embedded, c.dim, a.x0, a.x0_inv_rms);
-  a.rope = make_rope<T>(n, c.head_dim(), c.rope_base);
+  Matrix<T> sum(n, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) sum.row(t) = p.tok_emb.row(inputs[t]);
+  if (c.bigram_buckets > 0) {
+    a.buckets = bigram_buckets_of(inputs, c.bigram_buckets);
+    a.bigram_rows.resize(n, c.bigram_dim);
+    for (Eigen::Index t = 0; t < n; ++t) a.bigram_rows.row(t) = p.bigram_embed.row(a.buckets[t]);
+    a.bigram_out.noalias() = a.bigram_rows * p.bigram_proj.transpose();
+    sum += p.bigram_scale(0, 0) * a.bigram_out;
+  }
+  rms_norm(sum, c.dim, a.embedded, a.embedded_inv_rms);
+  a.x0 = c.smear_gate ? smear(a.embedded, p.smear_gate) : a.embedded;
+  a.rope = make_rope<T>(n, c.rotated_dims(), c.rope_base);
   a.blocks.resize(keep_blocks ? c.layers : 1);
   a.encoder_outputs.resize(encoders);
 
@@ -365,8 +400,16 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
     }
   }
   d_x += d_x0;
-  Matrix<T> d_embedded = rms_norm_backward(a.x0, a.x0_inv_rms, d_x, c.dim);
-  for (Eigen::Index t = 0; t < n; ++t) g.tok_emb.row(inputs[t]) += d_embedded.row(t);
+  if (c.smear_gate) d_x = smear_backward(a.embedded, p.smear_gate, d_x, g.smear_gate);
+  Matrix<T> d_sum = rms_norm_backward(a.embedded, a.embedded_inv_rms, d_x, c.dim);
+  for (Eigen::Index t = 0; t < n; ++t) g.tok_emb.row(inputs[t]) += d_sum.row(t);
+  if (c.bigram_buckets > 0) {  // sum += scale * bigram_rows proj^T
+    g.bigram_scale(0, 0) += (d_sum.array() * a.bigram_out.array()).sum();
+    const Matrix<T> d_out = p.bigram_scale(0, 0) * d_sum;
+    g.bigram_proj.noalias() += d_out.transpose() * a.bigram_rows;
+    const Matrix<T> d_rows = d_out * p.bigram_proj;
+    for (Eigen::Index t = 0; t < n; ++t) g.bigram_embed.row(a.buckets[t]) += d_rows.row(t);
+  }
 }
 
 // Runs work(i, thread) for every i in [0, count): thread k of `threads` takes the k-th

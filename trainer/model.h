@@ -1,12 +1,15 @@
 // The Parameter Golf baseline model on the CPU, in float or double: forward, loss and the
 // gradient of every parameter. This is the reference the CUDA trainer is held to, so it
 // follows the PyTorch reference (train_gpt.py) operation by operation:
-//   x = rms_norm(tok_emb[ids]); x0 = x
+//   x = rms_norm(tok_emb[ids] + bigram_scale * bigram_proj(bigram_embed[bucket(prev, id)]))  (BigramHash)
+//   x = (1 - sigmoid(smear_gate)) x_t + sigmoid(smear_gate) x_{t-1}                       (SmearGate v1)
+//   x0 = x
 //   encoder blocks push their outputs; decoder block i first adds skip_weights[i] * (last pushed)
 //   block(x): x = resid_mix[0] x + resid_mix[1] x0
 //             x += attn_scale * attn(rms_norm(x));  x += mlp_scale * mlp_proj(act(mlp_fc(rms_norm(x))))
 //             act(z) = relu(z)^2, or leaky_relu(z)^2 with a negative slope (ModelConfig)
-//   attn: q, k, v projections; per-head rms_norm of q and k; RoPE; q *= q_gain; causal softmax
+//   attn: q, k, v projections; per-head rms_norm of q and k; RoPE (on the first rope_dims dims of
+//         each head where partial); q *= q_gain; causal softmax
 //         attention with scale 1/sqrt(D), query head h reading KV head h / (H / Hkv); proj
 //   logits = softcap * tanh(rms_norm(x) tok_emb^T / softcap); loss = mean cross-entropy
 #pragma once

@@ -22,12 +22,20 @@ void ModelConfig::validate() const {
                                      std::to_string(kv_heads) + " KV heads");
   require(mlp_negative_slope >= 0 && mlp_negative_slope < 1,
           "model config: the MLP's negative slope must be in [0, 1), got " + number_text(mlp_negative_slope));
+  require(rope_dims >= 0 && rope_dims % 2 == 0 && rope_dims <= head_dim(),
+          "model config: partial RoPE rotates an even number of dims up to the head dim " +
+              std::to_string(head_dim()) + ", got " + std::to_string(rope_dims));
+  require(bigram_buckets == 0 ? bigram_dim == 0 : bigram_buckets >= 2 && bigram_buckets <= 65536 && bigram_dim > 0,
+          "model config: BigramHash needs 2 to 65536 buckets and a positive width, got " +
+              std::to_string(bigram_buckets) + " x " + std::to_string(bigram_dim));
 }
 
 std::string ModelConfig::describe() const {
   return std::to_string(layers) + " layers, dim " + std::to_string(dim) + ", " + std::to_string(heads) +
          " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) +
-         (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab);
+         (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab) +
+         (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") + (smear_gate ? ", SmearGate" : "") +
+         (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "");
 }
 
 namespace {
@@ -77,6 +85,7 @@ constexpr const char* kSeqLenKey = "pgolf.seq_len";
 constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 constexpr const char* kActivationKey = "pgolf.activation";
+constexpr const char* kRopeDimsKey = "pgolf.rope_dims";
 
 std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
   auto it = metadata.find(key);
@@ -90,11 +99,28 @@ std::optional<double> positive_number(const std::map<std::string, std::string>& 
 }  // namespace
 
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len) {
-  return {{"format", "pt"},
-          {kSeqLenKey, std::to_string(seq_len)},
-          {kRopeBaseKey, number_text(config.rope_base)},
-          {kSoftcapKey, number_text(config.logit_softcap)},
-          {kActivationKey, activation_name(config.mlp_negative_slope)}};
+  std::map<std::string, std::string> metadata = {{"format", "pt"},
+                                                 {kSeqLenKey, std::to_string(seq_len)},
+                                                 {kRopeBaseKey, number_text(config.rope_base)},
+                                                 {kSoftcapKey, number_text(config.logit_softcap)},
+                                                 {kActivationKey, activation_name(config.mlp_negative_slope)}};
+  if (config.rope_dims > 0) metadata[kRopeDimsKey] = std::to_string(config.rope_dims);
+  return metadata;
+}
+
+std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int buckets) {
+  const int32_t modulus = buckets - 1;
+  std::vector<uint16_t> out(ids.size());
+  auto wrap = [](uint32_t product) { return static_cast<int32_t>(product); };  // int32 overflow, as torch's
+  for (size_t t = 0; t < ids.size(); ++t) {
+    if (t == 0) {
+      out[t] = static_cast<uint16_t>(modulus);
+      continue;
+    }
+    const int32_t mixed = wrap(36313u * ids[t]) ^ wrap(27191u * ids[t - 1]);
+    out[t] = static_cast<uint16_t>(((mixed % modulus) + modulus) % modulus);
+  }
+  return out;
 }
 
 double parse_activation(const std::string& text) {
@@ -122,6 +148,10 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
   }
   r.rope_base = positive_number(metadata, kRopeBaseKey);
   r.logit_softcap = positive_number(metadata, kSoftcapKey);
+  if (auto v = positive_number(metadata, kRopeDimsKey)) {
+    require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.rope_dims is not a whole number of dims");
+    r.rope_dims = static_cast<int>(*v);
+  }
   if (auto it = metadata.find(kActivationKey); it != metadata.end()) {
     try {
       r.mlp_negative_slope = parse_activation(it->second);
@@ -136,6 +166,8 @@ ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) 
   if (recorded.rope_base) config.rope_base = *recorded.rope_base;
   if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
   if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
+  if (recorded.rope_dims) config.rope_dims = *recorded.rope_dims;
+  config.validate();
   return config;
 }
 
@@ -155,6 +187,13 @@ ModelConfig ModelConfig::from_tensors(const std::map<std::string, FloatTensor>& 
                                            std::to_string(c.head_dim()));
   c.kv_heads = static_cast<int>(kv_rows / c.head_dim());
   c.mlp_hidden = static_cast<int>(shape_of(tensors, "blocks.0.mlp.fc.weight", 2)[0]);
+  c.smear_gate = tensors.contains("smear.gate");
+  if (tensors.contains("bigram.embed.weight")) {
+    const auto& table = shape_of(tensors, "bigram.embed.weight", 2);
+    require(table[0] <= 65536, "bigram.embed.weight: more than 65536 buckets");
+    c.bigram_buckets = static_cast<int>(table[0]);
+    c.bigram_dim = static_cast<int>(table[1]);
+  }
   c.validate();
   return c;
 }
@@ -180,6 +219,12 @@ ModelParams<T> zero_params(const ModelConfig& c) {
     b.resid_mix = Matrix<T>::Zero(2, c.dim);
   }
   p.skip_weights = Matrix<T>::Zero(c.skip_count(), c.dim);
+  if (c.smear_gate) p.smear_gate = Matrix<T>::Zero(1, c.dim);
+  if (c.bigram_buckets > 0) {
+    p.bigram_embed = Matrix<T>::Zero(c.bigram_buckets, c.bigram_dim);
+    p.bigram_proj = Matrix<T>::Zero(c.dim, c.bigram_dim);
+    p.bigram_scale = Matrix<T>::Zero(1, 1);
+  }
   return p;
 }
 
@@ -206,6 +251,10 @@ ModelParams<T> init_params(const ModelConfig& c, uint64_t seed) {
     b.resid_mix.row(0).setOnes();
   }
   p.skip_weights.setOnes();
+  if (c.bigram_buckets > 0) {
+    fill_linear(p.bigram_proj);
+    p.bigram_scale.setConstant(T(0.05));
+  }
   return p;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,19 @@ struct ModelConfig {
   // The MLP's activation: leaky_relu(x)² = (max(x, 0) + slope · min(x, 0))², relu² at 0 (the
   // baseline), LeakyReLU(0.5)² in the records ("--activation leaky-relu2:0.5").
   double mlp_negative_slope = 0.0;
+  // Partial RoPE: rotate the first rope_dims dims of each head, pairs (j, rope_dims/2 + j), and
+  // leave the rest; 0 rotates the whole head (the baseline). The records use 16 of 64.
+  int rope_dims = 0;
+  // SmearGate v1 ("smear.gate" [dim], g): after the embedding's norm, x_t = (1 − σ(g)) x_t +
+  // σ(g) x_{t−1} (x_{−1} = 0), position by position within each sequence.
+  bool smear_gate = false;
+  // BigramHash: a table [bigram_buckets, bigram_dim] ("bigram.embed.weight") read at the bucket of
+  // each (previous, current) token pair, projected to dim ("bigram.proj.weight") and scaled
+  // ("bigram.scale") into the embedding before its norm; 0 buckets: none.
+  int bigram_buckets = 0, bigram_dim = 0;
 
   int head_dim() const { return dim / heads; }
+  int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
   // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
   int encoder_layers() const { return layers / 2; }
   int decoder_layers() const { return layers - layers / 2; }
@@ -35,8 +47,8 @@ struct ModelConfig {
   void validate() const;  // InputError when the numbers cannot make a model
   std::string describe() const;  // "9 layers, dim 512, 8 heads / 4 KV heads, MLP 1024, vocab 1024"
 
-  // Reads the shape off a checkpoint's tensors (tok_emb.weight, blocks.N.*); InputError names
-  // the tensor that is missing or inconsistent.
+  // Reads the shape off a checkpoint's tensors (tok_emb.weight, blocks.N.*; smear.gate and
+  // bigram.* turn those on); InputError names the tensor that is missing or inconsistent.
   static ModelConfig from_tensors(const std::map<std::string, FloatTensor>& tensors);
 };
 
@@ -47,16 +59,22 @@ struct RecordedSettings {
   std::optional<int> seq_len;
   std::optional<double> rope_base, logit_softcap;
   std::optional<double> mlp_negative_slope;  // "pgolf.activation"
+  std::optional<int> rope_dims;               // "pgolf.rope_dims"
 };
 
 // "relu2" (slope 0) or "leaky-relu2:S" (0 < S < 1) to the MLP's negative slope and back; InputError
 // naming the text otherwise.
 double parse_activation(const std::string& text);
 std::string activation_name(double negative_slope);
+
+// BigramHash's bucket of every position of one sequence, as the records compute it in int32:
+// position 0 gets buckets − 1; position t, ((36313 · ids[t]) XOR (27191 · ids[t − 1])) mod
+// (buckets − 1), the products wrapping as int32 and the remainder taken non-negative.
+std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int buckets);
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len);
 // InputError naming the key for a value that is not a positive number.
 RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata);
-// config with the recorded rope base and softcap, where recorded.
+// config with the recorded rope base, softcap, activation and RoPE dims, where recorded.
 ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded);
 
 // Every tensor is a row-major matrix, [out, in] for linear weights as in PyTorch (y = x W^T);
@@ -78,6 +96,11 @@ struct ModelParams {
   Matrix<T> tok_emb;  // [V, C], tied to the output layer
   std::vector<BlockParams<T>> blocks;
   Matrix<T> skip_weights;  // [skip_count, C]
+  // Empty when the config has no SmearGate or BigramHash.
+  Matrix<T> smear_gate;    // [C]
+  Matrix<T> bigram_embed;  // [buckets, bigram_dim]
+  Matrix<T> bigram_proj;   // [C, bigram_dim]
+  Matrix<T> bigram_scale;  // a scalar (0-D in the checkpoint)
 };
 
 // Calls f(name, matrix, shape) for every tensor in a fixed order, with its checkpoint name and
@@ -102,6 +125,12 @@ void for_each_parameter(Params& p, F&& f) {
     f(prefix + "resid_mix", b.resid_mix, matrix_shape(b.resid_mix));
   }
   f(std::string("skip_weights"), p.skip_weights, matrix_shape(p.skip_weights));
+  if (p.smear_gate.size() > 0) f(std::string("smear.gate"), p.smear_gate, vector_shape(p.smear_gate));
+  if (p.bigram_embed.size() > 0) {
+    f(std::string("bigram.embed.weight"), p.bigram_embed, matrix_shape(p.bigram_embed));
+    f(std::string("bigram.proj.weight"), p.bigram_proj, matrix_shape(p.bigram_proj));
+    f(std::string("bigram.scale"), p.bigram_scale, std::vector<int64_t>{});
+  }
 }
 
 template <typename T>
@@ -109,7 +138,9 @@ ModelParams<T> zero_params(const ModelConfig& config);
 
 // As the reference initialises them: tok_emb N(0, 0.005); c_q, c_k, c_v and mlp.fc uniform
 // in +-1/sqrt(fan_in) (nn.Linear's default); attn.proj and mlp.proj zero; q_gain 1.5; the
-// scales 1; resid_mix [ones; zeros]; skip_weights ones. Deterministic in seed on every platform.
+// scales 1; resid_mix [ones; zeros]; skip_weights ones. As the records: smear.gate 0 (σ = 0.5),
+// bigram.embed 0, bigram.scale 0.05; bigram.proj as nn.Linear (a zero table behind a zero proj
+// would get no gradient, ever). Deterministic in seed on every platform.
 template <typename T>
 ModelParams<T> init_params(const ModelConfig& config, uint64_t seed);
 

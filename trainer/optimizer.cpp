@@ -6,7 +6,8 @@
 namespace pgolf {
 
 ParamGroup param_group(const std::string& name) {
-  if (name == "tok_emb.weight") return ParamGroup::Embedding;
+  // BigramHash's table learns with the tied embedding, as in the records; its proj and scale with the scalars.
+  if (name == "tok_emb.weight" || name == "bigram.embed.weight") return ParamGroup::Embedding;
   if (name.starts_with("blocks.") && name.ends_with(".weight")) return ParamGroup::Matrix;
   return ParamGroup::Scalar;
 }

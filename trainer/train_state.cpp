@@ -78,6 +78,10 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"logit_softcap", number(c.logit_softcap)},
       {"rope_base", number(c.rope_base)},
       {"activation", activation_name(c.mlp_negative_slope)},
+      {"rope_dims", std::to_string(c.rope_dims)},
+      {"smear_gate", c.smear_gate ? "v1" : "none"},
+      {"bigram_buckets", std::to_string(c.bigram_buckets)},
+      {"bigram_dim", std::to_string(c.bigram_dim)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -104,6 +108,16 @@ TrainState load_train_state(const std::string& path) {
   c.rope_base = parse<double>(meta, "rope_base", path);
   // States written before the activation was an option are relu².
   if (auto it = meta.find("activation"); it != meta.end()) c.mlp_negative_slope = parse_activation(it->second);
+  // ... and of the whole-head RoPE, without SmearGate or BigramHash.
+  if (meta.contains("rope_dims")) c.rope_dims = parse<int>(meta, "rope_dims", path);
+  if (auto it = meta.find("smear_gate"); it != meta.end()) {
+    require(it->second == "none" || it->second == "v1", path + ": smear_gate is '" + it->second + "', not none or v1");
+    c.smear_gate = it->second == "v1";
+  }
+  if (meta.contains("bigram_buckets")) {
+    c.bigram_buckets = parse<int>(meta, "bigram_buckets", path);
+    c.bigram_dim = parse<int>(meta, "bigram_dim", path);
+  }
   c.validate();
   s.step = parse<int64_t>(meta, "step", path);
   s.optimizer.steps = parse<int64_t>(meta, "optimizer_steps", path);

@@ -149,6 +149,13 @@ std::string val_loss(const std::string& log) {
   return m.size() > 1 ? m[1].str() : "";
 }
 
+// The val_loss of the log's final validation line (NaN when there is none).
+double final_val_loss(const std::string& log) {
+  const std::regex final_line(R"(val_loss (\S+) val_bpb \S+ \(final)");
+  std::smatch m;
+  return std::regex_search(log, m, final_line) ? std::stod(m[1]) : std::nan("");
+}
+
 TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   test::TempDir dir;
   const std::string model = dir.file("m");
@@ -156,10 +163,7 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
                  " --micro-batch 2 --tokens-per-step 256 --warmdown 3 --val-tokens 256 --steps 30 --rope-base 500"
                  " --logit-softcap 10 --activation leaky-relu2:0.5 --device cpu --threads 2 --out " + model);
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  const std::regex final_line(R"(val_loss (\S+) val_bpb \S+ \(final)");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.out, m, final_line)) << r.out;
-  const double trained = std::stod(m[1]);
+  const double trained = final_val_loss(r.out);
   const Checkpoint checkpoint = Checkpoint::open({model + ".safetensors"});
   EXPECT_EQ(checkpoint.metadata().at("pgolf.seq_len"), "64");
   EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_base"), "500");
@@ -189,6 +193,46 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   ASSERT_EQ(pgolf("compress " + model + ".safetensors -o " + model + ".pgz --codec fp32").exit_code, 0);
   r = pgolf("eval " + model + ".pgz" + data() + " --tokens 256 --device cpu --threads 2");
   EXPECT_EQ(val_loss(r.out), unflagged) << r.out;
+}
+
+// The seed's techniques (partial RoPE, SmearGate v1, BigramHash) train, save under Parameter Golf's
+// names, and evaluate from the checkpoint and from its artifact as training did; a resumed run
+// keeps them and a flag that changes them is refused.
+TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
+  test::TempDir dir;
+  const std::string model = dir.file("m");
+  const std::string seed = " --rope-dims 4 --smear-gate v1 --bigram-buckets 64 --bigram-dim 16";
+  auto r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + seed + " --steps 20 --out " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate, BigramHash 64x16"), std::string::npos) << r.out;
+  const double trained = final_val_loss(r.out);
+  const Checkpoint checkpoint = Checkpoint::open({model + ".safetensors"});
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_dims"), "4");
+  EXPECT_EQ(checkpoint.at("smear.gate").shape, (std::vector<int64_t>{32}));
+  EXPECT_EQ(checkpoint.at("bigram.embed.weight").shape, (std::vector<int64_t>{64, 16}));
+  EXPECT_EQ(checkpoint.at("bigram.proj.weight").shape, (std::vector<int64_t>{32, 16}));
+  EXPECT_TRUE(checkpoint.at("bigram.scale").shape.empty());
+  // The table learned: it starts at zero.
+  const std::vector<float> table = checkpoint.at("bigram.embed.weight").to_floats();
+  EXPECT_GT(*std::max_element(table.begin(), table.end()), 0.0f);
+
+  const std::string eval = "eval " + model + ".safetensors" + data() + " --tokens 256 --device cpu --threads 2";
+  r = pgolf(eval);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::string unflagged = val_loss(r.out);
+  EXPECT_NEAR(std::stod(unflagged), trained, 2e-3);
+  ASSERT_EQ(pgolf("compress " + model + ".safetensors -o " + model + ".pgz").exit_code, 0);
+  r = pgolf("eval " + model + ".pgz" + data() + " --tokens 256 --device cpu --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NEAR(std::stod(val_loss(r.out)), trained, 0.05) << r.out;
+
+  r = pgolf("train" + data() + kTiny + seed + " --steps 22 --resume " + model + ".state --out " + dir.file("more"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate, BigramHash 64x16"), std::string::npos) << r.out;
+  r = pgolf("train" + data() + kTiny + " --rope-dims 4 --bigram-buckets 64 --bigram-dim 16 --steps 22 --resume " +
+            model + ".state --out " + dir.file("other"));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("is not the one asked for"), std::string::npos) << r.out;
 }
 
 // --calibrate N: the Hessians of the saved weights, as pgolf calibrate computes them from the
@@ -253,6 +297,11 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --activation gelu" + out, "relu2 or leaky-relu2:S with 0 < S < 1"},
       {"train" + data() + kTiny + " --activation leaky-relu2:1.5" + out, "relu2 or leaky-relu2:S"},
       {"train" + data() + kTiny + " --calibrate -5" + out, "--calibrate must not be negative"},
+      {"train" + data() + kTiny + " --bigram-buckets 1" + out, "--bigram-buckets 1: 0 (none) or 2 to 65536"},
+      {"train" + data() + kTiny + " --bigram-buckets 64 --bigram-dim 0" + out, "BigramHash needs 2 to 65536 buckets"},
+      {"train" + data() + kTiny + " --bigram-dim 16" + out, "--bigram-dim needs --bigram-buckets"},
+      {"train" + data() + kTiny + " --rope-dims 10" + out, "partial RoPE rotates an even number of dims up to the head dim 8"},
+      {"train" + data() + kTiny + " --smear-gate v3" + out, "--smear-gate v3: none or v1"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);

@@ -74,7 +74,8 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
       EXPECT_NEAR(numeric(i), analytic(i), 1e-9) << name << "[" << i << "]";
     }
   });
-  EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1));
+  EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1 + (config.smear_gate ? 1 : 0) +
+                                        (config.bigram_buckets > 0 ? 3 : 0)));
   std::printf("%s: worst relative error %.2e\n", config.describe().c_str(), worst_relative);
 }
 
@@ -92,10 +93,68 @@ TEST(Model, LeakyReluSquaredGradientMatchesFiniteDifferences) {
   EXPECT_NE(mean_loss(Model<double>(relu, params), windows), mean_loss(Model<double>(leaky, params), windows));
 }
 
+// The seed's model (partial RoPE, SmearGate v1, BigramHash) at the tiny size.
+ModelConfig tiny_seed_config() {
+  ModelConfig c = tiny_config();
+  c.rope_dims = 4;  // of 8
+  c.smear_gate = true;
+  c.bigram_buckets = 16;
+  c.bigram_dim = 8;
+  return c;
+}
+
+TEST(Model, SeedTechniquesGradientMatchesFiniteDifferences) { check_gradient_by_finite_differences(tiny_seed_config()); }
+
+// Each technique changes the loss on its own; partial RoPE over the whole head is plain RoPE.
+TEST(Model, EachSeedTechniqueChangesTheModel) {
+  const ModelConfig seed = tiny_seed_config();
+  const auto params = random_params<double>(seed, 3);
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, seed.vocab, 4);
+  const auto windows = windows_of(tokens, 2, 16);
+  const double all = mean_loss(Model<double>(seed, params), windows);
+  ModelConfig whole_head = seed;
+  whole_head.rope_dims = seed.head_dim();
+  ModelConfig no_rope_dims = seed;
+  no_rope_dims.rope_dims = 0;
+  EXPECT_NE(mean_loss(Model<double>(whole_head, params), windows), all);
+  EXPECT_EQ(mean_loss(Model<double>(whole_head, params), windows), mean_loss(Model<double>(no_rope_dims, params), windows));
+  ModelParams<double> no_smear = params;
+  no_smear.smear_gate.resize(0, 0);
+  ModelConfig without_smear = seed;
+  without_smear.smear_gate = false;
+  EXPECT_NE(mean_loss(Model<double>(without_smear, no_smear), windows), all);
+  // A zero bigram scale is the model without BigramHash.
+  ModelParams<double> zero_scale = params;
+  zero_scale.bigram_scale.setZero();
+  ModelParams<double> no_bigram = params;
+  no_bigram.bigram_embed.resize(0, 0), no_bigram.bigram_proj.resize(0, 0), no_bigram.bigram_scale.resize(0, 0);
+  ModelConfig without_bigram = seed;
+  without_bigram.bigram_buckets = without_bigram.bigram_dim = 0;
+  EXPECT_NE(mean_loss(Model<double>(seed, zero_scale), windows), all);
+  EXPECT_EQ(mean_loss(Model<double>(seed, zero_scale), windows),
+            mean_loss(Model<double>(without_bigram, no_bigram), windows));
+}
+
+// The records' hash in int32: independent arithmetic in int64, wrapped by hand, floor remainder.
+TEST(Model, BigramBucketsFollowTheRecordsHash) {
+  auto int32_wrap = [](int64_t v) { return ((v + (int64_t{1} << 31)) % (int64_t{1} << 32) + (int64_t{1} << 32)) % (int64_t{1} << 32) - (int64_t{1} << 31); };
+  const std::vector<uint16_t> ids = {5, 7, 1023, 0, 65535, 60000, 3};
+  for (int buckets : {2, 4096, 2816}) {
+    const std::vector<uint16_t> got = bigram_buckets_of(ids, buckets);
+    ASSERT_EQ(got.size(), ids.size());
+    EXPECT_EQ(got[0], buckets - 1);
+    for (size_t t = 1; t < ids.size(); ++t) {
+      const int64_t mixed = int32_wrap(36313 * int64_t{ids[t]}) ^ int32_wrap(27191 * int64_t{ids[t - 1]});
+      const int64_t m = buckets - 1;
+      EXPECT_EQ(got[t], ((mixed % m) + m) % m) << "position " << t << ", buckets " << buckets;
+    }
+  }
+  EXPECT_EQ(bigram_buckets_of(std::vector<uint16_t>{5, 7}, 4096)[1], (36313 * 7 ^ 27191 * 5) % 4095);
+}
+
 // Changing token p changes the logits at p and after, never before.
 template <typename T>
-void check_causality() {
-  const ModelConfig config = tiny_config();
+void check_causality(const ModelConfig& config) {
   const Model<T> model(config, random_params<T>(config, 11));
   std::vector<uint16_t> inputs = random_tokens(24, config.vocab, 12);
   const Matrix<T> before = model.logits(inputs);
@@ -107,8 +166,9 @@ void check_causality() {
 }
 
 TEST(Model, LaterTokensNeverChangeEarlierLogits) {
-  check_causality<float>();
-  check_causality<double>();
+  check_causality<float>(tiny_config());
+  check_causality<double>(tiny_config());
+  check_causality<double>(tiny_seed_config());
 }
 
 // GQA is the same model as full attention with each KV head repeated for its query heads.
@@ -230,6 +290,32 @@ TEST(ModelParams, TensorsRoundTripAndBadTensorsAreNamed) {
   extra["bigram.weight"] = {{2}, {0, 0}};
   message = test::input_error([&] { params_from_tensors<float>(config, extra); });
   EXPECT_NE(message.find("unexpected tensor bigram.weight"), std::string::npos) << message;
+}
+
+// SmearGate and BigramHash under Parameter Golf's names (bigram.scale 0-D), read back off the
+// tensors alone; a SmearGate tensor in a model without one is named.
+TEST(ModelParams, SeedTensorsRoundTripUnderParameterGolfNames) {
+  ModelConfig config = tiny_seed_config();
+  config.rope_dims = 0;  // not in the tensors: the metadata carries it
+  const auto tensors = params_to_tensors(random_params<float>(config, 52));
+  EXPECT_EQ(tensors.size(), 36u);
+  EXPECT_EQ(tensors.at("smear.gate").shape, (std::vector<int64_t>{32}));
+  EXPECT_EQ(tensors.at("bigram.embed.weight").shape, (std::vector<int64_t>{16, 8}));
+  EXPECT_EQ(tensors.at("bigram.proj.weight").shape, (std::vector<int64_t>{32, 8}));
+  EXPECT_TRUE(tensors.at("bigram.scale").shape.empty());
+  const ModelConfig read = ModelConfig::from_tensors(tensors);
+  EXPECT_EQ(read.describe(), config.describe());
+  EXPECT_EQ(params_to_tensors(params_from_tensors<float>(read, tensors)).at("bigram.scale").values,
+            tensors.at("bigram.scale").values);
+  const std::string message = test::input_error([&] { params_from_tensors<float>(tiny_config(), tensors); });
+  EXPECT_NE(message.find("unexpected tensor"), std::string::npos) << message;
+  EXPECT_TRUE(params_to_tensors(init_params<float>(config, 1)).at("bigram.scale").values == std::vector<float>{0.05f});
+  ModelConfig wide = config;
+  wide.rope_dims = 10;
+  EXPECT_NE(test::input_error([&] { wide.validate(); }).find("partial RoPE"), std::string::npos);
+  ModelConfig empty_table = config;
+  empty_table.bigram_dim = 0;
+  EXPECT_NE(test::input_error([&] { empty_table.validate(); }).find("BigramHash"), std::string::npos);
 }
 
 TEST(Model, TokensOutsideTheVocabAreRefused) {
