@@ -36,11 +36,13 @@ struct CudaModel::State {
   cudaStream_t stream = nullptr;
 
   DeviceBuffer<float> tok_emb, skip_weights, rope_cos, rope_sin;
+  DeviceBuffer<float> smear_gate, bigram_embed, bigram_proj, bigram_scale;  // empty without them
   std::vector<BlockWeights> blocks;
 
   // Activations of max_windows * max_seq_len rows (tokens).
-  DeviceBuffer<uint16_t> inputs, targets;
+  DeviceBuffer<uint16_t> inputs, targets, buckets;  // buckets: BigramHash's, per input
   DeviceBuffer<float> x0, x, normed, qkv, heads_out, projected, hidden, logits;
+  DeviceBuffer<float> bigram_rows, bigram_out;
   std::vector<DeviceBuffer<float>> encoder_outputs;  // the U-Net skips
   DeviceBuffer<double> losses;
   // x xᵀ summed over one forward's rows, per matrix input (matrix_inputs' order); made on first use.
@@ -66,7 +68,7 @@ int CudaModel::State::upload(std::span<const TokenWindow> windows, bool with_tar
           "CudaModel: " + std::to_string(windows.size()) + " windows, more than the " + std::to_string(max_windows) +
               " it was made for");
   const size_t seq_len = length - targets_per_token;
-  std::vector<uint16_t> host_inputs, host_targets;
+  std::vector<uint16_t> host_inputs, host_targets, host_buckets;
   host_inputs.reserve(windows.size() * seq_len);
   host_targets.reserve(with_targets ? windows.size() * seq_len : 0);
   for (const TokenWindow& w : windows) {
@@ -76,9 +78,14 @@ int CudaModel::State::upload(std::span<const TokenWindow> windows, bool with_tar
                                     " is outside the model's vocab of " + std::to_string(config.vocab));
     host_inputs.insert(host_inputs.end(), w.begin(), w.begin() + seq_len);
     if (with_targets) host_targets.insert(host_targets.end(), w.begin() + 1, w.end());
+    if (config.bigram_buckets > 0) {
+      const std::vector<uint16_t> b = bigram_buckets_of(w.first(seq_len), config.bigram_buckets);
+      host_buckets.insert(host_buckets.end(), b.begin(), b.end());
+    }
   }
   inputs.upload(host_inputs);
   targets.upload(host_targets);
+  buckets.upload(host_buckets);
   return static_cast<int>(seq_len);
 }
 
@@ -98,7 +105,17 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
     gemm(CUBLAS_OP_N, CUBLAS_OP_T, dim, dim, rows, 1, x, dim, x, dim, 0, moment_sums[input_index(c, block, input)].data(),
          dim);
   };
-  cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), rows, c.dim, x0.data(), stream);
+  const bool bigram = c.bigram_buckets > 0;
+  if (bigram) {
+    cuda::gather_rows(bigram_embed.data(), buckets.data(), rows, c.bigram_dim, bigram_rows.data(), stream);
+    linear(gemm, bigram_rows.data(), bigram_proj.data(), rows, c.bigram_dim, c.dim, bigram_out.data());
+  }
+  // The normed embedding into x, through the SmearGate into x0 where there is one.
+  cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), bigram ? bigram_out.data() : nullptr,
+                           bigram ? bigram_scale.data() : nullptr, rows, c.dim, nullptr,
+                           c.smear_gate ? x.data() : x0.data(), stream);
+  if (c.smear_gate)
+    cuda::smear(x.data(), smear_gate.data(), rows, seq_len, c.dim, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   for (int i = 0; i < c.layers; ++i) {
     const BlockWeights& w = blocks[i];
@@ -110,8 +127,8 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
                      normed.data(), stream);
     observe(i, MatrixInput::kAttention, normed.data());
     linear(gemm, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
-    cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
-                       w.q_gain.data(), qkv.data(), stream);
+    cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
+                       rope_sin.data(), w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
     observe(i, MatrixInput::kAttentionOutput, heads_out.data());
     linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
@@ -143,8 +160,9 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
-  require(c.rope_dims == 0 && !c.smear_gate && c.bigram_buckets == 0,
-          "partial RoPE, SmearGate and BigramHash run on the CPU only so far (--device cpu)");
+  require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
+          "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
+              std::to_string(c.rotated_dims()) + " (use --device cpu)");
   State& s = *state_;
   s.config = c;
   s.max_windows = max_windows;
@@ -155,7 +173,13 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   const ModelParams<float>& p = model.params();
   s.tok_emb = DeviceBuffer<float>(values(p.tok_emb));
   s.skip_weights = DeviceBuffer<float>(values(p.skip_weights));
-  const cuda::RopeTable rope = cuda::rope_table(max_seq_len, c.head_dim(), c.rope_base);
+  if (c.smear_gate) s.smear_gate = DeviceBuffer<float>(values(p.smear_gate));
+  if (c.bigram_buckets > 0) {
+    s.bigram_embed = DeviceBuffer<float>(values(p.bigram_embed));
+    s.bigram_proj = DeviceBuffer<float>(values(p.bigram_proj));
+    s.bigram_scale = DeviceBuffer<float>(values(p.bigram_scale));
+  }
+  const cuda::RopeTable rope = cuda::rope_table(max_seq_len, c.head_dim(), c.rotated_dims(), c.rope_base);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
   for (const BlockParams<float>& b : p.blocks) {
@@ -171,6 +195,9 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   const size_t d = static_cast<size_t>(c.head_dim());
   s.inputs = DeviceBuffer<uint16_t>(rows);
   s.targets = DeviceBuffer<uint16_t>(rows);
+  s.buckets = DeviceBuffer<uint16_t>(c.bigram_buckets > 0 ? rows : 0);
+  s.bigram_rows = DeviceBuffer<float>(c.bigram_buckets > 0 ? rows * c.bigram_dim : 0);
+  s.bigram_out = DeviceBuffer<float>(c.bigram_buckets > 0 ? rows * c.dim : 0);
   s.x0 = DeviceBuffer<float>(rows * c.dim);
   s.x = DeviceBuffer<float>(rows * c.dim);
   s.normed = DeviceBuffer<float>(rows * c.dim);

@@ -76,6 +76,9 @@ struct CudaTrainer::State {
   Precision precision = Precision::kFp32;
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
+  // After the blocks' slots: skip_weights, then smear.gate and bigram.{embed, proj, scale} where the
+  // model has them.
+  size_t skip_slot = 0, smear_slot = 0, bigram_slot = 0;
   DeviceBuffer<float> params, grads, momentum, adam_m, adam_v;
   int64_t optimizer_steps = 0;
   DeviceBuffer<float> rope_cos, rope_sin;
@@ -84,6 +87,13 @@ struct CudaTrainer::State {
   DeviceBuffer<int32_t> order, segments, token_segments;  // the embedding backward's token lists
   int64_t segment_count = 0;
   DeviceBuffer<float> embedding_scratch;
+  // BigramHash: each input's bucket and the embedding backward's lists of them; the table's rows,
+  // their projection, the embedding before its norm, the rows' gradient. SmearGate: the normed
+  // embedding before it. column: one row's worth of column sums.
+  DeviceBuffer<uint16_t> buckets;
+  DeviceBuffer<int32_t> bucket_order, bucket_segments, bucket_token_segments;
+  int64_t bucket_segment_count = 0;
+  DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, column;
   DeviceBuffer<float> x0, final_normed, logits;
   DeviceBuffer<double> losses;
   std::vector<BlockActivations> blocks;
@@ -187,6 +197,19 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   require(outside == in.end() && outside_target == out.end(),
           "a token id is outside the model's vocab of " + std::to_string(config.vocab));
   const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
+  if (config.bigram_buckets > 0) {
+    std::vector<uint16_t> b;
+    for (const TokenWindow& w : windows) {
+      const std::vector<uint16_t> window_buckets = bigram_buckets_of(w.first(w.size() - 1), config.bigram_buckets);
+      b.insert(b.end(), window_buckets.begin(), window_buckets.end());
+    }
+    const cuda::RowsByToken bucket_rows = cuda::rows_by_token(b, config.bigram_buckets);
+    buckets.upload(b);
+    bucket_order.upload(bucket_rows.order);
+    bucket_segments.upload(bucket_rows.segments);
+    bucket_token_segments.upload(bucket_rows.token_segments);
+    bucket_segment_count = bucket_rows.segment_count();
+  }
   inputs.upload(in);
   targets.upload(out);
   order.upload(rows.order);
@@ -200,7 +223,15 @@ void CudaTrainer::State::forward(int sequences) {
   const ModelConfig& c = config;
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
-  cuda::embedding_rms_norm(param(0), inputs.data(), n, c.dim, x0.data(), stream);
+  const bool bigram = c.bigram_buckets > 0;
+  if (bigram) {  // kept in fp32 in every mode: a small GEMM
+    cuda::gather_rows(param(bigram_slot), buckets.data(), n, c.bigram_dim, bigram_rows.data(), stream);
+    cuda::linear(gemm, bigram_rows.data(), param(bigram_slot + 1), n, c.bigram_dim, c.dim, bigram_out.data());
+  }
+  cuda::embedding_rms_norm(param(0), inputs.data(), bigram ? bigram_out.data() : nullptr,
+                           bigram ? param(bigram_slot + 2) : nullptr, n, c.dim, bigram ? embedding_sum.data() : nullptr,
+                           c.smear_gate ? embedded.data() : x0.data(), stream);
+  if (c.smear_gate) cuda::smear(embedded.data(), param(smear_slot), n, seq_len, c.dim, x0.data(), stream);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
@@ -208,7 +239,7 @@ void CudaTrainer::State::forward(int sequences) {
     const int decoder = i - encoders;
     if (takes_skip(i)) {
       cuda::scaled_sum(a.x_in, nullptr, blocks[encoders - 1 - decoder].x_out.data(),
-                       param(slots.size() - 1) + decoder * c.dim, n, c.dim, a.skipped.data(), stream);
+                       param(skip_slot) + decoder * c.dim, n, c.dim, a.skipped.data(), stream);
       a.x_in = a.skipped.data();
     }
     const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
@@ -217,13 +248,13 @@ void CudaTrainer::State::forward(int sequences) {
     });
     cuda::linear(gemm, attn_in, weight(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
     if (bf16()) {
-      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
-                         bp(i, kQGain), h.qkv.data(), stream);
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
+                         rope_sin.data(), bp(i, kQGain), h.qkv.data(), stream);
       cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
                                     a.lse.data(), stream);
     } else {
-      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(), rope_sin.data(),
-                         bp(i, kQGain), a.qkv.data(), stream);
+      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
+                         rope_sin.data(), bp(i, kQGain), a.qkv.data(), stream);
       cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
                                a.lse.data(), stream);
     }
@@ -299,8 +330,8 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
                              c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   }
   const cuda::Operand d_qkv_raw = produce(d_qkv, d_rounded, [&](auto* out) {
-    cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, rope_cos.data(),
-                                rope_sin.data(), bp(i, kQGain), out, gain_partial.data(), stream);
+    cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(),
+                                rope_cos.data(), rope_sin.data(), bp(i, kQGain), out, gain_partial.data(), stream);
   });
   cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(i, kQGain), true, scratch, stream);
   cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(i, kCq));
@@ -345,7 +376,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
-  const size_t skips = slots.size() - 1;
+  const size_t skips = skip_slot;
   for (int i = c.layers - 1; i >= 0; --i) {
     block_backward(i, sequences);
     const int decoder = i - encoders;
@@ -359,13 +390,34 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
   }
   add(d_x.data(), d_x0.data(), stream_count);
-  cuda::embedding_rms_norm_backward(param(0), inputs.data(), d_x.data(), n, c.dim, t1.data(), stream);
+  const float* d_embedded = d_x.data();
+  if (c.smear_gate) {  // x0 = smear(embedded): d_embedded into t2, the gate's row shares into t1
+    cuda::smear_backward(embedded.data(), param(smear_slot), d_x.data(), n, settings.seq_len, c.dim, t2.data(),
+                         t1.data(), stream);
+    cuda::column_sum(t1.data(), nullptr, n, c.dim, grad(smear_slot), true, column_scratch.data(), stream);
+    d_embedded = t2.data();
+  }
+  const bool bigram = c.bigram_buckets > 0;
+  // d of the embedding before its norm into t1: the token rows' gradient, and BigramHash's
+  cuda::embedding_rms_norm_backward(bigram ? embedding_sum.data() : param(0), bigram ? nullptr : inputs.data(),
+                                    d_embedded, n, c.dim, t1.data(), stream);
   cuda::embedding_backward(t1.data(), order.data(), segments.data(), token_segments.data(), segment_count, c.vocab,
                            c.dim, embedding_scratch.data(), grad(0), stream);
-  if (sum_over_ranks) {
+  if (bigram) {  // sum = tok_emb[ids] + scale · bigram_rows proj^T
+    cuda::column_sum(t1.data(), bigram_out.data(), n, c.dim, column.data(), false, column_scratch.data(), stream);
+    cuda::add_sum(column.data(), c.dim, grad(bigram_slot + 2), stream);
+    cuda::scale(t1.data(), param(bigram_slot + 2), stream_count, t2.data(), stream);
+    cuda::linear_backward_weight(gemm, t2.data(), bigram_rows.data(), n, c.bigram_dim, c.dim, grad(bigram_slot + 1));
+    cuda::linear_backward_input(gemm, cuda::Operand(t2.data()), cuda::Operand(param(bigram_slot + 1)), n, c.bigram_dim,
+                                c.dim, d_bigram_rows.data(), false);
+    cuda::embedding_backward(d_bigram_rows.data(), bucket_order.data(), bucket_segments.data(),
+                             bucket_token_segments.data(), bucket_segment_count, c.bigram_buckets, c.bigram_dim,
+                             bucket_scratch.data(), grad(bigram_slot), stream);
+  }
+  if (sum_over_ranks) {  // the embedding, and the slots from skip_weights on
     group->begin_group();
     sum_gradient(0, 0);
-    sum_gradient(skips, skips);
+    sum_gradient(skips, slots.size() - 1);
     group->end_group();
   }
 }
@@ -434,8 +486,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
-  require(c.rope_dims == 0 && !c.smear_gate && c.bigram_buckets == 0,
-          "partial RoPE, SmearGate and BigramHash run on the CPU only so far (--device cpu)");
+  require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
+          "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
+              std::to_string(c.rotated_dims()));
   s.config = c;
   s.settings = settings;
   s.precision = precision;
@@ -455,6 +508,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
       matrix_total += static_cast<size_t>(m.size()), squares += side * side, ++matrices;
     }
   });
+  s.skip_slot = 1 + static_cast<size_t>(c.layers) * kPerBlock;
+  s.smear_slot = s.skip_slot + 1;
+  s.bigram_slot = s.skip_slot + (c.smear_gate ? 2 : 1);
 
   // Every allocation below, in floats, checked against the free memory first.
   // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
@@ -476,7 +532,13 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int64_t halves =
       bf16 ? static_cast<int64_t>(total) + rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d)
            : 0;
-  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch +
+  // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
+  // before its norm, the embedding backward's scratch over the buckets.
+  const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + 2 * int64_t{c.dim} : 0;
+  const int64_t seed_floats =
+      rows * ((c.smear_gate ? c.dim : 0) + bigram_width) + c.dim +
+      (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
+  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
                          2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
   const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
@@ -506,7 +568,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.adam_v = flat(state.optimizer.adam_v);
   s.grads = DeviceBuffer<float>(total);
   PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
-  const cuda::RopeTable rope = cuda::rope_table(settings.seq_len, d, c.rope_base);
+  const cuda::RopeTable rope = cuda::rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
 
@@ -520,6 +582,19 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.token_segments = DeviceBuffer<int32_t>(static_cast<size_t>(c.vocab) + 1);
   s.embedding_scratch = DeviceBuffer<float>(static_cast<size_t>(segments * c.dim));
   s.x0 = buffer(c.dim);
+  const bool bigram = c.bigram_buckets > 0;
+  s.embedded = buffer(c.smear_gate ? c.dim : 0);
+  s.buckets = DeviceBuffer<uint16_t>(bigram ? static_cast<size_t>(rows) : 0);
+  s.bucket_order = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(rows) : 0);
+  const int64_t bucket_segments = bigram ? cuda::max_embedding_segments(rows, c.bigram_buckets) : 0;
+  s.bucket_segments = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(bucket_segments) + 1 : 0);
+  s.bucket_token_segments = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(c.bigram_buckets) + 1 : 0);
+  s.bucket_scratch = DeviceBuffer<float>(static_cast<size_t>(bucket_segments * c.bigram_dim));
+  s.bigram_rows = buffer(c.bigram_dim);
+  s.d_bigram_rows = buffer(c.bigram_dim);
+  s.bigram_out = buffer(bigram ? c.dim : 0);
+  s.embedding_sum = buffer(bigram ? c.dim : 0);
+  s.column = DeviceBuffer<float>(static_cast<size_t>(c.dim));
   s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);
   s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));

@@ -11,17 +11,40 @@ namespace pgolf::cuda {
 namespace {
 
 template <int kVectors>
-__global__ void embedding_rms_norm_kernel(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim,
-                                          float* out) {
+__global__ void embedding_rms_norm_kernel(const float* tok_emb, const uint16_t* ids, const float* extra,
+                                          const float* extra_scale, int64_t rows, int dim, float* sum, float* out) {
   const int64_t row = warp_item();
   if (row >= rows) return;
   const float* x = tok_emb + int64_t(ids[row]) * dim;
+  const float scale = extra ? *extra_scale : 0.0f;
   float4 v[kVectors];
   float sum_sq = 0;
 #pragma unroll
-  for (int k = 0; k < kVectors; ++k)
-    if (row_column(k) < dim) v[k] = load4(x + row_column(k)), sum_sq += dot(v[k], v[k]);
+  for (int k = 0; k < kVectors; ++k) {
+    const int c = row_column(k);
+    if (c >= dim) continue;
+    v[k] = load4(x + c);
+    if (extra) v[k] = v[k] + load4(extra + row * dim + c) * scale;
+    if (sum) store4(sum + row * dim + c, v[k]);
+    sum_sq += dot(v[k], v[k]);
+  }
   warp_write_normed(v, sum_sq, dim, out + row * dim);
+}
+
+__global__ void gather_rows_kernel(const float* table, const uint16_t* ids, int64_t rows, int width, float* out) {
+  const int64_t count = rows * width;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = table[int64_t(ids[i / width]) * width + i % width];
+}
+
+__global__ void smear_kernel(const float* x, const float* gate, int64_t rows, int seq_len, int dim, float* out) {
+  const int64_t count = rows * dim;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = i / dim;
+    const float mix = 1.0f / (1.0f + expf(-gate[i % dim]));
+    const float kept = x[i] * (1.0f - mix);
+    out[i] = row % seq_len == 0 ? kept : kept + x[i - dim] * mix;
+  }
 }
 
 // One warp per row; the sum stays in registers for the norm.
@@ -54,26 +77,27 @@ __global__ void leaky_relu_square_kernel(const float* x, int64_t count, float sl
 
 template <typename T>
 __global__ void qk_norm_rope_kernel(const float* raw, int rows, int rows_per_block, int seq_len, int heads,
-                                    int kv_heads, int head_dim, const float* rope_cos, const float* rope_sin,
-                                    const float* q_gain, T* qkv) {
+                                    int kv_heads, int head_dim, int rotated_dims, const float* rope_cos,
+                                    const float* rope_sin, const float* q_gain, T* qkv) {
   const RopeLane l = rope_lane(rows, rows_per_block, heads + 2 * kv_heads, head_dim);
   const int half = head_dim / 2;
+  const RopeColumns col = rope_columns(l.j, head_dim, rotated_dims);
   float4 x1 = zero4(), x2 = zero4();
-  if (l.active) x1 = load4(raw + l.offset + l.j), x2 = load4(raw + l.offset + half + l.j);
+  if (l.active) x1 = load4(raw + l.offset + col.first), x2 = load4(raw + l.offset + col.second);
   const float sum_sq = head_sum(dot(x1, x1) + dot(x2, x2), head_dim);
   if (!l.active) return;
   T* out = qkv + l.offset;
   if (l.head >= heads + kv_heads) {  // a v head
-    store4(out + l.j, x1);
-    store4(out + half + l.j, x2);
+    store4(out + col.first, x1);
+    store4(out + col.second, x2);
     return;
   }
   const float inv_rms = 1.0f / sqrtf(sum_sq / float(head_dim) + FLT_EPSILON);
   const float gain = l.head < heads ? q_gain[l.head] : 1.0f;
   const int64_t at = int64_t(l.row % seq_len) * half + l.j;
   const float4 c = load4(rope_cos + at), s = load4(rope_sin + at), y1 = x1 * inv_rms, y2 = x2 * inv_rms;
-  store4(out + l.j, (y1 * c + y2 * s) * gain);
-  store4(out + half + l.j, (y2 * c - y1 * s) * gain);
+  store4(out + col.first, (y1 * c + y2 * s) * gain);
+  store4(out + col.second, (y2 * c - y1 * s) * gain);
 }
 
 __global__ void softcap_cross_entropy_kernel(const float* logits, const uint16_t* targets, int64_t rows, int vocab,
@@ -87,14 +111,27 @@ __global__ void softcap_cross_entropy_kernel(const float* logits, const uint16_t
 
 }  // namespace
 
-void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim, float* out,
-                        cudaStream_t stream) {
+void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, const float* extra, const float* extra_scale,
+                        int64_t rows, int dim, float* sum, float* out, cudaStream_t stream) {
   if (rows == 0) return;
   with_row_vectors("embedding_rms_norm", dim, [&](auto vectors) {
     constexpr int kVectors = decltype(vectors)::value;
-    embedding_rms_norm_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, rows, dim, out);
+    embedding_rms_norm_kernel<kVectors>
+        <<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(tok_emb, ids, extra, extra_scale, rows, dim, sum, out);
   });
   PGOLF_CUDA_CHECK_LAUNCH("embedding_rms_norm");
+}
+
+void gather_rows(const float* table, const uint16_t* ids, int64_t rows, int width, float* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  gather_rows_kernel<<<elementwise_blocks(rows * width), kThreadsPerBlock, 0, stream>>>(table, ids, rows, width, out);
+  PGOLF_CUDA_CHECK_LAUNCH("gather_rows");
+}
+
+void smear(const float* x, const float* gate, int64_t rows, int seq_len, int dim, float* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  smear_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, gate, rows, seq_len, dim, out);
+  PGOLF_CUDA_CHECK_LAUNCH("smear");
 }
 
 template <typename T>
@@ -123,18 +160,18 @@ template void leaky_relu_square(const float*, int64_t, float, float*, cudaStream
 template void leaky_relu_square(const float*, int64_t, float, __nv_bfloat16*, cudaStream_t);
 
 template <typename T>
-void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
+void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream) {
   if (rows == 0) return;
-  const RopeLaunch launch = rope_launch("qk_norm_rope", rows, heads, kv_heads, head_dim);
+  const RopeLaunch launch = rope_launch("qk_norm_rope", rows, heads, kv_heads, head_dim, rotated_dims);
   qk_norm_rope_kernel<<<launch.blocks, launch.threads, 0, stream>>>(raw, int(rows), launch.rows_per_block, seq_len,
-                                                                    heads, kv_heads, head_dim, rope_cos, rope_sin,
-                                                                    q_gain, qkv);
+                                                                    heads, kv_heads, head_dim, rotated_dims, rope_cos,
+                                                                    rope_sin, q_gain, qkv);
   PGOLF_CUDA_CHECK_LAUNCH("qk_norm_rope");
 }
-template void qk_norm_rope(const float*, int64_t, int, int, int, int, const float*, const float*, const float*, float*,
-                           cudaStream_t);
-template void qk_norm_rope(const float*, int64_t, int, int, int, int, const float*, const float*, const float*,
+template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const float*, const float*, const float*,
+                           float*, cudaStream_t);
+template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const float*, const float*, const float*,
                            __nv_bfloat16*, cudaStream_t);
 
 void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,

@@ -11,9 +11,18 @@
 
 namespace pgolf::cuda {
 
-// out[t] = rms_norm(tok_emb[ids[t]]) for rows of `dim`; rms_norm(x) = x / sqrt(mean(x^2) + FLT_EPSILON).
-void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, int64_t rows, int dim, float* out,
-                        cudaStream_t stream);
+// out[t] = rms_norm(tok_emb[ids[t]] + *extra_scale · extra[t]) for rows of `dim` (extra null: of
+// the embedding alone; extra_scale on the device); rms_norm(x) = x / sqrt(mean(x^2) + FLT_EPSILON).
+// sum (where given) keeps the rows before the norm, for the backward.
+void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, const float* extra, const float* extra_scale,
+                        int64_t rows, int dim, float* sum, float* out, cudaStream_t stream);
+
+// out[t] = table[ids[t]], rows of `width` floats (any width): BigramHash's table read.
+void gather_rows(const float* table, const uint16_t* ids, int64_t rows, int width, float* out, cudaStream_t stream);
+
+// SmearGate v1: out[t] = (1 − σ(gate)) x[t] + σ(gate) x[t − 1] per channel (gate [dim]), with
+// x[t − 1] = 0 at each sequence's first row (t % seq_len == 0).
+void smear(const float* x, const float* gate, int64_t rows, int seq_len, int dim, float* out, cudaStream_t stream);
 
 // Outputs marked T are float or __nv_bfloat16 (rounded to nearest even: the bf16 trainer's GEMM
 // and attention inputs). Row-wise kernels take a row width `dim` that is a multiple of 4, at most
@@ -41,10 +50,16 @@ void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* o
 // the q heads, then the k heads, then the v heads. qkv (same layout; may be raw) = per-head
 // rms_norm of every q and k head, RoPE at the token's position in its sequence (row % seq_len)
 // from rope_cos/rope_sin [>= seq_len, head_dim / 2], then q head h times q_gain[h]; v heads
-// copied. head_dim 8, 16, 32, 64, 128 or 256.
+// copied. head_dim 8, 16, 32, 64, 128 or 256. Partial RoPE: only the first rotated_dims dims of each
+// head turn, pairs (j, rotated_dims / 2 + j); rotated_dims is head_dim or a multiple of 8 below it,
+// and the table's columns from rotated_dims / 2 on are cos 1, sin 0 (rope_table makes them so).
 template <typename T>
-void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
+void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream);
+// Whether qk_norm_rope and its backward take rotated_dims of head_dim.
+inline bool rope_kernels_support(int head_dim, int rotated_dims) {
+  return rotated_dims == head_dim || (rotated_dims > 0 && rotated_dims < head_dim && rotated_dims % 8 == 0);
+}
 
 // Causal attention over `sequences` sequences of seq_len tokens, reading q, k and v from the qkv
 // layout above; query head h reads KV head h / (heads / kv_heads), scores are scaled by
@@ -59,10 +74,11 @@ void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t
                            double* losses, cudaStream_t stream);
 
 // RoPE's cos and sin [positions, head_dim / 2] for qk_norm_rope, computed on the host exactly as
-// trainer/model.cpp's make_rope does (inv_freq and angles in float32, as the reference).
+// trainer/model.cpp's make_rope does (inv_freq and angles in float32 over the rotated dims, as the
+// reference); the pairs past rotated_dims / 2 get cos 1 and sin 0.
 struct RopeTable {
   std::vector<float> cos, sin;
 };
-RopeTable rope_table(int positions, int head_dim, double base);
+RopeTable rope_table(int positions, int head_dim, int rotated_dims, double base);
 
 }  // namespace pgolf::cuda

@@ -45,7 +45,7 @@ __global__ void embedding_rms_norm_backward_kernel(const float* tok_emb, const u
   float4 g[kVectors];
 #pragma unroll
   for (int k = 0; k < kVectors; ++k) g[k] = zero4();
-  add_rms_norm_backward(tok_emb + int64_t(ids[row]) * dim, dy + row * dim, dim, g);
+  add_rms_norm_backward(tok_emb + (ids ? int64_t(ids[row]) : row) * dim, dy + row * dim, dim, g);
 #pragma unroll
   for (int k = 0; k < kVectors; ++k)
     if (row_column(k) < dim) store4(d_rows + row * dim + row_column(k), g[k]);
@@ -114,14 +114,16 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 template <typename T>
 __global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qkv, int rows, int rows_per_block,
                                              int seq_len, int heads, int kv_heads, int head_dim,
-                                             const float* rope_cos, const float* rope_sin, const float* q_gain,
+                                             int rotated_dims, const float* rope_cos, const float* rope_sin,
+                                             const float* q_gain,
                                              T* d_raw, float* d_gain_partial) {
   const RopeLane l = rope_lane(rows, rows_per_block, heads + 2 * kv_heads, head_dim);
   const int half = head_dim / 2;
+  const RopeColumns col = rope_columns(l.j, head_dim, rotated_dims);
   float4 x1 = zero4(), x2 = zero4(), d1 = zero4(), d2 = zero4(), c = zero4(), s = zero4();
   if (l.active) {
-    x1 = load4(raw + l.offset + l.j), x2 = load4(raw + l.offset + half + l.j);
-    d1 = load4(d_qkv + l.offset + l.j), d2 = load4(d_qkv + l.offset + half + l.j);
+    x1 = load4(raw + l.offset + col.first), x2 = load4(raw + l.offset + col.second);
+    d1 = load4(d_qkv + l.offset + col.first), d2 = load4(d_qkv + l.offset + col.second);
     const int64_t at = int64_t(l.row % seq_len) * half + l.j;
     c = load4(rope_cos + at), s = load4(rope_sin + at);
   }
@@ -137,13 +139,13 @@ __global__ void qk_norm_rope_backward_kernel(const float* raw, const float* d_qk
   T* out = d_raw + l.offset;
   if (l.head >= heads + kv_heads) {  // a v head: its gradient passes through
     if (static_cast<const void*>(out) != static_cast<const void*>(d_qkv + l.offset)) {
-      store4(out + l.j, d1);
-      store4(out + half + l.j, d2);
+      store4(out + col.first, d1);
+      store4(out + col.second, d2);
     }
     return;
   }
-  store4(out + l.j, (dy1 - x1 * (inv_rms * mean_dot)) * inv_rms);
-  store4(out + half + l.j, (dy2 - x2 * (inv_rms * mean_dot)) * inv_rms);
+  store4(out + col.first, (dy1 - x1 * (inv_rms * mean_dot)) * inv_rms);
+  store4(out + col.second, (dy2 - x2 * (inv_rms * mean_dot)) * inv_rms);
   if (l.head < heads && l.j == 0) d_gain_partial[int64_t(l.row) * heads + l.head] = gain_dot;
 }
 
@@ -261,6 +263,29 @@ __global__ void squared_norm_partial_kernel(const float* x, int64_t count, float
 
 __global__ void squared_norm_final_kernel(float* out) { block_sum<false>(out + 1, kSquaredNormBlocks, out); }
 
+__global__ void add_sum_kernel(const float* x, int64_t count, float* out) {
+  __shared__ float total;
+  block_sum<false>(x, count, &total);
+  if (threadIdx.x == 0) *out += total;  // block_sum's thread 0 wrote it
+}
+
+__global__ void scale_kernel(const float* x, const float* factor, int64_t count, float* out) {
+  const float f = *factor;
+  PGOLF_GRID_STRIDE(i, count) out[i] = f * x[i];
+}
+
+__global__ void smear_backward_kernel(const float* x, const float* gate, const float* dy, int64_t rows, int seq_len,
+                                      int dim, float* dx, float* d_gate_rows) {
+  PGOLF_GRID_STRIDE(i, rows * dim) {
+    const int64_t row = i / dim;
+    const float mix = 1.0f / (1.0f + expf(-gate[i % dim]));
+    const bool first = row % seq_len == 0, last = row % seq_len == seq_len - 1;
+    const float kept = dy[i] * (1.0f - mix);
+    dx[i] = last ? kept : kept + dy[i + dim] * mix;
+    d_gate_rows[i] = dy[i] * ((first ? 0.0f : x[i - dim]) - x[i]) * (mix * (1.0f - mix));
+  }
+}
+
 __global__ void to_bf16_kernel(const float* x, int64_t count, __nv_bfloat16* out) {
   PGOLF_GRID_STRIDE(i, count) out[i] = __float2bfloat16_rn(x[i]);
 }
@@ -306,19 +331,38 @@ void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, cons
 
 template <typename T>
 void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
-                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
-                           float* d_gain_partial, cudaStream_t stream) {
+                           int head_dim, int rotated_dims, const float* rope_cos, const float* rope_sin,
+                           const float* q_gain, T* d_raw, float* d_gain_partial, cudaStream_t stream) {
   if (rows == 0) return;
-  const RopeLaunch launch = rope_launch("qk_norm_rope_backward", rows, heads, kv_heads, head_dim);
+  const RopeLaunch launch = rope_launch("qk_norm_rope_backward", rows, heads, kv_heads, head_dim, rotated_dims);
   qk_norm_rope_backward_kernel<<<launch.blocks, launch.threads, 0, stream>>>(
-      raw, d_qkv, int(rows), launch.rows_per_block, seq_len, heads, kv_heads, head_dim, rope_cos, rope_sin, q_gain,
-      d_raw, d_gain_partial);
+      raw, d_qkv, int(rows), launch.rows_per_block, seq_len, heads, kv_heads, head_dim, rotated_dims, rope_cos,
+      rope_sin, q_gain, d_raw, d_gain_partial);
   PGOLF_CUDA_CHECK_LAUNCH("qk_norm_rope_backward");
 }
-template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, const float*,
+template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, int, const float*,
                                     const float*, const float*, float*, float*, cudaStream_t);
-template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, const float*,
+template void qk_norm_rope_backward(const float*, const float*, int64_t, int, int, int, int, int, const float*,
                                     const float*, const float*, __nv_bfloat16*, float*, cudaStream_t);
+
+void smear_backward(const float* x, const float* gate, const float* dy, int64_t rows, int seq_len, int dim, float* dx,
+                    float* d_gate_rows, cudaStream_t stream) {
+  if (rows == 0) return;
+  smear_backward_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, gate, dy, rows, seq_len,
+                                                                                        dim, dx, d_gate_rows);
+  PGOLF_CUDA_CHECK_LAUNCH("smear_backward");
+}
+
+void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream) {
+  add_sum_kernel<<<1, 1024, 0, stream>>>(x, count, out);
+  PGOLF_CUDA_CHECK_LAUNCH("add_sum");
+}
+
+void scale(const float* x, const float* factor, int64_t count, float* out, cudaStream_t stream) {
+  if (count == 0) return;
+  scale_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(x, factor, count, out);
+  PGOLF_CUDA_CHECK_LAUNCH("scale");
+}
 
 template <typename T>
 void leaky_relu_square_backward(const float* pre, const float* d, int64_t count, float negative_slope, T* out,

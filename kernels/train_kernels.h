@@ -15,19 +15,32 @@
 
 namespace pgolf::cuda {
 
-// d_rows[t] = d rms_norm(tok_emb[ids[t]]) given dy[t]: the backward of embedding_rms_norm up to
-// the gather (embedding_backward sums the rows per token id).
+// d_rows[t] = d rms_norm(x_t) given dy[t], x_t = tok_emb[ids[t]] (ids null: row t of tok_emb, as
+// embedding_rms_norm's `sum`): the backward of embedding_rms_norm up to the gather (embedding_backward
+// sums the rows per token id).
 void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, const float* dy, int64_t rows, int dim,
                                  float* d_rows, cudaStream_t stream);
 
+// The backward of smear (forward_kernels.h) from dy: dx[t] = (1 − σ) dy[t] + σ dy[t + 1] (within the
+// sequence), and d_gate_rows[t] = dy[t] (x[t − 1] − x[t]) σ (1 − σ), each row's share of the gate's
+// gradient (column_sum adds them up).
+void smear_backward(const float* x, const float* gate, const float* dy, int64_t rows, int seq_len, int dim, float* dx,
+                    float* d_gate_rows, cudaStream_t stream);
+
+// *out += the sum of x[0 .. count), in a fixed order (one block).
+void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream);
+
+// out = *factor · x (factor on the device).
+void scale(const float* x, const float* factor, int64_t count, float* out, cudaStream_t stream);
+
 // The backward of qk_norm_rope. raw: the projection's output before qk_norm_rope; d_qkv: the
-// gradient of its result; d_raw: the gradient of raw, v columns included (may be d_qkv: then the v
+// gradient of its result (rotated_dims as there); d_raw: the gradient of raw, v columns included (may be d_qkv: then the v
 // columns are left as they are). d_gain_partial [rows, heads]: each row's share of q_gain's
 // gradient (column_sum reduces it). head_dim 8, 16, 32, 64, 128 or 256.
 template <typename T>
 void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
-                           int head_dim, const float* rope_cos, const float* rope_sin, const float* q_gain, T* d_raw,
-                           float* d_gain_partial, cudaStream_t stream);
+                           int head_dim, int rotated_dims, const float* rope_cos, const float* rope_sin,
+                           const float* q_gain, T* d_raw, float* d_gain_partial, cudaStream_t stream);
 
 // out = d * 2 (max(pre, 0) + slope² min(pre, 0)) (out may be d): the backward of leaky_relu_square.
 template <typename T>

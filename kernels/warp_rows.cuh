@@ -145,6 +145,19 @@ __device__ inline RopeLane rope_lane(int rows, int rows_per_block, int all_heads
   l.offset = (int64_t(l.row) * all_heads + l.head) * head_dim;
   return l;
 }
+// The columns (within the head) of the lane's first x1 and first x2: rotation pairs p .. p + 3
+// (p = l.j) are (p, R/2 + p) for p < R/2 (R = rotated_dims); the pairs after turn by cos 1, sin 0
+// and cover the dims from R on the same way, (R + q, R + (head_dim − R)/2 + q) with q = p − R/2.
+struct RopeColumns {
+  int first, second;
+};
+__device__ inline RopeColumns rope_columns(int p, int head_dim, int rotated_dims) {
+  const int half = rotated_dims / 2;
+  if (p < half) return {p, half + p};
+  const int q = p - half;
+  return {rotated_dims + q, rotated_dims + (head_dim - rotated_dims) / 2 + q};
+}
+
 // The sum over an aligned group of `lanes` adjacent lanes (a power of two up to 32; every lane of
 // the warp calls it).
 __device__ inline float group_sum(float v, int lanes) {
@@ -156,10 +169,14 @@ struct RopeLaunch {
   unsigned blocks;
   int threads, rows_per_block;
 };
-inline RopeLaunch rope_launch(const char* what, int64_t rows, int heads, int kv_heads, int head_dim) {
+inline RopeLaunch rope_launch(const char* what, int64_t rows, int heads, int kv_heads, int head_dim,
+                              int rotated_dims) {
   if (head_dim < 8 || head_dim > 256 || (head_dim & (head_dim - 1)) != 0)
     throw std::invalid_argument(std::string(what) + ": head_dim " + std::to_string(head_dim) +
                                 " is not 8, 16, 32, 64, 128 or 256");
+  if (!rope_kernels_support(head_dim, rotated_dims))
+    throw std::invalid_argument(std::string(what) + ": RoPE on " + std::to_string(rotated_dims) + " of " +
+                                std::to_string(head_dim) + " dims; it takes the whole head or a multiple of 8");
   const int per_row = (heads + 2 * kv_heads) * head_dim / 8;
   if (per_row > 1024 || rows > INT32_MAX)
     throw std::invalid_argument(std::string(what) + ": more than 8,192 q, k and v columns or 2^31 rows");

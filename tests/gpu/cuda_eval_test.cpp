@@ -48,11 +48,16 @@ class CudaEval : public ::testing::Test {
   ::testing::ScopedTrace trace_{__FILE__, __LINE__, "random seed " + std::to_string(seed_)};
 };
 
-// vocab 64, 3 layers (one skip), dim 32, 4 heads / 2 KV heads (head_dim 8), MLP 64: the reference
-// init with every tensor moved by N(0, 0.3), since zero projections and unit scales hide mistakes.
-Model<float> random_tiny_model(std::mt19937_64& rng) {
+// vocab 64, 3 layers (one skip), dim 32, 4 heads / 2 KV heads (head_dim 8), MLP 64.
+ModelConfig tiny_config() {
   ModelConfig c;
   c.vocab = 64, c.dim = 32, c.layers = 3, c.heads = 4, c.kv_heads = 2, c.mlp_hidden = 64;
+  return c;
+}
+
+// The reference init with every tensor moved by N(0, 0.3), since zero projections and unit scales
+// hide mistakes.
+Model<float> random_model(const ModelConfig& c, std::mt19937_64& rng) {
   ModelParams<float> p = init_params<float>(c, rng());
   std::normal_distribution<float> noise(0.f, 0.3f);
   for_each_parameter(p, [&](const std::string&, Matrix<float>& m, const std::vector<int64_t>&) {
@@ -60,6 +65,8 @@ Model<float> random_tiny_model(std::mt19937_64& rng) {
   });
   return Model<float>(c, std::move(p));
 }
+
+Model<float> random_tiny_model(std::mt19937_64& rng) { return random_model(tiny_config(), rng); }
 
 std::vector<uint16_t> random_tokens(size_t count, int vocab, std::mt19937_64& rng) {
   std::uniform_int_distribution<int> dist(0, vocab - 1);
@@ -95,6 +102,19 @@ TEST_F(CudaEval, TinyModelTokenLossesMatchCpu) {
   const std::vector<TokenWindow> short_one{TokenWindow(a).first(9)};
   expect_losses_close("tiny, 1 x 16", gpu.token_losses(one), model.token_losses(one, 1));
   expect_losses_close("tiny, 1 x 8", gpu.token_losses(short_one), model.token_losses(short_one, 1));
+}
+
+// The seed's techniques: head_dim 16 (2 heads / 1 KV head) with RoPE on 8 of it, SmearGate v1,
+// BigramHash 64 x 16.
+TEST_F(CudaEval, TinySeedModelTokenLossesMatchCpu) {
+  ModelConfig c = tiny_config();
+  c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = true, c.bigram_buckets = 64, c.bigram_dim = 16;
+  const Model<float> model = random_model(c, rng_);
+  const int seq_len = 16;
+  CudaModel gpu(model, 2, seq_len);
+  const auto a = random_tokens(seq_len + 1, 64, rng_), b = random_tokens(seq_len + 1, 64, rng_);
+  const std::vector<TokenWindow> two{a, b};
+  expect_losses_close("tiny seed model, 2 x 16", gpu.token_losses(two), model.token_losses(two, 1));
 }
 
 TEST_F(CudaEval, TinyModelEvalMatchesCpuPlainAndSliding) {

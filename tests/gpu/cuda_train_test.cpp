@@ -94,6 +94,13 @@ ModelConfig tiny_bf16_config() {
   return config;
 }
 
+// The seed's techniques on tiny_bf16_config: RoPE on 8 of 16 dims, SmearGate v1, BigramHash 64 x 16.
+ModelConfig tiny_seed_config() {
+  ModelConfig config = tiny_bf16_config();
+  config.rope_dims = 8, config.smear_gate = true, config.bigram_buckets = 64, config.bigram_dim = 16;
+  return config;
+}
+
 TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
   check_gradients(test::tiny_config(), 4, 16);  // head_dim 8
   check_gradients(wide_config(), 2, 80);
@@ -108,6 +115,14 @@ TEST_F(CudaTrain, LeakyReluSquaredMatchesTheCpuReference) {
   leaky.mlp_negative_slope = 0.5;
   check_gradients(leaky, 4, 16);
   follow_cpu_for_twenty_steps(leaky, Precision::kFp32, 1e-3);
+}
+
+// The same twin checks with the seed's techniques, in fp32 and in bf16 (same tolerances as above).
+TEST_F(CudaTrain, SeedTechniquesMatchTheCpuReference) {
+  check_gradients(tiny_seed_config(), 4, 16);
+  follow_cpu_for_twenty_steps(tiny_seed_config(), Precision::kFp32, 1e-3);
+  check_gradients(tiny_seed_config(), 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+  follow_cpu_for_twenty_steps(tiny_seed_config(), Precision::kBf16, kBf16StepsTolerance);
 }
 
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
@@ -153,29 +168,31 @@ TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {
   follow_cpu_for_twenty_steps(tiny_bf16_config(), Precision::kBf16, kBf16StepsTolerance);
 }
 
+// Also with the seed's techniques, whose tensors and state travel in the file too.
 TEST_F(CudaTrain, ResumeIsBitwise) {
-  const ModelConfig config = tiny_bf16_config();
-  TrainSettings s = test::tiny_train_settings(8);
-  const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
-  test::TempDir dir;
-  write_shard(dir.file("t_train_000000.bin"), tokens, false);
-  const std::vector<std::string> shards = {dir.file("t_train_000000.bin")};
-  auto run = [&](TrainState& state) {
-    TokenStream stream(shards, state.data);
-    CudaTrainer gpu(state, s, Precision::kBf16);  // its kernels are as deterministic as fp32's
-    return train(gpu, stream, state, s, nullptr, [](const std::string&) {}).losses;
-  };
-  TrainState straight = initial_train_state(config, 5);
-  const std::vector<double> expected = run(straight);
-  TrainState resumed = initial_train_state(config, 5);
-  s.stop_at = 4;
-  std::vector<double> losses = run(resumed);
-  save_train_state(dir.file("run.state"), resumed, false);
-  resumed = load_train_state(dir.file("run.state"));
-  s.stop_at = 0;
-  const std::vector<double> rest = run(resumed);
-  losses.insert(losses.end(), rest.begin(), rest.end());
-  EXPECT_EQ(losses, expected);
+  for (const ModelConfig& config : {tiny_bf16_config(), tiny_seed_config()}) {
+    TrainSettings s = test::tiny_train_settings(8);
+    const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
+    test::TempDir dir;
+    write_shard(dir.file("t_train_000000.bin"), tokens, false);
+    const std::vector<std::string> shards = {dir.file("t_train_000000.bin")};
+    auto run = [&](TrainState& state) {
+      TokenStream stream(shards, state.data);
+      CudaTrainer gpu(state, s, Precision::kBf16);  // its kernels are as deterministic as fp32's
+      return train(gpu, stream, state, s, nullptr, [](const std::string&) {}).losses;
+    };
+    TrainState straight = initial_train_state(config, 5);
+    const std::vector<double> expected = run(straight);
+    TrainState resumed = initial_train_state(config, 5);
+    s.stop_at = 4;
+    std::vector<double> losses = run(resumed);
+    save_train_state(dir.file("run.state"), resumed, false);
+    resumed = load_train_state(dir.file("run.state"));
+    s.stop_at = 0;
+    const std::vector<double> rest = run(resumed);
+    losses.insert(losses.end(), rest.begin(), rest.end());
+    EXPECT_EQ(losses, expected) << config.describe();
+  }
 }
 
 // A tiny run through train() on rank r of group (none: alone) on the current device: its losses

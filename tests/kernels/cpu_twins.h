@@ -23,11 +23,55 @@ inline std::vector<double> twin_rms_norm(const std::vector<float>& x, int64_t ro
   return out;
 }
 
-inline std::vector<double> twin_embedding_rms_norm(const std::vector<float>& tok_emb, const std::vector<uint16_t>& ids,
-                                                   int dim) {
+// table[ids[t]] row by row.
+inline std::vector<float> twin_gather_rows(const std::vector<float>& table, const std::vector<uint16_t>& ids, int width) {
   std::vector<float> gathered;
-  for (uint16_t id : ids) gathered.insert(gathered.end(), tok_emb.begin() + id * dim, tok_emb.begin() + (id + 1) * dim);
-  return twin_rms_norm(gathered, static_cast<int64_t>(ids.size()), dim);
+  for (uint16_t id : ids) gathered.insert(gathered.end(), table.begin() + id * width, table.begin() + (id + 1) * width);
+  return gathered;
+}
+
+// tok_emb[ids[t]] + scale extra[t] (extra empty: none), before the norm (in float, as the kernel
+// keeps it).
+inline std::vector<float> twin_embedding_sum(const std::vector<float>& tok_emb, const std::vector<uint16_t>& ids,
+                                             int dim, const std::vector<float>& extra, float scale) {
+  std::vector<float> sum = twin_gather_rows(tok_emb, ids, dim);
+  for (size_t i = 0; i < extra.size(); ++i) sum[i] = float(double(sum[i]) + double(scale) * extra[i]);
+  return sum;
+}
+
+inline std::vector<double> twin_embedding_rms_norm(const std::vector<float>& tok_emb, const std::vector<uint16_t>& ids,
+                                                   int dim, const std::vector<float>& extra = {}, float scale = 0) {
+  return twin_rms_norm(twin_embedding_sum(tok_emb, ids, dim, extra, scale), static_cast<int64_t>(ids.size()), dim);
+}
+
+inline double twin_sigmoid(float g) { return 1.0 / (1.0 + std::exp(-double(g))); }
+
+// SmearGate v1 over sequences of seq_len rows.
+inline std::vector<double> twin_smear(const std::vector<float>& x, const std::vector<float>& gate, int seq_len, int dim) {
+  std::vector<double> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double mix = twin_sigmoid(gate[i % dim]);
+    const size_t row = i / dim;
+    out[i] = (1 - mix) * x[i] + (row % seq_len == 0 ? 0.0 : mix * x[i - dim]);
+  }
+  return out;
+}
+
+// Its backward: dx, and each row's share of the gate's gradient.
+struct SmearGradient {
+  std::vector<double> dx, d_gate_rows;
+};
+inline SmearGradient twin_smear_backward(const std::vector<float>& x, const std::vector<float>& gate,
+                                         const std::vector<float>& dy, int seq_len, int dim) {
+  SmearGradient g{std::vector<double>(x.size()), std::vector<double>(x.size())};
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double mix = twin_sigmoid(gate[i % dim]);
+    const size_t row = i / dim;
+    const bool first = row % seq_len == 0, last = row % seq_len == size_t(seq_len) - 1;
+    g.dx[i] = (1 - mix) * dy[i] + (last ? 0.0 : mix * dy[i + dim]);
+    g.d_gate_rows[i] = dy[i] * ((first ? 0.0 : double(x[i - dim])) - x[i]) * mix * (1 - mix);
+  }
+  return g;
 }
 
 // x_scale x + y_scale y per channel (x_scale empty: 1).
@@ -49,10 +93,13 @@ inline std::vector<double> twin_leaky_relu_square(const std::vector<float>& x, d
 }
 
 // qkv rows of (heads + 2 kv_heads) * head_dim: q and k heads normed, rotated and (q) gained; v kept.
+// Partial RoPE: only the first rotated_dims dims turn, pairs (j, rotated_dims / 2 + j); the table
+// is [positions, head_dim / 2].
 inline std::vector<double> twin_qk_norm_rope(const std::vector<float>& qkv, int64_t rows, int seq_len, int heads,
-                                             int kv_heads, int head_dim, const std::vector<float>& cos,
-                                             const std::vector<float>& sin, const std::vector<float>& q_gain) {
-  const int width = (heads + 2 * kv_heads) * head_dim, half = head_dim / 2;
+                                             int kv_heads, int head_dim, int rotated_dims,
+                                             const std::vector<float>& cos, const std::vector<float>& sin,
+                                             const std::vector<float>& q_gain) {
+  const int width = (heads + 2 * kv_heads) * head_dim, table = head_dim / 2, half = rotated_dims / 2;
   std::vector<double> out(qkv.begin(), qkv.end());
   for (int64_t t = 0; t < rows; ++t) {
     const int64_t position = t % seq_len;
@@ -63,11 +110,12 @@ inline std::vector<double> twin_qk_norm_rope(const std::vector<float>& qkv, int6
       const double inv_rms = 1.0 / std::sqrt(sum / head_dim + FLT_EPSILON);
       const double gain = h < heads ? q_gain[h] : 1.0;
       for (int j = 0; j < half; ++j) {
-        const double c = cos[position * half + j], s = sin[position * half + j];
+        const double c = cos[position * table + j], s = sin[position * table + j];
         const double x1 = x[j] * inv_rms, x2 = x[half + j] * inv_rms;
         out[t * width + h * head_dim + j] = (x1 * c + x2 * s) * gain;
         out[t * width + h * head_dim + half + j] = (x2 * c - x1 * s) * gain;
       }
+      for (int j = rotated_dims; j < head_dim; ++j) out[t * width + h * head_dim + j] = x[j] * inv_rms * gain;
     }
   }
   return out;
@@ -80,9 +128,9 @@ struct QkNormRopeGradient {
 };
 inline QkNormRopeGradient twin_qk_norm_rope_backward(const std::vector<float>& qkv, const std::vector<float>& d,
                                                      int64_t rows, int seq_len, int heads, int kv_heads, int head_dim,
-                                                     const std::vector<float>& cos, const std::vector<float>& sin,
-                                                     const std::vector<float>& q_gain) {
-  const int width = (heads + 2 * kv_heads) * head_dim, half = head_dim / 2;
+                                                     int rotated_dims, const std::vector<float>& cos,
+                                                     const std::vector<float>& sin, const std::vector<float>& q_gain) {
+  const int width = (heads + 2 * kv_heads) * head_dim, table = head_dim / 2, half = rotated_dims / 2;
   QkNormRopeGradient g{std::vector<double>(d.begin(), d.end()), std::vector<double>(rows * heads, 0.0)};
   std::vector<double> y(head_dim), dy(head_dim);
   for (int64_t t = 0; t < rows; ++t) {
@@ -97,10 +145,14 @@ inline QkNormRopeGradient twin_qk_norm_rope_backward(const std::vector<float>& q
       for (int j = 0; j < head_dim; ++j) y[j] = x[j] * inv_rms;
       double gain_dot = 0, y_dot = 0;
       for (int j = 0; j < half; ++j) {  // out1 = gain (y1 c + y2 s), out2 = gain (y2 c - y1 s)
-        const double c = cos[position * half + j], s = sin[position * half + j];
+        const double c = cos[position * table + j], s = sin[position * table + j];
         gain_dot += dh[j] * (y[j] * c + y[half + j] * s) + dh[half + j] * (y[half + j] * c - y[j] * s);
         dy[j] = gain * (dh[j] * c - dh[half + j] * s);
         dy[half + j] = gain * (dh[j] * s + dh[half + j] * c);
+      }
+      for (int j = rotated_dims; j < head_dim; ++j) {  // not turned: out = gain y
+        gain_dot += dh[j] * y[j];
+        dy[j] = gain * dh[j];
       }
       for (int j = 0; j < head_dim; ++j) y_dot += dy[j] * y[j];
       for (int j = 0; j < head_dim; ++j)

@@ -15,15 +15,46 @@ using cuda::DeviceBuffer;
 using namespace pgolf::test;
 using CudaKernels = test::CudaKernelTest;
 
+// Alone, and with BigramHash's rows added at a scale (the sum before the norm kept).
 TEST_F(CudaKernels, EmbeddingRmsNorm) {
   const int vocab = 100, dim = 96, rows = 257;  // dim: 24 of a warp's 32 float4
-  const auto tok_emb = normal(vocab * dim, 0.5f);
+  const auto tok_emb = normal(vocab * dim, 0.5f), extra = normal(rows * dim, 1.f), scale = normal(1, 1.f);
   const auto id = ids(rows, vocab);
-  DeviceBuffer<float> d_tok_emb(tok_emb);
+  DeviceBuffer<float> d_tok_emb(tok_emb), d_extra(extra), d_scale(scale);
   DeviceBuffer<uint16_t> d_ids(id);
   auto out = poisoned(rows * dim);
-  cuda::embedding_rms_norm(d_tok_emb.data(), d_ids.data(), rows, dim, out.data(), nullptr);
+  auto sum = poisoned(rows * dim);
+  cuda::embedding_rms_norm(d_tok_emb.data(), d_ids.data(), nullptr, nullptr, rows, dim, nullptr, out.data(), nullptr);
   expect_close("embedding_rms_norm", out.download(), twin_embedding_rms_norm(tok_emb, id, dim));
+  cuda::embedding_rms_norm(d_tok_emb.data(), d_ids.data(), d_extra.data(), d_scale.data(), rows, dim, sum.data(),
+                           out.data(), nullptr);
+  expect_close("embedding_rms_norm with extra rows", out.download(),
+               twin_embedding_rms_norm(tok_emb, id, dim, extra, scale[0]));
+  const std::vector<float> want_sum = twin_embedding_sum(tok_emb, id, dim, extra, scale[0]);
+  expect_close("embedding_rms_norm's sum", sum.download(), std::vector<double>(want_sum.begin(), want_sum.end()));
+}
+
+TEST_F(CudaKernels, GatherRows) {
+  const int buckets = 300, rows = 257;
+  for (int width : {112, 5}) {
+    const auto table = normal(buckets * width, 1.f);
+    const auto id = ids(rows, buckets);
+    DeviceBuffer<float> d_table(table);
+    DeviceBuffer<uint16_t> d_ids(id);
+    auto out = poisoned(rows * width);
+    cuda::gather_rows(d_table.data(), d_ids.data(), rows, width, out.data(), nullptr);
+    const std::vector<float> want = twin_gather_rows(table, id, width);
+    EXPECT_EQ(out.download(), want) << "width " << width;
+  }
+}
+
+TEST_F(CudaKernels, Smear) {
+  const int seq_len = 37, rows = 3 * seq_len, dim = 96;
+  const auto x = normal(rows * dim, 1.f), gate = normal(dim, 2.f);
+  DeviceBuffer<float> d_x(x), d_gate(gate);
+  auto out = poisoned(x.size());
+  cuda::smear(d_x.data(), d_gate.data(), rows, seq_len, dim, out.data(), nullptr);
+  expect_close("smear", out.download(), twin_smear(x, gate, seq_len, dim));
 }
 
 // out = x_scale x + y_scale y, and its rms_norm in the same pass, at row widths that fill one,
@@ -82,21 +113,25 @@ TEST_F(CudaKernels, QkNormRope) {
   for (const HeadShape& shape : qk_shapes()) {
     const auto [heads, kv_heads, head_dim] = shape;
     const auto qkv = normal(rows * (heads + 2 * kv_heads) * head_dim, 2.f), q_gain = normal(heads, 1.f);
-    const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
-    DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
-    auto out = poisoned(qkv.size());
-    auto out16 = poisoned<__nv_bfloat16>(qkv.size());
-    const auto want = twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain);
-    const std::string what = "qk_norm_rope, " + shape_name(shape);
-    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
-                       d_gain.data(), out.data(), nullptr);
-    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
-                       d_gain.data(), out16.data(), nullptr);
-    expect_close(what, out.download(), want);
-    expect_close(what + " to bf16", floats(out16.download()), want, kBf16RoundingTolerance);
-    cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(), d_sin.data(),
-                       d_gain.data(), d_qkv.data(), nullptr);
-    expect_close(what + " in place", d_qkv.download(), want);
+    for (int rotated : rotated_dims_of(head_dim)) {
+      const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, rotated, 10000.0);
+      DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
+      auto out = poisoned(qkv.size());
+      auto out16 = poisoned<__nv_bfloat16>(qkv.size());
+      const auto want =
+          twin_qk_norm_rope(qkv, rows, seq_len, heads, kv_heads, head_dim, rotated, rope.cos, rope.sin, q_gain);
+      const std::string what = "qk_norm_rope, " + shape_name(shape) + ", RoPE on " + std::to_string(rotated);
+      auto run = [&](auto* into) {
+        cuda::qk_norm_rope(d_qkv.data(), rows, seq_len, heads, kv_heads, head_dim, rotated, d_cos.data(), d_sin.data(),
+                           d_gain.data(), into, nullptr);
+      };
+      run(out.data());
+      run(out16.data());
+      expect_close(what, out.download(), want);
+      expect_close(what + " to bf16", floats(out16.download()), want, kBf16RoundingTolerance);
+      run(d_qkv.data());
+      expect_close(what + " in place", d_qkv.download(), want);
+    }
   }
 }
 

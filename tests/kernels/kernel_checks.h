@@ -67,6 +67,11 @@ struct HeadShape {
 inline std::vector<HeadShape> qk_shapes() {
   return {{4, 2, 8}, {3, 1, 8}, {4, 2, 64}, {6, 3, 32}, {2, 1, 128}, {1, 1, 256}};
 }
+// The rotated dims qk_norm_rope takes at a head_dim: all of them, and 8 where that is fewer.
+inline std::vector<int> rotated_dims_of(int head_dim) {
+  if (head_dim > 8) return {head_dim, 8};
+  return {head_dim};
+}
 inline std::string shape_name(const HeadShape& s) {
   return std::to_string(s.heads) + "/" + std::to_string(s.kv_heads) + " heads x " + std::to_string(s.head_dim);
 }

@@ -16,17 +16,50 @@ using cuda::DeviceBuffer;
 using namespace pgolf::test;
 using CudaTrainKernels = test::CudaKernelTest;
 
+// From the gathered rows, and (ids null) from rows kept as they are.
 TEST_F(CudaTrainKernels, EmbeddingRmsNormBackward) {
   const int vocab = 100, dim = 96, rows = 257;
   const auto tok_emb = normal(vocab * dim, 0.5f), dy = normal(rows * dim, 1.f);
   const auto id = ids(rows, vocab);
-  std::vector<float> gathered;
-  for (uint16_t t : id) gathered.insert(gathered.end(), tok_emb.begin() + t * dim, tok_emb.begin() + (t + 1) * dim);
-  DeviceBuffer<float> d_tok_emb(tok_emb), d_dy(dy);
+  const std::vector<float> gathered = twin_gather_rows(tok_emb, id, dim);
+  DeviceBuffer<float> d_tok_emb(tok_emb), d_dy(dy), d_gathered(gathered);
   DeviceBuffer<uint16_t> d_ids(id);
   auto d_rows = poisoned(rows * dim);
+  const auto want = twin_rms_norm_backward(gathered, dy, rows, dim);
   cuda::embedding_rms_norm_backward(d_tok_emb.data(), d_ids.data(), d_dy.data(), rows, dim, d_rows.data(), nullptr);
-  expect_close("embedding_rms_norm_backward", d_rows.download(), twin_rms_norm_backward(gathered, dy, rows, dim));
+  expect_close("embedding_rms_norm_backward", d_rows.download(), want);
+  d_rows = poisoned(rows * dim);
+  cuda::embedding_rms_norm_backward(d_gathered.data(), nullptr, d_dy.data(), rows, dim, d_rows.data(), nullptr);
+  expect_close("embedding_rms_norm_backward of kept rows", d_rows.download(), want);
+}
+
+TEST_F(CudaTrainKernels, SmearBackward) {
+  const int seq_len = 37, rows = 3 * seq_len, dim = 96;
+  const auto x = normal(rows * dim, 1.f), gate = normal(dim, 2.f), dy = normal(rows * dim, 1.f);
+  DeviceBuffer<float> d_x(x), d_gate(gate), d_dy(dy);
+  auto dx = poisoned(x.size());
+  auto shares = poisoned(x.size());
+  cuda::smear_backward(d_x.data(), d_gate.data(), d_dy.data(), rows, seq_len, dim, dx.data(), shares.data(), nullptr);
+  const SmearGradient want = twin_smear_backward(x, gate, dy, seq_len, dim);
+  expect_close("smear_backward", dx.download(), want.dx);
+  expect_close("smear_backward: the gate's shares", shares.download(), want.d_gate_rows);
+}
+
+// add_sum adds (twice: it accumulates); scale multiplies by a factor on the device.
+TEST_F(CudaTrainKernels, AddSumAndScale) {
+  const auto x = normal(100003, 1.f), factor = normal(1, 1.f);
+  DeviceBuffer<float> d_x(x), d_factor(factor);
+  double sum = 0;
+  for (float v : x) sum += v;
+  DeviceBuffer<float> out(std::vector<float>{0.5f});
+  cuda::add_sum(d_x.data(), static_cast<int64_t>(x.size()), out.data(), nullptr);
+  cuda::add_sum(d_x.data(), static_cast<int64_t>(x.size()), out.data(), nullptr);
+  EXPECT_NEAR(out.download()[0], 0.5 + 2 * sum, 1e-4 * (1 + std::abs(sum)));
+  auto scaled = poisoned(x.size());
+  cuda::scale(d_x.data(), d_factor.data(), static_cast<int64_t>(x.size()), scaled.data(), nullptr);
+  std::vector<double> want(x.begin(), x.end());
+  for (double& v : want) v *= factor[0];
+  expect_close("scale", scaled.download(), want);
 }
 
 TEST_F(CudaTrainKernels, QkNormRopeBackward) {
@@ -35,25 +68,27 @@ TEST_F(CudaTrainKernels, QkNormRopeBackward) {
     const auto [heads, kv_heads, head_dim] = shape;
     const size_t count = size_t(rows) * (heads + 2 * kv_heads) * head_dim;
     const auto qkv = normal(count, 2.f), d = normal(count, 1.f), q_gain = normal(heads, 1.f);
-    const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, 10000.0);
-    DeviceBuffer<float> d_raw(qkv), d_d(d), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
-    auto out = poisoned(count);
-    auto out16 = poisoned<__nv_bfloat16>(count);
-    auto partial = poisoned(size_t(rows) * heads);
-    const auto want =
-        twin_qk_norm_rope_backward(qkv, d, rows, seq_len, heads, kv_heads, head_dim, rope.cos, rope.sin, q_gain);
-    const std::string what = "qk_norm_rope_backward, " + shape_name(shape);
-    auto run = [&](auto* into) {
-      cuda::qk_norm_rope_backward(d_raw.data(), d_d.data(), rows, seq_len, heads, kv_heads, head_dim, d_cos.data(),
-                                  d_sin.data(), d_gain.data(), into, partial.data(), nullptr);
-    };
-    run(out.data());
-    expect_close(what, out.download(), want.d_qkv);
-    expect_close(what + ": q_gain's shares", partial.download(), want.d_gain_partial);
-    run(out16.data());
-    expect_close(what + " to bf16", floats(out16.download()), want.d_qkv, kBf16RoundingTolerance);
-    run(d_d.data());  // in place: the v columns stay as they are, which is their gradient
-    expect_close(what + " in place", d_d.download(), want.d_qkv);
+    for (int rotated : rotated_dims_of(head_dim)) {
+      const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, rotated, 10000.0);
+      DeviceBuffer<float> d_raw(qkv), d_d(d), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
+      auto out = poisoned(count);
+      auto out16 = poisoned<__nv_bfloat16>(count);
+      auto partial = poisoned(size_t(rows) * heads);
+      const auto want = twin_qk_norm_rope_backward(qkv, d, rows, seq_len, heads, kv_heads, head_dim, rotated, rope.cos,
+                                                   rope.sin, q_gain);
+      const std::string what = "qk_norm_rope_backward, " + shape_name(shape) + ", RoPE on " + std::to_string(rotated);
+      auto run = [&](auto* into) {
+        cuda::qk_norm_rope_backward(d_raw.data(), d_d.data(), rows, seq_len, heads, kv_heads, head_dim, rotated,
+                                    d_cos.data(), d_sin.data(), d_gain.data(), into, partial.data(), nullptr);
+      };
+      run(out.data());
+      expect_close(what, out.download(), want.d_qkv);
+      expect_close(what + ": q_gain's shares", partial.download(), want.d_gain_partial);
+      run(out16.data());
+      expect_close(what + " to bf16", floats(out16.download()), want.d_qkv, kBf16RoundingTolerance);
+      run(d_d.data());  // in place: the v columns stay as they are, which is their gradient
+      expect_close(what + " in place", d_d.download(), want.d_qkv);
+    }
   }
 }
 
