@@ -127,8 +127,10 @@ int train_main(int argc, char** argv) {
       ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
       ("rope-dims", "partial RoPE: rotate the first N dims of each head, leave the rest (0: the whole head; the "
                     "records use 16 of 64)", cxxopts::value<int>()->default_value("0"))
-      ("smear-gate", "none or v1: SmearGate, a learned per-channel mix of each position's normed embedding with "
-                     "the previous one's", cxxopts::value<std::string>()->default_value("none"))
+      ("smear-gate", "SmearGate, a learned mix of each position's embedding with the previous one's: none, v1 (per "
+                     "channel, after the norm: PR #212), v2 (input-dependent, before the norm, not across a BOS: the "
+                     "records' fix) or v2-unmasked (v2 across documents too)",
+       cxxopts::value<std::string>()->default_value("none"))
       ("bigram-buckets", "BigramHash: a table of this many hashed (previous, current) token pairs added to the "
                          "embedding (0: none; the records use 2048 to 10240)", cxxopts::value<int>()->default_value("0"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
@@ -178,9 +180,7 @@ int train_main(int argc, char** argv) {
   config.rope_base = settings.get<double>("rope-base");
   config.mlp_negative_slope = parse_activation(settings.get<std::string>("activation"));
   config.rope_dims = settings.get<int>("rope-dims");
-  const std::string smear = settings.get<std::string>("smear-gate");
-  require(smear == "none" || smear == "v1", "--smear-gate " + smear + ": none or v1");
-  config.smear_gate = smear == "v1";
+  config.smear_gate = parse_smear_gate(settings.get<std::string>("smear-gate"));
   config.bigram_buckets = settings.get<int>("bigram-buckets");
   require(config.bigram_buckets != 1 && config.bigram_buckets >= 0,
           "--bigram-buckets " + std::to_string(config.bigram_buckets) + ": 0 (none) or 2 to 65536");

@@ -113,8 +113,8 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
   // The normed embedding into x, through the SmearGate into x0 where there is one.
   cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), bigram ? bigram_out.data() : nullptr,
                            bigram ? bigram_scale.data() : nullptr, rows, c.dim, nullptr,
-                           c.smear_gate ? x.data() : x0.data(), stream);
-  if (c.smear_gate)
+                           c.smear_v1() ? x.data() : x0.data(), stream);
+  if (c.smear_v1())
     cuda::smear(x.data(), smear_gate.data(), rows, seq_len, c.dim, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   for (int i = 0; i < c.layers; ++i) {
@@ -160,6 +160,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
+  require(!c.smear_v2(), "SmearGate v2 runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");
@@ -173,7 +174,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   const ModelParams<float>& p = model.params();
   s.tok_emb = DeviceBuffer<float>(values(p.tok_emb));
   s.skip_weights = DeviceBuffer<float>(values(p.skip_weights));
-  if (c.smear_gate) s.smear_gate = DeviceBuffer<float>(values(p.smear_gate));
+  if (c.smear_v1()) s.smear_gate = DeviceBuffer<float>(values(p.smear_gate));
   if (c.bigram_buckets > 0) {
     s.bigram_embed = DeviceBuffer<float>(values(p.bigram_embed));
     s.bigram_proj = DeviceBuffer<float>(values(p.bigram_proj));

@@ -230,8 +230,8 @@ void CudaTrainer::State::forward(int sequences) {
   }
   cuda::embedding_rms_norm(param(0), inputs.data(), bigram ? bigram_out.data() : nullptr,
                            bigram ? param(bigram_slot + 2) : nullptr, n, c.dim, bigram ? embedding_sum.data() : nullptr,
-                           c.smear_gate ? embedded.data() : x0.data(), stream);
-  if (c.smear_gate) cuda::smear(embedded.data(), param(smear_slot), n, seq_len, c.dim, x0.data(), stream);
+                           c.smear_v1() ? embedded.data() : x0.data(), stream);
+  if (c.smear_v1()) cuda::smear(embedded.data(), param(smear_slot), n, seq_len, c.dim, x0.data(), stream);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
@@ -391,7 +391,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   }
   add(d_x.data(), d_x0.data(), stream_count);
   const float* d_embedded = d_x.data();
-  if (c.smear_gate) {  // x0 = smear(embedded): d_embedded into t2, the gate's row shares into t1
+  if (c.smear_v1()) {  // x0 = smear(embedded): d_embedded into t2, the gate's row shares into t1
     cuda::smear_backward(embedded.data(), param(smear_slot), d_x.data(), n, settings.seq_len, c.dim, t2.data(),
                          t1.data(), stream);
     cuda::column_sum(t1.data(), nullptr, n, c.dim, grad(smear_slot), true, column_scratch.data(), stream);
@@ -486,6 +486,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
+  require(!c.smear_v2(), "SmearGate v2 runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
@@ -510,7 +511,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   });
   s.skip_slot = 1 + static_cast<size_t>(c.layers) * kPerBlock;
   s.smear_slot = s.skip_slot + 1;
-  s.bigram_slot = s.skip_slot + (c.smear_gate ? 2 : 1);
+  s.bigram_slot = s.skip_slot + 1 + (c.smear_v1() ? 1 : c.smear_v2() ? 2 : 0);
 
   // Every allocation below, in floats, checked against the free memory first.
   // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
@@ -536,7 +537,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   // before its norm, the embedding backward's scratch over the buckets.
   const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + 2 * int64_t{c.dim} : 0;
   const int64_t seed_floats =
-      rows * ((c.smear_gate ? c.dim : 0) + bigram_width) + c.dim +
+      rows * ((c.smear_v1() ? c.dim : 0) + bigram_width) + c.dim +
       (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
   const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
@@ -583,7 +584,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.embedding_scratch = DeviceBuffer<float>(static_cast<size_t>(segments * c.dim));
   s.x0 = buffer(c.dim);
   const bool bigram = c.bigram_buckets > 0;
-  s.embedded = buffer(c.smear_gate ? c.dim : 0);
+  s.embedded = buffer(c.smear_v1() ? c.dim : 0);
   s.buckets = DeviceBuffer<uint16_t>(bigram ? static_cast<size_t>(rows) : 0);
   s.bucket_order = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(rows) : 0);
   const int64_t bucket_segments = bigram ? cuda::max_embedding_segments(rows, c.bigram_buckets) : 0;

@@ -20,9 +20,7 @@
 
 namespace pgolf {
 
-// The shards begin every document with BOS (id 1, the sp1024 tokenizers' bos_id): self-generated
-// sequences start with it too.
-inline constexpr uint16_t kBosToken = 1;
+// Self-generated sequences start with BOS (kBosToken), as the shards' documents do.
 
 // The width of a matrix input: the number of columns of the weights that take it.
 int input_dim(const ModelConfig& config, MatrixInput input);

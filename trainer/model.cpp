@@ -92,6 +92,45 @@ Matrix<T> smear_backward(const Matrix<T>& x, const Matrix<T>& gate, const Matrix
   return dx;
 }
 
+// SmearGate v2 (model_params.h): y_t = x_t + λ σ(w · x_t[0 : kSmearWindow]) x_{t−1} where mask_t
+// (0 at position 0 and, masked, at BOS).
+std::vector<bool> smear_mask(const ModelConfig& c, std::span<const uint16_t> inputs) {
+  std::vector<bool> mask(inputs.size());
+  for (size_t t = 1; t < inputs.size(); ++t) mask[t] = c.smear_gate == SmearGate::kV2Unmasked || inputs[t] != kBosToken;
+  return mask;
+}
+
+template <typename T>
+T smear_v2_gate(const Matrix<T>& x, Eigen::Index t, const Matrix<T>& w) {
+  const T z = x.row(t).head(kSmearWindow).dot(w.row(0));
+  return T(1) / (T(1) + std::exp(-z));
+}
+
+template <typename T>
+Matrix<T> smear_v2(const Matrix<T>& x, const Matrix<T>& w, T lambda, const std::vector<bool>& mask) {
+  Matrix<T> y = x;
+  for (Eigen::Index t = 1; t < x.rows(); ++t)
+    if (mask[t]) y.row(t) += (lambda * smear_v2_gate(x, t, w)) * x.row(t - 1);
+  return y;
+}
+
+// Its backward from dy: adds to d_w and d_lambda; returns dx.
+template <typename T>
+Matrix<T> smear_v2_backward(const Matrix<T>& x, const Matrix<T>& w, T lambda, const std::vector<bool>& mask,
+                            const Matrix<T>& dy, Matrix<T>& d_w, T& d_lambda) {
+  Matrix<T> dx = dy;
+  for (Eigen::Index t = 1; t < x.rows(); ++t) {
+    if (!mask[t]) continue;
+    const T gate = smear_v2_gate(x, t, w), seen = dy.row(t).dot(x.row(t - 1));
+    d_lambda += gate * seen;
+    dx.row(t - 1) += (lambda * gate) * dy.row(t);
+    const T d_z = lambda * seen * gate * (T(1) - gate);
+    d_w.row(0) += d_z * x.row(t).head(kSmearWindow);
+    dx.row(t).head(kSmearWindow) += d_z * w.row(0);
+  }
+  return dx;
+}
+
 // RoPE angles as the reference computes them, in float32, over the R = rotated_dims() dims it
 // turns: inv_freq[j] = 1 / base^(2j / R), angle = position * inv_freq[j]. cos and sin
 // [positions, R/2].
@@ -181,7 +220,9 @@ struct Activations {
   Rope<T> rope;
   std::vector<uint16_t> buckets;              // BigramHash: each position's bucket
   Matrix<T> bigram_rows, bigram_out;          // bigram_embed[buckets], its projection
-  Matrix<T> embedded, embedded_inv_rms;       // rms_norm(tok_emb[inputs] + bigram_scale * bigram_out)
+  Matrix<T> sum;                              // tok_emb[inputs] + bigram_scale * bigram_out
+  std::vector<bool> smear_mask;               // SmearGate v2's, per position
+  Matrix<T> embedded, embedded_inv_rms;       // rms_norm(sum), through SmearGate v2 where there is one
   Matrix<T> x0;                               // embedded, through the SmearGate where there is one
   std::vector<BlockActivations<T>> blocks;    // every block's, or only the last one's
   std::vector<Matrix<T>> encoder_outputs;     // the skips
@@ -320,7 +361,8 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
              Activations<T>& a, const Observer<T>& observe = {}) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
   const int encoders = c.encoder_layers();
-  Matrix<T> sum(n, c.dim);
+  Matrix<T>& sum = a.sum;
+  sum.resize(n, c.dim);
   for (Eigen::Index t = 0; t < n; ++t) sum.row(t) = p.tok_emb.row(inputs[t]);
   if (c.bigram_buckets > 0) {
     a.buckets = bigram_buckets_of(inputs, c.bigram_buckets);
@@ -329,8 +371,13 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
     a.bigram_out.noalias() = a.bigram_rows * p.bigram_proj.transpose();
     sum += p.bigram_scale(0, 0) * a.bigram_out;
   }
-  rms_norm(sum, c.dim, a.embedded, a.embedded_inv_rms);
-  a.x0 = c.smear_gate ? smear(a.embedded, p.smear_gate) : a.embedded;
+  if (c.smear_v2()) {
+    a.smear_mask = smear_mask(c, inputs);
+    rms_norm<T>(smear_v2(sum, p.smear_gate, p.smear_lambda(0, 0), a.smear_mask), c.dim, a.embedded, a.embedded_inv_rms);
+  } else {
+    rms_norm(sum, c.dim, a.embedded, a.embedded_inv_rms);
+  }
+  a.x0 = c.smear_v1() ? smear(a.embedded, p.smear_gate) : a.embedded;
   a.rope = make_rope<T>(n, c.rotated_dims(), c.rope_base);
   a.blocks.resize(keep_blocks ? c.layers : 1);
   a.encoder_outputs.resize(encoders);
@@ -400,8 +447,11 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
     }
   }
   d_x += d_x0;
-  if (c.smear_gate) d_x = smear_backward(a.embedded, p.smear_gate, d_x, g.smear_gate);
+  if (c.smear_v1()) d_x = smear_backward(a.embedded, p.smear_gate, d_x, g.smear_gate);
   Matrix<T> d_sum = rms_norm_backward(a.embedded, a.embedded_inv_rms, d_x, c.dim);
+  if (c.smear_v2())
+    d_sum = smear_v2_backward(a.sum, p.smear_gate, p.smear_lambda(0, 0), a.smear_mask, d_sum, g.smear_gate,
+                              g.smear_lambda(0, 0));
   for (Eigen::Index t = 0; t < n; ++t) g.tok_emb.row(inputs[t]) += d_sum.row(t);
   if (c.bigram_buckets > 0) {  // sum += scale * bigram_rows proj^T
     g.bigram_scale(0, 0) += (d_sum.array() * a.bigram_out.array()).sum();

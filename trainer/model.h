@@ -2,6 +2,7 @@
 // gradient of every parameter. This is the reference the CUDA trainer is held to, so it
 // follows the PyTorch reference (train_gpt.py) operation by operation:
 //   x = rms_norm(tok_emb[ids] + bigram_scale * bigram_proj(bigram_embed[bucket(prev, id)]))  (BigramHash)
+//   (SmearGate v2 adds lambda sigmoid(w . x_t[0:12]) x_{t-1} to the sum inside that norm, not at a BOS)
 //   x = (1 - sigmoid(smear_gate)) x_t + sigmoid(smear_gate) x_{t-1}                       (SmearGate v1)
 //   x0 = x
 //   encoder blocks push their outputs; decoder block i first adds skip_weights[i] * (last pushed)

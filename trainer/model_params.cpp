@@ -25,6 +25,9 @@ void ModelConfig::validate() const {
   require(rope_dims >= 0 && rope_dims % 2 == 0 && rope_dims <= head_dim(),
           "model config: partial RoPE rotates an even number of dims up to the head dim " +
               std::to_string(head_dim()) + ", got " + std::to_string(rope_dims));
+  require(!smear_v2() || dim >= kSmearWindow, "model config: SmearGate v2 reads the first " +
+                                                   std::to_string(kSmearWindow) + " dims; the model has " +
+                                                   std::to_string(dim));
   require(bigram_buckets == 0 ? bigram_dim == 0 : bigram_buckets >= 2 && bigram_buckets <= 65536 && bigram_dim > 0,
           "model config: BigramHash needs 2 to 65536 buckets and a positive width, got " +
               std::to_string(bigram_buckets) + " x " + std::to_string(bigram_dim));
@@ -34,7 +37,7 @@ std::string ModelConfig::describe() const {
   return std::to_string(layers) + " layers, dim " + std::to_string(dim) + ", " + std::to_string(heads) +
          " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) +
          (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab) +
-         (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") + (smear_gate ? ", SmearGate" : "") +
+         (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
          (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "");
 }
 
@@ -86,6 +89,7 @@ constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 constexpr const char* kActivationKey = "pgolf.activation";
 constexpr const char* kRopeDimsKey = "pgolf.rope_dims";
+constexpr const char* kSmearGateKey = "pgolf.smear_gate";
 
 std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
   auto it = metadata.find(key);
@@ -105,7 +109,24 @@ std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, 
                                                  {kSoftcapKey, number_text(config.logit_softcap)},
                                                  {kActivationKey, activation_name(config.mlp_negative_slope)}};
   if (config.rope_dims > 0) metadata[kRopeDimsKey] = std::to_string(config.rope_dims);
+  if (config.smear_gate != SmearGate::kNone) metadata[kSmearGateKey] = smear_gate_name(config.smear_gate);
   return metadata;
+}
+
+SmearGate parse_smear_gate(const std::string& text) {
+  for (SmearGate gate : {SmearGate::kNone, SmearGate::kV1, SmearGate::kV2, SmearGate::kV2Unmasked})
+    if (text == smear_gate_name(gate)) return gate;
+  throw InputError("SmearGate '" + text + "': none, v1, v2 or v2-unmasked");
+}
+
+std::string smear_gate_name(SmearGate gate) {
+  switch (gate) {
+    case SmearGate::kNone: return "none";
+    case SmearGate::kV1: return "v1";
+    case SmearGate::kV2: return "v2";
+    case SmearGate::kV2Unmasked: return "v2-unmasked";
+  }
+  return "none";
 }
 
 std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int buckets) {
@@ -148,6 +169,13 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
   }
   r.rope_base = positive_number(metadata, kRopeBaseKey);
   r.logit_softcap = positive_number(metadata, kSoftcapKey);
+  if (auto it = metadata.find(kSmearGateKey); it != metadata.end()) {
+    try {
+      r.smear_gate = parse_smear_gate(it->second);
+    } catch (const InputError& e) {
+      throw InputError(std::string("__metadata__ ") + kSmearGateKey + ": " + e.what());
+    }
+  }
   if (auto v = positive_number(metadata, kRopeDimsKey)) {
     require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.rope_dims is not a whole number of dims");
     r.rope_dims = static_cast<int>(*v);
@@ -167,6 +195,8 @@ ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) 
   if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
   if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
   if (recorded.rope_dims) config.rope_dims = *recorded.rope_dims;
+  // The tensors tell v1 from v2; only v2's mask is the metadata's alone.
+  if (recorded.smear_gate == SmearGate::kV2Unmasked && config.smear_v2()) config.smear_gate = SmearGate::kV2Unmasked;
   config.validate();
   return config;
 }
@@ -187,7 +217,9 @@ ModelConfig ModelConfig::from_tensors(const std::map<std::string, FloatTensor>& 
                                            std::to_string(c.head_dim()));
   c.kv_heads = static_cast<int>(kv_rows / c.head_dim());
   c.mlp_hidden = static_cast<int>(shape_of(tensors, "blocks.0.mlp.fc.weight", 2)[0]);
-  c.smear_gate = tensors.contains("smear.gate");
+  c.smear_gate = tensors.contains("smear_gate.weight") ? SmearGate::kV2
+                 : tensors.contains("smear.gate")      ? SmearGate::kV1
+                                                       : SmearGate::kNone;
   if (tensors.contains("bigram.embed.weight")) {
     const auto& table = shape_of(tensors, "bigram.embed.weight", 2);
     require(table[0] <= 65536, "bigram.embed.weight: more than 65536 buckets");
@@ -219,7 +251,11 @@ ModelParams<T> zero_params(const ModelConfig& c) {
     b.resid_mix = Matrix<T>::Zero(2, c.dim);
   }
   p.skip_weights = Matrix<T>::Zero(c.skip_count(), c.dim);
-  if (c.smear_gate) p.smear_gate = Matrix<T>::Zero(1, c.dim);
+  if (c.smear_v1()) p.smear_gate = Matrix<T>::Zero(1, c.dim);
+  if (c.smear_v2()) {
+    p.smear_gate = Matrix<T>::Zero(1, kSmearWindow);
+    p.smear_lambda = Matrix<T>::Zero(1, 1);
+  }
   if (c.bigram_buckets > 0) {
     p.bigram_embed = Matrix<T>::Zero(c.bigram_buckets, c.bigram_dim);
     p.bigram_proj = Matrix<T>::Zero(c.dim, c.bigram_dim);

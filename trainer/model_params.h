@@ -14,6 +14,22 @@
 
 namespace pgolf {
 
+// The shards begin every document with BOS (id 1, the sp1024 tokenizers' bos_id).
+inline constexpr uint16_t kBosToken = 1;
+
+// SmearGate, position by position within each sequence:
+// v1 ("smear.gate" [dim], g): after the embedding's norm, x_t = (1 − σ(g)) x_t + σ(g) x_{t−1}
+//   (x_{−1} = 0), as the 03-20 records and PR #212.
+// v2 ("smear_gate.weight" [1, kSmearWindow], w; "smear_lambda", λ): before the norm, x_t +=
+//   λ σ(w · x_t[0 : kSmearWindow]) x_{t−1} for t ≥ 1, except where token t is BOS: the records'
+//   document-boundary fix (R1, R2). v2-unmasked leaves the mask out, as PR #1797 did (it lets one
+//   document's last token leak into the next one's first).
+enum class SmearGate { kNone, kV1, kV2, kV2Unmasked };
+inline constexpr int kSmearWindow = 12;
+// "none", "v1", "v2", "v2-unmasked" and back; InputError naming the text otherwise.
+SmearGate parse_smear_gate(const std::string& text);
+std::string smear_gate_name(SmearGate gate);
+
 struct ModelConfig {
   int vocab = 0;
   int dim = 0;
@@ -29,9 +45,7 @@ struct ModelConfig {
   // Partial RoPE: rotate the first rope_dims dims of each head, pairs (j, rope_dims/2 + j), and
   // leave the rest; 0 rotates the whole head (the baseline). The records use 16 of 64.
   int rope_dims = 0;
-  // SmearGate v1 ("smear.gate" [dim], g): after the embedding's norm, x_t = (1 − σ(g)) x_t +
-  // σ(g) x_{t−1} (x_{−1} = 0), position by position within each sequence.
-  bool smear_gate = false;
+  SmearGate smear_gate = SmearGate::kNone;
   // BigramHash: a table [bigram_buckets, bigram_dim] ("bigram.embed.weight") read at the bucket of
   // each (previous, current) token pair, projected to dim ("bigram.proj.weight") and scaled
   // ("bigram.scale") into the embedding before its norm; 0 buckets: none.
@@ -39,6 +53,8 @@ struct ModelConfig {
 
   int head_dim() const { return dim / heads; }
   int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
+  bool smear_v1() const { return smear_gate == SmearGate::kV1; }
+  bool smear_v2() const { return smear_gate == SmearGate::kV2 || smear_gate == SmearGate::kV2Unmasked; }
   // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
   int encoder_layers() const { return layers / 2; }
   int decoder_layers() const { return layers - layers / 2; }
@@ -60,6 +76,7 @@ struct RecordedSettings {
   std::optional<double> rope_base, logit_softcap;
   std::optional<double> mlp_negative_slope;  // "pgolf.activation"
   std::optional<int> rope_dims;               // "pgolf.rope_dims"
+  std::optional<SmearGate> smear_gate;        // "pgolf.smear_gate"
 };
 
 // "relu2" (slope 0) or "leaky-relu2:S" (0 < S < 1) to the MLP's negative slope and back; InputError
@@ -97,7 +114,8 @@ struct ModelParams {
   std::vector<BlockParams<T>> blocks;
   Matrix<T> skip_weights;  // [skip_count, C]
   // Empty when the config has no SmearGate or BigramHash.
-  Matrix<T> smear_gate;    // [C]
+  Matrix<T> smear_gate;    // v1: [C]; v2: [1, kSmearWindow]
+  Matrix<T> smear_lambda;  // v2: a scalar (0-D)
   Matrix<T> bigram_embed;  // [buckets, bigram_dim]
   Matrix<T> bigram_proj;   // [C, bigram_dim]
   Matrix<T> bigram_scale;  // a scalar (0-D in the checkpoint)
@@ -125,7 +143,12 @@ void for_each_parameter(Params& p, F&& f) {
     f(prefix + "resid_mix", b.resid_mix, matrix_shape(b.resid_mix));
   }
   f(std::string("skip_weights"), p.skip_weights, matrix_shape(p.skip_weights));
-  if (p.smear_gate.size() > 0) f(std::string("smear.gate"), p.smear_gate, vector_shape(p.smear_gate));
+  if (p.smear_lambda.size() > 0) {
+    f(std::string("smear_gate.weight"), p.smear_gate, matrix_shape(p.smear_gate));
+    f(std::string("smear_lambda"), p.smear_lambda, std::vector<int64_t>{});
+  } else if (p.smear_gate.size() > 0) {
+    f(std::string("smear.gate"), p.smear_gate, vector_shape(p.smear_gate));
+  }
   if (p.bigram_embed.size() > 0) {
     f(std::string("bigram.embed.weight"), p.bigram_embed, matrix_shape(p.bigram_embed));
     f(std::string("bigram.proj.weight"), p.bigram_proj, matrix_shape(p.bigram_proj));
@@ -139,6 +162,7 @@ ModelParams<T> zero_params(const ModelConfig& config);
 // As the reference initialises them: tok_emb N(0, 0.005); c_q, c_k, c_v and mlp.fc uniform
 // in +-1/sqrt(fan_in) (nn.Linear's default); attn.proj and mlp.proj zero; q_gain 1.5; the
 // scales 1; resid_mix [ones; zeros]; skip_weights ones. As the records: smear.gate 0 (σ = 0.5),
+// smear_gate.weight and smear_lambda 0 (v2 starts as the identity),
 // bigram.embed 0, bigram.scale 0.05; bigram.proj as nn.Linear (a zero table behind a zero proj
 // would get no gradient, ever). Deterministic in seed on every platform.
 template <typename T>

@@ -79,7 +79,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"rope_base", number(c.rope_base)},
       {"activation", activation_name(c.mlp_negative_slope)},
       {"rope_dims", std::to_string(c.rope_dims)},
-      {"smear_gate", c.smear_gate ? "v1" : "none"},
+      {"smear_gate", smear_gate_name(c.smear_gate)},
       {"bigram_buckets", std::to_string(c.bigram_buckets)},
       {"bigram_dim", std::to_string(c.bigram_dim)},
       {"step", std::to_string(state.step)},
@@ -110,10 +110,7 @@ TrainState load_train_state(const std::string& path) {
   if (auto it = meta.find("activation"); it != meta.end()) c.mlp_negative_slope = parse_activation(it->second);
   // ... and of the whole-head RoPE, without SmearGate or BigramHash.
   if (meta.contains("rope_dims")) c.rope_dims = parse<int>(meta, "rope_dims", path);
-  if (auto it = meta.find("smear_gate"); it != meta.end()) {
-    require(it->second == "none" || it->second == "v1", path + ": smear_gate is '" + it->second + "', not none or v1");
-    c.smear_gate = it->second == "v1";
-  }
+  if (auto it = meta.find("smear_gate"); it != meta.end()) c.smear_gate = parse_smear_gate(it->second);
   if (meta.contains("bigram_buckets")) {
     c.bigram_buckets = parse<int>(meta, "bigram_buckets", path);
     c.bigram_dim = parse<int>(meta, "bigram_dim", path);

@@ -204,7 +204,7 @@ TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
   const std::string seed = " --rope-dims 4 --smear-gate v1 --bigram-buckets 64 --bigram-dim 16";
   auto r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + seed + " --steps 20 --out " + model);
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate, BigramHash 64x16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate v1, BigramHash 64x16"), std::string::npos) << r.out;
   const double trained = final_val_loss(r.out);
   const Checkpoint checkpoint = Checkpoint::open({model + ".safetensors"});
   EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_dims"), "4");
@@ -228,7 +228,7 @@ TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
 
   r = pgolf("train" + data() + kTiny + seed + " --steps 22 --resume " + model + ".state --out " + dir.file("more"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate, BigramHash 64x16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate v1, BigramHash 64x16"), std::string::npos) << r.out;
   r = pgolf("train" + data() + kTiny + " --rope-dims 4 --bigram-buckets 64 --bigram-dim 16 --steps 22 --resume " +
             model + ".state --out " + dir.file("other"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
@@ -301,7 +301,7 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --bigram-buckets 64 --bigram-dim 0" + out, "BigramHash needs 2 to 65536 buckets"},
       {"train" + data() + kTiny + " --bigram-dim 16" + out, "--bigram-dim needs --bigram-buckets"},
       {"train" + data() + kTiny + " --rope-dims 10" + out, "partial RoPE rotates an even number of dims up to the head dim 8"},
-      {"train" + data() + kTiny + " --smear-gate v3" + out, "--smear-gate v3: none or v1"},
+      {"train" + data() + kTiny + " --smear-gate v3" + out, "SmearGate 'v3': none, v1, v2 or v2-unmasked"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);

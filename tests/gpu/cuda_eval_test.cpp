@@ -108,7 +108,8 @@ TEST_F(CudaEval, TinyModelTokenLossesMatchCpu) {
 // BigramHash 64 x 16.
 TEST_F(CudaEval, TinySeedModelTokenLossesMatchCpu) {
   ModelConfig c = tiny_config();
-  c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = true, c.bigram_buckets = 64, c.bigram_dim = 16;
+  c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = SmearGate::kV1;
+  c.bigram_buckets = 64, c.bigram_dim = 16;
   const Model<float> model = random_model(c, rng_);
   const int seq_len = 16;
   CudaModel gpu(model, 2, seq_len);

@@ -97,7 +97,7 @@ ModelConfig tiny_bf16_config() {
 // The seed's techniques on tiny_bf16_config: RoPE on 8 of 16 dims, SmearGate v1, BigramHash 64 x 16.
 ModelConfig tiny_seed_config() {
   ModelConfig config = tiny_bf16_config();
-  config.rope_dims = 8, config.smear_gate = true, config.bigram_buckets = 64, config.bigram_dim = 16;
+  config.rope_dims = 8, config.smear_gate = SmearGate::kV1, config.bigram_buckets = 64, config.bigram_dim = 16;
   return config;
 }
 

@@ -33,7 +33,8 @@ double mean_loss(const Model<T>& model, std::span<const TokenWindow> windows) {
 // uniformly sampled elements (small gradients included) must agree to 1e-9 absolute.
 void check_gradient_by_finite_differences(const ModelConfig& config) {
   Model<double> model(config, random_params<double>(config, 7));
-  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, config.vocab, 8);
+  std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, config.vocab, 8);
+  tokens[5] = tokens[21] = kBosToken;  // documents start inside the windows
   const auto windows = windows_of(tokens, 2, 16);
   ModelParams<double> grad;
   const double loss = model.loss_and_gradient(windows, grad, 2);
@@ -74,7 +75,7 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
       EXPECT_NEAR(numeric(i), analytic(i), 1e-9) << name << "[" << i << "]";
     }
   });
-  EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1 + (config.smear_gate ? 1 : 0) +
+  EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1 + (config.smear_v1() ? 1 : config.smear_v2() ? 2 : 0) +
                                         (config.bigram_buckets > 0 ? 3 : 0)));
   std::printf("%s: worst relative error %.2e\n", config.describe().c_str(), worst_relative);
 }
@@ -97,13 +98,45 @@ TEST(Model, LeakyReluSquaredGradientMatchesFiniteDifferences) {
 ModelConfig tiny_seed_config() {
   ModelConfig c = tiny_config();
   c.rope_dims = 4;  // of 8
-  c.smear_gate = true;
+  c.smear_gate = SmearGate::kV1;
   c.bigram_buckets = 16;
   c.bigram_dim = 8;
   return c;
 }
 
 TEST(Model, SeedTechniquesGradientMatchesFiniteDifferences) { check_gradient_by_finite_differences(tiny_seed_config()); }
+
+// SmearGate v2, masked at BOS and not, alone and over BigramHash; the windows hold BOS tokens.
+TEST(Model, SmearGateV2GradientMatchesFiniteDifferences) {
+  for (SmearGate gate : {SmearGate::kV2, SmearGate::kV2Unmasked}) {
+    ModelConfig c = tiny_seed_config();
+    c.smear_gate = gate;
+    check_gradient_by_finite_differences(c);
+    c.bigram_buckets = c.bigram_dim = 0;
+    check_gradient_by_finite_differences(c);
+  }
+}
+
+// v2 with zero λ is the model without SmearGate; the BOS mask changes the loss only when a window
+// holds a BOS after its first position.
+TEST(Model, SmearGateV2IsMaskedAtBos) {
+  ModelConfig masked = tiny_config();
+  masked.smear_gate = SmearGate::kV2;
+  ModelConfig unmasked = masked;
+  unmasked.smear_gate = SmearGate::kV2Unmasked;
+  ModelParams<double> params = random_params<double>(masked, 5);
+  std::vector<uint16_t> tokens = random_tokens(17, masked.vocab, 6);
+  for (uint16_t& t : tokens) t = t == kBosToken ? 2 : t;
+  const std::vector<TokenWindow> windows{tokens};
+  EXPECT_EQ(mean_loss(Model<double>(masked, params), windows), mean_loss(Model<double>(unmasked, params), windows));
+  tokens[8] = kBosToken;
+  EXPECT_NE(mean_loss(Model<double>(masked, params), windows), mean_loss(Model<double>(unmasked, params), windows));
+  ModelParams<double> zero = params;
+  zero.smear_lambda.setZero();
+  ModelParams<double> none = params;
+  none.smear_gate.resize(0, 0), none.smear_lambda.resize(0, 0);
+  EXPECT_EQ(mean_loss(Model<double>(masked, zero), windows), mean_loss(Model<double>(tiny_config(), none), windows));
+}
 
 // Each technique changes the loss on its own; partial RoPE over the whole head is plain RoPE.
 TEST(Model, EachSeedTechniqueChangesTheModel) {
@@ -121,7 +154,7 @@ TEST(Model, EachSeedTechniqueChangesTheModel) {
   ModelParams<double> no_smear = params;
   no_smear.smear_gate.resize(0, 0);
   ModelConfig without_smear = seed;
-  without_smear.smear_gate = false;
+  without_smear.smear_gate = SmearGate::kNone;
   EXPECT_NE(mean_loss(Model<double>(without_smear, no_smear), windows), all);
   // A zero bigram scale is the model without BigramHash.
   ModelParams<double> zero_scale = params;
@@ -310,6 +343,16 @@ TEST(ModelParams, SeedTensorsRoundTripUnderParameterGolfNames) {
   const std::string message = test::input_error([&] { params_from_tensors<float>(tiny_config(), tensors); });
   EXPECT_NE(message.find("unexpected tensor"), std::string::npos) << message;
   EXPECT_TRUE(params_to_tensors(init_params<float>(config, 1)).at("bigram.scale").values == std::vector<float>{0.05f});
+  // v2: its names; the mask travels in the metadata.
+  ModelConfig v2 = config;
+  v2.smear_gate = SmearGate::kV2Unmasked;
+  const auto v2_tensors = params_to_tensors(random_params<float>(v2, 53));
+  EXPECT_EQ(v2_tensors.at("smear_gate.weight").shape, (std::vector<int64_t>{1, kSmearWindow}));
+  EXPECT_TRUE(v2_tensors.at("smear_lambda").shape.empty());
+  EXPECT_FALSE(v2_tensors.contains("smear.gate"));
+  EXPECT_EQ(ModelConfig::from_tensors(v2_tensors).smear_gate, SmearGate::kV2);
+  const auto recorded = recorded_settings(recorded_metadata(v2, 64));
+  EXPECT_EQ(with_recorded(ModelConfig::from_tensors(v2_tensors), recorded).describe(), v2.describe());
   ModelConfig wide = config;
   wide.rope_dims = 10;
   EXPECT_NE(test::input_error([&] { wide.validate(); }).find("partial RoPE"), std::string::npos);
