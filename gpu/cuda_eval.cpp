@@ -36,7 +36,7 @@ struct CudaModel::State {
   cudaStream_t stream = nullptr;
 
   DeviceBuffer<float> tok_emb, skip_weights, rope_cos, rope_sin;
-  DeviceBuffer<float> smear_gate, bigram_embed, bigram_proj, bigram_scale;  // empty without them
+  DeviceBuffer<float> smear_gate, smear_lambda, bigram_embed, bigram_proj, bigram_scale;  // empty without them
   std::vector<BlockWeights> blocks;
 
   // Activations of max_windows * max_seq_len rows (tokens).
@@ -110,12 +110,15 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
     cuda::gather_rows(bigram_embed.data(), buckets.data(), rows, c.bigram_dim, bigram_rows.data(), stream);
     linear(gemm, bigram_rows.data(), bigram_proj.data(), rows, c.bigram_dim, c.dim, bigram_out.data());
   }
-  // The normed embedding into x, through the SmearGate into x0 where there is one.
+  // The normed embedding into x0; with SmearGate v1 into x first, then through it; v2 goes between
+  // the sum (into normed) and the norm.
   cuda::embedding_rms_norm(tok_emb.data(), inputs.data(), bigram ? bigram_out.data() : nullptr,
-                           bigram ? bigram_scale.data() : nullptr, rows, c.dim, nullptr,
-                           c.smear_v1() ? x.data() : x0.data(), stream);
-  if (c.smear_v1())
-    cuda::smear(x.data(), smear_gate.data(), rows, seq_len, c.dim, x0.data(), stream);
+                           bigram ? bigram_scale.data() : nullptr, rows, c.dim, c.smear_v2() ? normed.data() : nullptr,
+                           c.smear_v2() ? nullptr : c.smear_v1() ? x.data() : x0.data(), stream);
+  if (c.smear_v1()) cuda::smear(x.data(), smear_gate.data(), rows, seq_len, c.dim, x0.data(), stream);
+  if (c.smear_v2())
+    cuda::smear_v2(normed.data(), smear_gate.data(), kSmearWindow, smear_lambda.data(), inputs.data(),
+                   c.smear_gate == SmearGate::kV2 ? kBosToken : -1, rows, seq_len, c.dim, nullptr, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   for (int i = 0; i < c.layers; ++i) {
     const BlockWeights& w = blocks[i];
@@ -160,7 +163,6 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
-  require(!c.smear_v2(), "SmearGate v2 runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");
@@ -174,7 +176,8 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   const ModelParams<float>& p = model.params();
   s.tok_emb = DeviceBuffer<float>(values(p.tok_emb));
   s.skip_weights = DeviceBuffer<float>(values(p.skip_weights));
-  if (c.smear_v1()) s.smear_gate = DeviceBuffer<float>(values(p.smear_gate));
+  if (c.smear_gate != SmearGate::kNone) s.smear_gate = DeviceBuffer<float>(values(p.smear_gate));
+  if (c.smear_v2()) s.smear_lambda = DeviceBuffer<float>(values(p.smear_lambda));
   if (c.bigram_buckets > 0) {
     s.bigram_embed = DeviceBuffer<float>(values(p.bigram_embed));
     s.bigram_proj = DeviceBuffer<float>(values(p.bigram_proj));

@@ -88,12 +88,14 @@ struct CudaTrainer::State {
   int64_t segment_count = 0;
   DeviceBuffer<float> embedding_scratch;
   // BigramHash: each input's bucket and the embedding backward's lists of them; the table's rows,
-  // their projection, the embedding before its norm, the rows' gradient. SmearGate: the normed
-  // embedding before it. column: one row's worth of column sums.
+  // their projection, the embedding before its norm (BigramHash or SmearGate v2), the rows' gradient.
+  // SmearGate v1: the normed embedding before it; v2: the embedding it made (before the norm), and
+  // its backward's row terms. column: one row's worth of column sums.
   DeviceBuffer<uint16_t> buckets;
   DeviceBuffer<int32_t> bucket_order, bucket_segments, bucket_token_segments;
   int64_t bucket_segment_count = 0;
-  DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, column;
+  DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, smeared,
+      smear_rows, column;
   DeviceBuffer<float> x0, final_normed, logits;
   DeviceBuffer<double> losses;
   std::vector<BlockActivations> blocks;
@@ -141,6 +143,8 @@ struct CudaTrainer::State {
   void block_backward(int layer, int sequences);
   void newton_schulz(const std::vector<size_t>& batch);
   bool bf16() const { return precision == Precision::kBf16; }
+  // SmearGate v2's mask: the BOS id, or -1 for none.
+  int smear_bos() const { return config.smear_gate == SmearGate::kV2 ? kBosToken : -1; }
   // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
   bool takes_skip(int layer) const {
     const int decoder = layer - config.encoder_layers();
@@ -228,10 +232,15 @@ void CudaTrainer::State::forward(int sequences) {
     cuda::gather_rows(param(bigram_slot), buckets.data(), n, c.bigram_dim, bigram_rows.data(), stream);
     cuda::linear(gemm, bigram_rows.data(), param(bigram_slot + 1), n, c.bigram_dim, c.dim, bigram_out.data());
   }
+  const bool keep_sum = bigram || c.smear_v2();
   cuda::embedding_rms_norm(param(0), inputs.data(), bigram ? bigram_out.data() : nullptr,
-                           bigram ? param(bigram_slot + 2) : nullptr, n, c.dim, bigram ? embedding_sum.data() : nullptr,
-                           c.smear_v1() ? embedded.data() : x0.data(), stream);
+                           bigram ? param(bigram_slot + 2) : nullptr, n, c.dim,
+                           keep_sum ? embedding_sum.data() : nullptr,
+                           c.smear_v2() ? nullptr : c.smear_v1() ? embedded.data() : x0.data(), stream);
   if (c.smear_v1()) cuda::smear(embedded.data(), param(smear_slot), n, seq_len, c.dim, x0.data(), stream);
+  if (c.smear_v2())
+    cuda::smear_v2(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1), inputs.data(),
+                   smear_bos(), n, seq_len, c.dim, smeared.data(), x0.data(), stream);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
@@ -398,9 +407,20 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     d_embedded = t2.data();
   }
   const bool bigram = c.bigram_buckets > 0;
-  // d of the embedding before its norm into t1: the token rows' gradient, and BigramHash's
-  cuda::embedding_rms_norm_backward(bigram ? embedding_sum.data() : param(0), bigram ? nullptr : inputs.data(),
-                                    d_embedded, n, c.dim, t1.data(), stream);
+  // d of the embedding before its norm (and SmearGate v2) into t1: the token rows' gradient, and BigramHash's
+  if (c.smear_v2()) {  // the norm's backward at what v2 made into t2, v2's into t1
+    cuda::embedding_rms_norm_backward(smeared.data(), nullptr, d_embedded, n, c.dim, t2.data(), stream);
+    float* lambda_rows = smear_rows.data();
+    float* w_rows = lambda_rows + n;
+    cuda::smear_v2_backward(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1),
+                            inputs.data(), smear_bos(), t2.data(), n, settings.seq_len, c.dim, t1.data(), lambda_rows,
+                            w_rows, w_rows + int64_t{n} * kSmearWindow, stream);
+    cuda::add_sum(lambda_rows, n, grad(smear_slot + 1), stream);
+    cuda::column_sum(w_rows, nullptr, n, kSmearWindow, grad(smear_slot), true, column_scratch.data(), stream);
+  } else {
+    cuda::embedding_rms_norm_backward(bigram ? embedding_sum.data() : param(0), bigram ? nullptr : inputs.data(),
+                                      d_embedded, n, c.dim, t1.data(), stream);
+  }
   cuda::embedding_backward(t1.data(), order.data(), segments.data(), token_segments.data(), segment_count, c.vocab,
                            c.dim, embedding_scratch.data(), grad(0), stream);
   if (bigram) {  // sum = tok_emb[ids] + scale · bigram_rows proj^T
@@ -486,7 +506,6 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
-  require(!c.smear_v2(), "SmearGate v2 runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
@@ -535,9 +554,11 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
            : 0;
   // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
   // before its norm, the embedding backward's scratch over the buckets.
-  const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + 2 * int64_t{c.dim} : 0;
+  const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + int64_t{c.dim} : 0;
+  const int64_t sum_width = c.bigram_buckets > 0 || c.smear_v2() ? c.dim : 0;
+  const int64_t smear_width = c.smear_v1() ? c.dim : c.smear_v2() ? c.dim + kSmearWindow + 3 : 0;
   const int64_t seed_floats =
-      rows * ((c.smear_v1() ? c.dim : 0) + bigram_width) + c.dim +
+      rows * (smear_width + sum_width + bigram_width) + c.dim +
       (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
   const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
@@ -594,7 +615,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.bigram_rows = buffer(c.bigram_dim);
   s.d_bigram_rows = buffer(c.bigram_dim);
   s.bigram_out = buffer(bigram ? c.dim : 0);
-  s.embedding_sum = buffer(bigram ? c.dim : 0);
+  s.embedding_sum = buffer(bigram || c.smear_v2() ? c.dim : 0);
+  s.smeared = buffer(c.smear_v2() ? c.dim : 0);
+  s.smear_rows = buffer(c.smear_v2() ? kSmearWindow + 3 : 0);  // λ's and w's row shares, the backward's scratch
   s.column = DeviceBuffer<float>(static_cast<size_t>(c.dim));
   s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);

@@ -10,25 +10,43 @@ namespace pgolf::cuda {
 
 namespace {
 
+// One warp's row: v = a + scale · b (b null: a alone), kept in `kept` and normed into `normed`,
+// each where given.
 template <int kVectors>
-__global__ void embedding_rms_norm_kernel(const float* tok_emb, const uint16_t* ids, const float* extra,
-                                          const float* extra_scale, int64_t rows, int dim, float* sum, float* out) {
-  const int64_t row = warp_item();
-  if (row >= rows) return;
-  const float* x = tok_emb + int64_t(ids[row]) * dim;
-  const float scale = extra ? *extra_scale : 0.0f;
+__device__ void add_scaled_row(const float* a, const float* b, float scale, int dim, float* kept, float* normed) {
   float4 v[kVectors];
   float sum_sq = 0;
 #pragma unroll
   for (int k = 0; k < kVectors; ++k) {
     const int c = row_column(k);
     if (c >= dim) continue;
-    v[k] = load4(x + c);
-    if (extra) v[k] = v[k] + load4(extra + row * dim + c) * scale;
-    if (sum) store4(sum + row * dim + c, v[k]);
+    v[k] = load4(a + c);
+    if (b) v[k] = v[k] + load4(b + c) * scale;
+    if (kept) store4(kept + c, v[k]);
     sum_sq += dot(v[k], v[k]);
   }
-  warp_write_normed(v, sum_sq, dim, out + row * dim);
+  if (normed) warp_write_normed(v, sum_sq, dim, normed);
+}
+
+template <int kVectors>
+__global__ void embedding_rms_norm_kernel(const float* tok_emb, const uint16_t* ids, const float* extra,
+                                          const float* extra_scale, int64_t rows, int dim, float* sum, float* out) {
+  const int64_t row = warp_item();
+  if (row >= rows) return;
+  add_scaled_row<kVectors>(tok_emb + int64_t(ids[row]) * dim, extra ? extra + row * dim : nullptr,
+                           extra ? *extra_scale : 0.0f, dim, sum ? sum + row * dim : nullptr,
+                           out ? out + row * dim : nullptr);
+}
+
+template <int kVectors>
+__global__ void smear_v2_kernel(const float* x, const float* w, int window, const float* lambda, const uint16_t* ids,
+                                int bos, int64_t rows, int seq_len, int dim, float* smeared, float* normed) {
+  const int64_t row = warp_item();
+  if (row >= rows) return;
+  const float* x_t = x + row * dim;
+  const float coefficient = smear_v2_coefficient(x_t, w, window, *lambda, smear_v2_mixes(row, ids, bos, seq_len));
+  add_scaled_row<kVectors>(x_t, coefficient != 0.0f ? x_t - dim : nullptr, coefficient, dim,
+                           smeared ? smeared + row * dim : nullptr, normed + row * dim);
 }
 
 __global__ void gather_rows_kernel(const float* table, const uint16_t* ids, int64_t rows, int width, float* out) {
@@ -126,6 +144,18 @@ void gather_rows(const float* table, const uint16_t* ids, int64_t rows, int widt
   if (rows == 0) return;
   gather_rows_kernel<<<elementwise_blocks(rows * width), kThreadsPerBlock, 0, stream>>>(table, ids, rows, width, out);
   PGOLF_CUDA_CHECK_LAUNCH("gather_rows");
+}
+
+void smear_v2(const float* x, const float* w, int window, const float* lambda, const uint16_t* ids, int bos,
+              int64_t rows, int seq_len, int dim, float* smeared, float* normed, cudaStream_t stream) {
+  if (rows == 0) return;
+  check_smear_window("smear_v2", window, dim);
+  with_row_vectors("smear_v2", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    smear_v2_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(x, w, window, lambda, ids, bos, rows,
+                                                                                seq_len, dim, smeared, normed);
+  });
+  PGOLF_CUDA_CHECK_LAUNCH("smear_v2");
 }
 
 void smear(const float* x, const float* gate, int64_t rows, int seq_len, int dim, float* out, cudaStream_t stream) {

@@ -13,7 +13,7 @@ namespace pgolf::cuda {
 
 // out[t] = rms_norm(tok_emb[ids[t]] + *extra_scale · extra[t]) for rows of `dim` (extra null: of
 // the embedding alone; extra_scale on the device); rms_norm(x) = x / sqrt(mean(x^2) + FLT_EPSILON).
-// sum (where given) keeps the rows before the norm, for the backward.
+// sum (where given) keeps the rows before the norm, for the backward; out may be null (sum only).
 void embedding_rms_norm(const float* tok_emb, const uint16_t* ids, const float* extra, const float* extra_scale,
                         int64_t rows, int dim, float* sum, float* out, cudaStream_t stream);
 
@@ -23,6 +23,12 @@ void gather_rows(const float* table, const uint16_t* ids, int64_t rows, int widt
 // SmearGate v1: out[t] = (1 − σ(gate)) x[t] + σ(gate) x[t − 1] per channel (gate [dim]), with
 // x[t − 1] = 0 at each sequence's first row (t % seq_len == 0).
 void smear(const float* x, const float* gate, int64_t rows, int seq_len, int dim, float* out, cudaStream_t stream);
+
+// SmearGate v2 on rows x before their norm: y[t] = x[t] + *lambda σ(w · x[t][0 : window]) x[t − 1],
+// except at each sequence's first row and (bos >= 0) where ids[t] == bos; smeared (where given) = y,
+// normed = rms_norm(y). window a multiple of 4 up to 128; w and lambda on the device.
+void smear_v2(const float* x, const float* w, int window, const float* lambda, const uint16_t* ids, int bos,
+              int64_t rows, int seq_len, int dim, float* smeared, float* normed, cudaStream_t stream);
 
 // Outputs marked T are float or __nv_bfloat16 (rounded to nearest even: the bf16 trainer's GEMM
 // and attention inputs). Row-wise kernels take a row width `dim` that is a multiple of 4, at most

@@ -263,6 +263,43 @@ __global__ void squared_norm_partial_kernel(const float* x, int64_t count, float
 
 __global__ void squared_norm_final_kernel(float* out) { block_sum<false>(out + 1, kSquaredNormBlocks, out); }
 
+// Per row t of smear_v2: coefficient[t] = λ σ(z_t) where it mixes (else 0), d_z[t] = the gradient of
+// the gate's input z_t = w · x_t[0 : window], and the row's shares of λ's and w's gradients.
+__global__ void smear_v2_rows_kernel(const float* x, const float* w, int window, const float* lambda,
+                                     const uint16_t* ids, int bos, const float* dy, int64_t rows, int seq_len, int dim,
+                                     float* coefficient, float* d_z, float* d_lambda_rows, float* d_w_rows) {
+  const int64_t row = warp_item();
+  if (row >= rows) return;
+  const float* x_t = x + row * dim;
+  const bool mixes = smear_v2_mixes(row, ids, bos, seq_len);
+  const float gate = smear_v2_gate(x_t, w, window);
+  float seen = 0;  // dy_t · x_{t−1}
+  if (mixes)
+    for (int c = 4 * lane(); c < dim; c += 4 * kWarp) seen += dot(load4(dy + row * dim + c), load4(x_t - dim + c));
+  seen = warp_sum(seen);
+  const float dz = mixes ? *lambda * seen * gate * (1.0f - gate) : 0.0f;
+  if (4 * lane() < window) store4(d_w_rows + row * window + 4 * lane(), load4(x_t + 4 * lane()) * dz);
+  if (lane() == 0) {
+    coefficient[row] = mixes ? *lambda * gate : 0.0f;
+    d_z[row] = dz;
+    d_lambda_rows[row] = mixes ? gate * seen : 0.0f;
+  }
+}
+
+// dx = dy + coefficient[t + 1] dy[t + 1] (0 past the last row; a sequence's first row has
+// coefficient 0) + d_z[t] w on the window's columns.
+__global__ void smear_v2_dx_kernel(const float* w, int window, const float* dy, const float* coefficient,
+                                   const float* d_z, int64_t rows, int dim, float* dx) {
+  PGOLF_GRID_STRIDE(i, rows * dim) {
+    const int64_t row = i / dim;
+    const int column = int(i % dim);
+    float g = dy[i];
+    if (row + 1 < rows) g += coefficient[row + 1] * dy[i + dim];
+    if (column < window) g += d_z[row] * w[column];
+    dx[i] = g;
+  }
+}
+
 __global__ void add_sum_kernel(const float* x, int64_t count, float* out) {
   __shared__ float total;
   block_sum<false>(x, count, &total);
@@ -351,6 +388,19 @@ void smear_backward(const float* x, const float* gate, const float* dy, int64_t 
   smear_backward_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(x, gate, dy, rows, seq_len,
                                                                                         dim, dx, d_gate_rows);
   PGOLF_CUDA_CHECK_LAUNCH("smear_backward");
+}
+
+void smear_v2_backward(const float* x, const float* w, int window, const float* lambda, const uint16_t* ids, int bos,
+                       const float* dy, int64_t rows, int seq_len, int dim, float* dx, float* d_lambda_rows,
+                       float* d_w_rows, float* scratch, cudaStream_t stream) {
+  if (rows == 0) return;
+  check_smear_window("smear_v2_backward", window, dim);
+  smear_v2_rows_kernel<<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(
+      x, w, window, lambda, ids, bos, dy, rows, seq_len, dim, scratch, scratch + rows, d_lambda_rows, d_w_rows);
+  PGOLF_CUDA_CHECK_LAUNCH("smear_v2_backward");
+  smear_v2_dx_kernel<<<elementwise_blocks(rows * dim), kThreadsPerBlock, 0, stream>>>(w, window, dy, scratch,
+                                                                                     scratch + rows, rows, dim, dx);
+  PGOLF_CUDA_CHECK_LAUNCH("smear_v2_backward");
 }
 
 void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream) {

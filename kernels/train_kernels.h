@@ -27,16 +27,23 @@ void embedding_rms_norm_backward(const float* tok_emb, const uint16_t* ids, cons
 void smear_backward(const float* x, const float* gate, const float* dy, int64_t rows, int seq_len, int dim, float* dx,
                     float* d_gate_rows, cudaStream_t stream);
 
+// The backward of smear_v2 (forward_kernels.h) from dy, the gradient of its output: dx (other memory
+// than dy), and each row's share of λ's gradient (d_lambda_rows [rows]) and of w's (d_w_rows [rows,
+// window]); scratch holds 2 rows floats.
+void smear_v2_backward(const float* x, const float* w, int window, const float* lambda, const uint16_t* ids, int bos,
+                       const float* dy, int64_t rows, int seq_len, int dim, float* dx, float* d_lambda_rows,
+                       float* d_w_rows, float* scratch, cudaStream_t stream);
+
 // *out += the sum of x[0 .. count), in a fixed order (one block).
 void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream);
 
 // out = *factor · x (factor on the device).
 void scale(const float* x, const float* factor, int64_t count, float* out, cudaStream_t stream);
 
-// The backward of qk_norm_rope. raw: the projection's output before qk_norm_rope; d_qkv: the
-// gradient of its result (rotated_dims as there); d_raw: the gradient of raw, v columns included (may be d_qkv: then the v
-// columns are left as they are). d_gain_partial [rows, heads]: each row's share of q_gain's
-// gradient (column_sum reduces it). head_dim 8, 16, 32, 64, 128 or 256.
+// The backward of qk_norm_rope (rotated_dims as there). raw: the projection's output before
+// qk_norm_rope; d_qkv: the gradient of its result; d_raw: the gradient of raw, v columns included
+// (may be d_qkv: then the v columns are left as they are). d_gain_partial [rows, heads]: each
+// row's share of q_gain's gradient (column_sum reduces it). head_dim 8, 16, 32, 64, 128 or 256.
 template <typename T>
 void qk_norm_rope_backward(const float* raw, const float* d_qkv, int64_t rows, int seq_len, int heads, int kv_heads,
                            int head_dim, int rotated_dims, const float* rope_cos, const float* rope_sin,

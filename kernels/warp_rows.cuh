@@ -145,6 +145,26 @@ __device__ inline RopeLane rope_lane(int rows, int rows_per_block, int all_heads
   l.offset = (int64_t(l.row) * all_heads + l.head) * head_dim;
   return l;
 }
+// SmearGate v2: whether row t mixes in the row before it (not at a sequence's first row, nor at a
+// BOS when bos >= 0), and the coefficient λ σ(w · x_t[0 : window]) (0 where it does not mix),
+// over the whole warp (lanes below window / 4 hold the window's float4).
+__device__ inline bool smear_v2_mixes(int64_t row, const uint16_t* ids, int bos, int seq_len) {
+  return row % seq_len != 0 && (bos < 0 || ids[row] != bos);
+}
+__device__ inline float smear_v2_gate(const float* x_t, const float* w, int window) {
+  const float z = warp_sum(4 * lane() < window ? dot(load4(x_t + 4 * lane()), load4(w + 4 * lane())) : 0.0f);
+  return 1.0f / (1.0f + expf(-z));
+}
+__device__ inline float smear_v2_coefficient(const float* x_t, const float* w, int window, float lambda, bool mixes) {
+  const float gate = smear_v2_gate(x_t, w, window);
+  return mixes ? lambda * gate : 0.0f;
+}
+inline void check_smear_window(const char* what, int window, int dim) {
+  if (window <= 0 || window % 4 != 0 || window > 4 * kWarp || window > dim)
+    throw std::invalid_argument(std::string(what) + ": the gate's window " + std::to_string(window) +
+                                " is not a multiple of 4 up to 128 and the row width");
+}
+
 // The columns (within the head) of the lane's first x1 and first x2: rotation pairs p .. p + 3
 // (p = l.j) are (p, R/2 + p) for p < R/2 (R = rotated_dims); the pairs after turn by cos 1, sin 0
 // and cover the dims from R on the same way, (R + q, R + (head_dim − R)/2 + q) with q = p − R/2.

@@ -107,15 +107,19 @@ TEST_F(CudaEval, TinyModelTokenLossesMatchCpu) {
 // The seed's techniques: head_dim 16 (2 heads / 1 KV head) with RoPE on 8 of it, SmearGate v1,
 // BigramHash 64 x 16.
 TEST_F(CudaEval, TinySeedModelTokenLossesMatchCpu) {
-  ModelConfig c = tiny_config();
-  c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = SmearGate::kV1;
-  c.bigram_buckets = 64, c.bigram_dim = 16;
-  const Model<float> model = random_model(c, rng_);
-  const int seq_len = 16;
-  CudaModel gpu(model, 2, seq_len);
-  const auto a = random_tokens(seq_len + 1, 64, rng_), b = random_tokens(seq_len + 1, 64, rng_);
-  const std::vector<TokenWindow> two{a, b};
-  expect_losses_close("tiny seed model, 2 x 16", gpu.token_losses(two), model.token_losses(two, 1));
+  for (SmearGate gate : {SmearGate::kV1, SmearGate::kV2, SmearGate::kV2Unmasked}) {
+    ModelConfig c = tiny_config();
+    c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = gate;
+    c.bigram_buckets = 64, c.bigram_dim = 16;
+    const Model<float> model = random_model(c, rng_);
+    const int seq_len = 16;
+    CudaModel gpu(model, 2, seq_len);
+    auto a = random_tokens(seq_len + 1, 64, rng_), b = random_tokens(seq_len + 1, 64, rng_);
+    a[6] = b[3] = kBosToken;
+    const std::vector<TokenWindow> two{a, b};
+    expect_losses_close("tiny seed model, SmearGate " + smear_gate_name(gate), gpu.token_losses(two),
+                        model.token_losses(two, 1));
+  }
 }
 
 TEST_F(CudaEval, TinyModelEvalMatchesCpuPlainAndSliding) {

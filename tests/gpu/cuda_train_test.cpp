@@ -55,7 +55,8 @@ void check_gradients(const ModelConfig& config, int sequences, int seq_len, Prec
   s.seq_len = seq_len;
   s.micro_batch = sequences;
   s.tokens_per_step = int64_t{sequences} * seq_len;
-  const std::vector<uint16_t> tokens = test::random_tokens(sequences * seq_len + 1, config.vocab, 4);
+  std::vector<uint16_t> tokens = test::random_tokens(sequences * seq_len + 1, config.vocab, 4);
+  tokens[5] = tokens[seq_len + 3] = kBosToken;  // documents that start inside the sequences
   const auto windows = windows_of(tokens, 0, sequences, seq_len);
 
   CudaTrainer gpu(state, s, precision);
@@ -123,6 +124,16 @@ TEST_F(CudaTrain, SeedTechniquesMatchTheCpuReference) {
   follow_cpu_for_twenty_steps(tiny_seed_config(), Precision::kFp32, 1e-3);
   check_gradients(tiny_seed_config(), 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
   follow_cpu_for_twenty_steps(tiny_seed_config(), Precision::kBf16, kBf16StepsTolerance);
+}
+
+// SmearGate v2 (masked at BOS, and not) over BigramHash, fp32.
+TEST_F(CudaTrain, SmearGateV2MatchesTheCpuReference) {
+  for (SmearGate gate : {SmearGate::kV2, SmearGate::kV2Unmasked}) {
+    ModelConfig config = tiny_seed_config();
+    config.smear_gate = gate;
+    check_gradients(config, 4, 16);
+    follow_cpu_for_twenty_steps(config, Precision::kFp32, 1e-3);
+  }
 }
 
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {

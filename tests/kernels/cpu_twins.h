@@ -24,7 +24,8 @@ inline std::vector<double> twin_rms_norm(const std::vector<float>& x, int64_t ro
 }
 
 // table[ids[t]] row by row.
-inline std::vector<float> twin_gather_rows(const std::vector<float>& table, const std::vector<uint16_t>& ids, int width) {
+inline std::vector<float> twin_gather_rows(const std::vector<float>& table, const std::vector<uint16_t>& ids,
+                                           int width) {
   std::vector<float> gathered;
   for (uint16_t id : ids) gathered.insert(gathered.end(), table.begin() + id * width, table.begin() + (id + 1) * width);
   return gathered;
@@ -47,7 +48,8 @@ inline std::vector<double> twin_embedding_rms_norm(const std::vector<float>& tok
 inline double twin_sigmoid(float g) { return 1.0 / (1.0 + std::exp(-double(g))); }
 
 // SmearGate v1 over sequences of seq_len rows.
-inline std::vector<double> twin_smear(const std::vector<float>& x, const std::vector<float>& gate, int seq_len, int dim) {
+inline std::vector<double> twin_smear(const std::vector<float>& x, const std::vector<float>& gate, int seq_len,
+                                      int dim) {
   std::vector<double> out(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const double mix = twin_sigmoid(gate[i % dim]);
@@ -55,6 +57,51 @@ inline std::vector<double> twin_smear(const std::vector<float>& x, const std::ve
     out[i] = (1 - mix) * x[i] + (row % seq_len == 0 ? 0.0 : mix * x[i - dim]);
   }
   return out;
+}
+
+// SmearGate v2 on rows of dim over sequences of seq_len: whether row t mixes, and its coefficient
+// λ σ(w · x_t[0 : window]).
+inline bool twin_smear_v2_mixes(size_t row, const std::vector<uint16_t>& ids, int bos, int seq_len) {
+  return row % seq_len != 0 && (bos < 0 || ids[row] != bos);
+}
+inline double twin_smear_v2_gate(const std::vector<float>& x, size_t row, const std::vector<float>& w, int dim) {
+  double z = 0;
+  for (size_t j = 0; j < w.size(); ++j) z += double(w[j]) * x[row * dim + j];
+  return 1.0 / (1.0 + std::exp(-z));
+}
+inline std::vector<double> twin_smear_v2(const std::vector<float>& x, const std::vector<float>& w, float lambda,
+                                         const std::vector<uint16_t>& ids, int bos, int seq_len, int dim) {
+  std::vector<double> y(x.begin(), x.end());
+  for (size_t row = 0; row < ids.size(); ++row) {
+    if (!twin_smear_v2_mixes(row, ids, bos, seq_len)) continue;
+    const double coefficient = lambda * twin_smear_v2_gate(x, row, w, dim);
+    for (int j = 0; j < dim; ++j) y[row * dim + j] += coefficient * x[(row - 1) * dim + j];
+  }
+  return y;
+}
+struct SmearV2Gradient {
+  std::vector<double> dx, d_lambda_rows, d_w_rows;
+};
+inline SmearV2Gradient twin_smear_v2_backward(const std::vector<float>& x, const std::vector<float>& w, float lambda,
+                                              const std::vector<uint16_t>& ids, int bos, const std::vector<float>& dy,
+                                              int seq_len, int dim) {
+  const size_t rows = ids.size(), window = w.size();
+  SmearV2Gradient g{std::vector<double>(dy.begin(), dy.end()), std::vector<double>(rows),
+                    std::vector<double>(rows * window)};
+  for (size_t row = 0; row < rows; ++row) {
+    if (!twin_smear_v2_mixes(row, ids, bos, seq_len)) continue;
+    const double gate = twin_smear_v2_gate(x, row, w, dim);
+    double seen = 0;
+    for (int j = 0; j < dim; ++j) seen += double(dy[row * dim + j]) * x[(row - 1) * dim + j];
+    g.d_lambda_rows[row] = gate * seen;
+    for (int j = 0; j < dim; ++j) g.dx[(row - 1) * dim + j] += lambda * gate * dy[row * dim + j];
+    const double dz = lambda * seen * gate * (1 - gate);
+    for (size_t j = 0; j < window; ++j) {
+      g.d_w_rows[row * window + j] = dz * x[row * dim + j];
+      g.dx[row * dim + j] += dz * w[j];
+    }
+  }
+  return g;
 }
 
 // Its backward: dx, and each row's share of the gate's gradient.

@@ -48,6 +48,26 @@ TEST_F(CudaKernels, GatherRows) {
   }
 }
 
+// Masked at BOS (bos 1) and not, with some rows BOS; the smeared rows kept and normed.
+TEST_F(CudaKernels, SmearV2) {
+  const int seq_len = 37, rows = 3 * seq_len, dim = 96, window = 12;
+  const auto x = normal(rows * dim, 1.f), w = normal(window, 1.f), lambda = normal(1, 1.f);
+  std::vector<uint16_t> id = ids(rows, 8);
+  DeviceBuffer<float> d_x(x), d_w(w), d_lambda(lambda);
+  DeviceBuffer<uint16_t> d_ids(id);
+  for (int bos : {1, -1}) {
+    const std::vector<double> want = twin_smear_v2(x, w, lambda[0], id, bos, seq_len, dim);
+    const std::string what = "smear_v2, bos " + std::to_string(bos);
+    auto smeared = poisoned(x.size());
+    auto normed = poisoned(x.size());
+    cuda::smear_v2(d_x.data(), d_w.data(), window, d_lambda.data(), d_ids.data(), bos, rows, seq_len, dim,
+                   smeared.data(), normed.data(), nullptr);
+    expect_close(what, smeared.download(), want);
+    const std::vector<float> sum(want.begin(), want.end());
+    expect_close(what + ": normed", normed.download(), twin_rms_norm(sum, rows, dim));
+  }
+}
+
 TEST_F(CudaKernels, Smear) {
   const int seq_len = 37, rows = 3 * seq_len, dim = 96;
   const auto x = normal(rows * dim, 1.f), gate = normal(dim, 2.f);

@@ -45,6 +45,27 @@ TEST_F(CudaTrainKernels, SmearBackward) {
   expect_close("smear_backward: the gate's shares", shares.download(), want.d_gate_rows);
 }
 
+TEST_F(CudaTrainKernels, SmearV2Backward) {
+  const int seq_len = 37, rows = 3 * seq_len, dim = 96, window = 12;
+  const auto x = normal(rows * dim, 1.f), w = normal(window, 1.f), lambda = normal(1, 1.f);
+  const auto dy = normal(rows * dim, 1.f);
+  std::vector<uint16_t> id = ids(rows, 8);
+  DeviceBuffer<float> d_x(x), d_w(w), d_lambda(lambda), d_dy(dy), scratch(size_t(2 * rows));
+  DeviceBuffer<uint16_t> d_ids(id);
+  for (int bos : {1, -1}) {
+    const SmearV2Gradient want = twin_smear_v2_backward(x, w, lambda[0], id, bos, dy, seq_len, dim);
+    const std::string what = "smear_v2_backward, bos " + std::to_string(bos);
+    auto dx = poisoned(x.size());
+    auto lambda_rows = poisoned(size_t(rows));
+    auto w_rows = poisoned(size_t(rows) * window);
+    cuda::smear_v2_backward(d_x.data(), d_w.data(), window, d_lambda.data(), d_ids.data(), bos, d_dy.data(), rows,
+                            seq_len, dim, dx.data(), lambda_rows.data(), w_rows.data(), scratch.data(), nullptr);
+    expect_close(what, dx.download(), want.dx);
+    expect_close(what + ": lambda's shares", lambda_rows.download(), want.d_lambda_rows);
+    expect_close(what + ": w's shares", w_rows.download(), want.d_w_rows);
+  }
+}
+
 // add_sum adds (twice: it accumulates); scale multiplies by a factor on the device.
 TEST_F(CudaTrainKernels, AddSumAndScale) {
   const auto x = normal(100003, 1.f), factor = normal(1, 1.f);
