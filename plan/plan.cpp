@@ -63,6 +63,9 @@ std::string Plan::codec_for(const std::string& name, DType dtype, const std::vec
     if (std::regex_search(name, rule.regex)) return rule.spec;
   if (default_spec_ == kLosslessSpec) return kRawSpec;
   if (is_control_tensor(name)) return "fp32";
+  // BigramHash's table is read by lookup: no calibration Hessian describes it (GPTQ would have
+  // nothing to work with), and the records store it int8 per row (M4, M5).
+  if (name == kBigramTableName && shape.size() == 2 && element_count(shape) > kSmallTensorElements) return "int8";
   if (shape.size() != 2 || element_count(shape) <= kSmallTensorElements) return "fp16";
   return default_spec_;
 }

@@ -31,8 +31,8 @@ class Plan {
   Plan(std::string default_spec, const std::vector<std::string>& rules);
 
   // Parameter Golf's rules, after the user's: non-float -> raw; control tensors (attn_scale,
-  // mlp_scale, resid_mix, q_gain, skip_weight) -> fp32; at most 65,536 elements or not 2-D -> fp16;
-  // everything else -> the default spec.
+  // mlp_scale, resid_mix, q_gain, skip_weight) -> fp32; a large BigramHash table -> int8; at most
+  // 65,536 elements or not 2-D -> fp16; everything else -> the default spec.
   std::string codec_for(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const;
   // codec_for every tensor, in the checkpoint's order: the plan as data, as encode_checkpoint takes it.
   std::vector<std::string> specs_for(const Checkpoint& checkpoint) const;
@@ -40,6 +40,7 @@ class Plan {
   std::vector<std::string> unmatched_rules(const Checkpoint& checkpoint) const;
 
   static constexpr int64_t kSmallTensorElements = 65536;
+  static constexpr const char* kBigramTableName = "bigram.embed.weight";
 
  private:
   std::string default_spec_;

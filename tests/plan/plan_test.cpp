@@ -18,6 +18,12 @@ TEST(Plan, ParameterGolfDefaults) {
   EXPECT_EQ(plan.codec_for("small.weight", DType::F32, {256, 256}), "fp16") << "65,536 elements stays float";
   EXPECT_EQ(plan.codec_for("big.weight", DType::F32, {256, 257}), "int6");
   EXPECT_EQ(plan.codec_for("conv.weight", DType::F32, {64, 64, 3, 3}), "fp16") << "not 2-D";
+  EXPECT_EQ(plan.codec_for("bigram.embed.weight", DType::BF16, {4096, 128}), "int8") << "a lookup table, as the records";
+  EXPECT_EQ(plan.codec_for("bigram.embed.weight", DType::BF16, {64, 16}), "fp16");
+  EXPECT_EQ(Plan("gptq+int6", {}).codec_for("bigram.embed.weight", DType::BF16, {4096, 128}), "int8");
+  EXPECT_EQ(plan.codec_for("bigram.proj.weight", DType::BF16, {512, 128}), "fp16");
+  EXPECT_EQ(plan.codec_for("bigram.scale", DType::BF16, {}), "fp16");
+  EXPECT_EQ(plan.codec_for("smear.gate", DType::BF16, {512}), "fp16");
   EXPECT_EQ(plan.codec_for("steps", DType::I64, {}), kRawSpec);
   EXPECT_EQ(plan.codec_for("mask", DType::BOOL, {1000, 1000}), kRawSpec);
 }
