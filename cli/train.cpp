@@ -184,8 +184,10 @@ int train_main(int argc, char** argv) {
   config.bigram_buckets = settings.get<int>("bigram-buckets");
   require(config.bigram_buckets != 1 && config.bigram_buckets >= 0,
           "--bigram-buckets " + std::to_string(config.bigram_buckets) + ": 0 (none) or 2 to 65536");
-  require(config.bigram_buckets > 0 || !settings.given("bigram-dim"), "--bigram-dim needs --bigram-buckets");
-  config.bigram_dim = config.bigram_buckets > 0 ? settings.get<int>("bigram-dim") : 0;
+  // A preset's width with the table turned off by a flag is fine; a width flag without a table is not.
+  require(config.bigram_buckets > 0 || args.count("bigram-dim") == 0, "--bigram-dim needs --bigram-buckets");
+  const int bigram_dim = settings.get<int>("bigram-dim");  // read either way: a preset's key is known
+  config.bigram_dim = config.bigram_buckets > 0 ? bigram_dim : 0;
   const auto seed = settings.get<uint64_t>("seed");
   TrainSettings s;
   s.seq_len = settings.get<int>("seq-len");

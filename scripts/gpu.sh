@@ -22,6 +22,11 @@
 #                                          val_bpb, int6 + zstd:22; REF_GPUS=N for --gpus N)
 #                scripts/gpu.sh fidelity [base9|seed] (the Parameter Golf baseline's train_gpt.py and
 #                                          pgolf train side by side, per-step losses; FIDELITY_STEPS)
+#                scripts/gpu.sh seed tests|throughput|pr212|baseline (the seed's techniques: their GPU
+#                                          tests; the pr212 preset's tokens/s with each technique turned
+#                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
+#                                          packed by --auto under 16,000,000 B with the submission's code,
+#                                          and its val_bpb on the full val split at its seq_len)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
@@ -472,6 +477,55 @@ eval_base9() {
 # pgolf_decode.py, fp32 (as pgolf eval) within 1e-4 of pgolf eval, and in bf16 autocast as the
 # baseline runs; then the baseline trains a few steps, saves final_model.pt, and that file
 # round-trips bit for bit through compress --profile python (lossless) and the decoder.
+# seed_run tests|throughput|PRESET: issue 36's GPU figures (the presets are samples/configs/PRESET.json).
+seed_run() {
+  local what=$1 dir=build-gpu/seed
+  mkdir -p "$dir"
+  case "$what" in
+    tests)
+      step "GPU tests: the seed's kernels, trainer and evaluator against their CPU twins"
+      build-gpu/tests/test_kernels --gtest_filter='*Smear*:*GatherRows*:*EmbeddingRmsNorm*:*QkNormRope*:*AddSum*' 2>&1 |
+        tee "$logs/seed_tests.txt" || failed+=(seed-kernels)
+      build-gpu/tests/test_gpu --gtest_filter='CudaTrain.*:CudaEval.Tiny*' 2>&1 | tee -a "$logs/seed_tests.txt" ||
+        failed+=(seed-gpu)
+      ;;
+    throughput)
+      unpack_train_shards
+      local steps=${TRAIN_STEPS:-20} variant flags
+      for variant in all no-smear no-bigram whole-rope baseline-mlp; do
+        case "$variant" in
+          all) flags=() ;;
+          no-smear) flags=(--smear-gate none) ;;
+          no-bigram) flags=(--bigram-buckets 0) ;;
+          whole-rope) flags=(--rope-dims 0) ;;
+          baseline-mlp) flags=(--smear-gate none --bigram-buckets 0 --mlp-mult 2 --layers 9) ;;
+        esac
+        step "seed throughput: pr212 preset, $variant, $steps steps (bf16)"
+        build-gpu/cli/pgolf train --config samples/configs/pr212.json --data devdata/sp1024 --out "$dir/tp" --overwrite \
+          --device cuda --precision bf16 --steps "$steps" --warmdown 0 --val-tokens 65536 --log-every 5 "${flags[@]}" 2>&1 |
+          grep -E "^(model|done)" | tee -a "$logs/seed_throughput.txt" || failed+=(seed-throughput-$variant)
+      done
+      ;;
+    *)
+      [ -f "samples/configs/$what.json" ] || { echo "no preset samples/configs/$what.json"; failed+=(seed-$what); return; }
+      unpack_train_shards
+      step "seed: the $what preset, 270 s of training, then the Hessians of 524,288 train tokens"
+      build-gpu/cli/pgolf train --config "samples/configs/$what.json" --data devdata/sp1024 --out "$dir/$what" --overwrite \
+        --device cuda --precision bf16 --max-seconds 270 --log-every 50 --calibrate 524288 2>&1 |
+        tee "$logs/seed_$what.txt" || { failed+=(seed-$what); return; }
+      build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed > /dev/null
+      step "seed: $what packed by --auto under 16,000,000 B, the submission's code counted"
+      build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/$what.pgz" --force --auto --budget 16000000 \
+        --calibration "$dir/$what.h.safetensors" --compressor zstd:22 --code devdata/pg-baseline/train_gpt.py \
+        --code "$dir/pgolf_decode.packed.py" 2>&1 | grep -E "^(artifact|quantized|all tensors|total|budget)" |
+        tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-compress)
+      step "seed: $what, the artifact on the full val split at its seq_len"
+      build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val|seq" |
+        tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-eval)
+      ;;
+  esac
+}
+
 submission_run() {
   local dir=build-gpu/submission
   rm -rf "$dir" && mkdir -p "$dir/data"
@@ -517,6 +571,7 @@ EOF4
 
 case "${1:-}" in
   submission) submission_run; finish ;;
+  seed) seed_run "${2:-tests}"; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"

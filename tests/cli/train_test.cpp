@@ -275,6 +275,11 @@ TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
                    " --overwrite");
     EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.out;
   }
+  // A preset's technique turns off by a flag (its other keys still known).
+  auto r = pgolf("train" + with_flag(tiny, "steps", "1") + " --config " + test::sample_path("configs/pr212.json") +
+                 " --bigram-buckets 0 --out " + dir.file("d"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("SmearGate v1, initialised"), std::string::npos) << r.out;
 }
 
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
