@@ -226,9 +226,20 @@ TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NEAR(std::stod(val_loss(r.out)), trained, 0.05) << r.out;
 
-  r = pgolf("train" + data() + kTiny + seed + " --steps 22 --resume " + model + ".state --out " + dir.file("more"));
+  // Stopped at step 3 and resumed: the straight run's losses (SmearGate v2 here, masked at BOS).
+  const std::string v2 = " --rope-dims 4 --smear-gate v2 --bigram-buckets 64 --bigram-dim 16";
+  r = pgolf("train" + data() + kTiny + v2 + " --steps 6 --out " + dir.file("straight"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate v1, BigramHash 64x16"), std::string::npos) << r.out;
+  const std::vector<std::string> expected = losses(r.out);
+  r = pgolf("train" + data() + kTiny + v2 + " --steps 6 --stop-at 3 --out " + dir.file("first"));
+  std::vector<std::string> split = losses(r.out);
+  r = pgolf("train" + data() + kTiny + v2 + " --steps 6 --resume " + dir.file("first.state") + " --out " +
+            dir.file("more"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate v2, BigramHash 64x16"), std::string::npos) << r.out;
+  for (const std::string& loss : losses(r.out)) split.push_back(loss);
+  EXPECT_EQ(split, expected);
+  ASSERT_EQ(expected.size(), 6u);
   r = pgolf("train" + data() + kTiny + " --rope-dims 4 --bigram-buckets 64 --bigram-dim 16 --steps 22 --resume " +
             model + ".state --out " + dir.file("other"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
