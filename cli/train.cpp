@@ -133,6 +133,8 @@ int train_main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("none"))
       ("bigram-buckets", "BigramHash: a table of this many hashed (previous, current) token pairs added to the "
                          "embedding (0: none; the records use 2048 to 10240)", cxxopts::value<int>()->default_value("0"))
+      ("xsa-layers", "XSA on the last N blocks (the records: 3, 4 or all): each head's attention output minus its "
+                     "projection on its own value vector", cxxopts::value<int>()->default_value("0"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
@@ -180,6 +182,7 @@ int train_main(int argc, char** argv) {
   config.rope_base = settings.get<double>("rope-base");
   config.mlp_negative_slope = parse_activation(settings.get<std::string>("activation"));
   config.rope_dims = settings.get<int>("rope-dims");
+  config.xsa_layers = settings.get<int>("xsa-layers");
   config.smear_gate = parse_smear_gate(settings.get<std::string>("smear-gate"));
   config.bigram_buckets = settings.get<int>("bigram-buckets");
   require(config.bigram_buckets != 1 && config.bigram_buckets >= 0,
@@ -242,7 +245,7 @@ int train_main(int argc, char** argv) {
     bool model_given = false;
     for (const char* name :
          {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
-          "rope-dims", "smear-gate", "bigram-buckets", "bigram-dim"})
+          "rope-dims", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

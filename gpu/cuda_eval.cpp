@@ -163,6 +163,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
+  require(c.xsa_layers == 0, "XSA runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");

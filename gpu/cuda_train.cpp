@@ -506,6 +506,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
+  require(c.xsa_layers == 0, "XSA runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));

@@ -206,7 +206,8 @@ struct BlockActivations {
   Matrix<T> k_normed, k_inv_rms;              // per-head rms_norm of the k projection
   Matrix<T> q_rotated, k_rotated, v;          // q and k after RoPE (q before q_gain)
   Matrix<T> heads_out;                        // every head's attention output [T, H*D]
-  Matrix<T> attn_out;                         // attn.proj(heads_out)
+  Matrix<T> xsa_out;                          // heads_out through XSA, in the blocks that have it
+  Matrix<T> attn_out;                         // attn.proj(xsa_out or heads_out)
   Matrix<T> after_attn;                       // mixed + attn_scale * attn_out
   Matrix<T> mlp_in, mlp_in_inv_rms;           // rms_norm(after_attn)
   Matrix<T> fc_out;                           // mlp.fc(mlp_in)
@@ -241,6 +242,50 @@ void attention_weights(const ModelConfig& c, const BlockParams<T>& p, const Bloc
   const int kv = kv_head(c, h);
   const Matrix<T> q = a.q_rotated.middleCols(h * d, d) * p.q_gain(0, h);
   causal_attention_weights(q, a.k_rotated.middleCols(kv * d, d), T(1) / std::sqrt(T(d)), weights);
+}
+
+// XSA: each head's output y minus its projection on the unit value vector u = v / |v| of its KV
+// group at the same position (|v| at least 1e-12, as F.normalize).
+constexpr double kXsaEps = 1e-12;
+
+template <typename T>
+Matrix<T> xsa(const ModelConfig& c, const Matrix<T>& heads_out, const Matrix<T>& v) {
+  const int d = c.head_dim();
+  Matrix<T> out = heads_out;
+  for (Eigen::Index t = 0; t < v.rows(); ++t)
+    for (int h = 0; h < c.heads; ++h) {
+      const auto v_h = v.row(t).segment(kv_head(c, h) * d, d);
+      const auto u = (v_h / std::max(v_h.norm(), T(kXsaEps))).eval();
+      auto y = out.row(t).segment(h * d, d);
+      y -= y.dot(u) * u;
+    }
+  return out;
+}
+
+// Its backward from d_out: returns d(heads_out) and adds to d_v.
+template <typename T>
+Matrix<T> xsa_backward(const ModelConfig& c, const Matrix<T>& heads_out, const Matrix<T>& v, const Matrix<T>& d_out,
+                       Matrix<T>& d_v) {
+  const int d = c.head_dim();
+  Matrix<T> d_in = d_out;
+  for (Eigen::Index t = 0; t < v.rows(); ++t)
+    for (int h = 0; h < c.heads; ++h) {
+      const int kv = kv_head(c, h);
+      const auto v_h = v.row(t).segment(kv * d, d);
+      const T norm = v_h.norm(), divisor = std::max(norm, T(kXsaEps));
+      const auto u = (v_h / divisor).eval();
+      const auto y = heads_out.row(t).segment(h * d, d);
+      const auto dy = d_out.row(t).segment(h * d, d);
+      const T y_u = y.dot(u), dy_u = dy.dot(u);
+      d_in.row(t).segment(h * d, d) -= dy_u * u;  // y' = y - (y.u) u: the projection is symmetric
+      const auto d_u = (-(y_u * dy) - dy_u * y).eval();
+      // u = v / max(|v|, eps): through the norm where it is |v|
+      if (norm > T(kXsaEps))
+        d_v.row(t).segment(kv * d, d) += (d_u - d_u.dot(u) * u) / divisor;
+      else
+        d_v.row(t).segment(kv * d, d) += d_u / divisor;
+    }
+  return d_in;
 }
 
 // Hands a forward's matrix inputs to an InputObserver, when there is one, with the forward's thread.
@@ -280,8 +325,10 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
           weights.block(first, 0, rows, seen) * a.v.block(0, kv * d, seen, d);
     }
   }
-  observe(block, MatrixInput::kAttentionOutput, a.heads_out);
-  a.attn_out.noalias() = a.heads_out * p.attn_proj.transpose();
+  if (c.xsa_on(block)) a.xsa_out = xsa(c, a.heads_out, a.v);
+  const Matrix<T>& proj_in = c.xsa_on(block) ? a.xsa_out : a.heads_out;
+  observe(block, MatrixInput::kAttentionOutput, proj_in);
+  a.attn_out.noalias() = proj_in * p.attn_proj.transpose();
   a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
   rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
   observe(block, MatrixInput::kMlp, a.mlp_in);
@@ -295,7 +342,7 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
 // From d(output): adds to the block's parameter gradients g and to d_x0; returns d(input).
 template <typename T>
 Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
-                         const BlockActivations<T>& a, const Matrix<T>& d_output, Matrix<T>& d_x0,
+                         const BlockActivations<T>& a, int block, const Matrix<T>& d_output, Matrix<T>& d_x0,
                          BlockParams<T>& g) {
   const int d = c.head_dim();
   const T scale = T(1) / std::sqrt(T(d));
@@ -313,13 +360,15 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   // after_attn = mixed + attn_scale * attn.proj(heads_out)
   g.attn_scale += column_dot(d_after_attn, a.attn_out);
   Matrix<T> d_attn_out = scale_columns(d_after_attn, p.attn_scale.row(0));
-  g.attn_proj.noalias() += d_attn_out.transpose() * a.heads_out;
+  const bool has_xsa = c.xsa_on(block);
+  g.attn_proj.noalias() += d_attn_out.transpose() * (has_xsa ? a.xsa_out : a.heads_out);
   Matrix<T> d_heads_out = d_attn_out * p.attn_proj;
+  Matrix<T> d_v = Matrix<T>::Zero(a.v.rows(), a.v.cols());
+  if (has_xsa) d_heads_out = xsa_backward(c, a.heads_out, a.v, d_heads_out, d_v);
 
   // heads_out[h] = softmax(scale * q_gain[h] * q[h] k[kv]^T) v[kv], for each query head h
   Matrix<T> d_q_rotated(a.q_rotated.rows(), a.q_rotated.cols());
   Matrix<T> d_k_rotated = Matrix<T>::Zero(a.k_rotated.rows(), a.k_rotated.cols());
-  Matrix<T> d_v = Matrix<T>::Zero(a.v.rows(), a.v.cols());
   Matrix<T> weights;
   for (int h = 0; h < c.heads; ++h) {
     const int kv = kv_head(c, h);
@@ -438,7 +487,7 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
   std::vector<Matrix<T>> d_encoder_outputs(encoders);  // what reaches each skip from its decoder
   for (int i = c.layers - 1; i >= 0; --i) {
     if (i < encoders && d_encoder_outputs[i].size() > 0) d_x += d_encoder_outputs[i];
-    d_x = block_backward(c, p.blocks[i], a.rope, a.x0, a.blocks[i], d_x, d_x0, g.blocks[i]);
+    d_x = block_backward(c, p.blocks[i], a.rope, a.x0, a.blocks[i], i, d_x, d_x0, g.blocks[i]);
     const int decoder = i - encoders;
     if (decoder >= 0 && decoder < c.skip_count()) {
       const Matrix<T>& skip = a.encoder_outputs[encoders - 1 - decoder];

@@ -28,6 +28,8 @@ void ModelConfig::validate() const {
   require(!smear_v2() || dim >= kSmearWindow, "model config: SmearGate v2 reads the first " +
                                                    std::to_string(kSmearWindow) + " dims; the model has " +
                                                    std::to_string(dim));
+  require(xsa_layers >= 0 && xsa_layers <= layers, "model config: XSA on the last " + std::to_string(xsa_layers) +
+                                                      " layers of " + std::to_string(layers));
   require(bigram_buckets == 0 ? bigram_dim == 0 : bigram_buckets >= 2 && bigram_buckets <= 65536 && bigram_dim > 0,
           "model config: BigramHash needs 2 to 65536 buckets and a positive width, got " +
               std::to_string(bigram_buckets) + " x " + std::to_string(bigram_dim));
@@ -38,7 +40,8 @@ std::string ModelConfig::describe() const {
          " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) +
          (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab) +
          (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
-         (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "");
+         (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "") +
+         (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "");
 }
 
 namespace {
@@ -90,6 +93,7 @@ constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 constexpr const char* kActivationKey = "pgolf.activation";
 constexpr const char* kRopeDimsKey = "pgolf.rope_dims";
 constexpr const char* kSmearGateKey = "pgolf.smear_gate";
+constexpr const char* kXsaLayersKey = "pgolf.xsa_layers";
 
 std::optional<double> positive_number(const std::map<std::string, std::string>& metadata, const char* key) {
   auto it = metadata.find(key);
@@ -110,6 +114,7 @@ std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, 
                                                  {kActivationKey, activation_name(config.mlp_negative_slope)}};
   if (config.rope_dims > 0) metadata[kRopeDimsKey] = std::to_string(config.rope_dims);
   if (config.smear_gate != SmearGate::kNone) metadata[kSmearGateKey] = smear_gate_name(config.smear_gate);
+  if (config.xsa_layers > 0) metadata[kXsaLayersKey] = std::to_string(config.xsa_layers);
   return metadata;
 }
 
@@ -176,6 +181,10 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
       throw InputError(std::string("__metadata__ ") + kSmearGateKey + ": " + e.what());
     }
   }
+  if (auto v = positive_number(metadata, kXsaLayersKey)) {
+    require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.xsa_layers is not a whole number of layers");
+    r.xsa_layers = static_cast<int>(*v);
+  }
   if (auto v = positive_number(metadata, kRopeDimsKey)) {
     require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.rope_dims is not a whole number of dims");
     r.rope_dims = static_cast<int>(*v);
@@ -195,6 +204,7 @@ ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) 
   if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
   if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
   if (recorded.rope_dims) config.rope_dims = *recorded.rope_dims;
+  if (recorded.xsa_layers) config.xsa_layers = *recorded.xsa_layers;
   // The tensors tell v1 from v2; only v2's mask is the metadata's alone.
   if (recorded.smear_gate == SmearGate::kV2Unmasked && config.smear_v2()) config.smear_gate = SmearGate::kV2Unmasked;
   config.validate();

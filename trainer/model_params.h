@@ -50,9 +50,13 @@ struct ModelConfig {
   // each (previous, current) token pair, projected to dim ("bigram.proj.weight") and scaled
   // ("bigram.scale") into the embedding before its norm; 0 buckets: none.
   int bigram_buckets = 0, bigram_dim = 0;
+  // XSA on the last xsa_layers blocks (all of them at `layers`): each head's attention output minus
+  // its projection on its own position's unit value vector, before attn.proj. No parameters.
+  int xsa_layers = 0;
 
   int head_dim() const { return dim / heads; }
   int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
+  bool xsa_on(int layer) const { return layer >= layers - xsa_layers; }
   bool smear_v1() const { return smear_gate == SmearGate::kV1; }
   bool smear_v2() const { return smear_gate == SmearGate::kV2 || smear_gate == SmearGate::kV2Unmasked; }
   // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
@@ -77,6 +81,7 @@ struct RecordedSettings {
   std::optional<double> mlp_negative_slope;  // "pgolf.activation"
   std::optional<int> rope_dims;               // "pgolf.rope_dims"
   std::optional<SmearGate> smear_gate;        // "pgolf.smear_gate"
+  std::optional<int> xsa_layers;              // "pgolf.xsa_layers"
 };
 
 // "relu2" (slope 0) or "leaky-relu2:S" (0 < S < 1) to the MLP's negative slope and back; InputError

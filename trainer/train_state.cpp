@@ -82,6 +82,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"smear_gate", smear_gate_name(c.smear_gate)},
       {"bigram_buckets", std::to_string(c.bigram_buckets)},
       {"bigram_dim", std::to_string(c.bigram_dim)},
+      {"xsa_layers", std::to_string(c.xsa_layers)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -111,6 +112,7 @@ TrainState load_train_state(const std::string& path) {
   // ... and of the whole-head RoPE, without SmearGate or BigramHash.
   if (meta.contains("rope_dims")) c.rope_dims = parse<int>(meta, "rope_dims", path);
   if (auto it = meta.find("smear_gate"); it != meta.end()) c.smear_gate = parse_smear_gate(it->second);
+  if (meta.contains("xsa_layers")) c.xsa_layers = parse<int>(meta, "xsa_layers", path);
   if (meta.contains("bigram_buckets")) {
     c.bigram_buckets = parse<int>(meta, "bigram_buckets", path);
     c.bigram_dim = parse<int>(meta, "bigram_dim", path);

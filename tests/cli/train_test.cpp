@@ -317,6 +317,7 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --bigram-buckets 64 --bigram-dim 0" + out, "BigramHash needs 2 to 65536 buckets"},
       {"train" + data() + kTiny + " --bigram-dim 16" + out, "--bigram-dim needs --bigram-buckets"},
       {"train" + data() + kTiny + " --rope-dims 10" + out, "partial RoPE rotates an even number of dims up to the head dim 8"},
+      {"train" + data() + kTiny + " --xsa-layers 4" + out, "XSA on the last 4 layers of 3"},
       {"train" + data() + kTiny + " --smear-gate v3" + out, "SmearGate 'v3': none, v1, v2 or v2-unmasked"},
   };
   for (const auto& [args, message] : cases) {

@@ -117,6 +117,35 @@ TEST(Model, SmearGateV2GradientMatchesFiniteDifferences) {
   }
 }
 
+// XSA on the last block and on every block (GQA: two heads share each value vector).
+TEST(Model, XsaGradientMatchesFiniteDifferences) {
+  for (int layers : {1, 3}) {
+    ModelConfig c = tiny_config();
+    c.xsa_layers = layers;
+    check_gradient_by_finite_differences(c);
+  }
+  ModelConfig c = tiny_seed_config();
+  c.xsa_layers = 2;
+  check_gradient_by_finite_differences(c);
+}
+
+// XSA changes the model; 0 layers is the plain model; more layers than the model has is refused.
+TEST(Model, XsaChangesTheModel) {
+  const ModelConfig plain = tiny_config();
+  ModelConfig all = plain;
+  all.xsa_layers = plain.layers;
+  const auto params = random_params<double>(plain, 9);
+  const std::vector<uint16_t> tokens = random_tokens(17, plain.vocab, 10);
+  const std::vector<TokenWindow> windows{tokens};
+  EXPECT_NE(mean_loss(Model<double>(plain, params), windows), mean_loss(Model<double>(all, params), windows));
+  ModelConfig none = plain;
+  none.xsa_layers = 0;
+  EXPECT_EQ(mean_loss(Model<double>(plain, params), windows), mean_loss(Model<double>(none, params), windows));
+  ModelConfig too_many = plain;
+  too_many.xsa_layers = 4;
+  EXPECT_NE(test::input_error([&] { too_many.validate(); }).find("XSA on the last 4 layers of 3"), std::string::npos);
+}
+
 // v2 with zero λ is the model without SmearGate; the BOS mask changes the loss only when a window
 // holds a BOS after its first position.
 TEST(Model, SmearGateV2IsMaskedAtBos) {
