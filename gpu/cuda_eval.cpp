@@ -133,6 +133,7 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
     cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
                        rope_sin.data(), w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
+    if (c.xsa_on(i)) cuda::xsa(heads_out.data(), qkv.data(), rows, c.heads, c.kv_heads, d, heads_out.data(), stream);
     observe(i, MatrixInput::kAttentionOutput, heads_out.data());
     linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
     cuda::scaled_sum(x.data(), nullptr, projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), normed.data(),
@@ -163,7 +164,6 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
               " (use --device cpu)");
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA kernels take a model dim that is a multiple of 4 up to 2048; "
                                                 "this model's is " + std::to_string(c.dim) + " (use --device cpu)");
-  require(c.xsa_layers == 0, "XSA runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");

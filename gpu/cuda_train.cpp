@@ -55,6 +55,7 @@ struct Slot {
 struct BlockActivations {
   DeviceBuffer<float> skipped, mixed, attn_in, qkv_raw, qkv, heads_out, lse, attn_out, after_attn, mlp_in, fc_out,
       hidden, mlp_out, x_out;
+  DeviceBuffer<float> xsa_out;  // heads_out through XSA (attn.proj's input), in the blocks that have it
   // The block's input: `skipped` (the previous output plus a U-Net skip) in the decoder blocks
   // that take one, else the previous block's output (or x0), left where it is.
   const float* x_in = nullptr;
@@ -62,7 +63,7 @@ struct BlockActivations {
 
 // In bf16 mode, the bf16 copies of a block's GEMM and attention inputs (heads_out only exists here).
 struct BlockBf16 {
-  DeviceBuffer<__nv_bfloat16> attn_in, qkv, heads_out, mlp_in, hidden;
+  DeviceBuffer<__nv_bfloat16> attn_in, qkv, heads_out, mlp_in, hidden, xsa_out;
 };
 
 }  // namespace
@@ -97,6 +98,7 @@ struct CudaTrainer::State {
   DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, smeared,
       smear_rows, column;
   DeviceBuffer<float> x0, final_normed, logits;
+  DeviceBuffer<float> xsa_d_v;  // XSA's gradient of the value vectors [rows, kv_heads * head_dim]
   DeviceBuffer<double> losses;
   std::vector<BlockActivations> blocks;
   // Backward scratch.
@@ -159,6 +161,12 @@ struct CudaTrainer::State {
     return {params.data() + slots[i].offset, bf16() ? params16.data() + slots[i].offset : nullptr};
   }
   cuda::Operand weight(int layer, BlockTensor t) const { return weight(block_slot(layer, t)); }
+  // attn.proj's input in block i: the heads' output, through XSA where the block has it.
+  cuda::Operand proj_input(int i) const {
+    const BlockActivations& a = blocks[i];
+    const BlockBf16& h = blocks16[i];
+    return config.xsa_on(i) ? kept(a.xsa_out, h.xsa_out) : kept(a.heads_out, h.heads_out);
+  }
   // A GEMM input made by write(out): into its bf16 buffer in bf16 mode, else into the fp32 one.
   template <typename Write>
   cuda::Operand produce(DeviceBuffer<float>& f32, DeviceBuffer<__nv_bfloat16>& b16, Write&& write) {
@@ -267,8 +275,14 @@ void CudaTrainer::State::forward(int sequences) {
       cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
                                a.lse.data(), stream);
     }
-    cuda::linear(gemm, kept(a.heads_out, h.heads_out), weight(i, kAttnProj), n, c.heads * d, c.dim,
-                 a.attn_out.data());
+    if (c.xsa_on(i))
+      produce(a.xsa_out, h.xsa_out, [&](auto* out) {
+        if (bf16())
+          cuda::xsa(h.heads_out.data(), h.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
+        else
+          cuda::xsa(a.heads_out.data(), a.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
+      });
+    cuda::linear(gemm, proj_input(i), weight(i, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
     const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
       cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(),
                        out, stream);
@@ -326,17 +340,30 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
     g.y = a.attn_out.data(), g.y_scale = bp(i, kAttnScale), g.d_y = out, g.d_y_scale = bg(i, kAttnScale);
     cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
-  cuda::linear_backward_weight(gemm, d_attn_out, kept(a.heads_out, h.heads_out), n, c.heads * d, c.dim,
-                               bg(i, kAttnProj));
+  cuda::linear_backward_weight(gemm, d_attn_out, proj_input(i), n, c.heads * d, c.dim, bg(i, kAttnProj));
+  // XSA's backward turns the gradient of its output into that of the attention's, in place, and
+  // keeps the value vectors' share for after the attention's backward.
   if (bf16()) {  // the GEMM writes d_heads in bf16 for the bf16 attention
     cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads16.data(),
                                 false);
+    if (c.xsa_on(i))
+      cuda::xsa_backward(h.heads_out.data(), h.qkv.data(), d_heads16.data(), n, c.heads, c.kv_heads, d,
+                         d_heads16.data(), xsa_d_v.data(), stream);
     cuda::attention_bf16_backward(h.qkv.data(), h.heads_out.data(), a.lse.data(), d_heads16.data(), sequences,
                                   seq_len, c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   } else {
     cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
+    if (c.xsa_on(i))
+      cuda::xsa_backward(a.heads_out.data(), a.qkv.data(), d_heads.data(), n, c.heads, c.kv_heads, d, d_heads.data(),
+                         xsa_d_v.data(), stream);
     cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
                              c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
+  }
+  if (c.xsa_on(i)) {  // d_qkv's v columns += XSA's share (in place: C = A, same leading dimension)
+    const float one = 1;
+    float* d_v = d_qkv.data() + int64_t{c.heads + c.kv_heads} * d;
+    PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_N, CUBLAS_OP_N, c.kv_heads * d, n, &one, d_v, qkv_width, &one,
+                                 xsa_d_v.data(), c.kv_heads * d, d_v, qkv_width));
   }
   const cuda::Operand d_qkv_raw = produce(d_qkv, d_rounded, [&](auto* out) {
     cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(),
@@ -506,7 +533,6 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                 std::to_string(c.head_dim()));
   require(cuda::row_kernels_support_dim(c.dim), "the CUDA trainer takes a model dim that is a multiple of 4 up to "
                                                 "2048; this model's is " + std::to_string(c.dim));
-  require(c.xsa_layers == 0, "XSA runs on the CPU only so far (--device cpu)");
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
@@ -550,9 +576,10 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
                           cuda::max_embedding_segments(rows, c.vocab) * c.dim;
   // In bf16 values: the parameters' copy, the blocks' inputs, the final norm's output, the
   // backward's GEMM inputs (one buffer of the widest) and d_heads.
-  const int64_t halves =
-      bf16 ? static_cast<int64_t>(total) + rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d)
-           : 0;
+  // XSA's output per block that has it (bf16 in bf16 mode, else fp32) and its value gradient.
+  const int64_t xsa_values = rows * c.xsa_layers * int64_t{c.heads} * d;
+  const int64_t block_halves = rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d);
+  const int64_t halves = bf16 ? static_cast<int64_t>(total) + block_halves + xsa_values : 0;
   // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
   // before its norm, the embedding backward's scratch over the buckets.
   const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + int64_t{c.dim} : 0;
@@ -561,7 +588,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int64_t seed_floats =
       rows * (smear_width + sum_width + bigram_width) + c.dim +
       (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
-  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats +
+  const int64_t xsa_floats = (bf16 ? 0 : xsa_values) + (c.xsa_layers > 0 ? rows * c.kv_heads * int64_t{d} : 0);
+  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats + xsa_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
                          2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
   const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
@@ -626,7 +654,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   for (int i = 0; i < c.layers; ++i)
     s.blocks.push_back({buffer(s.takes_skip(i) ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
                         input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
-                        input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim)});
+                        input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim),
+                        input(c.xsa_on(i) ? int64_t{c.heads} * d : 0)});
+  s.xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
   s.d_x = buffer(c.dim);
   s.d_x0 = buffer(c.dim);
   s.t1 = buffer(c.dim);
@@ -648,8 +678,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
     return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
   };
   for (int i = 0; i < c.layers; ++i)
-    s.blocks16.push_back(
-        {buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim), buffer16(c.mlp_hidden)});
+    s.blocks16.push_back({buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim),
+                          buffer16(c.mlp_hidden), buffer16(c.xsa_on(i) ? int64_t{c.heads} * d : 0)});
   s.final16 = buffer16(c.dim);
   s.d_rounded = buffer16(widest);
   s.d_heads16 = buffer16(int64_t{c.heads} * d);

@@ -49,6 +49,24 @@ __global__ void smear_v2_kernel(const float* x, const float* w, int window, cons
                            smeared ? smeared + row * dim : nullptr, normed + row * dim);
 }
 
+// A warp per (row, head).
+template <typename In, typename Out>
+__global__ void xsa_kernel(const In* heads_out, const In* qkv, int64_t rows, int heads, int kv_heads, int head_dim,
+                           Out* out) {
+  const int64_t item = warp_item();
+  if (item >= rows * heads) return;
+  const int64_t row = item / heads;
+  const int h = int(item % heads);
+  const In* v = xsa_value(qkv, row, heads, kv_heads, h / (heads / kv_heads), head_dim);
+  const In* y = heads_out + item * head_dim;
+  const float inv = xsa_inverse_norm(v, head_dim);
+  float y_v = 0;
+  for (int j = lane(); j < head_dim; j += kWarp) y_v += to_float(y[j]) * to_float(v[j]);
+  const float along = warp_sum(y_v) * inv * inv;  // (y · u) u = (y · v) v / |v|²
+  for (int j = lane(); j < head_dim; j += kWarp)
+    put(out + item * head_dim + j, to_float(y[j]) - along * to_float(v[j]));
+}
+
 __global__ void gather_rows_kernel(const float* table, const uint16_t* ids, int64_t rows, int width, float* out) {
   const int64_t count = rows * width;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x)
@@ -203,6 +221,20 @@ template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const
                            float*, cudaStream_t);
 template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const float*, const float*, const float*,
                            __nv_bfloat16*, cudaStream_t);
+
+template <typename In, typename Out>
+void xsa(const In* heads_out, const In* qkv, int64_t rows, int heads, int kv_heads, int head_dim, Out* out,
+         cudaStream_t stream) {
+  if (rows == 0) return;
+  if (head_dim > 256) throw std::invalid_argument("xsa: head_dim " + std::to_string(head_dim) + " is over 256");
+  xsa_kernel<<<row_blocks(rows * heads), kThreadsPerBlock, 0, stream>>>(heads_out, qkv, rows, heads, kv_heads,
+                                                                        head_dim, out);
+  PGOLF_CUDA_CHECK_LAUNCH("xsa");
+}
+template void xsa(const float*, const float*, int64_t, int, int, int, float*, cudaStream_t);
+template void xsa(const float*, const float*, int64_t, int, int, int, __nv_bfloat16*, cudaStream_t);
+template void xsa(const __nv_bfloat16*, const __nv_bfloat16*, int64_t, int, int, int, float*, cudaStream_t);
+template void xsa(const __nv_bfloat16*, const __nv_bfloat16*, int64_t, int, int, int, __nv_bfloat16*, cudaStream_t);
 
 void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
                            double* losses, cudaStream_t stream) {

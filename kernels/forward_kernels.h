@@ -74,6 +74,13 @@ void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_h
                cudaStream_t stream);
 bool attention_supports_head_dim(int head_dim);
 
+// XSA: out[t, h] = y − (y · u) u for each head h of heads_out [rows, heads * head_dim], with u
+// the unit value vector (|v| at least 1e-12) of h's KV group at row t, read from qkv's layout.
+// In and Out are float or __nv_bfloat16; out may be heads_out. head_dim up to 256.
+template <typename In, typename Out>
+void xsa(const In* heads_out, const In* qkv, int64_t rows, int heads, int kv_heads, int head_dim, Out* out,
+         cudaStream_t stream);
+
 // losses[t] = -log softmax(z)[targets[t]] with z = softcap * tanh(logits[t] / softcap), logits
 // [rows, vocab]: z in float, the log-softmax in double, as the CPU model does.
 void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,

@@ -300,6 +300,51 @@ __global__ void smear_v2_dx_kernel(const float* w, int window, const float* dy, 
   }
 }
 
+// A warp per (row, KV head), over the group's heads in order; each lane holds its columns j =
+// lane + 32 k of the value's gradient.
+template <typename T>
+__global__ void xsa_backward_kernel(const T* heads_out, const T* qkv, const T* d_out, int64_t rows, int heads,
+                                    int kv_heads, int head_dim, T* d_in, float* d_v) {
+  constexpr int kMaxPerLane = 256 / kWarp;
+  const int64_t item = warp_item();
+  if (item >= rows * kv_heads) return;
+  const int64_t row = item / kv_heads;
+  const int kv = int(item % kv_heads), group = heads / kv_heads;
+  const T* v = xsa_value(qkv, row, heads, kv_heads, kv, head_dim);
+  const float inv = xsa_inverse_norm(v, head_dim);
+  float u[kMaxPerLane], d_u[kMaxPerLane];
+  for (int k = 0; k < kMaxPerLane; ++k) {
+    const int j = lane() + kWarp * k;
+    u[k] = j < head_dim ? to_float(v[j]) * inv : 0.0f;
+    d_u[k] = 0;
+  }
+  for (int h = kv * group; h < (kv + 1) * group; ++h) {
+    const int64_t at = (row * heads + h) * head_dim;
+    float y_u = 0, dy_u = 0;
+    for (int k = 0; k < kMaxPerLane; ++k) {
+      const int j = lane() + kWarp * k;
+      if (j < head_dim) y_u += to_float(heads_out[at + j]) * u[k], dy_u += to_float(d_out[at + j]) * u[k];
+    }
+    y_u = warp_sum(y_u), dy_u = warp_sum(dy_u);
+    for (int k = 0; k < kMaxPerLane; ++k) {
+      const int j = lane() + kWarp * k;
+      if (j >= head_dim) continue;
+      const float dy = to_float(d_out[at + j]);
+      d_u[k] -= y_u * dy + dy_u * to_float(heads_out[at + j]);
+      put(d_in + at + j, dy - dy_u * u[k]);  // after every read of this (row, head) by this lane
+    }
+  }
+  // u = v / max(|v|, eps): through the norm where it is |v|.
+  const bool normed = inv < 1e12f;
+  float du_u = 0;
+  for (int k = 0; k < kMaxPerLane; ++k) du_u += d_u[k] * u[k];
+  du_u = normed ? warp_sum(du_u) : 0.0f;
+  for (int k = 0; k < kMaxPerLane; ++k) {
+    const int j = lane() + kWarp * k;
+    if (j < head_dim) d_v[(row * kv_heads + kv) * head_dim + j] = (d_u[k] - du_u * u[k]) * inv;
+  }
+}
+
 __global__ void add_sum_kernel(const float* x, int64_t count, float* out) {
   __shared__ float total;
   block_sum<false>(x, count, &total);
@@ -402,6 +447,21 @@ void smear_v2_backward(const float* x, const float* w, int window, const float* 
                                                                                      scratch + rows, rows, dim, dx);
   PGOLF_CUDA_CHECK_LAUNCH("smear_v2_backward");
 }
+
+template <typename T>
+void xsa_backward(const T* heads_out, const T* qkv, const T* d_out, int64_t rows, int heads, int kv_heads,
+                  int head_dim, T* d_in, float* d_v, cudaStream_t stream) {
+  if (rows == 0) return;
+  if (head_dim > 256)
+    throw std::invalid_argument("xsa_backward: head_dim " + std::to_string(head_dim) + " is over 256");
+  xsa_backward_kernel<<<row_blocks(rows * kv_heads), kThreadsPerBlock, 0, stream>>>(heads_out, qkv, d_out, rows, heads,
+                                                                                    kv_heads, head_dim, d_in, d_v);
+  PGOLF_CUDA_CHECK_LAUNCH("xsa_backward");
+}
+template void xsa_backward(const float*, const float*, const float*, int64_t, int, int, int, float*, float*,
+                           cudaStream_t);
+template void xsa_backward(const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, int64_t, int, int, int,
+                           __nv_bfloat16*, float*, cudaStream_t);
 
 void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream) {
   add_sum_kernel<<<1, 1024, 0, stream>>>(x, count, out);

@@ -34,6 +34,13 @@ void smear_v2_backward(const float* x, const float* w, int window, const float* 
                        const float* dy, int64_t rows, int seq_len, int dim, float* dx, float* d_lambda_rows,
                        float* d_w_rows, float* scratch, cudaStream_t stream);
 
+// The backward of xsa: d_in = d_out − (d_out · u) u for every head (d_in may be d_out), and d_v
+// [rows, kv_heads * head_dim] = the gradient of the value vectors through u, summed over each KV
+// group's heads in order.
+template <typename T>
+void xsa_backward(const T* heads_out, const T* qkv, const T* d_out, int64_t rows, int heads, int kv_heads,
+                  int head_dim, T* d_in, float* d_v, cudaStream_t stream);
+
 // *out += the sum of x[0 .. count), in a fixed order (one block).
 void add_sum(const float* x, int64_t count, float* out, cudaStream_t stream);
 

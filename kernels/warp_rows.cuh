@@ -56,6 +56,21 @@ __device__ inline void store4(__nv_bfloat16* at, float4 v) {
   *reinterpret_cast<uint2*>(at) =
       make_uint2(*reinterpret_cast<const uint32_t*>(&low), *reinterpret_cast<const uint32_t*>(&high));
 }
+__device__ inline float to_float(float v) { return v; }
+__device__ inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// XSA's unit value vector: where (row, KV head) starts in qkv's layout, and 1 / max(|v|, 1e-12).
+template <typename T>
+__device__ inline const T* xsa_value(const T* qkv, int64_t row, int heads, int kv_heads, int kv, int head_dim) {
+  return qkv + row * int64_t(heads + 2 * kv_heads) * head_dim + int64_t(heads + kv_heads + kv) * head_dim;
+}
+template <typename T>
+__device__ inline float xsa_inverse_norm(const T* v, int head_dim) {
+  float sum = 0;
+  for (int j = lane(); j < head_dim; j += kWarp) sum += to_float(v[j]) * to_float(v[j]);
+  return 1.0f / fmaxf(sqrtf(warp_sum(sum)), 1e-12f);
+}
+
 __device__ inline float4 operator+(float4 a, float4 b) { return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w); }
 __device__ inline float4 operator-(float4 a, float4 b) { return make_float4(a.x - b.x, a.y - b.y, a.z - b.z, a.w - b.w); }
 __device__ inline float4 operator*(float4 a, float4 b) { return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w); }

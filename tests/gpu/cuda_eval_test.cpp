@@ -104,13 +104,13 @@ TEST_F(CudaEval, TinyModelTokenLossesMatchCpu) {
   expect_losses_close("tiny, 1 x 8", gpu.token_losses(short_one), model.token_losses(short_one, 1));
 }
 
-// The seed's techniques: head_dim 16 (2 heads / 1 KV head) with RoPE on 8 of it, SmearGate v1,
-// BigramHash 64 x 16.
+// The seed's techniques: head_dim 16 (2 heads / 1 KV head) with RoPE on 8 of it, each SmearGate,
+// BigramHash 64 x 16, XSA on the last 2 blocks.
 TEST_F(CudaEval, TinySeedModelTokenLossesMatchCpu) {
   for (SmearGate gate : {SmearGate::kV1, SmearGate::kV2, SmearGate::kV2Unmasked}) {
     ModelConfig c = tiny_config();
     c.heads = 2, c.kv_heads = 1, c.rope_dims = 8, c.smear_gate = gate;
-    c.bigram_buckets = 64, c.bigram_dim = 16;
+    c.bigram_buckets = 64, c.bigram_dim = 16, c.xsa_layers = 2;
     const Model<float> model = random_model(c, rng_);
     const int seq_len = 16;
     CudaModel gpu(model, 2, seq_len);

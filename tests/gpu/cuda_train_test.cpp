@@ -126,6 +126,20 @@ TEST_F(CudaTrain, SeedTechniquesMatchTheCpuReference) {
   follow_cpu_for_twenty_steps(tiny_seed_config(), Precision::kBf16, kBf16StepsTolerance);
 }
 
+// XSA on every block (GQA: heads share value vectors), fp32 and bf16; on the last block with the
+// seed's techniques.
+TEST_F(CudaTrain, XsaMatchesTheCpuReference) {
+  ModelConfig config = tiny_bf16_config();
+  config.xsa_layers = config.layers;
+  check_gradients(config, 4, 16);
+  follow_cpu_for_twenty_steps(config, Precision::kFp32, 1e-3);
+  check_gradients(config, 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+  follow_cpu_for_twenty_steps(config, Precision::kBf16, kBf16StepsTolerance);
+  ModelConfig seed = tiny_seed_config();
+  seed.xsa_layers = 1;
+  check_gradients(seed, 4, 16);
+}
+
 // SmearGate v2 (masked at BOS, and not) over BigramHash, fp32.
 TEST_F(CudaTrain, SmearGateV2MatchesTheCpuReference) {
   for (SmearGate gate : {SmearGate::kV2, SmearGate::kV2Unmasked}) {

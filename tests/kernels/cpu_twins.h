@@ -104,6 +104,61 @@ inline SmearV2Gradient twin_smear_v2_backward(const std::vector<float>& x, const
   return g;
 }
 
+// XSA over heads_out [rows, heads * head_dim], the value vectors read from qkv's layout.
+inline std::vector<double> twin_unit_value(const std::vector<float>& qkv, size_t row, int heads, int kv_heads, int kv,
+                                           int head_dim, double* norm = nullptr) {
+  const size_t at = row * (heads + 2 * kv_heads) * head_dim + (heads + kv_heads + kv) * head_dim;
+  double sum = 0;
+  for (int j = 0; j < head_dim; ++j) sum += double(qkv[at + j]) * qkv[at + j];
+  const double divisor = std::max(std::sqrt(sum), 1e-12);
+  if (norm) *norm = std::sqrt(sum);
+  std::vector<double> u(head_dim);
+  for (int j = 0; j < head_dim; ++j) u[j] = qkv[at + j] / divisor;
+  return u;
+}
+inline std::vector<double> twin_xsa(const std::vector<float>& heads_out, const std::vector<float>& qkv, size_t rows,
+                                    int heads, int kv_heads, int head_dim) {
+  std::vector<double> out(heads_out.begin(), heads_out.end());
+  for (size_t row = 0; row < rows; ++row)
+    for (int h = 0; h < heads; ++h) {
+      const auto u = twin_unit_value(qkv, row, heads, kv_heads, h / (heads / kv_heads), head_dim);
+      double* y = &out[(row * heads + h) * head_dim];
+      double y_u = 0;
+      for (int j = 0; j < head_dim; ++j) y_u += y[j] * u[j];
+      for (int j = 0; j < head_dim; ++j) y[j] -= y_u * u[j];
+    }
+  return out;
+}
+struct XsaGradient {
+  std::vector<double> d_in, d_v;
+};
+inline XsaGradient twin_xsa_backward(const std::vector<float>& heads_out, const std::vector<float>& qkv,
+                                     const std::vector<float>& d_out, size_t rows, int heads, int kv_heads,
+                                     int head_dim) {
+  XsaGradient g{std::vector<double>(d_out.begin(), d_out.end()), std::vector<double>(rows * kv_heads * head_dim, 0.0)};
+  for (size_t row = 0; row < rows; ++row)
+    for (int kv = 0; kv < kv_heads; ++kv) {
+      double norm = 0;
+      const auto u = twin_unit_value(qkv, row, heads, kv_heads, kv, head_dim, &norm);
+      std::vector<double> d_u(head_dim, 0.0);
+      for (int h = kv * (heads / kv_heads); h < (kv + 1) * (heads / kv_heads); ++h) {
+        const size_t at = (row * heads + h) * head_dim;
+        double y_u = 0, dy_u = 0;
+        for (int j = 0; j < head_dim; ++j) y_u += heads_out[at + j] * u[j], dy_u += d_out[at + j] * u[j];
+        for (int j = 0; j < head_dim; ++j) {
+          g.d_in[at + j] -= dy_u * u[j];
+          d_u[j] -= y_u * d_out[at + j] + dy_u * heads_out[at + j];
+        }
+      }
+      double du_u = 0;
+      for (int j = 0; j < head_dim; ++j) du_u += d_u[j] * u[j];
+      const double divisor = std::max(norm, 1e-12);
+      for (int j = 0; j < head_dim; ++j)
+        g.d_v[(row * kv_heads + kv) * head_dim + j] = (d_u[j] - (norm > 1e-12 ? du_u * u[j] : 0.0)) / divisor;
+    }
+  return g;
+}
+
 // Its backward: dx, and each row's share of the gate's gradient.
 struct SmearGradient {
   std::vector<double> dx, d_gate_rows;

@@ -68,6 +68,32 @@ TEST_F(CudaKernels, SmearV2) {
   }
 }
 
+// Every head shape the attention takes, GQA included; fp32 and bf16 in and out; in place.
+TEST_F(CudaKernels, Xsa) {
+  const int rows = 77;
+  for (const HeadShape& shape : qk_shapes()) {
+    const auto [heads, kv_heads, head_dim] = shape;
+    const auto qkv = normal(size_t(rows) * (heads + 2 * kv_heads) * head_dim, 1.f);
+    const auto y = normal(size_t(rows) * heads * head_dim, 1.f);
+    const std::vector<double> want = twin_xsa(y, qkv, rows, heads, kv_heads, head_dim);
+    const std::string what = "xsa, " + shape_name(shape);
+    DeviceBuffer<float> d_qkv(qkv), d_y(y);
+    auto out = poisoned(y.size());
+    cuda::xsa(d_y.data(), d_qkv.data(), rows, heads, kv_heads, head_dim, out.data(), nullptr);
+    expect_close(what, out.download(), want);
+    auto out16 = poisoned<__nv_bfloat16>(y.size());
+    cuda::xsa(d_y.data(), d_qkv.data(), rows, heads, kv_heads, head_dim, out16.data(), nullptr);
+    expect_close(what + " to bf16", floats(out16.download()), want, kBf16RoundingTolerance);
+    // bf16 in: against the twin of the rounded inputs.
+    const std::vector<float> y16 = floats(bf16_values(y)), qkv16 = floats(bf16_values(qkv));
+    DeviceBuffer<__nv_bfloat16> d_y16(bf16_values(y)), d_qkv16(bf16_values(qkv));
+    cuda::xsa(d_y16.data(), d_qkv16.data(), rows, heads, kv_heads, head_dim, out.data(), nullptr);
+    expect_close(what + " from bf16", out.download(), twin_xsa(y16, qkv16, rows, heads, kv_heads, head_dim));
+    cuda::xsa(d_y.data(), d_qkv.data(), rows, heads, kv_heads, head_dim, d_y.data(), nullptr);
+    expect_close(what + " in place", d_y.download(), want);
+  }
+}
+
 TEST_F(CudaKernels, Smear) {
   const int seq_len = 37, rows = 3 * seq_len, dim = 96;
   const auto x = normal(rows * dim, 1.f), gate = normal(dim, 2.f);

@@ -29,6 +29,13 @@ std::vector<float> floats(const std::vector<T>& values) {
   return out;
 }
 
+// values rounded to bf16 (to nearest even), as a bf16 kernel input.
+inline std::vector<__nv_bfloat16> bf16_values(const std::vector<float>& values) {
+  std::vector<__nv_bfloat16> out;
+  for (float v : values) out.push_back(__float2bfloat16_rn(v));
+  return out;
+}
+
 // Every byte 0xFF: a NaN (float or bf16) wherever a kernel fails to write.
 template <typename T = float>
 cuda::DeviceBuffer<T> poisoned(size_t count) {

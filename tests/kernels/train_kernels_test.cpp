@@ -45,6 +45,36 @@ TEST_F(CudaTrainKernels, SmearBackward) {
   expect_close("smear_backward: the gate's shares", shares.download(), want.d_gate_rows);
 }
 
+TEST_F(CudaTrainKernels, XsaBackward) {
+  const int rows = 77;
+  for (const HeadShape& shape : qk_shapes()) {
+    const auto [heads, kv_heads, head_dim] = shape;
+    const auto qkv = normal(size_t(rows) * (heads + 2 * kv_heads) * head_dim, 1.f);
+    const auto y = normal(size_t(rows) * heads * head_dim, 1.f), dy = normal(y.size(), 1.f);
+    const XsaGradient want = twin_xsa_backward(y, qkv, dy, rows, heads, kv_heads, head_dim);
+    const std::string what = "xsa_backward, " + shape_name(shape);
+    DeviceBuffer<float> d_qkv(qkv), d_y(y), d_dy(dy);
+    auto d_in = poisoned(y.size());
+    auto d_v = poisoned(size_t(rows) * kv_heads * head_dim);
+    cuda::xsa_backward(d_y.data(), d_qkv.data(), d_dy.data(), rows, heads, kv_heads, head_dim, d_in.data(), d_v.data(),
+                       nullptr);
+    expect_close(what, d_in.download(), want.d_in);
+    expect_close(what + ": the values' gradient", d_v.download(), want.d_v);
+    cuda::xsa_backward(d_y.data(), d_qkv.data(), d_dy.data(), rows, heads, kv_heads, head_dim, d_dy.data(), d_v.data(),
+                       nullptr);
+    expect_close(what + " in place", d_dy.download(), want.d_in);
+    // bf16: against the twin of the rounded inputs, within the output's rounding.
+    const std::vector<float> y16 = floats(bf16_values(y)), qkv16 = floats(bf16_values(qkv));
+    const std::vector<float> dy16 = floats(bf16_values(dy));
+    const XsaGradient want16 = twin_xsa_backward(y16, qkv16, dy16, rows, heads, kv_heads, head_dim);
+    DeviceBuffer<__nv_bfloat16> b_y(bf16_values(y)), b_qkv(bf16_values(qkv)), b_dy(bf16_values(dy));
+    cuda::xsa_backward(b_y.data(), b_qkv.data(), b_dy.data(), rows, heads, kv_heads, head_dim, b_dy.data(), d_v.data(),
+                       nullptr);
+    expect_close(what + " in bf16", floats(b_dy.download()), want16.d_in, kBf16RoundingTolerance);
+    expect_close(what + " in bf16: the values' gradient", d_v.download(), want16.d_v);
+  }
+}
+
 TEST_F(CudaTrainKernels, SmearV2Backward) {
   const int seq_len = 37, rows = 3 * seq_len, dim = 96, window = 12;
   const auto x = normal(rows * dim, 1.f), w = normal(window, 1.f), lambda = normal(1, 1.f);
