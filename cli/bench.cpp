@@ -48,10 +48,12 @@ int bench_main(int argc, char** argv) {
       ("device", "where GPTQ and --eval-tokens run: auto, cpu or cuda (auto: cuda when a GPU is present)",
        cxxopts::value<std::string>()->default_value("auto"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
-      ("out", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots",
+      ("o,out,output", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots "
+                       "(or --output)",
        cxxopts::value<std::string>()->default_value("pgolf-bench"))
       ("json", "print bench.json instead of the table")
-      ("force", "write into an --out folder that is not empty (bench's own files there are replaced, the old plots removed)")
+      ("force,overwrite", "write into an --out folder that is not empty (bench's own files there are replaced, "
+                          "the old plots removed; or --overwrite)")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});

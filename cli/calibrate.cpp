@@ -29,7 +29,7 @@ int calibrate_main(int argc, char** argv) {
   const SamplingOptions sampling_defaults;  // each sampling flag's default is the struct's
   // clang-format off
   options.add_options()
-      ("o,output", "Hessians to write (.safetensors)", cxxopts::value<std::string>())
+      ("o,output,out", "Hessians to write (.safetensors) (or --out)", cxxopts::value<std::string>())
       ("data", "folder of *_train_*.bin shards: the first --tokens tokens are read (never the val split)",
        cxxopts::value<std::string>())
       ("tokens", "train tokens to calibrate on, rounded up to whole sequences",
@@ -43,7 +43,7 @@ int calibrate_main(int argc, char** argv) {
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
        cxxopts::value<std::string>()->default_value("auto"))
-      ("force", "replace an existing output")
+      ("force,overwrite", "replace an existing output (or --overwrite)")
       ("model", "safetensors files/folder (one checkpoint) or a .pgz artifact",
        cxxopts::value<std::vector<std::string>>());
   // clang-format on

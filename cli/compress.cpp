@@ -124,7 +124,7 @@ int compress_main(int argc, char** argv) {
                                              "  pgolf compress samples/base9 -o base9.pgz --codec int6 --compressor zstd:22");
   options.positional_help("IN...").show_positional_help();
   options.add_options()
-      ("o,output", "artifact to write (.pgz)", cxxopts::value<std::string>())
+      ("o,output,out", "artifact to write (.pgz) (or --out)", cxxopts::value<std::string>())
       ("codec", "codec for large 2-D float tensors: intN[:clip=absmax|quantile:P|std:K|mse], "
                 "ecsq:relmse=R|bits=B|step=S|totalrelmse=T, gptq+GRID (GRID intN or ecsq; needs --calibration), "
                 "fp16, bf16, fp32; or 'lossless': every tensor exact",
@@ -158,7 +158,7 @@ int compress_main(int argc, char** argv) {
                     "to replay or edit with --plan", cxxopts::value<std::string>())
       ("dry-run", "measure everything, write nothing (but --save-plan)")
       ("json", "print one JSON object instead of the table")
-      ("force", "replace an existing output")
+      ("force,overwrite", "replace an existing output (or --overwrite)")
       ("threads", "threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});

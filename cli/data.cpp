@@ -83,7 +83,7 @@ int build_main(int argc, char** argv) {
       "document tokenized into Parameter Golf shards, and manifest.json.\n"
       "  pgolf data build --out /tmp/pgolf-corpus --work /tmp/pgolf-corpus-work");
   const CorpusSettings defaults;  // each flag's default is the struct's
-  options.add_options()("out", "output folder", cxxopts::value<std::string>())(
+  options.add_options()("o,out,output", "output folder (or --output)", cxxopts::value<std::string>())(
       "vocab", "tokenizer vocab size", cxxopts::value<int>()->default_value(number_text(defaults.vocab_size)))(
       "val-docs", "documents in the val split (the first after shuffling)",
       cxxopts::value<size_t>()->default_value(number_text(defaults.val_documents)))("seed", "shuffle seed",
@@ -92,7 +92,8 @@ int build_main(int argc, char** argv) {
       "keep downloads and unpacked packages here, reused by later builds (default: a folder in --out, "
       "removed at the end)",
       cxxopts::value<std::string>())("threads", "threads for extracting and tokenizing (default: every core)",
-                                     cxxopts::value<unsigned>())("force", "replace a corpus already in --out");
+                                     cxxopts::value<unsigned>())(
+      "force,overwrite", "replace a corpus already in --out (or --overwrite)");
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("out") > 0, "--out DIR is required (pgolf data build --help)");
@@ -141,8 +142,9 @@ int import_main(int argc, char** argv) {
       "checks every shard and token id, copies or decompresses them into --out with a manifest.json.\n"
       "  pgolf data import shared/data/sp1024 --out /tmp/sp1024");
   options.positional_help("DIR").show_positional_help();
-  options.add_options()("out", "output folder", cxxopts::value<std::string>())(
-      "force", "replace a corpus already in --out")("dir", "folder to import", cxxopts::value<std::string>());
+  options.add_options()("o,out,output", "output folder (or --output)", cxxopts::value<std::string>())(
+      "force,overwrite", "replace a corpus already in --out (or --overwrite)")(
+      "dir", "folder to import", cxxopts::value<std::string>());
   options.parse_positional({"dir"});
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args)) return 0;
@@ -174,8 +176,8 @@ int extract_main(int argc, char** argv) {
       "cookies, else plain text; .gz is decompressed): writes one JSON line {\"file\", \"text\"} per document.\n"
       "  pgolf data extract samples/corpus/raw/* --out documents.jsonl");
   options.positional_help("FILE...").show_positional_help();
-  options.add_options()("out", "output .jsonl file", cxxopts::value<std::string>())("force",
-                                                                                    "replace --out if it exists");
+  options.add_options()("o,out,output", "output .jsonl file (or --output)", cxxopts::value<std::string>())(
+      "force,overwrite", "replace --out if it exists (or --overwrite)");
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args)) return 0;
   // The files are the unmatched arguments: a vector option would split names at commas.

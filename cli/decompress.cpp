@@ -20,12 +20,12 @@ int decompress_main(int argc, char** argv) {
                                                "  pgolf decompress base9.pgz -o base9-int6.pt --format pt --dtype bf16");
   options.positional_help("IN.pgz").show_positional_help();
   options.add_options()
-      ("o,output", "file to write", cxxopts::value<std::string>())
+      ("o,output,out", "file to write (or --out)", cxxopts::value<std::string>())
       ("format", "safetensors, or pt: a torch.save file of an OrderedDict of tensors that "
                  "torch.load(weights_only=True) reads", cxxopts::value<std::string>()->default_value("safetensors"))
       ("dtype", "float output type: fp32 (exact for every codec), bf16 or fp16 (rounded)",
        cxxopts::value<std::string>()->default_value("fp32"))
-      ("force", "replace an existing output")
+      ("force,overwrite", "replace an existing output (or --overwrite)")
       ("input", "the artifact", cxxopts::value<std::string>());
   options.parse_positional({"input"});
   cxxopts::ParseResult args;

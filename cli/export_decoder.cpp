@@ -47,9 +47,9 @@ int export_decoder_main(int argc, char** argv) {
                            "  pgolf export-decoder -o pgolf_decode.py\n"
                            "  pgolf export-decoder -o pgolf_decode.py --packed   (the form Parameter Golf counts)");
   options.add_options()
-      ("o,output", "file to write (.py)", cxxopts::value<std::string>())
+      ("o,output,out", "file to write (.py) (or --out)", cxxopts::value<std::string>())
       ("packed", "write it xz-compressed and base85-encoded inside an exec wrapper, as records ship counted code")
-      ("force", "replace an existing output");
+      ("force,overwrite", "replace an existing output (or --overwrite)");
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args)) return 0;
   require(args.count("output") > 0, "no output given: pass -o pgolf_decode.py");

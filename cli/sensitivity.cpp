@@ -36,7 +36,7 @@ int sensitivity_main(int argc, char** argv) {
       "  pgolf compress samples/base9 -o b.pgz --auto --budget 10000000 --sensitivity sens.json");
   options.positional_help("CHECKPOINT...").show_positional_help();
   options.add_options()
-      ("o,output", "JSON file {\"tensor\": weight} to write", cxxopts::value<std::string>())
+      ("o,output,out", "JSON file {\"tensor\": weight} to write (or --out)", cxxopts::value<std::string>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
       ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
       ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
@@ -50,7 +50,7 @@ int sensitivity_main(int argc, char** argv) {
        cxxopts::value<std::string>()->default_value("auto"))
       ("threads", "CPU threads (default: all cores)", cxxopts::value<unsigned>()->default_value("0"))
       ("json", "print the measurements as JSON instead of the table")
-      ("force", "replace an existing output")
+      ("force,overwrite", "replace an existing output (or --overwrite)")
       ("inputs", "checkpoint files, an index.json, a folder or one shard of a set", cxxopts::value<std::vector<std::string>>());
   options.parse_positional({"inputs"});
   cxxopts::ParseResult args;

@@ -97,11 +97,12 @@ int train_main(int argc, char** argv) {
   // clang-format off
   options.add_options()
       ("data", "folder of *_train_*.bin and *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
-      ("out", "write OUT.safetensors (bf16 weights) and OUT.state (training state)", cxxopts::value<std::string>())
+      ("o,out,output", "write OUT.safetensors (bf16 weights) and OUT.state (training state) (or --output)",
+       cxxopts::value<std::string>())
       ("config", "JSON object of settings named as the flags", cxxopts::value<std::string>())
       ("resume", "continue from a training state (its model, optimizer, step and data position)",
        cxxopts::value<std::string>())
-      ("overwrite", "replace existing output files")
+      ("overwrite,force", "replace existing output files (or --force)")
       ("save-every", "also write OUT.safetensors and OUT.state every N steps (0: only at the end; SIGINT, SIGTERM "
                      "and SIGHUP always save before stopping)", cxxopts::value<int64_t>()->default_value("0"))
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present)", cxxopts::value<std::string>()->default_value("auto"))

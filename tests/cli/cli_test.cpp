@@ -211,6 +211,29 @@ TEST(Cli, VersionAndHelpForACommand) {
   }
 }
 
+// One vocabulary: every command writes to -o/--output/--out and replaces with --force/--overwrite;
+// the same flag given twice under two of its names is refused.
+TEST(Cli, OneVocabularyForOutputsAndReplacing) {
+  test::TempDir dir;
+  const std::string out = dir.file("d.py");
+  for (const std::string& flag : {"-o ", "--output ", "--out "}) {
+    auto r = pgolf("export-decoder " + flag + out + " --force");
+    EXPECT_EQ(r.exit_code, 0) << flag << r.out;
+  }
+  EXPECT_EQ(pgolf("export-decoder --out " + out + " --overwrite").exit_code, 0);
+  auto r = pgolf("export-decoder --out " + out);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  r = pgolf("export-decoder -o " + out + " --out " + dir.file("e.py"));
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("given 2 times"), std::string::npos) << r.out;
+  for (const char* command : {"compress", "decompress", "calibrate", "sensitivity", "train", "bench", "export-decoder"}) {
+    const std::string help = pgolf(std::string(command) + " --help").out;
+    EXPECT_NE(help.find("--out"), std::string::npos) << command << ": " << help;
+    EXPECT_NE(help.find("--overwrite"), std::string::npos) << command << ": " << help;
+    EXPECT_NE(help.find("--force"), std::string::npos) << command << ": " << help;
+  }
+}
+
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
