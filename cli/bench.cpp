@@ -3,7 +3,6 @@
 // bench.json and SVG plots.
 #include <chrono>
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <iostream>
 #include <optional>

@@ -4,7 +4,6 @@
 // describes the file). On a CUDA GPU where one is present, else on the CPU reference.
 #include <chrono>
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <thread>
 

@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <optional>
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
 

@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <iostream>
 #include <memory>

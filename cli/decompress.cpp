@@ -1,7 +1,6 @@
 // pgolf decompress: artifact in, safetensors (or a torch.save state dict) out, holding exactly the
 // codec's dequantized values.
 #include <cstdio>
-#include <cxxopts.hpp>
 
 #include "artifact/artifact.h"
 #include "checkpoint/safetensors.h"

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>

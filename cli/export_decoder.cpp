@@ -2,7 +2,6 @@
 // that a Parameter Golf submission imports to read an artifact of `compress --profile python`, and
 // says what it costs as the records count code: xz-compressed, base85, inside an exec wrapper.
 #include <cstdio>
-#include <cxxopts.hpp>
 
 #include "cli/command.h"
 #include "cli/format.h"

@@ -2,7 +2,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <cxxopts.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
 

@@ -1,7 +1,7 @@
 // List-valued flags (--codecs, --compressors, --candidates): each occurrence split at ';',
 // since codec specs contain commas ("kmeans:k=64,method=ecsq").
 #pragma once
-#include <cxxopts.hpp>
+#include "cli/options.h"
 #include <string>
 #include <vector>
 

@@ -1,5 +1,4 @@
 // pgolf: one binary, one subcommand per file.
-#include <cxxopts.hpp>
 #include <cstdio>
 #include <cstring>
 #include <exception>

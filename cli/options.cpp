@@ -1,10 +1,44 @@
 #include "cli/options.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 
 #include "core/error.h"
+
+namespace {
+
+// An integer as written, else a whole number in exponent form within T's range.
+template <typename T>
+void parse_count(const std::string& text, T& value) {
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  T whole{};
+  if (auto [at, error] = std::from_chars(begin, end, whole); error == std::errc() && at == end) {
+    value = whole;
+    return;
+  }
+  double number = 0;
+  const auto [at, error] = std::from_chars(begin, end, number);
+  const double lowest = static_cast<double>(std::numeric_limits<T>::min());
+  const double past = std::ldexp(1.0, std::numeric_limits<T>::digits);  // the first value past T's range
+  if (error != std::errc() || at != end || !std::isfinite(number) || number != std::floor(number) || number < lowest ||
+      number >= past)
+    throw cxxopts::exceptions::incorrect_argument_type(text);
+  value = static_cast<T>(number);
+}
+
+}  // namespace
+
+namespace cxxopts::values {
+void parse_value(const std::string& text, int& value) { parse_count(text, value); }
+void parse_value(const std::string& text, unsigned& value) { parse_count(text, value); }
+void parse_value(const std::string& text, long& value) { parse_count(text, value); }
+void parse_value(const std::string& text, unsigned long& value) { parse_count(text, value); }
+}  // namespace cxxopts::values
 
 namespace pgolf::cli {
 

@@ -1,8 +1,20 @@
 // What every subcommand's flags share.
 #pragma once
-#include <cxxopts.hpp>
 #include <string>
 #include <vector>
+
+// Counts are read as integers or in exponent form ("1e4", "5e5"), as byte budgets are: pgolf's
+// parse for cxxopts' integer flags, declared before cxxopts.hpp so that its templates find it
+// (include cxxopts through this header only). Anything that is not a whole number in the
+// type's range is refused.
+namespace cxxopts::values {
+void parse_value(const std::string& text, int& value);
+void parse_value(const std::string& text, unsigned& value);
+void parse_value(const std::string& text, long& value);
+void parse_value(const std::string& text, unsigned long& value);
+}  // namespace cxxopts::values
+
+#include <cxxopts.hpp>
 
 namespace pgolf::cli {
 

@@ -3,7 +3,6 @@
 // prints). `pgolf compress --auto --sensitivity FILE` then minimises the predicted loss increase.
 #include <algorithm>
 #include <cstdio>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>

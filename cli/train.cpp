@@ -7,7 +7,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <cxxopts.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>

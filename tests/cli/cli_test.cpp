@@ -234,6 +234,23 @@ TEST(Cli, OneVocabularyForOutputsAndReplacing) {
   }
 }
 
+// Counts take exponent form as budgets do ("1e3" is 1000); a count that is not whole is refused.
+TEST(Cli, CountsTakeExponentForm) {
+  const std::string eval = "eval " + test::sample_path("base9") + " --data " + test::sample_path("sp1024") +
+                           " --device cpu --threads 2 --tokens ";
+  auto plain = pgolf(eval + "1000"), exponent = pgolf(eval + "1e3");
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  ASSERT_EQ(exponent.exit_code, 0) << exponent.out;
+  const auto loss_line = [](const std::string& out) { return out.substr(out.find("val_loss")); };
+  EXPECT_EQ(loss_line(plain.out).substr(0, 40), loss_line(exponent.out).substr(0, 40));
+  for (const char* bad : {"1.5", "1e3x", "1e30"}) {
+    auto r = pgolf(eval + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.out;
+    EXPECT_NE(r.out.find("failed to parse"), std::string::npos) << r.out;
+  }
+  EXPECT_NE(pgolf(eval + "-1e3").out.find("--tokens must be positive"), std::string::npos);
+}
+
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir), pgz = dir.file("d.pgz");
