@@ -1,6 +1,8 @@
 // pgolf decompress: artifact in, safetensors (or a torch.save state dict) out, holding exactly the
 // codec's dequantized values.
 #include <cstdio>
+#include <cstring>
+#include <map>
 
 #include "artifact/artifact.h"
 #include "checkpoint/safetensors.h"
@@ -13,6 +15,20 @@
 
 namespace pgolf::cli {
 
+namespace {
+
+// The checkpoint's own float type where it holds every decoded value exactly, else fp32 (exact
+// for every codec): what --dtype auto writes.
+DType exact_type(DType original, std::span<const float> values) {
+  if (original != DType::F16 && original != DType::BF16) return DType::F32;
+  const std::vector<uint8_t> narrowed = from_float(original, values);
+  std::vector<float> back(values.size());
+  to_float(original, narrowed, back);
+  return std::memcmp(back.data(), values.data(), values.size() * sizeof(float)) == 0 ? original : DType::F32;
+}
+
+}  // namespace
+
 int decompress_main(int argc, char** argv) {
   cxxopts::Options options("pgolf decompress", "Decode a .pgz artifact back to safetensors or a torch.save state dict.\n"
                                                "  pgolf decompress base9.pgz -o base9-int6.safetensors\n"
@@ -22,8 +38,10 @@ int decompress_main(int argc, char** argv) {
       ("o,output,out", "file to write (or --out)", cxxopts::value<std::string>())
       ("format", "safetensors, or pt: a torch.save file of an OrderedDict of tensors that "
                  "torch.load(weights_only=True) reads", cxxopts::value<std::string>()->default_value("safetensors"))
-      ("dtype", "float output type: fp32 (exact for every codec), bf16 or fp16 (rounded)",
-       cxxopts::value<std::string>()->default_value("fp32"))
+      ("dtype", "float output type: auto (each tensor in its checkpoint's dtype where that holds the decoded values "
+                "exactly, else fp32: exact, and a lossless artifact comes back as it went in), fp32 (exact for every "
+                "codec), bf16 or fp16 (rounded)",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("force,overwrite", "replace an existing output (or --overwrite)")
       ("input", "the artifact", cxxopts::value<std::string>());
   options.parse_positional({"input"});
@@ -33,10 +51,10 @@ int decompress_main(int argc, char** argv) {
   require(args.count("output") > 0, "no output given: pass -o OUT.safetensors");
   const std::string format = args["format"].as<std::string>();
   require(format == "safetensors" || format == "pt", "--format must be safetensors or pt (got '" + format + "')");
-  std::string dtype_text = args["dtype"].as<std::string>();
-  DType out_type = dtype_text == "fp32" ? DType::F32 : dtype_text == "bf16" ? DType::BF16 : DType::F16;
-  require(dtype_text == "fp32" || dtype_text == "bf16" || dtype_text == "fp16",
-          "--dtype must be fp32, bf16 or fp16 (got '" + dtype_text + "')");
+  const std::string dtype_text = args["dtype"].as<std::string>();
+  const std::map<std::string, DType> types = {{"fp32", DType::F32}, {"bf16", DType::BF16}, {"fp16", DType::F16}};
+  require(dtype_text == "auto" || types.contains(dtype_text),
+          "--dtype must be auto, fp32, bf16 or fp16 (got '" + dtype_text + "')");
 
   const std::string output = args["output"].as<std::string>();
   const bool force = args.count("force") > 0;
@@ -44,16 +62,21 @@ int decompress_main(int argc, char** argv) {
   auto decoded = decode_artifact_file(args["input"].as<std::string>());
   std::vector<TensorData> tensors;
   uint64_t bytes = 0;
+  std::map<std::string, int> written;  // tensors per output dtype
   for (auto& t : decoded.tensors) {
-    bool raw = t.codec == kRawSpec;  // stored as it was: keeps its dtype
-    TensorData d{t.name, raw ? t.dtype : out_type, t.shape, raw ? std::move(t.raw) : from_float(out_type, t.values)};
+    const bool raw = t.codec == kRawSpec;  // stored as it was: keeps its dtype
+    const DType type = raw ? t.dtype : dtype_text == "auto" ? exact_type(t.dtype, t.values) : types.at(dtype_text);
+    TensorData d{t.name, type, t.shape, raw ? std::move(t.raw) : from_float(type, t.values)};
     bytes += d.bytes.size();
+    ++written[std::string(dtype_name(type))];
     tensors.push_back(std::move(d));
   }
+  std::string counts;
+  for (const auto& [name, count] : written) counts += (counts.empty() ? "" : ", ") + std::to_string(count) + " " + name;
   if (format == "pt") write_torch(output, tensors, force);
   else write_safetensors(output, tensors, decoded.manifest.metadata, force);
-  std::printf("wrote %s: %zu tensors, %s B of %s\n", output.c_str(), tensors.size(), with_commas(bytes).c_str(),
-              dtype_text.c_str());
+  std::printf("wrote %s: %zu tensors, %s B (%s)\n", output.c_str(), tensors.size(), with_commas(bytes).c_str(),
+              counts.c_str());
   return 0;
 }
 

@@ -48,11 +48,37 @@ TEST(Cli, CompressDecompressIsExactAndInputIsUntouched) {
       auto c = make_tensor_codec(plan.codec_for(t.name, t.dtype, t.shape));
       auto expected = decode_streams(*c, c->encode(t.to_floats(), TensorShape{t.shape}), TensorShape{t.shape});
       auto got = decoded.at(t.name).to_floats();
-      EXPECT_EQ(decoded.at(t.name).dtype, DType::F32);
+      EXPECT_TRUE(decoded.at(t.name).dtype == DType::F32 || decoded.at(t.name).dtype == t.dtype) << t.name;
       ASSERT_EQ(0, std::memcmp(expected.data(), got.data(), expected.size() * 4)) << codec << " " << t.name;
     }
   }
   EXPECT_EQ(test::read_bytes(in), before);
+}
+
+// decompress writes each tensor in its checkpoint's dtype where that holds the decoded values
+// exactly (--dtype auto): a lossless artifact of base9 (bf16) comes back byte for byte; quantized
+// tensors come back fp32, exact; --dtype fp32 writes every float tensor fp32.
+TEST(Cli, DecompressKeepsTheCheckpointsDtypeWhereExact) {
+  test::TempDir dir;
+  const std::string base9 = test::sample_path("base9");
+  ASSERT_EQ(pgolf("compress " + base9 + " -o " + dir.file("l.pgz") + " --codec lossless").exit_code, 0);
+  auto r = pgolf("decompress " + dir.file("l.pgz") + " -o " + dir.file("l.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("(92 BF16)"), std::string::npos) << r.out;
+  const Checkpoint original = Checkpoint::open({base9}), lossless = Checkpoint::open({dir.file("l.safetensors")});
+  for (const auto& t : original.tensors()) {
+    EXPECT_EQ(lossless.at(t.name).dtype, t.dtype) << t.name;
+    EXPECT_EQ(lossless.at(t.name).to_floats(), t.to_floats()) << t.name;
+  }
+  ASSERT_EQ(pgolf("compress " + base9 + " -o " + dir.file("q.pgz")).exit_code, 0);
+  r = pgolf("decompress " + dir.file("q.pgz") + " -o " + dir.file("q.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = pgolf("decompress " + dir.file("q.pgz") + " -o " + dir.file("f.safetensors") + " --dtype fp32");
+  EXPECT_NE(r.out.find("(92 F32)"), std::string::npos) << r.out;
+  const Checkpoint quantized = Checkpoint::open({dir.file("q.safetensors")}), wide = Checkpoint::open({dir.file("f.safetensors")});
+  EXPECT_EQ(quantized.at("blocks.0.mlp.fc.weight").dtype, DType::F32);  // int6 steps: not all bf16 values
+  EXPECT_EQ(quantized.at("blocks.0.attn_scale").dtype, DType::BF16);
+  for (const auto& t : wide.tensors()) EXPECT_EQ(quantized.at(t.name).to_floats(), t.to_floats()) << t.name;
 }
 
 TEST(Cli, JsonDryRunAndInspect) {
