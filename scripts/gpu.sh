@@ -513,7 +513,7 @@ seed_run() {
       build-gpu/cli/pgolf train --config "samples/configs/$what.json" --data devdata/sp1024 --out "$dir/$what" --overwrite \
         --device cuda --precision bf16 --max-seconds 270 --log-every 50 --calibrate 524288 2>&1 |
         tee "$logs/seed_$what.txt" || { failed+=(seed-$what); return; }
-      build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed > /dev/null
+      build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed --force > /dev/null
       step "seed: $what packed by --auto under 16,000,000 B, the submission's code counted"
       build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/$what.pgz" --force --auto --budget 16000000 \
         --calibration "$dir/$what.h.safetensors" --compressor zstd:22 --code devdata/pg-baseline/train_gpt.py \
