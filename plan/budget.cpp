@@ -95,7 +95,7 @@ BudgetSolution solve_budget(std::span<const BudgetItem> items, double budget, do
       for (size_t j = 0; j < items[i].points.size(); ++j) {
         const RatePoint& p = items[i].points[j];
         double removed = now.distortion - p.distortion, extra = p.bytes - now.bytes;
-        if (removed <= 0 || extra > room) continue;
+        if (!(removed > 0) || extra > room) continue;  // NaN too: every move taken strictly lowers the total
         double score = extra <= 0 ? std::numeric_limits<double>::infinity() : removed / extra;
         if (best_item == items.size() || score > best_score) best_score = score, best_item = i, best_point = j;
       }

@@ -1,5 +1,6 @@
 #include "plan/budget_plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -131,13 +132,18 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
       continue;
     }
     auto it = options.sensitivity.weights.find(refs[i].name);
-    double weight = it == options.sensitivity.weights.end() ? 1.0 : it->second;
-    BudgetItem item{refs[i].name, {}};
-    for (const auto& m : measured[i])
+    item_tensor.push_back(i);
+    item_weight.push_back(it == options.sensitivity.weights.end() ? 1.0 : it->second);
+  }
+  // The solver sees the weights over their largest: the same choice (it only compares), and no
+  // weight (1e308) can carry an error past the range of a double.
+  const double largest = item_weight.empty() ? 0 : *std::max_element(item_weight.begin(), item_weight.end());
+  for (size_t k = 0; k < item_tensor.size(); ++k) {
+    const double weight = largest > 0 ? item_weight[k] / largest : item_weight[k];
+    BudgetItem item{refs[item_tensor[k]].name, {}};
+    for (const auto& m : measured[item_tensor[k]])
       item.points.push_back({m.bytes, weight * (plan.output_space ? m.distortion.output_sq_error : m.distortion.sum_sq_error)});
     items.push_back(std::move(item));
-    item_tensor.push_back(i);
-    item_weight.push_back(weight);
   }
   require(!items.empty(), "no tensor is left for the budget solver to choose a codec for");
   // The bytes that do not depend on the choice: the other tensors, header and manifest, as an

@@ -113,6 +113,14 @@ TEST(BudgetPlan, SensitivityBuysBitsAndUserRulesStayFixed) {
   EXPECT_EQ(spec_of(weighted, "blocks.0.attn.c_q.weight"), "int8");
   EXPECT_LE(weighted.artifact.bytes.size(), budget);
 
+  // Weights at the top of a double's range: the same plan as their ratios (the solver sees them
+  // over their largest), not a spin.
+  options.sensitivity.weights = {{"blocks.0.attn.c_q.weight", 1e308}};
+  for (const auto& t : ckpt.tensors())
+    if (t.name != "blocks.0.attn.c_q.weight") options.sensitivity.weights[t.name] = 1e302;
+  const auto huge = plan_for_budget(ckpt, budget, *zstd, options);
+  EXPECT_EQ(huge.specs, weighted.specs);
+
   options.sensitivity = {};
   options.rules = {"mlp\\.proj=int8"};  // fixed at int8: the others share what is left of a larger budget
   budget = compress_checkpoint(ckpt, Plan("int6", {}).specs_for(ckpt), *zstd).bytes.size();
