@@ -5,6 +5,7 @@
 #include <optional>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
@@ -81,6 +82,23 @@ void print_table(const CompressResult& r, uint64_t input_bytes, int64_t params, 
 
 // The budget solver's choice: per tensor its spec, estimated bytes and error; then how the
 // estimate compared with the artifact.
+// A warning per spec that lowers a parameter to fit some tensors (lrcorr:rank=100000 on a [512, 512]
+// matrix), naming the first such tensor and how many more.
+void warn_clamped(const Checkpoint& checkpoint, const std::vector<std::string>& specs) {
+  std::map<std::string, std::pair<std::string, int>> clamped;  // spec -> (first tensor's note, tensors)
+  const auto& refs = checkpoint.tensors();
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (specs[i] == kRawSpec) continue;
+    const std::string note = make_tensor_codec(specs[i])->clamped(TensorShape{refs[i].shape});
+    if (note.empty()) continue;
+    auto [it, first] = clamped.try_emplace(specs[i], refs[i].name + " " + shape_string(refs[i].shape) + ": " + note, 0);
+    ++it->second.second;
+  }
+  for (const auto& [spec, seen] : clamped)
+    std::fprintf(stderr, "warning: %s does not fit %d tensor%s as written (%s)\n", spec.c_str(), seen.second,
+                 seen.second == 1 ? "" : "s", seen.first.c_str());
+}
+
 void print_budget_plan(const BudgetPlan& plan, uint64_t budget, uint64_t artifact_bytes) {
   std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d attempt%s to fit %s B, minimising %s\n",
               plan.candidates.size(), plan.tensors.size(), plan.attempts, plan.attempts == 1 ? "" : "s",
@@ -237,6 +255,7 @@ int compress_main(int argc, char** argv) {
   } else {
     const std::vector<std::string> specs =
         replay ? read_plan_file(args["plan"].as<std::string>(), checkpoint) : plan.specs_for(checkpoint);
+    warn_clamped(checkpoint, specs);
     result = compress_checkpoint(checkpoint, specs, *compressor, {args["threads"].as<unsigned>(), progress_bars(), calibrated, gptq});
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

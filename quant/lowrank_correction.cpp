@@ -79,6 +79,11 @@ class LowRankCorrectionCodec final : public TensorCodec {
     return out;
   }
 
+  std::string clamped(const TensorShape& shape) const override {
+    const int64_t most = std::min(shape.rows(), shape.cols());
+    return rank_ > most ? "rank " + std::to_string(rank_) + " -> " + std::to_string(most) : base_->clamped(shape);
+  }
+
   std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
     require_finite(values, spec());
     int64_t rows = shape.rows(), cols = shape.cols();

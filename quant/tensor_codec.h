@@ -60,6 +60,9 @@ class TensorCodec {
   // and returns one codec per tensor, ready to encode (ECSQ's shared step, GPTQ's Hessian). The
   // default needs no fitting: this codec, for every tensor. InputError names the tensor at fault.
   virtual FittedCodecs fit(std::span<const FitTensor> tensors, const FitOptions& options) const;
+  // A parameter this codec will lower to fit a tensor of this shape (a rank past min(rows, cols)),
+  // said as "rank 100000 -> 512"; empty when it takes the spec as written. For a warning.
+  virtual std::string clamped(const TensorShape&) const { return ""; }
   // Throws InputError for input the codec refuses (NaN/Inf where it quantizes, out of range).
   virtual std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const = 0;
   // make_tensor_decoder(decoder_spec())'s decode: what was encoded comes back only through the

@@ -81,6 +81,19 @@ TEST(Cli, DecompressKeepsTheCheckpointsDtypeWhereExact) {
   for (const auto& t : wide.tensors()) EXPECT_EQ(quantized.at(t.name).to_floats(), t.to_floats()) << t.name;
 }
 
+// A codec parameter lowered to fit the tensors is said: once per spec, naming the first tensor.
+TEST(Cli, AClampedRankIsAWarning) {
+  test::TempDir dir;
+  const std::string in = small_checkpoint(dir);
+  auto r = pgolf("compress " + in + " --dry-run --codec int6+lrcorr:rank=100000 --compressor zstd:3");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: int6+lrcorr:rank=100000 does not fit 2 tensors as written "
+                       "(blocks.0.attn.c_q.weight [512, 512]: rank 100000 -> 512)"),
+            std::string::npos) << r.out;
+  r = pgolf("compress " + in + " --dry-run --codec int6+lrcorr:rank=4 --compressor zstd:3");
+  EXPECT_EQ(r.out.find("warning"), std::string::npos) << r.out;
+}
+
 TEST(Cli, JsonDryRunAndInspect) {
   test::TempDir dir;
   std::string in = small_checkpoint(dir);
