@@ -15,5 +15,6 @@ int bench_main(int argc, char** argv);
 int sensitivity_main(int argc, char** argv);
 int calibrate_main(int argc, char** argv);
 int export_decoder_main(int argc, char** argv);
+int codecs_main(int argc, char** argv);
 
 }  // namespace pgolf::cli

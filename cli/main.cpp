@@ -29,6 +29,7 @@ constexpr Subcommand kSubcommands[] = {
     {"bench", pgolf::cli::bench_main, "rate-distortion sweep: bytes, error, time and val_bpb per codec; table, CSV, JSON, SVG plots"},
     {"sensitivity", pgolf::cli::sensitivity_main, "per-tensor loss increase per unit of squared error, for compress --auto --sensitivity"},
     {"export-decoder", pgolf::cli::export_decoder_main, "write the Python decoder (numpy) of compress --profile python artifacts"},
+    {"codecs", pgolf::cli::codecs_main, "the tensor codecs and their examples; given a checkpoint, each one's bits and error on it"},
     {"calibrate", pgolf::cli::calibrate_main, "input Hessians X^T X / n of the quantized matrices on train or self-generated tokens, for compress --calibration"},
 };
 

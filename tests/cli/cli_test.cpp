@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "artifact/artifact.h"
@@ -92,6 +93,35 @@ TEST(Cli, AClampedRankIsAWarning) {
             std::string::npos) << r.out;
   r = pgolf("compress " + in + " --dry-run --codec int6+lrcorr:rank=4 --compressor zstd:3");
   EXPECT_EQ(r.out.find("warning"), std::string::npos) << r.out;
+}
+
+// pgolf codecs lists every codec row and example; on a checkpoint each example gets its stored bits
+// per parameter and relative error (int8 costs more bits than int4 and errs less), and the ones it
+// cannot measure there say why.
+TEST(Cli, CodecsListsAndMeasuresEveryExample) {
+  test::TempDir dir;
+  auto r = pgolf("codecs");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const auto& row : tensor_codec_table()) {
+    EXPECT_NE(r.out.find(row.usage), std::string::npos) << row.usage;
+    for (const auto& example : row.examples) EXPECT_NE(r.out.find("  " + example + "\n"), std::string::npos) << example;
+  }
+  r = pgolf("codecs " + small_checkpoint(dir) + " --tensors c_q");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("measured on 1 tensor (blocks.0.attn.c_q.weight), 262,144 parameters"), std::string::npos) << r.out;
+  auto numbers = [&](const std::string& example) {
+    const std::regex line("  " + example + R"( +([0-9.]+) bits  rel_mse ([0-9.e+-]+))");
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(r.out, m, line)) << example << "\n" << r.out;
+    return m.size() == 3 ? std::pair{std::stod(m[1]), std::stod(m[2])} : std::pair{0.0, 0.0};
+  };
+  const auto [int8_bits, int8_error] = numbers("int8");
+  const auto [int4_bits, int4_error] = numbers("int4:clip=quantile:0\\.999");
+  EXPECT_GT(int8_bits, int4_bits);
+  EXPECT_LT(int8_error, int4_error);
+  EXPECT_GT(int4_bits, 1.0);
+  EXPECT_NE(r.out.find("gptq needs its calibration Hessian"), std::string::npos) << r.out;
+  EXPECT_EQ(pgolf("codecs --tensors c_q").exit_code, 2);
 }
 
 TEST(Cli, JsonDryRunAndInspect) {
