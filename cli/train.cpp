@@ -50,8 +50,11 @@ class Settings {
   }
   bool given(const std::string& name) const { return args_.count(name) > 0 || config_.contains(name); }
   void check_config_keys() const {
-    for (const auto& [key, value] : config_.items())
-      require(known_.contains(key), "--config: unknown setting '" + key + "'");
+    for (const auto& [key, value] : config_.items()) {
+      if (known_.contains(key)) continue;
+      const std::string near = nearest_name(key, std::vector<std::string>(known_.begin(), known_.end()));
+      throw InputError("--config: unknown setting '" + key + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)"));
+    }
   }
 
  private:

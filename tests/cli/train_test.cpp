@@ -296,6 +296,7 @@ TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
 TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
   test::TempDir dir, empty;
   std::ofstream(dir.file("config.json")) << R"({"dim": 32, "warmup": 5})";
+  std::ofstream(dir.file("typo.json")) << R"({"muon-momentm": 0.9})";
   const std::string out = " --out " + dir.file("run");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"train" + data() + with_flag(kTiny, "heads", "3") + out, "not a multiple of 3 heads"},
@@ -304,6 +305,8 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + with_flag(kTiny, "tokens-per-step", "100") + out, "not a multiple of --micro-batch"},
       {"train" + data() + kTiny + " --seed 1 --seed 2" + out, "--seed given 2 times"},
       {"train" + data() + kTiny + " --config " + dir.file("config.json") + out, "unknown setting 'warmup'"},
+      {"train" + data() + kTiny + " --config " + dir.file("typo.json") + out,
+       "unknown setting 'muon-momentm' (did you mean 'muon-momentum'?)"},
       {"train" + data() + kTiny + " --resume " + test::sample_path("sp1024/corpus_1024_bpe.model") + out,
        "corpus_1024_bpe.model"},
       {"train" + data() + kTiny + " --gpus 2" + out, "--gpus trains on GPUs; it cannot run with --device cpu"},
