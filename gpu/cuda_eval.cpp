@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_buffer.h"
+#include "core/rope_table.h"
 #include "kernels/forward_kernels.h"
 #include "kernels/gemm.h"
 
@@ -184,7 +185,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
     s.bigram_proj = DeviceBuffer<float>(values(p.bigram_proj));
     s.bigram_scale = DeviceBuffer<float>(values(p.bigram_scale));
   }
-  const cuda::RopeTable rope = cuda::rope_table(max_seq_len, c.head_dim(), c.rotated_dims(), c.rope_base);
+  const RopeTable rope = rope_table(max_seq_len, c.head_dim(), c.rotated_dims(), c.rope_base);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
   for (const BlockParams<float>& b : p.blocks) {

@@ -10,6 +10,7 @@
 #include "gpu/cuda_eval.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_buffer.h"
+#include "core/rope_table.h"
 #include "kernels/forward_kernels.h"
 #include "kernels/gemm.h"
 #include "kernels/train_kernels.h"
@@ -619,7 +620,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.adam_v = flat(state.optimizer.adam_v);
   s.grads = DeviceBuffer<float>(total);
   PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
-  const cuda::RopeTable rope = cuda::rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base);
+  const RopeTable rope = rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
 

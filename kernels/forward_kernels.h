@@ -86,12 +86,5 @@ void xsa(const In* heads_out, const In* qkv, int64_t rows, int heads, int kv_hea
 void softcap_cross_entropy(const float* logits, const uint16_t* targets, int64_t rows, int vocab, float softcap,
                            double* losses, cudaStream_t stream);
 
-// RoPE's cos and sin [positions, head_dim / 2] for qk_norm_rope, computed on the host exactly as
-// trainer/model.cpp's make_rope does (inv_freq and angles in float32 over the rotated dims, as the
-// reference); the pairs past rotated_dims / 2 get cos 1 and sin 0.
-struct RopeTable {
-  std::vector<float> cos, sin;
-};
-RopeTable rope_table(int positions, int head_dim, int rotated_dims, double base);
 
 }  // namespace pgolf::cuda

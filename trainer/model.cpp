@@ -7,6 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/rope_table.h"
 
 namespace pgolf {
 
@@ -131,27 +132,23 @@ Matrix<T> smear_v2_backward(const Matrix<T>& x, const Matrix<T>& w, T lambda, co
   return dx;
 }
 
-// RoPE angles as the reference computes them, in float32, over the R = rotated_dims() dims it
-// turns: inv_freq[j] = 1 / base^(2j / R), angle = position * inv_freq[j]. cos and sin
-// [positions, R/2].
+// RoPE's cos and sin [positions, R/2] over the R = rotated_dims() dims it turns: core/rope_table.h's
+// floats, the same the CUDA kernels read.
 template <typename T>
 struct Rope {
   Matrix<T> cos, sin;
 };
 
 template <typename T>
-Rope<T> make_rope(Eigen::Index positions, int rotated_dims, double base) {
-  const int half = rotated_dims / 2;
+Rope<T> make_rope(Eigen::Index positions, const ModelConfig& c) {
+  const RopeTable table = rope_table(static_cast<int>(positions), c.head_dim(), c.rotated_dims(), c.rope_base);
+  const Eigen::Index width = c.head_dim() / 2, half = c.rotated_dims() / 2;
   Rope<T> rope{Matrix<T>(positions, half), Matrix<T>(positions, half)};
-  for (int j = 0; j < half; ++j) {
-    const float exponent = static_cast<float>(2 * j) / static_cast<float>(rotated_dims);
-    const float inv_freq = 1.0f / std::pow(static_cast<float>(base), exponent);
-    for (Eigen::Index t = 0; t < positions; ++t) {
-      float angle = static_cast<float>(t) * inv_freq;
-      rope.cos(t, j) = static_cast<T>(std::cos(static_cast<double>(angle)));
-      rope.sin(t, j) = static_cast<T>(std::sin(static_cast<double>(angle)));
+  for (Eigen::Index t = 0; t < positions; ++t)
+    for (Eigen::Index j = 0; j < half; ++j) {
+      rope.cos(t, j) = static_cast<T>(table.cos[static_cast<size_t>(t * width + j)]);
+      rope.sin(t, j) = static_cast<T>(table.sin[static_cast<size_t>(t * width + j)]);
     }
-  }
   return rope;
 }
 
@@ -427,7 +424,7 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
     rms_norm(sum, c.dim, a.embedded, a.embedded_inv_rms);
   }
   a.x0 = c.smear_v1() ? smear(a.embedded, p.smear_gate) : a.embedded;
-  a.rope = make_rope<T>(n, c.rotated_dims(), c.rope_base);
+  a.rope = make_rope<T>(n, c);
   a.blocks.resize(keep_blocks ? c.layers : 1);
   a.encoder_outputs.resize(encoders);
 

@@ -6,6 +6,7 @@
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
+#include "core/rope_table.h"
 #include "kernels/forward_kernels.h"
 
 namespace pgolf {
@@ -160,7 +161,7 @@ TEST_F(CudaKernels, QkNormRope) {
     const auto [heads, kv_heads, head_dim] = shape;
     const auto qkv = normal(rows * (heads + 2 * kv_heads) * head_dim, 2.f), q_gain = normal(heads, 1.f);
     for (int rotated : rotated_dims_of(head_dim)) {
-      const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, rotated, 10000.0);
+      const RopeTable rope = rope_table(seq_len, head_dim, rotated, 10000.0);
       DeviceBuffer<float> d_qkv(qkv), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
       auto out = poisoned(qkv.size());
       auto out16 = poisoned<__nv_bfloat16>(qkv.size());

@@ -6,6 +6,7 @@
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
+#include "core/rope_table.h"
 #include "kernels/forward_kernels.h"
 #include "kernels/train_kernels.h"
 
@@ -120,7 +121,7 @@ TEST_F(CudaTrainKernels, QkNormRopeBackward) {
     const size_t count = size_t(rows) * (heads + 2 * kv_heads) * head_dim;
     const auto qkv = normal(count, 2.f), d = normal(count, 1.f), q_gain = normal(heads, 1.f);
     for (int rotated : rotated_dims_of(head_dim)) {
-      const cuda::RopeTable rope = cuda::rope_table(seq_len, head_dim, rotated, 10000.0);
+      const RopeTable rope = rope_table(seq_len, head_dim, rotated, 10000.0);
       DeviceBuffer<float> d_raw(qkv), d_d(d), d_cos(rope.cos), d_sin(rope.sin), d_gain(q_gain);
       auto out = poisoned(count);
       auto out16 = poisoned<__nv_bfloat16>(count);

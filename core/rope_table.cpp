@@ -1,10 +1,8 @@
-// RoPE's table for qk_norm_rope. Compiled as C++ like trainer/model.cpp, so that std::pow and
-// std::cos give the same float32 angles and values as its make_rope, bit for bit.
+#include "core/rope_table.h"
+
 #include <cmath>
 
-#include "kernels/forward_kernels.h"
-
-namespace pgolf::cuda {
+namespace pgolf {
 
 RopeTable rope_table(int positions, int head_dim, int rotated_dims, double base) {
   const int half = head_dim / 2;
@@ -22,4 +20,4 @@ RopeTable rope_table(int positions, int head_dim, int rotated_dims, double base)
   return table;
 }
 
-}  // namespace pgolf::cuda
+}  // namespace pgolf
