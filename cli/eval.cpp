@@ -1,6 +1,5 @@
 // pgolf eval: val_loss and val_bpb of a checkpoint or artifact on Parameter Golf val shards, in
 // fp32: on the CPU by the reference model, or on a CUDA GPU held to it (--device).
-#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -97,8 +96,7 @@ int eval_main(int argc, char** argv) {
   const auto tokens = read_val_tokens(shards, eval.max_sequences > 0 ? eval.max_sequences * eval.seq_len + 1 : 0);
 
   const bool json = args.count("json") > 0;
-  if (!json && isatty(STDERR_FILENO))
-    eval.progress = progress_bars();
+  if (!json) eval.progress = progress_bars();  // a bar on a terminal, timed lines in a log
   const std::string device_text = describe_device(device, eval.threads);
   const EvalResult r = evaluate_on(device, model, tokens, tokenizer.byte_table(), eval);
   // --tokens past the val split scores all of it: said, not silently clamped.

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/progress.h"
 
 namespace {
 
@@ -44,7 +45,7 @@ namespace pgolf::cli {
 
 bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::ParseResult& args,
                    const std::vector<std::string>& groups, const std::string& footer) {
-  options.add_options()("h,help", "show this help");
+  options.add_options()("h,help", "show this help")("q,quiet", "no progress bar or progress lines");
   std::vector<cxxopts::HelpOptionDetails> details;
   std::vector<std::string> long_names;
   for (const std::string& group : options.groups())
@@ -68,6 +69,7 @@ bool parse_or_help(cxxopts::Options& options, int argc, char** argv, cxxopts::Pa
     }
     throw;
   }
+  set_quiet_progress(args.count("quiet") > 0);
   if (!args.count("help")) {
     // Nothing given is silently dropped: an argument past the positional ones, or a second value
     // of a flag that takes one (the first would be lost).

@@ -28,7 +28,11 @@ class ProgressCounter {
   std::mutex mutex_;
 };
 
-// A one-line progress bar on stderr, drawn only when stderr is a terminal (logs stay clean).
+// Progress on stderr: a one-line bar redrawn in place when stderr is a terminal; otherwise (a log)
+// a plain line with the elapsed time and an estimate of the rest every PGOLF_PROGRESS_SECONDS
+// seconds (default 10); nothing at all after set_quiet_progress(true) (the CLI's -q).
+void set_quiet_progress(bool quiet);
+
 class Progress {
  public:
   Progress(std::string label, size_t total);
@@ -40,7 +44,8 @@ class Progress {
   std::string label_;
   size_t total_;
   std::atomic<size_t> done_{0};
-  bool enabled_;
+  bool enabled_, logged_;  // the bar on a terminal; lines in a log
+  double log_seconds_;
   std::mutex mutex_;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };

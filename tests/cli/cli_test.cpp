@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <regex>
@@ -318,6 +319,21 @@ TEST(Cli, CountsTakeExponentForm) {
     EXPECT_NE(r.out.find("failed to parse"), std::string::npos) << r.out;
   }
   EXPECT_NE(pgolf(eval + "-1e3").out.find("--tokens must be positive"), std::string::npos);
+}
+
+// Progress in a log (stderr not a terminal): timed lines with an estimate of the rest
+// (PGOLF_PROGRESS_SECONDS apart; 0 here: every report); -q: none.
+TEST(Cli, ProgressLinesInALogAndQuiet) {
+  ::setenv("PGOLF_PROGRESS_SECONDS", "0", 1);
+  const std::string eval = "eval " + test::sample_path("base9") + " --data " + test::sample_path("sp1024") +
+                           " --tokens 16384 --device cpu --threads 2";
+  auto r = pgolf(eval);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"((^|\n)eval 8/16 \(50%\) [0-9.]+s ETA [0-9.]+s\n)"))) << r.out;
+  r = pgolf(eval + " -q");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.find("8/16"), std::string::npos) << r.out;
+  ::unsetenv("PGOLF_PROGRESS_SECONDS");
 }
 
 TEST(Cli, BadInputIsOneLineAndExitCodeTwo) {
