@@ -122,6 +122,13 @@ int bench_main(int argc, char** argv) {
     };
   }
 
+  // The checkpoint as it is, for the plot's baseline (bf16 for base9).
+  std::optional<double> checkpoint_val_bpb;
+  if (sweep.evaluate) {
+    const Model<float> model =
+        evaluation_model(load_float_tensors(args["inputs"].as<std::vector<std::string>>()), recorded, *tokenizer);
+    checkpoint_val_bpb = evaluate_on(device, model, tokens, tokenizer->byte_table(), eval).val_bpb;
+  }
   sweep.progress = progress_bars();
   const std::vector<SweepResult> results = run_sweep(checkpoint, points, sweep);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -140,7 +147,12 @@ int bench_main(int argc, char** argv) {
                    " codecs x " + std::to_string(sweep.compressors.size()) + " byte codecs in " +
                    std::to_string(static_cast<int>(seconds)) + " s. Errors are over the quantized tensors.\n\n" + table +
                    "\n## Relative MSE by tensor class\n\n" + bench_class_markdown(results) + "\n";
-  const auto plots = bench_plots(results);
+  if (checkpoint_val_bpb) {
+    char line[96];
+    std::snprintf(line, sizeof line, "The checkpoint itself, unquantized: val_bpb %.6f.\n\n", *checkpoint_val_bpb);
+    md += line;
+  }
+  const auto plots = bench_plots(results, checkpoint_val_bpb);
   for (const auto& plot : plots) md += "![" + plot.name + "](" + plot.name + ")\n";
   write_text(path("bench.md"), md);
   write_text(path("bench.csv"), bench_csv(results));

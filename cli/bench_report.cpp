@@ -50,8 +50,8 @@ nlohmann::json error_json(const Distortion& d) {
           {"output_relative_error", d.has_output() ? finite_or_null(d.output_relative_error()) : nlohmann::json(nullptr)}};
 }
 
-// One polyline per (family, compressor): colour by family, dashed after the first compressor.
-// point_of gives a result's (x, y), or nothing to leave it out.
+// One polyline per (family, compressor): colour by family, dashed after the first compressor; each
+// point labelled with its codec setting. point_of gives a result's (x, y), or nothing to leave it out.
 template <typename PointOf>
 std::vector<PlotSeries> series_by_family(std::span<const SweepResult> results, PointOf point_of) {
   std::vector<std::string> families, compressors;
@@ -72,8 +72,16 @@ std::vector<PlotSeries> series_by_family(std::span<const SweepResult> results, P
       series.push_back({r.point.family + ", " + r.compressor, {}, key.first, key.second > 0});
     }
     series[where[key]].points.push_back(*point);
+    series[where[key]].point_labels.push_back(r.point.label);
   }
-  for (auto& s : series) std::sort(s.points.begin(), s.points.end());
+  for (auto& s : series) {  // by x, each label with its point
+    std::vector<size_t> order(s.points.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s.points[a] < s.points[b]; });
+    PlotSeries sorted{s.label, {}, s.color, s.dashed, {}};
+    for (size_t i : order) sorted.points.push_back(s.points[i]), sorted.point_labels.push_back(s.point_labels[i]);
+    s = std::move(sorted);
+  }
   return series;
 }
 
@@ -182,16 +190,17 @@ nlohmann::json bench_json(std::span<const SweepResult> results) {
   return out;
 }
 
-std::vector<PlotFile> bench_plots(std::span<const SweepResult> results) {
+std::vector<PlotFile> bench_plots(std::span<const SweepResult> results, std::optional<double> checkpoint_val_bpb) {
   using Point = std::optional<std::pair<double, double>>;
   std::vector<PlotFile> plots;
+  const PlotMark cap{16'000'000, "16,000,000 B: Parameter Golf's cap, code included"};
   auto mse = series_by_family(results, [](const SweepResult& r) -> Point {
     return std::make_pair(static_cast<double>(r.artifact_bytes), r.quantized.relative_mse());
   });
-  plots.push_back({"rd_bytes_vs_rel_mse.svg",
-                   svg_plot({"Artifact bytes vs relative MSE of the quantized tensors", "artifact bytes", "relative MSE",
-                             false, true},
-                            mse)});
+  PlotOptions mse_options{"Artifact bytes vs relative MSE of the quantized tensors", "artifact bytes", "relative MSE",
+                          false, true};
+  mse_options.x_marks = {cap};
+  plots.push_back({"rd_bytes_vs_rel_mse.svg", svg_plot(mse_options, mse)});
   auto output = series_by_family(results, [](const SweepResult& r) -> Point {
     if (!r.quantized.has_output()) return std::nullopt;
     return std::make_pair(static_cast<double>(r.artifact_bytes), r.quantized.output_relative_error());
@@ -219,7 +228,10 @@ std::vector<PlotFile> bench_plots(std::span<const SweepResult> results) {
     if (left_out > 0)
       title += " (" + std::to_string(left_out) + " point" + (left_out > 1 ? "s" : "") + " above " +
                printed("%.1f", kBpbPlotLimit) + "x the best left out)";
-    plots.push_back({"rd_bytes_vs_val_bpb.svg", svg_plot({title, "artifact bytes", "val_bpb"}, bpb)});
+    PlotOptions bpb_options{title, "artifact bytes", "val_bpb"};
+    bpb_options.x_marks = {cap};
+    if (checkpoint_val_bpb) bpb_options.y_marks = {{*checkpoint_val_bpb, "the checkpoint as it is (unquantized)"}};
+    plots.push_back({"rd_bytes_vs_val_bpb.svg", svg_plot(bpb_options, bpb)});
   }
 
   for (const auto& cls : quantized_classes(results)) {

@@ -2,6 +2,7 @@
 // and SVG plots of bytes against error (in total and per tensor class) and against val_bpb.
 #pragma once
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,8 +23,9 @@ struct PlotFile {
   std::string name;  // "rd_bytes_vs_rel_mse.svg", ...
   std::string svg;
 };
-// bytes vs relative MSE; bytes vs val_bpb (when evaluated); per tensor class, its bytes vs its
-// relative MSE. One polyline per codec family and compressor.
-std::vector<PlotFile> bench_plots(std::span<const SweepResult> results);
+// bytes vs relative MSE; bytes vs val_bpb (when evaluated; with the checkpoint's own val_bpb as a
+// line, where given); per tensor class, its bytes vs its relative MSE. One polyline per codec family
+// and compressor, each point labelled with its setting; the bytes axes reach Parameter Golf's cap.
+std::vector<PlotFile> bench_plots(std::span<const SweepResult> results, std::optional<double> checkpoint_val_bpb = {});
 
 }  // namespace pgolf::cli

@@ -119,6 +119,10 @@ std::string svg_plot(const PlotOptions& options, std::span<const PlotSeries> ser
         y_min = std::min(y_min, py), y_max = std::max(y_max, py);
       }
   if (x_min > x_max) x_min = y_min = 1, x_max = y_max = 10;  // nothing to show: an empty frame
+  for (const PlotMark& m : options.x_marks)
+    if (x.shows(m.value)) x_min = std::min(x_min, m.value), x_max = std::max(x_max, m.value);
+  for (const PlotMark& m : options.y_marks)
+    if (y.shows(m.value)) y_min = std::min(y_min, m.value), y_max = std::max(y_max, m.value);
   x.fit(x_min, x_max);
   y.fit(y_min, y_max);
 
@@ -151,17 +155,39 @@ std::string svg_plot(const PlotOptions& options, std::span<const PlotSeries> ser
   svg += "<text x=\"20\" y=\"" + number((y.pixel_lo + y.pixel_hi) / 2) + "\" text-anchor=\"middle\" transform=\"rotate(-90 20 " +
          number((y.pixel_lo + y.pixel_hi) / 2) + ")\">" + escape(y_title) + "</text>\n";
 
+  // Reference lines, dashed grey, each labelled at its end.
+  for (const PlotMark& m : options.x_marks) {
+    if (!x.shows(m.value)) continue;
+    const std::string px = number(x.pixel(m.value));
+    svg += "<line x1=\"" + px + "\" y1=\"" + number(y.pixel_hi) + "\" x2=\"" + px + "\" y2=\"" + number(y.pixel_lo) +
+           "\" stroke=\"#555555\" stroke-dasharray=\"4 3\"/>\n";
+    svg += "<text x=\"" + number(x.pixel(m.value) - 4) + "\" y=\"" + number(y.pixel_hi + 14) + "\" text-anchor=\"end\">" +
+           escape(m.label) + "</text>\n";
+  }
+  for (const PlotMark& m : options.y_marks) {
+    if (!y.shows(m.value)) continue;
+    const std::string py = number(y.pixel(m.value));
+    svg += "<line x1=\"" + number(x.pixel_lo) + "\" y1=\"" + py + "\" x2=\"" + number(x.pixel_hi) + "\" y2=\"" + py +
+           "\" stroke=\"#555555\" stroke-dasharray=\"4 3\"/>\n";
+    svg += "<text x=\"" + number(x.pixel_hi - 4) + "\" y=\"" + number(y.pixel(m.value) - 4) + "\" text-anchor=\"end\">" +
+           escape(m.label) + "</text>\n";
+  }
+
   // Series, each with its legend entry.
   for (size_t i = 0; i < series.size(); ++i) {
     const auto& s = series[i];
     const char* color = kPalette[(s.color >= 0 ? s.color : static_cast<int>(i)) % kPaletteSize];
     std::string dash = s.dashed ? " stroke-dasharray=\"6 4\"" : "";
     std::string points, markers;
-    for (auto [px, py] : s.points) {
+    for (size_t k = 0; k < s.points.size(); ++k) {
+      const auto [px, py] = s.points[k];
       if (!x.shows(px) || !y.shows(py)) continue;
       std::string cx = number(x.pixel(px)), cy = number(y.pixel(py));
       points += (points.empty() ? "" : " ") + cx + "," + cy;
       markers += "<circle cx=\"" + cx + "\" cy=\"" + cy + "\" r=\"3\" fill=\"" + color + "\"/>\n";
+      if (k < s.point_labels.size())
+        markers += "<text x=\"" + number(x.pixel(px) + 5) + "\" y=\"" + number(y.pixel(py) - 5) +
+                   "\" font-size=\"9\" fill=\"" + color + "\">" + escape(s.point_labels[k]) + "</text>\n";
     }
     svg += "<g>\n<title>" + escape(s.label) + "</title>\n";
     svg += "<polyline points=\"" + points + "\" fill=\"none\" stroke=\"" + color + "\" stroke-width=\"1.5\"" + dash + "/>\n";

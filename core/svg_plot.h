@@ -13,6 +13,13 @@ struct PlotSeries {
   std::vector<std::pair<double, double>> points;  // (x, y), joined in this order
   int color = -1;        // index into the palette; -1: the series' position
   bool dashed = false;
+  std::vector<std::string> point_labels = {};  // written beside each point (empty: none)
+};
+
+// A reference line across the plot at one value of an axis (a budget, a baseline), labelled.
+struct PlotMark {
+  double value;
+  std::string label;
 };
 
 struct PlotOptions {
@@ -23,6 +30,7 @@ struct PlotOptions {
   bool log_y = false;
   int width = 960;
   int height = 560;
+  std::vector<PlotMark> x_marks = {}, y_marks = {};  // the axes reach them
 };
 
 // Points that a log axis cannot show (<= 0) and non-finite points are left out.

@@ -148,6 +148,17 @@ TEST(Bench, ValBpbEqualsEvalOfTheArtifact) {
   auto bench = nlohmann::json::parse(r.out.substr(r.out.find('[')));
   ASSERT_TRUE(bench[0]["val_bpb"].is_number()) << r.out;
   EXPECT_TRUE(std::filesystem::exists(dir.file("out") + "/rd_bytes_vs_val_bpb.svg"));
+  // The plot shows the cap, the unquantized checkpoint's val_bpb and each point's setting.
+  auto text = [](const std::string& path) {
+    const std::vector<uint8_t> bytes = test::read_bytes(path);
+    return std::string(bytes.begin(), bytes.end());
+  };
+  const std::string plot = text(dir.file("out") + "/rd_bytes_vs_val_bpb.svg");
+  EXPECT_NE(plot.find("16,000,000 B: Parameter Golf's cap"), std::string::npos) << plot;
+  EXPECT_NE(plot.find(">the checkpoint as it is (unquantized)</text>"), std::string::npos) << plot;
+  EXPECT_NE(plot.find(">int8</text>"), std::string::npos) << plot;
+  EXPECT_NE(text(dir.file("out") + "/bench.md").find("The checkpoint itself, unquantized: val_bpb 0."),
+            std::string::npos);
   ASSERT_EQ(pgolf("compress " + base9 + " --codec int8 --compressor zstd:1 -o " + pgz).exit_code, 0);
   r = pgolf("eval " + pgz + " --data " + data + " --tokens 1024 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;

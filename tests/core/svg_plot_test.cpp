@@ -81,6 +81,24 @@ TEST(SvgPlot, WellFormedWithEverySeriesAndLabel) {
   EXPECT_GE(std::stod(m[1]), 90.0);
 }
 
+// Reference lines are drawn, labelled and inside the axes (a mark past the data widens them); each
+// point's label sits beside it.
+TEST(SvgPlot, MarksAndPointLabels) {
+  PlotSeries s{"int-N", {{6.8e6, 1.05}, {9.1e6, 1.02}}};
+  s.point_labels = {"int4", "int6 & co"};
+  PlotOptions options{"bytes vs val_bpb", "artifact bytes", "val_bpb"};
+  options.x_marks = {{16e6, "the 16 MB cap"}};
+  options.y_marks = {{1.0, "unquantized"}};
+  const std::string svg = svg_plot(options, std::vector<PlotSeries>{s});
+  EXPECT_EQ(xml_problem(svg), "") << svg;
+  EXPECT_NE(svg.find(">the 16 MB cap</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">unquantized</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">int4</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">int6 &amp; co</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">16M</text>"), std::string::npos) << "the x axis reaches the mark: " << svg;
+  EXPECT_EQ(count(svg, "stroke=\"#555555\" stroke-dasharray"), 2u);
+}
+
 TEST(SvgPlot, WidensForALongLegend) {
   std::vector<PlotSeries> series = {{std::string(200, 'x'), {{1, 1}, {2, 2}}}};
   std::string svg = svg_plot({"t", "x", "y"}, series);
