@@ -157,7 +157,8 @@ int compress_main(int argc, char** argv) {
                "count in --budget and in the total (repeatable)", cxxopts::value<std::vector<std::string>>())
       ("rule", "REGEX=SPEC: codec for tensors whose name matches (repeatable, first match wins; SPEC 'raw' stores bytes as they are)",
        cxxopts::value<std::vector<std::string>>())
-      ("budget", "fail (exit 2, nothing written) unless the artifact fits in this many bytes (decimal; 16000000 = Parameter Golf's cap)",
+      ("budget", "fail (exit 2, nothing written) unless the artifact and --code fit in this many bytes (decimal: 16MB, "
+                 "15.9MB, 500kB; pg: Parameter Golf's cap, 16000000)",
        cxxopts::value<std::string>())
       ("calibration", "input Hessians from pgolf calibrate: GPTQ's, and the output-space error tr(dW H dW^T) reported "
                       "and (--auto) minimised", cxxopts::value<std::string>())

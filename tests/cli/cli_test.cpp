@@ -214,6 +214,10 @@ TEST(Cli, CodeCountsInTheBudgetAndThePythonProfileKeepsToItsDecoder) {
   r = pgolf("compress " + in + " -o " + dir.file("q.pgz") + " --profile python --code " + decoder + " --budget " +
             std::to_string(artifact + code));
   EXPECT_EQ(r.exit_code, 0) << r.out;
+  // "pg" is Parameter Golf's cap.
+  const auto pg = pgolf("compress " + in + " --dry-run --code " + decoder + " --budget pg");
+  EXPECT_EQ(pg.exit_code, 0) << pg.out;
+  EXPECT_NE(pg.out.find(" of 16,000,000"), std::string::npos) << pg.out;
   EXPECT_NE(r.out.find("artifact + code = " + cli::with_commas(artifact) + " + " + cli::with_commas(code) + " = " +
                        cli::with_commas(artifact + code) + " B of " + cli::with_commas(artifact + code)),
             std::string::npos)
