@@ -39,7 +39,8 @@ int bench_main(int argc, char** argv) {
       ("codecs", "codec specs for large 2-D tensors, ';'-separated or repeated (default: the standard sweep; see below)",
        cxxopts::value<std::vector<std::string>>())
       ("compressors", "byte codecs, ';'-separated or repeated (default: zstd:22;zlib:9)", cxxopts::value<std::vector<std::string>>())
-      ("eval-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try 8192)",
+      ("eval-tokens,tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try "
+                             "8192; or --tokens, as eval and sensitivity spell it)",
        cxxopts::value<int64_t>())
       ("calibration", "input Hessians (pgolf calibrate): adds the GPTQ points to the default sweep and the output-space "
                       "error tr(dW H dW^T) to every point", cxxopts::value<std::string>())

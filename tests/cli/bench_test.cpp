@@ -142,7 +142,8 @@ TEST(Bench, BadInputIsAOneLineError) {
 TEST(Bench, ValBpbEqualsEvalOfTheArtifact) {
   test::TempDir dir;
   std::string base9 = test::sample_path("base9"), data = test::sample_path("sp1024"), pgz = dir.file("int8.pgz");
-  auto r = pgolf("bench " + base9 + " --codecs int8 --compressors zstd:1 --eval-tokens 1024 --data " + data + " --json --out " +
+  // --tokens: eval's and sensitivity's spelling of --eval-tokens.
+  auto r = pgolf("bench " + base9 + " --codecs int8 --compressors zstd:1 --tokens 1024 --data " + data + " --json --out " +
                  dir.file("out"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto bench = nlohmann::json::parse(r.out.substr(r.out.find('[')));
