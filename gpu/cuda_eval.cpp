@@ -119,7 +119,7 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
   if (c.smear_v1()) cuda::smear(x.data(), smear_gate.data(), rows, seq_len, c.dim, x0.data(), stream);
   if (c.smear_v2())
     cuda::smear_v2(normed.data(), smear_gate.data(), kSmearWindow, smear_lambda.data(), inputs.data(),
-                   c.smear_gate == SmearGate::kV2 ? kBosToken : -1, rows, seq_len, c.dim, nullptr, x0.data(), stream);
+                   c.smear_mask_token(), rows, seq_len, c.dim, nullptr, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
   for (int i = 0; i < c.layers; ++i) {
     const BlockWeights& w = blocks[i];

@@ -146,8 +146,6 @@ struct CudaTrainer::State {
   void block_backward(int layer, int sequences);
   void newton_schulz(const std::vector<size_t>& batch);
   bool bf16() const { return precision == Precision::kBf16; }
-  // SmearGate v2's mask: the BOS id, or -1 for none.
-  int smear_bos() const { return config.smear_gate == SmearGate::kV2 ? kBosToken : -1; }
   // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
   bool takes_skip(int layer) const {
     const int decoder = layer - config.encoder_layers();
@@ -249,7 +247,7 @@ void CudaTrainer::State::forward(int sequences) {
   if (c.smear_v1()) cuda::smear(embedded.data(), param(smear_slot), n, seq_len, c.dim, x0.data(), stream);
   if (c.smear_v2())
     cuda::smear_v2(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1), inputs.data(),
-                   smear_bos(), n, seq_len, c.dim, smeared.data(), x0.data(), stream);
+                   c.smear_mask_token(), n, seq_len, c.dim, smeared.data(), x0.data(), stream);
   for (int i = 0; i < c.layers; ++i) {
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
@@ -441,8 +439,8 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     float* lambda_rows = smear_rows.data();
     float* w_rows = lambda_rows + n;
     cuda::smear_v2_backward(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1),
-                            inputs.data(), smear_bos(), t2.data(), n, settings.seq_len, c.dim, t1.data(), lambda_rows,
-                            w_rows, w_rows + int64_t{n} * kSmearWindow, stream);
+                            inputs.data(), c.smear_mask_token(), t2.data(), n, settings.seq_len, c.dim, t1.data(),
+                            lambda_rows, w_rows, w_rows + int64_t{n} * kSmearWindow, stream);
     cuda::add_sum(lambda_rows, n, grad(smear_slot + 1), stream);
     cuda::column_sum(w_rows, nullptr, n, kSmearWindow, grad(smear_slot), true, column_scratch.data(), stream);
   } else {

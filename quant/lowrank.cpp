@@ -24,10 +24,7 @@ class LowRankCodec final : public TensorCodec {
   std::string decoder_spec() const override { return rule_.spec() + "+" + inner_->decoder_spec(); }
   bool is_passthrough() const override { return false; }
 
-  std::string clamped(const TensorShape& shape) const override {
-    const int64_t most = std::min(shape.rows(), shape.cols());
-    return rule_.rank > most ? "rank " + std::to_string(rule_.rank) + " -> " + std::to_string(most) : "";
-  }
+  std::string clamped(const TensorShape& shape) const override { return rank_clamp_note(rule_.rank, shape); }
 
   std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {
     require_finite(values, spec());

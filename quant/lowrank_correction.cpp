@@ -80,8 +80,8 @@ class LowRankCorrectionCodec final : public TensorCodec {
   }
 
   std::string clamped(const TensorShape& shape) const override {
-    const int64_t most = std::min(shape.rows(), shape.cols());
-    return rank_ > most ? "rank " + std::to_string(rank_) + " -> " + std::to_string(most) : base_->clamped(shape);
+    const std::string note = rank_clamp_note(rank_, shape);
+    return note.empty() ? base_->clamped(shape) : note;
   }
 
   std::vector<Stream> encode(std::span<const float> values, const TensorShape& shape) const override {

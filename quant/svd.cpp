@@ -52,6 +52,11 @@ int64_t rank_for_energy(std::span<const double> singular_values, double energy) 
   return static_cast<int64_t>(singular_values.size());
 }
 
+std::string rank_clamp_note(int64_t rank, const TensorShape& shape) {
+  const int64_t most = std::min(shape.rows(), shape.cols());
+  return rank > most ? "rank " + std::to_string(rank) + " -> " + std::to_string(most) : "";
+}
+
 LowRankFactors leading_factors(const ThinSvd& svd, int64_t rank) {
   int64_t k = static_cast<int64_t>(svd.singular_values.size());
   LowRankFactors f;

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "quant/tensor_codec.h"
@@ -29,6 +30,10 @@ struct LowRankFactors {
   std::vector<float> a;  // [rows, rank] = U_r·S_r
   std::vector<float> b;  // [rank, cols] = V_rᵀ
 };
+// A rank past what a tensor of this shape holds, said for TensorCodec::clamped ("rank 100000 ->
+// 512"); empty when it fits.
+std::string rank_clamp_note(int64_t rank, const TensorShape& shape);
+
 // The first `rank` components (rank <= k), rounded to float.
 LowRankFactors leading_factors(const ThinSvd& svd, int64_t rank);
 

@@ -97,7 +97,7 @@ Matrix<T> smear_backward(const Matrix<T>& x, const Matrix<T>& gate, const Matrix
 // (0 at position 0 and, masked, at BOS).
 std::vector<bool> smear_mask(const ModelConfig& c, std::span<const uint16_t> inputs) {
   std::vector<bool> mask(inputs.size());
-  for (size_t t = 1; t < inputs.size(); ++t) mask[t] = c.smear_gate == SmearGate::kV2Unmasked || inputs[t] != kBosToken;
+  for (size_t t = 1; t < inputs.size(); ++t) mask[t] = inputs[t] != c.smear_mask_token();
   return mask;
 }
 

@@ -59,6 +59,8 @@ struct ModelConfig {
   bool xsa_on(int layer) const { return layer >= layers - xsa_layers; }
   bool smear_v1() const { return smear_gate == SmearGate::kV1; }
   bool smear_v2() const { return smear_gate == SmearGate::kV2 || smear_gate == SmearGate::kV2Unmasked; }
+  // The token SmearGate v2 does not smear into (BOS), or -1 where it smears into every token.
+  int smear_mask_token() const { return smear_gate == SmearGate::kV2 ? kBosToken : -1; }
   // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
   int encoder_layers() const { return layers / 2; }
   int decoder_layers() const { return layers - layers / 2; }
