@@ -21,12 +21,16 @@
 #                scripts/gpu.sh reference (the base9 reference run: 270 s of training, full-val
 #                                          val_bpb, int6 + zstd:22; REF_GPUS=N for --gpus N)
 #                scripts/gpu.sh fidelity [base9|seed] (the Parameter Golf baseline's train_gpt.py and
-#                                          pgolf train side by side, per-step losses; FIDELITY_STEPS)
+#                                          pgolf train side by side, per-step losses; FIDELITY_STEPS;
+#                                          FIDELITY_REF=rope-fp32,embed-fp32 undoes the script's bf16
+#                                          casts, scripts/reference_variant.py)
 #                scripts/gpu.sh seed tests|throughput|pr212|baseline (the seed's techniques: their GPU
 #                                          tests; the pr212 preset's tokens/s with each technique turned
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
 #                                          packed by --auto under 16,000,000 B with the submission's code,
 #                                          and its val_bpb on the full val split at its seq_len)
+#                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
+#                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
@@ -350,10 +354,11 @@ with torch.autocast(device_type='cuda', dtype=torch.bfloat16):
     y = F.rms_norm(x, (512,))
 print(f'rms_norm of a constant 0.005 bf16 row: {y[0, 0].item():.4f} (1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
 " 2>&1 | tee -a "$logs/fidelity_$shape.txt"
-  step "fidelity $shape: the reference, $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
+  step "fidelity $shape: the reference (${FIDELITY_REF:-none}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
   (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
      WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
-     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../devdata/pg-baseline/train_gpt.py) \
+     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
+     ../../../devdata/pg-baseline/train_gpt.py "${FIDELITY_REF:-none}") \
     > "$dir/reference.txt" 2>&1 || { tail -20 "$dir/reference.txt"; failed+=(fidelity-reference); return; }
   step "fidelity $shape: pgolf train, the same settings (bf16)"
   build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
@@ -509,9 +514,11 @@ seed_run() {
     *)
       [ -f "samples/configs/$what.json" ] || { echo "no preset samples/configs/$what.json"; failed+=(seed-$what); return; }
       unpack_train_shards
-      step "seed: the $what preset, 270 s of training, then the Hessians of 524,288 train tokens"
+      local extra=()
+      read -ra extra <<< "${SEED_FLAGS:-}"
+      step "seed: the $what preset ${extra[*]}, 270 s of training, then the Hessians of 524,288 train tokens"
       build-gpu/cli/pgolf train --config "samples/configs/$what.json" --data devdata/sp1024 --out "$dir/$what" --overwrite \
-        --device cuda --precision bf16 --max-seconds 270 --log-every 50 --calibrate 524288 2>&1 |
+        --device cuda --precision bf16 --max-seconds 270 --log-every 50 --calibrate 524288 "${extra[@]}" 2>&1 |
         tee "$logs/seed_$what.txt" || { failed+=(seed-$what); return; }
       build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed --force > /dev/null
       step "seed: $what packed by --auto under 16,000,000 B, the submission's code counted"
@@ -522,8 +529,27 @@ seed_run() {
       step "seed: $what, the artifact on the full val split at its seq_len"
       build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val|seq" |
         tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-eval)
+      [ -n "${SEED_GAPS:-}" ] && seed_gaps "$dir" "$what"
       ;;
   esac
+}
+
+# seed_gaps DIR PRESET (issue 34): the quantization gap (packed minus unpacked full-val val_bpb at the
+# model's seq_len) of --auto under calibration (packed above), beside int6 + zstd:22 and RTN --auto.
+seed_gaps() {
+  local dir=$1 what=$2 name
+  step "seed gaps: $what unpacked, int6 + zstd:22, and --auto without calibration (round to nearest)"
+  build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/${what}_int6.pgz" --force --codec int6 --compressor zstd:22 \
+    2>&1 | grep -E "^artifact" | tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-int6)
+  build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/${what}_rtn.pgz" --force --auto --budget 16000000 \
+    --compressor zstd:22 --code devdata/pg-baseline/train_gpt.py --code "$dir/pgolf_decode.packed.py" 2>&1 |
+    grep -E "^(artifact|total)" | tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-rtn)
+  for name in "$what.safetensors" "$what.pgz" "${what}_int6.pgz" "${what}_rtn.pgz"; do
+    build-gpu/cli/pgolf eval "$dir/$name" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val_bpb" |
+      sed "s|^|$name |" | tee -a "$logs/seed_gaps.txt"
+  done
+  awk 'NR == 1 { base = $3 } { printf "%-28s val_bpb %s gap %+.6f\n", $1, $3, $3 - base }' "$logs/seed_gaps.txt" |
+    tee -a "$logs/seed_$what.txt"
 }
 
 submission_run() {

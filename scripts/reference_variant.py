@@ -1,0 +1,38 @@
+"""Runs the Parameter Golf baseline's train_gpt.py with some of its bf16 storage choices undone, to
+measure which of them move its training (issue 35, scripts/gpu.sh fidelity). The script is loaded
+as a module and one of its functions wrapped; nothing of it is copied or edited.
+
+  python3 scripts/reference_variant.py TRAIN_GPT VARIANT[,VARIANT...]
+    rope-fp32   Rotary's inv_freq stays float32 (the script's model.bfloat16() makes it bf16, so its
+                RoPE positions and angles are bf16)
+    embed-fp32  tok_emb.weight stays float32 (bf16 in the script: weights, gradient, Adam moments,
+                and so the residual stream too)
+    none        the script as it is
+"""
+import importlib.util
+import sys
+
+path, variants = sys.argv[1], set(sys.argv[2].split(","))
+unknown = variants - {"rope-fp32", "embed-fp32", "none"}
+if unknown:
+    sys.exit(f"reference_variant: unknown variant {sorted(unknown)}")
+spec = importlib.util.spec_from_file_location("train_gpt", path)
+train_gpt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_gpt)
+restore = train_gpt.restore_low_dim_params_to_fp32
+
+
+# main() calls this once, right after model.bfloat16(): the place to undo a cast.
+def restore_and_undo(model):
+    restore(model)
+    for module in model.modules():
+        if "rope-fp32" in variants and isinstance(module, train_gpt.Rotary):
+            module.inv_freq = module.inv_freq.float()
+    if "embed-fp32" in variants:
+        model.tok_emb.float()
+    print(f"reference_variant: {sorted(variants)}: inv_freq {model.blocks[0].attn.rotary.inv_freq.dtype}, "
+          f"tok_emb {model.tok_emb.weight.dtype}", flush=True)
+
+
+train_gpt.restore_low_dim_params_to_fp32 = restore_and_undo
+train_gpt.main()
