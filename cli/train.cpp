@@ -130,6 +130,9 @@ int train_main(int argc, char** argv) {
       ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
       ("rope-dims", "partial RoPE: rotate the first N dims of each head, leave the rest (0: the whole head; the "
                     "records use 16 of 64)", cxxopts::value<int>()->default_value("0"))
+      ("rope-table", "RoPE's cos/sin table: fp32, or bf16 as the Parameter Golf baseline script computes it (its "
+                     "model.bfloat16() rounds positions and angles; train so to be scored by its bf16 path)",
+       cxxopts::value<std::string>()->default_value("fp32"))
       ("smear-gate", "SmearGate, a learned mix of each position's embedding with the previous one's: none, v1 (per "
                      "channel, after the norm: PR #212), v2 (input-dependent, before the norm, not across a BOS: the "
                      "records' fix) or v2-unmasked (v2 across documents too)",
@@ -185,6 +188,7 @@ int train_main(int argc, char** argv) {
   config.rope_base = settings.get<double>("rope-base");
   config.mlp_negative_slope = parse_activation(settings.get<std::string>("activation"));
   config.rope_dims = settings.get<int>("rope-dims");
+  config.rope_rounding = parse_rope_rounding(settings.get<std::string>("rope-table"));
   config.xsa_layers = settings.get<int>("xsa-layers");
   config.smear_gate = parse_smear_gate(settings.get<std::string>("smear-gate"));
   config.bigram_buckets = settings.get<int>("bigram-buckets");
@@ -248,7 +252,7 @@ int train_main(int argc, char** argv) {
     bool model_given = false;
     for (const char* name :
          {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
-          "rope-dims", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers"})
+          "rope-dims", "rope-table", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

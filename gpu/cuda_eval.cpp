@@ -185,7 +185,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
     s.bigram_proj = DeviceBuffer<float>(values(p.bigram_proj));
     s.bigram_scale = DeviceBuffer<float>(values(p.bigram_scale));
   }
-  const RopeTable rope = rope_table(max_seq_len, c.head_dim(), c.rotated_dims(), c.rope_base);
+  const RopeTable rope = rope_table(max_seq_len, c.head_dim(), c.rotated_dims(), c.rope_base, c.rope_rounding);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
   for (const BlockParams<float>& b : p.blocks) {

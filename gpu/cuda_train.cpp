@@ -618,7 +618,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.adam_v = flat(state.optimizer.adam_v);
   s.grads = DeviceBuffer<float>(total);
   PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
-  const RopeTable rope = rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base);
+  const RopeTable rope = rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base, c.rope_rounding);
   s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
   s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
 

@@ -23,7 +23,7 @@
 #                scripts/gpu.sh fidelity [base9|seed] (the Parameter Golf baseline's train_gpt.py and
 #                                          pgolf train side by side, per-step losses; FIDELITY_STEPS;
 #                                          FIDELITY_REF=rope-fp32,embed-fp32 undoes the script's bf16
-#                                          casts, scripts/reference_variant.py)
+#                                          casts, scripts/reference_variant.py; FIDELITY_FLAGS: pgolf's)
 #                scripts/gpu.sh seed tests|throughput|pr212|baseline (the seed's techniques: their GPU
 #                                          tests; the pr212 preset's tokens/s with each technique turned
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
@@ -331,7 +331,8 @@ gptq_solver_benchmark() {
 # seed (11 layers, MLP 3x, seq 2048, Muon momentum 0.99, grad clip 1.0, seed 42; 300 steps,
 # warmdown 100); FIDELITY_STEPS overrides the step count (the warmdown keeps its share).
 fidelity_run() {
-  local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=()
+  local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=() extra=()
+  read -ra extra <<< "${FIDELITY_FLAGS:-}"
   case "$shape" in
     base9) steps=${FIDELITY_STEPS:-600}; warmdown=$((steps * 2 / 3)); seed=1337; seq=1024 ;;
     seed) steps=${FIDELITY_STEPS:-300}; warmdown=$((steps / 3)); seed=42; seq=2048
@@ -360,10 +361,10 @@ print(f'rms_norm of a constant 0.005 bf16 row: {y[0, 0].item():.4f} (1: a float3
      VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
      ../../../devdata/pg-baseline/train_gpt.py "${FIDELITY_REF:-none}") \
     > "$dir/reference.txt" 2>&1 || { tail -20 "$dir/reference.txt"; failed+=(fidelity-reference); return; }
-  step "fidelity $shape: pgolf train, the same settings (bf16)"
+  step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
   build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
     --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
-    --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" > "$dir/pgolf.txt" 2>&1 ||
+    --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" "${extra[@]}" > "$dir/pgolf.txt" 2>&1 ||
     { tail -20 "$dir/pgolf.txt"; failed+=(fidelity-pgolf); return; }
   python3 - "$dir" "$steps" <<'EOF5' | tee -a "$logs/fidelity_$shape.txt"
 import re, sys

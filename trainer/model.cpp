@@ -141,7 +141,7 @@ struct Rope {
 
 template <typename T>
 Rope<T> make_rope(Eigen::Index positions, const ModelConfig& c) {
-  const RopeTable table = rope_table(static_cast<int>(positions), c.head_dim(), c.rotated_dims(), c.rope_base);
+  const RopeTable table = rope_table(static_cast<int>(positions), c.head_dim(), c.rotated_dims(), c.rope_base, c.rope_rounding);
   const Eigen::Index width = c.head_dim() / 2, half = c.rotated_dims() / 2;
   Rope<T> rope{Matrix<T>(positions, half), Matrix<T>(positions, half)};
   for (Eigen::Index t = 0; t < positions; ++t)

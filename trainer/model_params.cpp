@@ -39,7 +39,8 @@ std::string ModelConfig::describe() const {
   return std::to_string(layers) + " layers, dim " + std::to_string(dim) + ", " + std::to_string(heads) +
          " heads / " + std::to_string(kv_heads) + " KV heads, MLP " + std::to_string(mlp_hidden) +
          (mlp_negative_slope == 0 ? "" : " " + activation_name(mlp_negative_slope)) + ", vocab " + std::to_string(vocab) +
-         (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
+         (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") +
+         (rope_rounding != RopeRounding::kFloat32 ? ", RoPE table " + rope_rounding_name(rope_rounding) : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
          (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "") +
          (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "");
 }
@@ -92,6 +93,7 @@ constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 constexpr const char* kActivationKey = "pgolf.activation";
 constexpr const char* kRopeDimsKey = "pgolf.rope_dims";
+constexpr const char* kRopeTableKey = "pgolf.rope_table";
 constexpr const char* kSmearGateKey = "pgolf.smear_gate";
 constexpr const char* kXsaLayersKey = "pgolf.xsa_layers";
 
@@ -113,6 +115,7 @@ std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, 
                                                  {kSoftcapKey, number_text(config.logit_softcap)},
                                                  {kActivationKey, activation_name(config.mlp_negative_slope)}};
   if (config.rope_dims > 0) metadata[kRopeDimsKey] = std::to_string(config.rope_dims);
+  if (config.rope_rounding != RopeRounding::kFloat32) metadata[kRopeTableKey] = rope_rounding_name(config.rope_rounding);
   if (config.smear_gate != SmearGate::kNone) metadata[kSmearGateKey] = smear_gate_name(config.smear_gate);
   if (config.xsa_layers > 0) metadata[kXsaLayersKey] = std::to_string(config.xsa_layers);
   return metadata;
@@ -189,6 +192,13 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
     require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.rope_dims is not a whole number of dims");
     r.rope_dims = static_cast<int>(*v);
   }
+  if (auto it = metadata.find(kRopeTableKey); it != metadata.end()) {
+    try {
+      r.rope_rounding = parse_rope_rounding(it->second);
+    } catch (const InputError& e) {
+      throw InputError(std::string("__metadata__ ") + kRopeTableKey + ": " + e.what());
+    }
+  }
   if (auto it = metadata.find(kActivationKey); it != metadata.end()) {
     try {
       r.mlp_negative_slope = parse_activation(it->second);
@@ -204,6 +214,7 @@ ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) 
   if (recorded.logit_softcap) config.logit_softcap = *recorded.logit_softcap;
   if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
   if (recorded.rope_dims) config.rope_dims = *recorded.rope_dims;
+  if (recorded.rope_rounding) config.rope_rounding = *recorded.rope_rounding;
   if (recorded.xsa_layers) config.xsa_layers = *recorded.xsa_layers;
   // The tensors tell v1 from v2; only v2's mask is the metadata's alone.
   if (recorded.smear_gate == SmearGate::kV2Unmasked && config.smear_v2()) config.smear_gate = SmearGate::kV2Unmasked;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "checkpoint/float_tensor.h"
+#include "core/rope_table.h"
 
 namespace pgolf {
 
@@ -45,6 +46,8 @@ struct ModelConfig {
   // Partial RoPE: rotate the first rope_dims dims of each head, pairs (j, rope_dims/2 + j), and
   // leave the rest; 0 rotates the whole head (the baseline). The records use 16 of 64.
   int rope_dims = 0;
+  // RoPE's table in float32, or rounded as the baseline script's bf16 cast rounds it (core/rope_table.h).
+  RopeRounding rope_rounding = RopeRounding::kFloat32;
   SmearGate smear_gate = SmearGate::kNone;
   // BigramHash: a table [bigram_buckets, bigram_dim] ("bigram.embed.weight") read at the bucket of
   // each (previous, current) token pair, projected to dim ("bigram.proj.weight") and scaled
@@ -82,6 +85,7 @@ struct RecordedSettings {
   std::optional<double> rope_base, logit_softcap;
   std::optional<double> mlp_negative_slope;  // "pgolf.activation"
   std::optional<int> rope_dims;               // "pgolf.rope_dims"
+  std::optional<RopeRounding> rope_rounding;  // "pgolf.rope_table"
   std::optional<SmearGate> smear_gate;        // "pgolf.smear_gate"
   std::optional<int> xsa_layers;              // "pgolf.xsa_layers"
 };

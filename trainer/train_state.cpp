@@ -79,6 +79,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"rope_base", number(c.rope_base)},
       {"activation", activation_name(c.mlp_negative_slope)},
       {"rope_dims", std::to_string(c.rope_dims)},
+      {"rope_table", rope_rounding_name(c.rope_rounding)},
       {"smear_gate", smear_gate_name(c.smear_gate)},
       {"bigram_buckets", std::to_string(c.bigram_buckets)},
       {"bigram_dim", std::to_string(c.bigram_dim)},
@@ -111,6 +112,7 @@ TrainState load_train_state(const std::string& path) {
   if (auto it = meta.find("activation"); it != meta.end()) c.mlp_negative_slope = parse_activation(it->second);
   // ... and of the whole-head RoPE, without SmearGate or BigramHash.
   if (meta.contains("rope_dims")) c.rope_dims = parse<int>(meta, "rope_dims", path);
+  if (auto it = meta.find("rope_table"); it != meta.end()) c.rope_rounding = parse_rope_rounding(it->second);
   if (auto it = meta.find("smear_gate"); it != meta.end()) c.smear_gate = parse_smear_gate(it->second);
   if (meta.contains("xsa_layers")) c.xsa_layers = parse<int>(meta, "xsa_layers", path);
   if (meta.contains("bigram_buckets")) {

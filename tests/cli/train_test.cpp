@@ -201,13 +201,14 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
 TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
   test::TempDir dir;
   const std::string model = dir.file("m");
-  const std::string seed = " --rope-dims 4 --smear-gate v1 --bigram-buckets 64 --bigram-dim 16";
+  const std::string seed = " --rope-dims 4 --rope-table bf16 --smear-gate v1 --bigram-buckets 64 --bigram-dim 16";
   auto r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + seed + " --steps 20 --out " + model);
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("RoPE on 4 dims, SmearGate v1, BigramHash 64x16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("RoPE on 4 dims, RoPE table bf16, SmearGate v1, BigramHash 64x16"), std::string::npos) << r.out;
   const double trained = final_val_loss(r.out);
   const Checkpoint checkpoint = Checkpoint::open({model + ".safetensors"});
   EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_dims"), "4");
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.rope_table"), "bf16");
   EXPECT_EQ(checkpoint.at("smear.gate").shape, (std::vector<int64_t>{32}));
   EXPECT_EQ(checkpoint.at("bigram.embed.weight").shape, (std::vector<int64_t>{64, 16}));
   EXPECT_EQ(checkpoint.at("bigram.proj.weight").shape, (std::vector<int64_t>{32, 16}));
@@ -240,7 +241,7 @@ TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
   for (const std::string& loss : losses(r.out)) split.push_back(loss);
   EXPECT_EQ(split, expected);
   ASSERT_EQ(expected.size(), 6u);
-  r = pgolf("train" + data() + kTiny + " --rope-dims 4 --bigram-buckets 64 --bigram-dim 16 --steps 22 --resume " +
+  r = pgolf("train" + data() + kTiny + " --rope-dims 4 --smear-gate v1 --bigram-buckets 64 --bigram-dim 16 --steps 22 --resume " +
             model + ".state --out " + dir.file("other"));
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_NE(r.out.find("is not the one asked for"), std::string::npos) << r.out;

@@ -382,6 +382,20 @@ TEST(ModelParams, SeedTensorsRoundTripUnderParameterGolfNames) {
   EXPECT_EQ(ModelConfig::from_tensors(v2_tensors).smear_gate, SmearGate::kV2);
   const auto recorded = recorded_settings(recorded_metadata(v2, 64));
   EXPECT_EQ(with_recorded(ModelConfig::from_tensors(v2_tensors), recorded).describe(), v2.describe());
+  // The bf16 RoPE table travels in the metadata too, and changes the model's losses.
+  ModelConfig bf16_rope = v2;
+  bf16_rope.rope_rounding = RopeRounding::kBf16;
+  auto bf16_metadata = recorded_metadata(bf16_rope, 64);
+  EXPECT_EQ(bf16_metadata.at("pgolf.rope_table"), "bf16");
+  EXPECT_EQ(with_recorded(ModelConfig::from_tensors(v2_tensors), recorded_settings(bf16_metadata)).describe(),
+            bf16_rope.describe());
+  EXPECT_NE(bf16_rope.describe(), v2.describe());
+  const auto v2_params = random_params<double>(v2, 54);
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, v2.vocab, 55);
+  const auto windows = windows_of(tokens, 2, 16);
+  EXPECT_NE(mean_loss(Model<double>(v2, v2_params), windows), mean_loss(Model<double>(bf16_rope, v2_params), windows));
+  bf16_metadata["pgolf.rope_table"] = "fp8";
+  EXPECT_NE(test::input_error([&] { recorded_settings(bf16_metadata); }).find("pgolf.rope_table"), std::string::npos);
   ModelConfig wide = config;
   wide.rope_dims = 10;
   EXPECT_NE(test::input_error([&] { wide.validate(); }).find("partial RoPE"), std::string::npos);
