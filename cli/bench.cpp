@@ -33,19 +33,19 @@ int bench_main(int argc, char** argv) {
       "pgolf bench",
       "Rate-distortion sweep: compress a checkpoint under each codec and byte codec; bytes, entropy, error, time, val_bpb.\n"
       "  pgolf bench samples/base9 --out bench/\n"
-      "  pgolf bench samples/base9 --codecs 'int5;int6;kmeans:k=64' --compressors zstd:22 --eval-tokens 8192 --data samples/sp1024");
+      "  pgolf bench samples/base9 --codecs 'int5;int6;kmeans:k=64' --compressors zstd:22 --tokens 8192 --data samples/sp1024");
   options.positional_help("CHECKPOINT...").show_positional_help();
   options.add_options()
       ("codecs", "codec specs for large 2-D tensors, ';'-separated or repeated (default: the standard sweep; see below)",
        cxxopts::value<std::vector<std::string>>())
       ("compressors", "byte codecs, ';'-separated or repeated (default: zstd:22;zlib:9)", cxxopts::value<std::vector<std::string>>())
-      ("eval-tokens,tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try "
-                             "8192; or --tokens, as eval and sensitivity spell it)",
+      ("tokens,eval-tokens,val-tokens", "also val_bpb on the first ceil(N / 1024) sequences of the val split (slow on a CPU: try "
+                             "8192; --eval-tokens and --val-tokens are other spellings)",
        cxxopts::value<int64_t>())
       ("calibration", "input Hessians (pgolf calibrate): adds the GPTQ points to the default sweep and the output-space "
                       "error tr(dW H dW^T) to every point", cxxopts::value<std::string>())
-      ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --eval-tokens)", cxxopts::value<std::string>())
-      ("device", "where GPTQ and --eval-tokens run: auto, cpu or cuda (auto: cuda when a GPU is present)",
+      ("data", "folder of *_val_*.bin shards and the *.model tokenizer (for --tokens)", cxxopts::value<std::string>())
+      ("device", "where GPTQ and --tokens run: auto, cpu or cuda (auto: cuda when a GPU is present)",
        cxxopts::value<std::string>()->default_value("auto"))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("o,out,output", "folder for bench.md, bench.csv, bench_tensors.csv, bench.json and the SVG plots "
@@ -95,9 +95,9 @@ int bench_main(int argc, char** argv) {
   else sweep.compressors = {"zstd:22", "zlib:9"};
   sweep.threads = args["threads"].as<unsigned>();
   sweep.calibration = calibration ? &*calibration : nullptr;
-  // GPTQ (with calibration) and --eval-tokens run on the device; otherwise no GPU is woken (a flag
+  // GPTQ (with calibration) and --tokens run on the device; otherwise no GPU is woken (a flag
   // given is still checked).
-  const bool uses_device = calibration || args.count("eval-tokens") || args.count("device");
+  const bool uses_device = calibration || args.count("tokens") || args.count("device");
   const std::string device = uses_device ? choose_device(args["device"].as<std::string>()) : "cpu";
   sweep.gptq = gptq_engine_on(device);
   // Evaluation: the val tokens and tokenizer are read once; each point's decoded artifact becomes a model.
@@ -107,10 +107,10 @@ int bench_main(int argc, char** argv) {
   eval.seq_len = recorded.seq_len.value_or(eval.seq_len);
   std::vector<uint16_t> tokens;
   std::optional<Tokenizer> tokenizer;
-  if (args.count("eval-tokens")) {
-    const int64_t n = args["eval-tokens"].as<int64_t>();
-    require(n > 0, "--eval-tokens must be positive");
-    require(args.count("data") > 0, "--eval-tokens needs --data DIR");
+  if (args.count("tokens")) {
+    const int64_t n = args["tokens"].as<int64_t>();
+    require(n > 0, "--tokens must be positive");
+    require(args.count("data") > 0, "--tokens needs --data DIR");
     const std::string data = args["data"].as<std::string>();
     tokenizer = Tokenizer::load(args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data));
     eval.max_sequences = (n + eval.seq_len - 1) / eval.seq_len;

@@ -29,7 +29,7 @@ int eval_main(int argc, char** argv) {
   options.positional_help("MODEL...").show_positional_help();
   options.add_options()
       ("data", "folder of *_val_*.bin shards (and the *.model tokenizer)", cxxopts::value<std::string>())
-      ("tokens", "evaluate the first ceil(N / seq-len) sequences (default: every full sequence)",
+      ("tokens,val-tokens", "evaluate the first ceil(N / seq-len) sequences (default: every full sequence)",
        cxxopts::value<int64_t>())
       ("seq-len", "sequence length (default: the one the checkpoint records it was trained at, else 1024)",
        cxxopts::value<int>())

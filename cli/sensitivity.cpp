@@ -37,7 +37,7 @@ int sensitivity_main(int argc, char** argv) {
   options.add_options()
       ("o,output,out", "JSON file {\"tensor\": weight} to write (or --out)", cxxopts::value<std::string>())
       ("data", "folder of *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
-      ("tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
+      ("tokens,val-tokens", "evaluate on the first ceil(N / 1024) val sequences", cxxopts::value<int64_t>()->default_value("65536"))
       ("codec", "probe codec: its error is what each tensor is measured under (a coarse one gives a loss change "
                 "well above the evaluation's rounding)", cxxopts::value<std::string>()->default_value(SensitivityOptions{}.probe_spec))
       ("calibration", "input Hessians (pgolf calibrate): weights per unit of output error tr(dW H dW^T), the error "

@@ -232,7 +232,7 @@ rd_benchmark() {
     failed+=(kmeans_ecsq)
   grep -h -E "^artifact|^quantized" "$rd"/int6.txt "$rd"/ecsq.txt "$rd"/kmeans_ecsq.txt
   step "rd: val_bpb of every default sweep point (zstd:3: the bytes under zstd:22 come from the CPU run)"
-  build-gpu/cli/pgolf bench samples/base9 --compressors zstd:3 "${data[@]/--tokens/--eval-tokens}" --out "$rd/bench" \
+  build-gpu/cli/pgolf bench samples/base9 --compressors zstd:3 "${data[@]}" --out "$rd/bench" \
     > "$rd/bench.txt" 2>&1 || failed+=(bench)
   rm -f "$rd"/*.pgz
   tar czf "${OUT:-build-gpu}/rd.tar.gz" -C "$rd" .

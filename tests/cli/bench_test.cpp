@@ -142,7 +142,7 @@ TEST(Bench, BadInputIsAOneLineError) {
 TEST(Bench, ValBpbEqualsEvalOfTheArtifact) {
   test::TempDir dir;
   std::string base9 = test::sample_path("base9"), data = test::sample_path("sp1024"), pgz = dir.file("int8.pgz");
-  // --tokens: eval's and sensitivity's spelling of --eval-tokens.
+  // --tokens: every command's count of what it reads (--eval-tokens, bench's first spelling, kept).
   auto r = pgolf("bench " + base9 + " --codecs int8 --compressors zstd:1 --tokens 1024 --data " + data + " --json --out " +
                  dir.file("out"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -161,7 +161,8 @@ TEST(Bench, ValBpbEqualsEvalOfTheArtifact) {
   EXPECT_NE(text(dir.file("out") + "/bench.md").find("The checkpoint itself, unquantized: val_bpb 0."),
             std::string::npos);
   ASSERT_EQ(pgolf("compress " + base9 + " --codec int8 --compressor zstd:1 -o " + pgz).exit_code, 0);
-  r = pgolf("eval " + pgz + " --data " + data + " --tokens 1024 --json");
+  // --val-tokens: train's spelling, the same count here.
+  r = pgolf("eval " + pgz + " --data " + data + " --val-tokens 1024 --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto eval = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   EXPECT_DOUBLE_EQ(bench[0]["val_bpb"].get<double>(), eval["val_bpb"].get<double>());

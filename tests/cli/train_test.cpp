@@ -180,6 +180,9 @@ TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   const std::string unflagged = val_loss(r.out);
   EXPECT_NEAR(std::stod(unflagged), trained, 2e-3);
   EXPECT_EQ(val_loss(pgolf(eval + " --seq-len 64 --rope-base 500 --logit-softcap 10").out), unflagged);
+  // train's spelling of the count, --val-tokens, means the same in eval.
+  EXPECT_EQ(val_loss(pgolf("eval " + model + ".safetensors" + data() + " --val-tokens 256 --device cpu --threads 2").out),
+            unflagged);
   r = pgolf(eval + " --rope-base 10000");
   EXPECT_NE(r.out.find("warning: --rope-base 10000 overrides the 500 the checkpoint records"), std::string::npos) << r.out;
   EXPECT_NE(val_loss(r.out), unflagged);
