@@ -168,6 +168,7 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");
+  require(!c.recurrent(), "depth recurrence (looped blocks) runs on the CPU only for now (use --device cpu)");
   State& s = *state_;
   s.config = c;
   s.max_windows = max_windows;

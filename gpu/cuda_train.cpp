@@ -535,6 +535,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
+  require(!c.recurrent(), "depth recurrence (looped blocks) trains on the CPU only for now (--device cpu)");
   s.config = c;
   s.settings = settings;
   s.precision = precision;

@@ -406,7 +406,8 @@ template <typename T>
 void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs, bool keep_blocks,
              Activations<T>& a, const Observer<T>& observe = {}) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
-  const int encoders = c.encoder_layers();
+  const std::vector<int> order = c.block_order();
+  const int encoders = c.encoder_layers(), skips = c.skips_now();
   Matrix<T>& sum = a.sum;
   sum.resize(n, c.dim);
   for (Eigen::Index t = 0; t < n; ++t) sum.row(t) = p.tok_emb.row(inputs[t]);
@@ -425,17 +426,17 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
   }
   a.x0 = c.smear_v1() ? smear(a.embedded, p.smear_gate) : a.embedded;
   a.rope = make_rope<T>(n, c);
-  a.blocks.resize(keep_blocks ? c.layers : 1);
+  a.blocks.resize(keep_blocks ? order.size() : 1);
   a.encoder_outputs.resize(encoders);
 
   Matrix<T> x = a.x0;
-  for (int i = 0; i < c.layers; ++i) {
-    const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
-    if (decoder >= 0 && decoder < c.skip_count())
+  for (int i = 0; i < static_cast<int>(order.size()); ++i) {  // virtual layer i runs block order[i]
+    const int decoder = i - encoders;  // this layer's index among the decoder layers, if >= 0
+    if (decoder >= 0 && decoder < skips)
       x += scale_columns(a.encoder_outputs[encoders - 1 - decoder], p.skip_weights.row(decoder));
     BlockActivations<T>& block = a.blocks[keep_blocks ? i : 0];
     block.input = std::move(x);
-    block_forward(c, p.blocks[i], a.rope, a.x0, block, i, observe);
+    block_forward(c, p.blocks[order[i]], a.rope, a.x0, block, order[i], observe);
     x = block.output;
     if (i < encoders) a.encoder_outputs[i] = x;
   }
@@ -466,7 +467,8 @@ template <typename T>
 void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs,
               std::span<const uint16_t> targets, const Activations<T>& a, double loss_weight, ModelParams<T>& g) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
-  const int encoders = c.encoder_layers();
+  const std::vector<int> order = c.block_order();
+  const int encoders = c.encoder_layers(), skips = c.skips_now();
   const T cap = static_cast<T>(c.logit_softcap);
 
   // d(capped logits) = weight * (softmax - onehot); through the cap: * (1 - tanh^2)
@@ -482,11 +484,11 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
 
   Matrix<T> d_x0 = Matrix<T>::Zero(n, c.dim);
   std::vector<Matrix<T>> d_encoder_outputs(encoders);  // what reaches each skip from its decoder
-  for (int i = c.layers - 1; i >= 0; --i) {
+  for (int i = static_cast<int>(order.size()) - 1; i >= 0; --i) {  // a looped block's gradient sums its passes'
     if (i < encoders && d_encoder_outputs[i].size() > 0) d_x += d_encoder_outputs[i];
-    d_x = block_backward(c, p.blocks[i], a.rope, a.x0, a.blocks[i], i, d_x, d_x0, g.blocks[i]);
+    d_x = block_backward(c, p.blocks[order[i]], a.rope, a.x0, a.blocks[i], order[i], d_x, d_x0, g.blocks[order[i]]);
     const int decoder = i - encoders;
-    if (decoder >= 0 && decoder < c.skip_count()) {
+    if (decoder >= 0 && decoder < skips) {
       const Matrix<T>& skip = a.encoder_outputs[encoders - 1 - decoder];
       g.skip_weights.row(decoder) += column_dot(d_x, skip);
       d_encoder_outputs[encoders - 1 - decoder] = scale_columns(d_x, p.skip_weights.row(decoder));

@@ -5,6 +5,7 @@
 #include <numbers>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -30,9 +31,30 @@ void ModelConfig::validate() const {
                                                    std::to_string(dim));
   require(xsa_layers >= 0 && xsa_layers <= layers, "model config: XSA on the last " + std::to_string(xsa_layers) +
                                                       " layers of " + std::to_string(layers));
+  require(loops >= 1 && loops <= 16, "model config: --loops is 1 (none) to 16, got " + std::to_string(loops));
+  require(!recurrent() || (loop_first >= 0 && loop_first <= loop_last && loop_last < layers),
+          "model config: the loop range " + std::to_string(loop_first) + ".." + std::to_string(loop_last) +
+              " is outside the " + std::to_string(layers) + " layers 0.." + std::to_string(layers - 1));
   require(bigram_buckets == 0 ? bigram_dim == 0 : bigram_buckets >= 2 && bigram_buckets <= 65536 && bigram_dim > 0,
           "model config: BigramHash needs 2 to 65536 buckets and a positive width, got " +
               std::to_string(bigram_buckets) + " x " + std::to_string(bigram_dim));
+}
+
+std::vector<int> ModelConfig::block_order() const {
+  std::vector<int> order;
+  for (int b = 0; b < layers; ++b) {
+    order.push_back(b);
+    if (recurrent() && looping && b == loop_last)
+      for (int pass = 1; pass < loops; ++pass)
+        for (int r = loop_first; r <= loop_last; ++r) order.push_back(r);
+  }
+  return order;
+}
+
+int ModelConfig::skip_count() const {
+  ModelConfig looped = *this;
+  looped.looping = true;
+  return looped.skips_now();
 }
 
 std::string ModelConfig::describe() const {
@@ -42,7 +64,9 @@ std::string ModelConfig::describe() const {
          (rope_dims > 0 ? ", RoPE on " + std::to_string(rope_dims) + " dims" : "") +
          (rope_rounding != RopeRounding::kFloat32 ? ", RoPE table " + rope_rounding_name(rope_rounding) : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
          (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "") +
-         (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "");
+         (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "") +
+         (recurrent() ? ", blocks " + std::to_string(loop_first) + ".." + std::to_string(loop_last) + " looped " +
+                            std::to_string(loops) + "x" : "");
 }
 
 namespace {
@@ -94,6 +118,8 @@ constexpr const char* kSoftcapKey = "pgolf.logit_softcap";
 constexpr const char* kActivationKey = "pgolf.activation";
 constexpr const char* kRopeDimsKey = "pgolf.rope_dims";
 constexpr const char* kRopeTableKey = "pgolf.rope_table";
+constexpr const char* kLoopLayersKey = "pgolf.loop_layers";
+constexpr const char* kLoopsKey = "pgolf.loops";
 constexpr const char* kSmearGateKey = "pgolf.smear_gate";
 constexpr const char* kXsaLayersKey = "pgolf.xsa_layers";
 
@@ -116,10 +142,29 @@ std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, 
                                                  {kActivationKey, activation_name(config.mlp_negative_slope)}};
   if (config.rope_dims > 0) metadata[kRopeDimsKey] = std::to_string(config.rope_dims);
   if (config.rope_rounding != RopeRounding::kFloat32) metadata[kRopeTableKey] = rope_rounding_name(config.rope_rounding);
+  if (config.recurrent()) {
+    metadata[kLoopLayersKey] = loop_range_text(config.loop_first, config.loop_last);
+    metadata[kLoopsKey] = std::to_string(config.loops);
+  }
   if (config.smear_gate != SmearGate::kNone) metadata[kSmearGateKey] = smear_gate_name(config.smear_gate);
   if (config.xsa_layers > 0) metadata[kXsaLayersKey] = std::to_string(config.xsa_layers);
   return metadata;
 }
+
+std::pair<int, int> parse_loop_range(const std::string& text) {
+  int first = -1, last = -1;
+  const char* end = text.data() + text.size();
+  const auto dots = text.find("..");
+  if (dots != std::string::npos) {
+    const auto a = std::from_chars(text.data(), text.data() + dots, first);
+    const auto b = std::from_chars(text.data() + dots + 2, end, last);
+    if (a.ec != std::errc() || a.ptr != text.data() + dots || b.ec != std::errc() || b.ptr != end) first = last = -1;
+  }
+  require(first >= 0 && first <= last, "loop layers '" + text + "': A..B with 0 <= A <= B (blocks A to B)");
+  return {first, last};
+}
+
+std::string loop_range_text(int first, int last) { return std::to_string(first) + ".." + std::to_string(last); }
 
 SmearGate parse_smear_gate(const std::string& text) {
   for (SmearGate gate : {SmearGate::kNone, SmearGate::kV1, SmearGate::kV2, SmearGate::kV2Unmasked})
@@ -192,6 +237,17 @@ RecordedSettings recorded_settings(const std::map<std::string, std::string>& met
     require(*v == std::floor(*v) && *v <= 4096, "__metadata__ pgolf.rope_dims is not a whole number of dims");
     r.rope_dims = static_cast<int>(*v);
   }
+  if (auto v = positive_number(metadata, kLoopsKey)) {
+    require(*v == std::floor(*v) && *v <= 16, "__metadata__ pgolf.loops is not a whole number of passes up to 16");
+    r.loops = static_cast<int>(*v);
+    auto it = metadata.find(kLoopLayersKey);
+    require(it != metadata.end(), "__metadata__ pgolf.loops without pgolf.loop_layers");
+    try {
+      std::tie(r.loop_first, r.loop_last) = parse_loop_range(it->second);
+    } catch (const InputError& e) {
+      throw InputError(std::string("__metadata__ ") + kLoopLayersKey + ": " + e.what());
+    }
+  }
   if (auto it = metadata.find(kRopeTableKey); it != metadata.end()) {
     try {
       r.rope_rounding = parse_rope_rounding(it->second);
@@ -215,6 +271,11 @@ ModelConfig with_recorded(ModelConfig config, const RecordedSettings& recorded) 
   if (recorded.mlp_negative_slope) config.mlp_negative_slope = *recorded.mlp_negative_slope;
   if (recorded.rope_dims) config.rope_dims = *recorded.rope_dims;
   if (recorded.rope_rounding) config.rope_rounding = *recorded.rope_rounding;
+  if (recorded.loops) {
+    config.loops = *recorded.loops;
+    config.loop_first = *recorded.loop_first;
+    config.loop_last = *recorded.loop_last;
+  }
   if (recorded.xsa_layers) config.xsa_layers = *recorded.xsa_layers;
   // The tensors tell v1 from v2; only v2's mask is the metadata's alone.
   if (recorded.smear_gate == SmearGate::kV2Unmasked && config.smear_v2()) config.smear_gate = SmearGate::kV2Unmasked;

@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/float_tensor.h"
@@ -56,6 +57,13 @@ struct ModelConfig {
   // XSA on the last xsa_layers blocks (all of them at `layers`): each head's attention output minus
   // its projection on its own position's unit value vector, before attn.proj. No parameters.
   int xsa_layers = 0;
+  // Depth recurrence: blocks loop_first..loop_last run `loops` times in a row, the same weights each
+  // pass (the records' "loop 3-5", 3 passes: blocks 0,1,2,3,4,5,3,4,5,3,4,5,6,...,10, 17 virtual
+  // layers); PR #212's shared blocks loop the whole stack. loops 1: none. `looping` is whether the
+  // loop runs now (training turns it on at --loop-from); the U-Net halves and skips follow the
+  // virtual layers, and skip_weights has the looped stack's count of them.
+  int loop_first = 0, loop_last = 0, loops = 1;
+  bool looping = true;
 
   int head_dim() const { return dim / heads; }
   int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
@@ -64,10 +72,15 @@ struct ModelConfig {
   bool smear_v2() const { return smear_gate == SmearGate::kV2 || smear_gate == SmearGate::kV2Unmasked; }
   // The token SmearGate v2 does not smear into (BOS), or -1 where it smears into every token.
   int smear_mask_token() const { return smear_gate == SmearGate::kV2 ? kBosToken : -1; }
-  // U-Net halves: the first layers/2 blocks push skips, the rest pop them (last pushed first).
-  int encoder_layers() const { return layers / 2; }
-  int decoder_layers() const { return layers - layers / 2; }
-  int skip_count() const { return std::min(encoder_layers(), decoder_layers()); }
+  bool recurrent() const { return loops > 1; }
+  // The block each virtual layer runs, in order (0..layers-1 without recurrence or while not looping).
+  std::vector<int> block_order() const;
+  // U-Net halves over the virtual layers: the first half push skips, the rest pop them (last pushed
+  // first); skips_now of them run now, skip_count is skip_weights' rows (the looped stack's).
+  int virtual_layers() const { return static_cast<int>(block_order().size()); }
+  int encoder_layers() const { return virtual_layers() / 2; }
+  int skips_now() const { return std::min(encoder_layers(), virtual_layers() - encoder_layers()); }
+  int skip_count() const;
 
   void validate() const;  // InputError when the numbers cannot make a model
   std::string describe() const;  // "9 layers, dim 512, 8 heads / 4 KV heads, MLP 1024, vocab 1024"
@@ -88,6 +101,7 @@ struct RecordedSettings {
   std::optional<RopeRounding> rope_rounding;  // "pgolf.rope_table"
   std::optional<SmearGate> smear_gate;        // "pgolf.smear_gate"
   std::optional<int> xsa_layers;              // "pgolf.xsa_layers"
+  std::optional<int> loop_first, loop_last, loops;  // "pgolf.loop_layers" ("A..B"), "pgolf.loops"
 };
 
 // "relu2" (slope 0) or "leaky-relu2:S" (0 < S < 1) to the MLP's negative slope and back; InputError
@@ -98,6 +112,10 @@ std::string activation_name(double negative_slope);
 // BigramHash's bucket of every position of one sequence, as the records compute it in int32:
 // position 0 gets buckets − 1; position t, ((36313 · ids[t]) XOR (27191 · ids[t − 1])) mod
 // (buckets − 1), the products wrapping as int32 and the remainder taken non-negative.
+// "A..B" (blocks A to B, 0 <= A <= B) to (A, B) and back; InputError naming the text otherwise.
+std::pair<int, int> parse_loop_range(const std::string& text);
+std::string loop_range_text(int first, int last);
+
 std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int buckets);
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len);
 // InputError naming the key for a value that is not a positive number.
