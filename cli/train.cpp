@@ -141,6 +141,13 @@ int train_main(int argc, char** argv) {
                          "embedding (0: none; the records use 2048 to 10240)", cxxopts::value<int>()->default_value("0"))
       ("xsa-layers", "XSA on the last N blocks (the records: 3, 4 or all): each head's attention output minus its "
                      "projection on its own value vector", cxxopts::value<int>()->default_value("0"))
+      ("loop-layers", "depth recurrence: run blocks A..B --loops times in a row, the same weights each pass (the "
+                      "records: 3..5 three times)", cxxopts::value<std::string>())
+      ("loops", "passes of the --loop-layers blocks (1: no recurrence)", cxxopts::value<int>()->default_value("1"))
+      ("shared-blocks", "PR #212's depth recurrence: K blocks whose stack runs --loops times (--layers K "
+                        "--loop-layers 0..K-1)", cxxopts::value<int>())
+      ("loop-from", "start the loop at this fraction of training (of --steps, or of --max-seconds where set; the "
+                    "records: 0.35 to 0.5)", cxxopts::value<double>()->default_value("0"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
@@ -198,6 +205,20 @@ int train_main(int argc, char** argv) {
   require(config.bigram_buckets > 0 || args.count("bigram-dim") == 0, "--bigram-dim needs --bigram-buckets");
   const int bigram_dim = settings.get<int>("bigram-dim");  // read either way: a preset's key is known
   config.bigram_dim = config.bigram_buckets > 0 ? bigram_dim : 0;
+  config.loops = settings.get<int>("loops");
+  require(!(settings.given("shared-blocks") && settings.given("loop-layers")),
+          "--shared-blocks K loops the whole stack; --loop-layers A..B a range of it: one or the other");
+  if (settings.given("shared-blocks")) {
+    config.layers = settings.get<int>("shared-blocks");
+    require(config.layers > 0, "--shared-blocks K needs K > 0 blocks");
+    config.loop_first = 0, config.loop_last = config.layers - 1;
+  } else if (settings.given("loop-layers")) {
+    std::tie(config.loop_first, config.loop_last) = parse_loop_range(settings.get<std::string>("loop-layers"));
+  }
+  require(config.loops == 1 || settings.given("shared-blocks") || settings.given("loop-layers"),
+          "--loops " + std::to_string(config.loops) + " needs --loop-layers A..B or --shared-blocks K");
+  require(config.loops >= 2 || !(settings.given("shared-blocks") || settings.given("loop-layers")),
+          "--loop-layers and --shared-blocks need --loops N of at least 2 passes");
   const auto seed = settings.get<uint64_t>("seed");
   TrainSettings s;
   s.seq_len = settings.get<int>("seq-len");
@@ -209,6 +230,7 @@ int train_main(int argc, char** argv) {
   s.warmdown_steps = settings.get<int64_t>("warmdown");
   s.val_every = settings.get<int64_t>("val-every");
   s.val_tokens = settings.get<int64_t>("val-tokens");
+  s.loop_from = settings.get<double>("loop-from");
   s.log_every = settings.get<int64_t>("log-every");
   OptimizerSettings& o = s.optimizer;
   o.matrix_lr = settings.get<double>("matrix-lr");
@@ -252,7 +274,8 @@ int train_main(int argc, char** argv) {
     bool model_given = false;
     for (const char* name :
          {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
-          "rope-dims", "rope-table", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers"})
+          "rope-dims", "rope-table", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers", "loop-layers", "loops",
+          "shared-blocks"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +
@@ -262,6 +285,7 @@ int train_main(int argc, char** argv) {
     state = initial_train_state(config, seed);
   }
   const ModelConfig& model = state.config;
+  require(s.loop_from == 0 || model.recurrent(), "--loop-from needs depth recurrence (--loop-layers or --shared-blocks)");
   const std::string data_dir = args["data"].as<std::string>();
   const std::vector<std::string> train_shards = find_shards(data_dir, "train");
   const std::string tokenizer_path = find_tokenizer(data_dir);

@@ -47,6 +47,7 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelParams<T>& params() const { return params_; }
   ModelParams<T>& params() { return params_; }
+  void set_looping(bool on) { config_.looping = on; }  // ModelConfig::looping
 
   // Softcapped logits [inputs, vocab] of one sequence.
   Matrix<T> logits(std::span<const uint16_t> inputs) const;

@@ -84,6 +84,8 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"bigram_buckets", std::to_string(c.bigram_buckets)},
       {"bigram_dim", std::to_string(c.bigram_dim)},
       {"xsa_layers", std::to_string(c.xsa_layers)},
+      {"loop_layers", loop_range_text(c.loop_first, c.loop_last)},
+      {"loops", std::to_string(c.loops)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -115,6 +117,12 @@ TrainState load_train_state(const std::string& path) {
   if (auto it = meta.find("rope_table"); it != meta.end()) c.rope_rounding = parse_rope_rounding(it->second);
   if (auto it = meta.find("smear_gate"); it != meta.end()) c.smear_gate = parse_smear_gate(it->second);
   if (meta.contains("xsa_layers")) c.xsa_layers = parse<int>(meta, "xsa_layers", path);
+  if (meta.contains("loops")) {
+    c.loops = parse<int>(meta, "loops", path);
+    auto it = meta.find("loop_layers");
+    require(it != meta.end(), path + ": training state has loops but no loop_layers");
+    std::tie(c.loop_first, c.loop_last) = parse_loop_range(it->second);
+  }
   if (meta.contains("bigram_buckets")) {
     c.bigram_buckets = parse<int>(meta, "bigram_buckets", path);
     c.bigram_dim = parse<int>(meta, "bigram_dim", path);

@@ -20,6 +20,7 @@ void TrainSettings::validate() const {
   require(optimizer.newton_schulz_steps >= 0 && optimizer.momentum_warmup_steps >= 0 && optimizer.grad_clip >= 0 &&
               optimizer.muon_weight_decay >= 0,
           "--ns-steps, --momentum-warmup-steps, --grad-clip and --muon-wd must not be negative");
+  require(loop_from >= 0 && loop_from < 1, "--loop-from is a fraction of training in [0, 1)");
   require(optimizer.matrix_lr * optimizer.muon_weight_decay < 1,
           "--muon-wd: matrix-lr x muon-wd must be below 1 (each step scales the matrices by 1 - their product)");
 }
@@ -50,6 +51,12 @@ double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   const double warmdown_seconds = warmdown * step_seconds;
   const double remaining = std::max(s.max_seconds - elapsed_seconds, 0.0);
   return remaining <= warmdown_seconds ? remaining / std::max(warmdown_seconds, 1e-9) : 1.0;
+}
+
+bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds) {
+  if (s.loop_from <= 0) return true;
+  if (s.max_seconds > 0) return elapsed_seconds >= s.loop_from * s.max_seconds;
+  return static_cast<double>(step) >= s.loop_from * static_cast<double>(s.steps);
 }
 
 namespace {
@@ -83,6 +90,7 @@ class CpuEngine final : public TrainEngine {
     state.optimizer = state_;
   }
   std::string device() const override { return "cpu, " + std::to_string(threads_) + " threads"; }
+  void set_looping(bool on) override { model_.set_looping(on); }
 
  private:
   Model<float> model_;
@@ -120,7 +128,15 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     return evaluate_windows(val->tokens, val->bytes, state.config.vocab, options, engine.windows_per_call(),
                             [&](std::span<const TokenWindow> windows) { return engine.token_losses(windows); });
   };
+  bool engine_looping = true;  // engines start with the model's loop on
   while (true) {
+    if (const bool looping = looping_at(s, state.step, state.elapsed_seconds); looping != engine_looping) {
+      engine.set_looping(looping);
+      engine_looping = looping;
+      if (state.config.recurrent() && looping)
+        log(format("step %lld: the loop of blocks %d..%d starts", static_cast<long long>(state.step),
+                   state.config.loop_first, state.config.loop_last));
+    }
     const bool last = result.stopped || state.step >= s.steps || (s.stop_at > 0 && state.step >= s.stop_at) ||
                       (s.max_seconds > 0 && state.elapsed_seconds >= s.max_seconds);
     if (val && s.val_every > 0 && !last && state.step % s.val_every == 0) {
@@ -167,6 +183,7 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     }
   }
   engine.export_state(state);
+  if (!engine_looping) engine.set_looping(true);  // the trained model runs its loop from here on
   if (result.stopped) log(format("stopped at step %lld on request", static_cast<long long>(state.step)));
   if (val && !result.stopped) {
     result.final_val = validate(s.val_tokens);

@@ -26,6 +26,9 @@ struct TrainSettings {
   int64_t val_every = 0;        // steps between validations (0: only at the end)
   int64_t val_tokens = 0;       // validations score this many tokens (0: the whole split)
   int64_t log_every = 1;
+  // Depth recurrence turns on at this fraction of training (of --steps, or of --max-seconds where
+  // set), as the records start their loop at 0.35-0.5; 0: from the first step.
+  double loop_from = 0;
 
   int64_t micro_batches() const { return tokens_per_step / (int64_t{micro_batch} * seq_len); }
   void validate() const;  // InputError on sizes that do not divide or are not positive
@@ -42,6 +45,8 @@ Precision parse_precision(const std::string& name);
 // linear to 0 over the last warmdown_steps steps; with one, the remaining time over warmdown_steps
 // steps at the average step time so far, once that is less.
 double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds);
+// Whether a recurrent model's loop runs at this point of training (TrainSettings::loop_from).
+bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds);
 
 class TrainEngine {
  public:
@@ -58,6 +63,8 @@ class TrainEngine {
   virtual void export_state(TrainState& state) = 0;
   virtual std::string device() const = 0;
   virtual int64_t peak_memory_bytes() const { return 0; }  // of a GPU; 0 where not measured
+  // Runs a recurrent model's loop (ModelConfig::looping) from the next forward on, or not.
+  virtual void set_looping(bool on) = 0;
 
   // Data parallel: this engine is rank() of ranks() engines training one model, each on its share
   // of every step's micro-batches; step() applies the gradient summed over all of them.

@@ -404,6 +404,84 @@ TEST(ModelParams, SeedTensorsRoundTripUnderParameterGolfNames) {
   EXPECT_NE(test::input_error([&] { empty_table.validate(); }).find("BigramHash"), std::string::npos);
 }
 
+// Depth recurrence: the records' order (loop 3-5, three passes, 17 virtual layers, 8 skips) and,
+// before the loop starts, the plain stack with the first skips.
+TEST(ModelConfig, LoopedBlocksRunInTheRecordsOrder) {
+  ModelConfig c = tiny_config();
+  c.layers = 11, c.loop_first = 3, c.loop_last = 5, c.loops = 3;
+  EXPECT_EQ(c.block_order(), (std::vector<int>{0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(c.encoder_layers(), 8);
+  EXPECT_EQ(c.skip_count(), 8);
+  c.looping = false;
+  EXPECT_EQ(c.virtual_layers(), 11);
+  EXPECT_EQ(c.skips_now(), 5);
+  EXPECT_EQ(c.skip_count(), 8);
+  ModelConfig outside = c;
+  outside.loop_last = 11;
+  EXPECT_NE(test::input_error([&] { outside.validate(); }).find("loop range 3..11 is outside the 11 layers"),
+            std::string::npos);
+  EXPECT_EQ(parse_loop_range("3..5"), std::make_pair(3, 5));
+  for (const char* bad : {"5..3", "3-5", "3..", "..5", "a..b", "-1..2"})
+    EXPECT_NE(test::input_error([&] { parse_loop_range(bad); }).find("loop layers"), std::string::npos) << bad;
+}
+
+// Gradient checks of both forms: a looped range inside the stack, and PR #212's shared blocks
+// (the whole stack looped).
+TEST(Model, LoopedBlocksGradientMatchesFiniteDifferences) {
+  ModelConfig range = tiny_config();
+  range.layers = 3, range.loop_first = 1, range.loop_last = 1, range.loops = 3;
+  check_gradient_by_finite_differences(range);
+  ModelConfig shared = tiny_config();
+  shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 2;
+  check_gradient_by_finite_differences(shared);
+}
+
+// Two shared blocks looped twice are the 4-block stack whose blocks 2 and 3 are copies of 0 and 1:
+// the same losses, and each shared block's gradient is the sum of its copies'. Not looping, they
+// are the plain 2-block stack with the first skip.
+TEST(Model, SharedBlocksAreTheUnrolledStackWithTiedWeights) {
+  ModelConfig shared = tiny_config();
+  shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 2;
+  const auto params = random_params<double>(shared, 61);
+  ModelConfig unrolled = tiny_config();
+  unrolled.layers = 4;
+  ModelParams<double> copies = zero_params<double>(unrolled);
+  copies.tok_emb = params.tok_emb;
+  copies.skip_weights = params.skip_weights;
+  for (int b = 0; b < 4; ++b) copies.blocks[b] = params.blocks[b % 2];
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, shared.vocab, 62);
+  const auto windows = windows_of(tokens, 2, 16);
+  const Model<double> looped(shared, params), flat(unrolled, copies);
+  EXPECT_NEAR(mean_loss(looped, windows), mean_loss(flat, windows), 1e-12);
+  ModelParams<double> g_looped, g_flat;
+  looped.loss_and_gradient(windows, g_looped, 1);
+  flat.loss_and_gradient(windows, g_flat, 1);
+  for (int b = 0; b < 2; ++b) {
+    EXPECT_LT((g_looped.blocks[b].c_q - g_flat.blocks[b].c_q - g_flat.blocks[b + 2].c_q).norm(),
+              1e-12 * (1 + g_looped.blocks[b].c_q.norm()));
+    EXPECT_LT((g_looped.blocks[b].resid_mix - g_flat.blocks[b].resid_mix - g_flat.blocks[b + 2].resid_mix).norm(),
+              1e-12 * (1 + g_looped.blocks[b].resid_mix.norm()));
+  }
+  EXPECT_LT((g_looped.skip_weights - g_flat.skip_weights).norm(), 1e-12);
+  ModelConfig not_looping = shared;
+  not_looping.looping = false;
+  ModelConfig plain = tiny_config();
+  plain.layers = 2;
+  ModelParams<double> plain_params = params;
+  plain_params.skip_weights = params.skip_weights.topRows(1);
+  EXPECT_NEAR(mean_loss(Model<double>(not_looping, params), windows), mean_loss(Model<double>(plain, plain_params), windows),
+              1e-12);
+  // The loop travels in the metadata; the tensors alone cannot tell it.
+  const auto tensors = params_to_tensors(params);
+  const auto recorded = recorded_settings(recorded_metadata(shared, 64));
+  EXPECT_EQ(with_recorded(ModelConfig::from_tensors(tensors), recorded).describe(), shared.describe());
+  auto metadata = recorded_metadata(shared, 64);
+  EXPECT_EQ(metadata.at("pgolf.loop_layers"), "0..1");
+  metadata.erase("pgolf.loop_layers");
+  EXPECT_NE(test::input_error([&] { recorded_settings(metadata); }).find("pgolf.loops without pgolf.loop_layers"),
+            std::string::npos);
+}
+
 TEST(Model, TokensOutsideTheVocabAreRefused) {
   const ModelConfig config = tiny_config();
   const Model<float> model(config, init_params<float>(config, 1));
