@@ -250,6 +250,40 @@ TEST(CliTrain, TheSeedTechniquesTravelWithTheCheckpoint) {
   EXPECT_NE(r.out.find("is not the one asked for"), std::string::npos) << r.out;
 }
 
+// Depth recurrence trains, starts its loop at --loop-from (said in the log), saves the loop in the
+// checkpoint (eval runs it: the loss training reported) and resumes bitwise across the start.
+TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
+  test::TempDir dir;
+  const std::string loop = " --loop-layers 1..2 --loops 2 --loop-from 0.5";
+  auto r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + loop + " --steps 6 --out " + dir.file("straight"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("blocks 1..2 looped 2x"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step 3: the loop of blocks 1..2 starts"), std::string::npos) << r.out;
+  const std::vector<std::string> expected = losses(r.out);
+  const double trained = final_val_loss(r.out);
+  const Checkpoint checkpoint = Checkpoint::open({dir.file("straight.safetensors")});
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.loop_layers"), "1..2");
+  EXPECT_EQ(checkpoint.metadata().at("pgolf.loops"), "2");
+  EXPECT_EQ(checkpoint.at("skip_weights").shape, (std::vector<int64_t>{2, 32}));  // 5 virtual layers
+  r = pgolf("eval " + dir.file("straight.safetensors") + data() + " --tokens 256 --device cpu --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NEAR(std::stod(val_loss(r.out)), trained, 2e-3) << r.out;
+
+  r = pgolf("train" + data() + kTiny + loop + " --steps 6 --stop-at 2 --out " + dir.file("first"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<std::string> split = losses(r.out);
+  r = pgolf("train" + data() + kTiny + loop + " --steps 6 --resume " + dir.file("first.state") + " --out " +
+            dir.file("more"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const std::string& loss : losses(r.out)) split.push_back(loss);
+  EXPECT_EQ(split, expected);
+  // Shared blocks: --shared-blocks K stands for K layers looped whole.
+  r = pgolf("train" + data() + kTiny + " --shared-blocks 2 --loops 3 --steps 2 --out " + dir.file("shared"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("2 layers, dim 32, 4 heads / 2 KV heads, MLP 64, vocab 1024, blocks 0..1 looped 3x"),
+            std::string::npos) << r.out;
+}
+
 // --calibrate N: the Hessians of the saved weights, as pgolf calibrate computes them from the
 // checkpoint on the same train tokens, tensor for tensor.
 TEST(CliTrain, CalibrateWritesTheSavedWeightsHessians) {
@@ -326,6 +360,13 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --rope-dims 10" + out, "partial RoPE rotates an even number of dims up to the head dim 8"},
       {"train" + data() + kTiny + " --xsa-layers 4" + out, "XSA on the last 4 layers of 3"},
       {"train" + data() + kTiny + " --smear-gate v3" + out, "SmearGate 'v3': none, v1, v2 or v2-unmasked"},
+      {"train" + data() + kTiny + " --loop-layers 1..3 --loops 2" + out, "the loop range 1..3 is outside the 3 layers"},
+      {"train" + data() + kTiny + " --loop-layers 2..1 --loops 2" + out, "loop layers '2..1': A..B with 0 <= A <= B"},
+      {"train" + data() + kTiny + " --loops 2" + out, "--loops 2 needs --loop-layers A..B or --shared-blocks K"},
+      {"train" + data() + kTiny + " --loop-layers 0..1" + out, "need --loops N of at least 2 passes"},
+      {"train" + data() + kTiny + " --shared-blocks 2 --loop-layers 0..1 --loops 2" + out, "one or the other"},
+      {"train" + data() + kTiny + " --loop-from 0.5" + out, "--loop-from needs depth recurrence"},
+      {"train" + data() + kTiny + " --shared-blocks 2 --loops 2 --loop-from 1.5" + out, "--loop-from is a fraction"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);
