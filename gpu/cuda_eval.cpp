@@ -96,15 +96,18 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
   const ModelConfig& c = config;
   const int rows = windows * seq_len;
   const int d = c.head_dim();
-  const int encoders = c.encoder_layers();
+  const std::vector<int> order = c.block_order();  // the block of each virtual layer
+  const int encoders = c.encoder_layers(), skips = c.skips_now(), layers = static_cast<int>(order.size());
+  std::vector<bool> seen(static_cast<size_t>(c.layers), false);  // a looped block's moments sum its passes
   const size_t stream_bytes = static_cast<size_t>(rows) * c.dim * sizeof(float);  // one [rows, C] activation
   // Where the CPU forward hands its observer a matrix input X [rows, dim]: column-major, its memory
   // is Xᵀ [dim, rows], so Xᵀ (Xᵀ)ᵀ = XᵀX.
   auto observe = [&](int block, MatrixInput input, const float* x) {
     if (!capture) return;
     const int dim = input_dim(c, input);
-    gemm(CUBLAS_OP_N, CUBLAS_OP_T, dim, dim, rows, 1, x, dim, x, dim, 0, moment_sums[input_index(c, block, input)].data(),
-         dim);
+    const float beta = block >= 0 && seen[static_cast<size_t>(block)] ? 1 : 0;
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, dim, dim, rows, 1, x, dim, x, dim, beta,
+         moment_sums[input_index(c, block, input)].data(), dim);
   };
   const bool bigram = c.bigram_buckets > 0;
   if (bigram) {
@@ -121,33 +124,35 @@ void CudaModel::State::forward(int windows, int seq_len, bool capture) {
     cuda::smear_v2(normed.data(), smear_gate.data(), kSmearWindow, smear_lambda.data(), inputs.data(),
                    c.smear_mask_token(), rows, seq_len, c.dim, nullptr, x0.data(), stream);
   PGOLF_CUDA_CHECK(cudaMemcpyAsync(x.data(), x0.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
-  for (int i = 0; i < c.layers; ++i) {
-    const BlockWeights& w = blocks[i];
-    const int decoder = i - encoders;  // this block's index among the decoder blocks, if >= 0
-    if (decoder >= 0 && decoder < c.skip_count())
+  for (int i = 0; i < layers; ++i) {  // virtual layer i runs block b
+    const int b = order[i];
+    const BlockWeights& w = blocks[b];
+    const int decoder = i - encoders;  // this layer's index among the decoder layers, if >= 0
+    if (decoder >= 0 && decoder < skips)
       cuda::scaled_sum(x.data(), nullptr, encoder_outputs[encoders - 1 - decoder].data(),
                        skip_weights.data() + decoder * c.dim, rows, c.dim, x.data(), stream);
     cuda::scaled_sum(x.data(), w.resid_mix.data(), x0.data(), w.resid_mix.data() + c.dim, rows, c.dim, x.data(),
                      normed.data(), stream);
-    observe(i, MatrixInput::kAttention, normed.data());
+    observe(b, MatrixInput::kAttention, normed.data());
     linear(gemm, normed.data(), w.qkv.data(), rows, c.dim, (c.heads + 2 * c.kv_heads) * d, qkv.data());
     cuda::qk_norm_rope(qkv.data(), rows, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
                        rope_sin.data(), w.q_gain.data(), qkv.data(), stream);
     cuda::attention(qkv.data(), windows, seq_len, c.heads, c.kv_heads, d, heads_out.data(), stream);
-    if (c.xsa_on(i)) cuda::xsa(heads_out.data(), qkv.data(), rows, c.heads, c.kv_heads, d, heads_out.data(), stream);
-    observe(i, MatrixInput::kAttentionOutput, heads_out.data());
+    if (c.xsa_on(b)) cuda::xsa(heads_out.data(), qkv.data(), rows, c.heads, c.kv_heads, d, heads_out.data(), stream);
+    observe(b, MatrixInput::kAttentionOutput, heads_out.data());
     linear(gemm, heads_out.data(), w.attn_proj.data(), rows, c.heads * d, c.dim, projected.data());
     cuda::scaled_sum(x.data(), nullptr, projected.data(), w.attn_scale.data(), rows, c.dim, x.data(), normed.data(),
                      stream);
-    observe(i, MatrixInput::kMlp, normed.data());
+    observe(b, MatrixInput::kMlp, normed.data());
     linear(gemm, normed.data(), w.mlp_fc.data(), rows, c.dim, c.mlp_hidden, hidden.data());
     cuda::leaky_relu_square(hidden.data(), static_cast<int64_t>(rows) * c.mlp_hidden,
                             static_cast<float>(c.mlp_negative_slope), hidden.data(), stream);
-    observe(i, MatrixInput::kMlpHidden, hidden.data());
+    observe(b, MatrixInput::kMlpHidden, hidden.data());
     linear(gemm, hidden.data(), w.mlp_proj.data(), rows, c.mlp_hidden, c.dim, projected.data());
     // After the last block, the final norm in the same pass.
     cuda::scaled_sum(x.data(), nullptr, projected.data(), w.mlp_scale.data(), rows, c.dim, x.data(),
-                     i + 1 == c.layers ? normed.data() : nullptr, stream);
+                     i + 1 == layers ? normed.data() : nullptr, stream);
+    seen[static_cast<size_t>(b)] = true;
     if (i < encoders)
       PGOLF_CUDA_CHECK(
           cudaMemcpyAsync(encoder_outputs[i].data(), x.data(), stream_bytes, cudaMemcpyDeviceToDevice, stream));
@@ -168,7 +173,6 @@ CudaModel::CudaModel(const Model<float>& model, int max_windows, int max_seq_len
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA kernels take partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()) + " (use --device cpu)");
-  require(!c.recurrent(), "depth recurrence (looped blocks) runs on the CPU only for now (use --device cpu)");
   State& s = *state_;
   s.config = c;
   s.max_windows = max_windows;

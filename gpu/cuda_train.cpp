@@ -101,6 +101,9 @@ struct CudaTrainer::State {
   DeviceBuffer<float> x0, final_normed, logits;
   DeviceBuffer<float> xsa_d_v;  // XSA's gradient of the value vectors [rows, kv_heads * head_dim]
   DeviceBuffer<double> losses;
+  // Per virtual layer (ModelConfig::block_order, the looped stack's count): the block it runs now and
+  // what it keeps.
+  std::vector<int> layer_blocks;
   std::vector<BlockActivations> blocks;
   // Backward scratch.
   DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
@@ -146,11 +149,12 @@ struct CudaTrainer::State {
   void block_backward(int layer, int sequences);
   void newton_schulz(const std::vector<size_t>& batch);
   bool bf16() const { return precision == Precision::kBf16; }
-  // Whether decoder block `layer` adds a U-Net skip (encoder output) to its input.
+  // Whether decoder layer `layer` adds a U-Net skip (encoder output) to its input.
   bool takes_skip(int layer) const {
     const int decoder = layer - config.encoder_layers();
-    return decoder >= 0 && decoder < config.skip_count();
+    return decoder >= 0 && decoder < config.skips_now();
   }
+  int virtual_layers() const { return static_cast<int>(layer_blocks.size()); }
   // bf16 mode: params16 = params rounded, after every change of the parameters.
   void round_params() {
     if (bf16()) cuda::to_bf16(params.data(), static_cast<int64_t>(params.size()), params16.data(), stream);
@@ -160,11 +164,11 @@ struct CudaTrainer::State {
     return {params.data() + slots[i].offset, bf16() ? params16.data() + slots[i].offset : nullptr};
   }
   cuda::Operand weight(int layer, BlockTensor t) const { return weight(block_slot(layer, t)); }
-  // attn.proj's input in block i: the heads' output, through XSA where the block has it.
+  // attn.proj's input in virtual layer i: the heads' output, through XSA where its block has it.
   cuda::Operand proj_input(int i) const {
     const BlockActivations& a = blocks[i];
     const BlockBf16& h = blocks16[i];
-    return config.xsa_on(i) ? kept(a.xsa_out, h.xsa_out) : kept(a.heads_out, h.heads_out);
+    return config.xsa_on(layer_blocks[i]) ? kept(a.xsa_out, h.xsa_out) : kept(a.heads_out, h.heads_out);
   }
   // A GEMM input made by write(out): into its bf16 buffer in bf16 mode, else into the fp32 one.
   template <typename Write>
@@ -248,7 +252,8 @@ void CudaTrainer::State::forward(int sequences) {
   if (c.smear_v2())
     cuda::smear_v2(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1), inputs.data(),
                    c.smear_mask_token(), n, seq_len, c.dim, smeared.data(), x0.data(), stream);
-  for (int i = 0; i < c.layers; ++i) {
+  for (int i = 0; i < virtual_layers(); ++i) {  // virtual layer i runs block b
+    const int b = layer_blocks[i];
     BlockActivations& a = blocks[i];
     BlockBf16& h = blocks16[i];
     a.x_in = i == 0 ? x0.data() : blocks[i - 1].x_out.data();
@@ -259,43 +264,43 @@ void CudaTrainer::State::forward(int sequences) {
       a.x_in = a.skipped.data();
     }
     const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
-      cuda::scaled_sum(a.x_in, bp(i, kResidMix), x0.data(), bp(i, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
+      cuda::scaled_sum(a.x_in, bp(b, kResidMix), x0.data(), bp(b, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
                        stream);
     });
-    cuda::linear(gemm, attn_in, weight(i, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
+    cuda::linear(gemm, attn_in, weight(b, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
     if (bf16()) {
       cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
-                         rope_sin.data(), bp(i, kQGain), h.qkv.data(), stream);
+                         rope_sin.data(), bp(b, kQGain), h.qkv.data(), stream);
       cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
                                     a.lse.data(), stream);
     } else {
       cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
-                         rope_sin.data(), bp(i, kQGain), a.qkv.data(), stream);
+                         rope_sin.data(), bp(b, kQGain), a.qkv.data(), stream);
       cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
                                a.lse.data(), stream);
     }
-    if (c.xsa_on(i))
+    if (c.xsa_on(b))
       produce(a.xsa_out, h.xsa_out, [&](auto* out) {
         if (bf16())
           cuda::xsa(h.heads_out.data(), h.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
         else
           cuda::xsa(a.heads_out.data(), a.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
       });
-    cuda::linear(gemm, proj_input(i), weight(i, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
+    cuda::linear(gemm, proj_input(i), weight(b, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
     const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
-      cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(i, kAttnScale), n, c.dim, a.after_attn.data(),
+      cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(b, kAttnScale), n, c.dim, a.after_attn.data(),
                        out, stream);
     });
-    cuda::linear(gemm, mlp_in, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
+    cuda::linear(gemm, mlp_in, weight(b, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
     const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
       cuda::leaky_relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, static_cast<float>(c.mlp_negative_slope), out,
                               stream);
     });
-    cuda::linear(gemm, hidden, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
+    cuda::linear(gemm, hidden, weight(b, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
     // x_out; after the last block, the final norm in the same pass.
-    const bool last = i + 1 == c.layers;
+    const bool last = i + 1 == virtual_layers();
     produce(final_normed, final16, [&](auto* out) {
-      cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(i, kMlpScale), n, c.dim, a.x_out.data(),
+      cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(b, kMlpScale), n, c.dim, a.x_out.data(),
                        last ? out : nullptr, stream);
     });
   }
@@ -307,6 +312,8 @@ void CudaTrainer::State::forward(int sequences) {
 // the gradient of x0.
 void CudaTrainer::State::block_backward(int i, int sequences) {
   const ModelConfig& c = config;
+  const int b = layer_blocks[i];  // a looped block's gradient sums its passes'
+
   const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d;
   BlockActivations& a = blocks[i];
@@ -314,51 +321,51 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   float* scratch = column_scratch.data();
   // x_out = after_attn + mlp_scale * mlp_out. The gradient reaching x_out: d_x, plus an encoder's
   // U-Net skip gradient; after the last block, the final norm's backward alone.
-  const bool last = i + 1 == c.layers, encoder = i < c.encoder_layers();
+  const bool last = i + 1 == virtual_layers(), encoder = i < c.encoder_layers();
   const cuda::Operand d_mlp_out = produce(t1, d_rounded, [&](auto* out) {
     cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
     g.d_out = last ? nullptr : d_x.data();
     g.d_out_extra = encoder ? d_encoder[i].data() : nullptr;
     if (last) g.out = a.x_out.data(), g.d_normed = t2.data();
     g.d_x = last || encoder ? d_x.data() : nullptr;  // otherwise d_x holds it already
-    g.y = a.mlp_out.data(), g.y_scale = bp(i, kMlpScale), g.d_y = out, g.d_y_scale = bg(i, kMlpScale);
+    g.y = a.mlp_out.data(), g.y_scale = bp(b, kMlpScale), g.d_y = out, g.d_y_scale = bg(b, kMlpScale);
     cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
-  cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(i, kMlpProj));
-  cuda::linear_backward_input(gemm, d_mlp_out, weight(i, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
+  cuda::linear_backward_weight(gemm, d_mlp_out, kept(a.hidden, h.hidden), n, c.mlp_hidden, c.dim, bg(b, kMlpProj));
+  cuda::linear_backward_input(gemm, d_mlp_out, weight(b, kMlpProj), n, c.mlp_hidden, c.dim, d_hidden.data(), false);
   const cuda::Operand d_fc_out = produce(d_hidden, d_rounded, [&](auto* out) {
     cuda::leaky_relu_square_backward(a.fc_out.data(), d_hidden.data(), int64_t{n} * c.mlp_hidden,
                                      static_cast<float>(c.mlp_negative_slope), out, stream);
   });
-  cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(i, kMlpFc));
-  cuda::linear_backward_input(gemm, d_fc_out, weight(i, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
+  cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(b, kMlpFc));
+  cuda::linear_backward_input(gemm, d_fc_out, weight(b, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
   // after_attn = mixed + attn_scale * attn_out, mlp_in = rms_norm(after_attn)
   const cuda::Operand d_attn_out = produce(t1, d_rounded, [&](auto* out) {
     cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
     g.d_out = d_x.data(), g.out = a.after_attn.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
-    g.y = a.attn_out.data(), g.y_scale = bp(i, kAttnScale), g.d_y = out, g.d_y_scale = bg(i, kAttnScale);
+    g.y = a.attn_out.data(), g.y_scale = bp(b, kAttnScale), g.d_y = out, g.d_y_scale = bg(b, kAttnScale);
     cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
-  cuda::linear_backward_weight(gemm, d_attn_out, proj_input(i), n, c.heads * d, c.dim, bg(i, kAttnProj));
+  cuda::linear_backward_weight(gemm, d_attn_out, proj_input(i), n, c.heads * d, c.dim, bg(b, kAttnProj));
   // XSA's backward turns the gradient of its output into that of the attention's, in place, and
   // keeps the value vectors' share for after the attention's backward.
   if (bf16()) {  // the GEMM writes d_heads in bf16 for the bf16 attention
-    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads16.data(),
+    cuda::linear_backward_input(gemm, d_attn_out, weight(b, kAttnProj), n, c.heads * d, c.dim, d_heads16.data(),
                                 false);
-    if (c.xsa_on(i))
+    if (c.xsa_on(b))
       cuda::xsa_backward(h.heads_out.data(), h.qkv.data(), d_heads16.data(), n, c.heads, c.kv_heads, d,
                          d_heads16.data(), xsa_d_v.data(), stream);
     cuda::attention_bf16_backward(h.qkv.data(), h.heads_out.data(), a.lse.data(), d_heads16.data(), sequences,
                                   seq_len, c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   } else {
-    cuda::linear_backward_input(gemm, d_attn_out, weight(i, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
-    if (c.xsa_on(i))
+    cuda::linear_backward_input(gemm, d_attn_out, weight(b, kAttnProj), n, c.heads * d, c.dim, d_heads.data(), false);
+    if (c.xsa_on(b))
       cuda::xsa_backward(a.heads_out.data(), a.qkv.data(), d_heads.data(), n, c.heads, c.kv_heads, d, d_heads.data(),
                          xsa_d_v.data(), stream);
     cuda::attention_backward(a.qkv.data(), a.heads_out.data(), a.lse.data(), d_heads.data(), sequences, seq_len,
                              c.heads, c.kv_heads, d, d_qkv.data(), delta.data(), stream);
   }
-  if (c.xsa_on(i)) {  // d_qkv's v columns += XSA's share (in place: C = A, same leading dimension)
+  if (c.xsa_on(b)) {  // d_qkv's v columns += XSA's share (in place: C = A, same leading dimension)
     const float one = 1;
     float* d_v = d_qkv.data() + int64_t{c.heads + c.kv_heads} * d;
     PGOLF_CUDA_CHECK(cublasSgeam(gemm.handle, CUBLAS_OP_N, CUBLAS_OP_N, c.kv_heads * d, n, &one, d_v, qkv_width, &one,
@@ -366,17 +373,17 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   }
   const cuda::Operand d_qkv_raw = produce(d_qkv, d_rounded, [&](auto* out) {
     cuda::qk_norm_rope_backward(a.qkv_raw.data(), d_qkv.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(),
-                                rope_cos.data(), rope_sin.data(), bp(i, kQGain), out, gain_partial.data(), stream);
+                                rope_cos.data(), rope_sin.data(), bp(b, kQGain), out, gain_partial.data(), stream);
   });
-  cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(i, kQGain), true, scratch, stream);
-  cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(i, kCq));
-  cuda::linear_backward_input(gemm, d_qkv_raw, weight(i, kCq), n, c.dim, qkv_width, t2.data(), false);
+  cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(b, kQGain), true, scratch, stream);
+  cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(b, kCq));
+  cuda::linear_backward_input(gemm, d_qkv_raw, weight(b, kCq), n, c.dim, qkv_width, t2.data(), false);
   // mixed = mix[0] * x_in + mix[1] * x0, attn_in = rms_norm(mixed): d_x becomes d x_in, d_x0 gathers its share
   cuda::ScaledSumGradient<float> g;
   g.d_out = d_x.data(), g.out = a.mixed.data(), g.d_normed = t2.data();
-  g.x = a.x_in, g.x_scale = bp(i, kResidMix), g.d_x = d_x.data(), g.d_x_scale = bg(i, kResidMix);
-  g.y = x0.data(), g.y_scale = bp(i, kResidMix) + c.dim, g.d_y = d_x0.data(), g.accumulate_d_y = true;
-  g.d_y_scale = bg(i, kResidMix) + c.dim;
+  g.x = a.x_in, g.x_scale = bp(b, kResidMix), g.d_x = d_x.data(), g.d_x_scale = bg(b, kResidMix);
+  g.y = x0.data(), g.y_scale = bp(b, kResidMix) + c.dim, g.d_y = d_x0.data(), g.accumulate_d_y = true;
+  g.d_y_scale = bg(b, kResidMix) + c.dim;
   cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
 }
 
@@ -412,7 +419,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
   const size_t skips = skip_slot;
-  for (int i = c.layers - 1; i >= 0; --i) {
+  for (int i = virtual_layers() - 1; i >= 0; --i) {
     block_backward(i, sequences);
     const int decoder = i - encoders;
     if (takes_skip(i)) {  // x_in = x_in' + skip_weight * encoder output: d_x stays, the encoder gets its share
@@ -422,7 +429,8 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
       g.d_y = d_encoder[encoder].data(), g.d_y_scale = grad(skips) + decoder * c.dim;
       cuda::scaled_sum_backward(g, n, c.dim, column_scratch.data(), stream);
     }
-    if (sum_over_ranks) sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));  // the block's first and last
+    if (sum_over_ranks && !c.recurrent())  // the block's first and last slot
+      sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));
   }
   add(d_x.data(), d_x0.data(), stream_count);
   const float* d_embedded = d_x.data();
@@ -460,9 +468,9 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
                              bucket_token_segments.data(), bucket_segment_count, c.bigram_buckets, c.bigram_dim,
                              bucket_scratch.data(), grad(bigram_slot), stream);
   }
-  if (sum_over_ranks) {  // the embedding, and the slots from skip_weights on
+  if (sum_over_ranks) {  // the embedding, and the slots from skip_weights on (and a recurrent model's blocks)
     group->begin_group();
-    sum_gradient(0, 0);
+    sum_gradient(0, c.recurrent() ? skips - 1 : 0);
     sum_gradient(skips, slots.size() - 1);
     group->end_group();
   }
@@ -535,8 +543,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
-  require(!c.recurrent(), "depth recurrence (looped blocks) trains on the CPU only for now (--device cpu)");
   s.config = c;
+  s.config.looping = true;
   s.settings = settings;
   s.precision = precision;
   s.optimizer_steps = state.optimizer.steps;
@@ -556,6 +564,10 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
     }
   });
   s.skip_slot = 1 + static_cast<size_t>(c.layers) * kPerBlock;
+  // Buffers for every virtual layer of the looped stack (a recurrent model starts looping: set_looping).
+  s.layer_blocks = s.config.block_order();
+  const int layers = s.virtual_layers();
+  const int64_t xsa_layers = std::count_if(s.layer_blocks.begin(), s.layer_blocks.end(), [&](int b) { return c.xsa_on(b); });
   s.smear_slot = s.skip_slot + 1;
   s.bigram_slot = s.skip_slot + 1 + (c.smear_v1() ? 1 : c.smear_v2() ? 2 : 0);
 
@@ -572,13 +584,13 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + (bf16 ? 0 : int64_t{c.heads} * d) + qkv_width +
                                   2 * c.heads) +
                           cuda::column_sum_scratch(static_cast<int>(std::max<int64_t>(c.dim, c.heads))) +
-                          rows * int64_t{c.dim} * c.skip_count() +
+                          rows * int64_t{c.dim} * (c.recurrent() ? layers : c.skip_count()) +
                           cuda::max_embedding_segments(rows, c.vocab) * c.dim;
   // In bf16 values: the parameters' copy, the blocks' inputs, the final norm's output, the
   // backward's GEMM inputs (one buffer of the widest) and d_heads.
   // XSA's output per block that has it (bf16 in bf16 mode, else fp32) and its value gradient.
-  const int64_t xsa_values = rows * c.xsa_layers * int64_t{c.heads} * d;
-  const int64_t block_halves = rows * (c.layers * inputs_width + c.dim + widest + int64_t{c.heads} * d);
+  const int64_t xsa_values = rows * xsa_layers * int64_t{c.heads} * d;
+  const int64_t block_halves = rows * (layers * inputs_width + c.dim + widest + int64_t{c.heads} * d);
   const int64_t halves = bf16 ? static_cast<int64_t>(total) + block_halves + xsa_values : 0;
   // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
   // before its norm, the embedding backward's scratch over the buckets.
@@ -589,7 +601,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
       rows * (smear_width + sum_width + bigram_width) + c.dim +
       (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
   const int64_t xsa_floats = (bf16 ? 0 : xsa_values) + (c.xsa_layers > 0 ? rows * c.kv_heads * int64_t{d} : 0);
-  const int64_t floats = 5 * static_cast<int64_t>(total) + c.layers * per_block + scratch + seed_floats + xsa_floats +
+  const int64_t floats = 5 * static_cast<int64_t>(total) + layers * per_block + scratch + seed_floats + xsa_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
                          2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
   const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
@@ -651,11 +663,11 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);
   s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));
-  for (int i = 0; i < c.layers; ++i)
-    s.blocks.push_back({buffer(s.takes_skip(i) ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
+  for (int i = 0; i < layers; ++i)
+    s.blocks.push_back({buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0),  // unlooped, others take skips buffer(c.dim), input(c.dim), buffer(qkv_width),
                         input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
                         input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim),
-                        input(c.xsa_on(i) ? int64_t{c.heads} * d : 0)});
+                        input(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
   s.xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
   s.d_x = buffer(c.dim);
   s.d_x0 = buffer(c.dim);
@@ -677,9 +689,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   auto buffer16 = [&](int64_t width) {
     return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
   };
-  for (int i = 0; i < c.layers; ++i)
+  for (int i = 0; i < layers; ++i)
     s.blocks16.push_back({buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim),
-                          buffer16(c.mlp_hidden), buffer16(c.xsa_on(i) ? int64_t{c.heads} * d : 0)});
+                          buffer16(c.mlp_hidden), buffer16(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
   s.final16 = buffer16(c.dim);
   s.d_rounded = buffer16(widest);
   s.d_heads16 = buffer16(int64_t{c.heads} * d);
@@ -697,6 +709,12 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
 }
 
 CudaTrainer::~CudaTrainer() = default;
+
+void CudaTrainer::set_looping(bool on) {
+  State& s = *state_;
+  s.config.looping = on;
+  s.layer_blocks = s.config.block_order();  // never more layers than the buffers were made for
+}
 
 double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weight) {
   State& s = *state_;

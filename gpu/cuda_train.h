@@ -39,7 +39,7 @@ class CudaTrainer final : public TrainEngine {
   size_t windows_per_call() const override;
   void export_state(TrainState& state) override;
   std::string device() const override;
-  void set_looping(bool) override {}  // it refuses recurrent models, where looping means anything
+  void set_looping(bool on) override;
   int64_t peak_memory_bytes() const override;
   int rank() const override;
   int ranks() const override;

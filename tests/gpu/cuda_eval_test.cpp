@@ -201,6 +201,24 @@ TEST_F(CudaCalibration, TinyModelMomentsAndLogitsMatchCpu) {
   EXPECT_LE(diff, 1e-4);
 }
 
+// Depth recurrence: blocks 1..2 of 3 looped three times (XSA on the last block), and two shared
+// blocks looped twice: the losses, and the moments summed over a looped block's passes.
+TEST_F(CudaCalibration, TinyLoopedModelMatchesCpu) {
+  ModelConfig range = tiny_config(), shared = tiny_config();
+  range.loop_first = 1, range.loop_last = 2, range.loops = 3, range.xsa_layers = 1;
+  shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 2;
+  for (const ModelConfig& c : {range, shared}) {
+    const Model<float> model = random_model(c, rng_);
+    CudaModel gpu(model, 2, 17);
+    const auto tokens = random_tokens(2 * 17, 64, rng_);
+    const std::vector<TokenWindow> windows = calibration_windows(tokens, 17);
+    expect_losses_close(c.describe(), gpu.token_losses(windows), model.token_losses(windows, 1));
+    InputMoments moments(c);
+    gpu.add_input_moments(windows, moments);
+    expect_moments_close(c.describe(), moments, input_moments(model, windows, 1), 1e-5);
+  }
+}
+
 TEST_F(CudaCalibration, Base9MomentsMatchCpu) {
   const auto tokens = sample_val_tokens().first(2048);
   const std::vector<TokenWindow> windows = calibration_windows(tokens, 1024);

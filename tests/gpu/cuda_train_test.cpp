@@ -111,7 +111,7 @@ TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
 }
 
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay = 0);
+                                 double muon_weight_decay = 0, int loop_from_step = 0);
 
 // LeakyReLU(0.5)² in the MLP: the same twin checks, fp32, and twenty steps.
 TEST_F(CudaTrain, LeakyReluSquaredMatchesTheCpuReference) {
@@ -153,13 +153,32 @@ TEST_F(CudaTrain, SmearGateV2MatchesTheCpuReference) {
   }
 }
 
+// Depth recurrence: blocks 1..2 of 3 looped twice with XSA on the last (fp32 and bf16; the loop
+// starting at step 8 of 20), and PR #212's two shared blocks looped three times.
+ModelConfig tiny_looped_config() {
+  ModelConfig config = tiny_bf16_config();
+  config.loop_first = 1, config.loop_last = 2, config.loops = 2, config.xsa_layers = 1;
+  return config;
+}
+
+TEST_F(CudaTrain, LoopedBlocksMatchTheCpuReference) {
+  check_gradients(tiny_looped_config(), 4, 16);
+  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kFp32, 1e-3, 0, 8);
+  check_gradients(tiny_looped_config(), 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kBf16, kBf16StepsTolerance, 0, 8);
+  ModelConfig shared = tiny_bf16_config();
+  shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 3;
+  check_gradients(shared, 4, 16);
+  follow_cpu_for_twenty_steps(shared, Precision::kFp32, 1e-3);
+}
+
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
   check_gradients(wide_config(), 2, 80, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
 }
 
 // The same run on both engines, step by step: the losses within `tolerance`.
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay) {
+                                 double muon_weight_decay, int loop_from_step) {
   TrainSettings s = test::tiny_train_settings(20);
   s.optimizer.muon_weight_decay = muon_weight_decay;
   const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
@@ -168,6 +187,8 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision,
   CudaTrainer gpu(start, s, precision);
   double worst = 0;
   for (int step = 0; step < 20; ++step) {
+    cpu->set_looping(step >= loop_from_step);
+    gpu.set_looping(step >= loop_from_step);
     double cpu_loss = 0, gpu_loss = 0;
     for (int k = 0; k < 2; ++k) {
       const auto windows = windows_of(tokens, static_cast<size_t>(2 * step + k) * 65, 4, 16);
@@ -198,8 +219,9 @@ TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {
 
 // Also with the seed's techniques, whose tensors and state travel in the file too.
 TEST_F(CudaTrain, ResumeIsBitwise) {
-  for (const ModelConfig& config : {tiny_bf16_config(), tiny_seed_config()}) {
+  for (const ModelConfig& config : {tiny_bf16_config(), tiny_seed_config(), tiny_looped_config()}) {
     TrainSettings s = test::tiny_train_settings(8);
+    s.loop_from = config.recurrent() ? 0.25 : 0;  // the loop starts at step 2, before the break
     const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
     test::TempDir dir;
     write_shard(dir.file("t_train_000000.bin"), tokens, false);
