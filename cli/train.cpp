@@ -148,6 +148,9 @@ int train_main(int argc, char** argv) {
                         "--loop-layers 0..K-1)", cxxopts::value<int>())
       ("loop-from", "start the loop at this fraction of training (of --steps, or of --max-seconds where set; the "
                     "records: 0.35 to 0.5)", cxxopts::value<double>()->default_value("0"))
+      ("mtp", "multi-token prediction up to token t+K, K >= 2: K - 1 auxiliary heads, trained and never exported "
+              "(PR #212: 2, at weight 0.5; 0: none)", cxxopts::value<int>()->default_value("0"))
+      ("mtp-weight", "the multi-token heads' loss weight", cxxopts::value<double>()->default_value("0.5"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
@@ -205,6 +208,11 @@ int train_main(int argc, char** argv) {
   require(config.bigram_buckets > 0 || args.count("bigram-dim") == 0, "--bigram-dim needs --bigram-buckets");
   const int bigram_dim = settings.get<int>("bigram-dim");  // read either way: a preset's key is known
   config.bigram_dim = config.bigram_buckets > 0 ? bigram_dim : 0;
+  const int mtp = settings.get<int>("mtp");
+  require(mtp == 0 || mtp >= 2, "--mtp " + std::to_string(mtp) + ": K >= 2 (predict up to token t+K), or 0 for none");
+  config.mtp_heads = mtp == 0 ? 0 : mtp - 1;
+  config.mtp_weight = settings.get<double>("mtp-weight");
+  require(mtp > 0 || !settings.given("mtp-weight"), "--mtp-weight needs --mtp K");
   config.loops = settings.get<int>("loops");
   require(!(settings.given("shared-blocks") && settings.given("loop-layers")),
           "--shared-blocks K loops the whole stack; --loop-layers A..B a range of it: one or the other");
@@ -275,7 +283,7 @@ int train_main(int argc, char** argv) {
     for (const char* name :
          {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
           "rope-dims", "rope-table", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers", "loop-layers", "loops",
-          "shared-blocks"})
+          "shared-blocks", "mtp", "mtp-weight"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

@@ -543,6 +543,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
+  require(c.mtp_heads == 0, "multi-token prediction (--mtp) trains on the CPU only for now (--device cpu)");
   s.config = c;
   s.config.looping = true;
   s.settings = settings;

@@ -1,6 +1,7 @@
 #include "trainer/model.h"
 
 #include <cmath>
+#include <numeric>
 #include <functional>
 #include <thread>
 #include <type_traits>
@@ -130,6 +131,14 @@ Matrix<T> smear_v2_backward(const Matrix<T>& x, const Matrix<T>& w, T lambda, co
     dx.row(t).head(kSmearWindow) += d_z * w.row(0);
   }
   return dx;
+}
+
+// softcap * tanh(x tok_emb^T / softcap): the tied head's logits, capped.
+template <typename T>
+Matrix<T> capped_logits(const ModelConfig& c, const Matrix<T>& x, const Matrix<T>& tok_emb) {
+  const T cap = static_cast<T>(c.logit_softcap);
+  const Matrix<T> logits = x * tok_emb.transpose();
+  return (cap * (logits.array() / cap).tanh()).matrix();
 }
 
 // RoPE's cos and sin [positions, R/2] over the R = rotated_dims() dims it turns: core/rope_table.h's
@@ -442,9 +451,7 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
   }
   rms_norm(x, c.dim, a.final_normed, a.final_inv_rms);
   observe(-1, MatrixInput::kHead, a.final_normed);
-  const T cap = static_cast<T>(c.logit_softcap);
-  a.logits = a.final_normed * p.tok_emb.transpose();
-  a.logits = (cap * (a.logits.array() / cap).tanh()).matrix();
+  a.logits = capped_logits(c, a.final_normed, p.tok_emb);
 }
 
 // Softmax of one row of logits, in double.
@@ -461,6 +468,49 @@ double cross_entropy(const auto& logits, uint16_t target) {
   return std::log((z.array() - max).exp().sum()) + max - z(target);
 }
 
+// The gradient of weight * (sum over rows t of -log softmax(capped[t])[targets[t]]) with respect to
+// the logits before the cap: (softmax - onehot) * weight * (1 - tanh^2).
+template <typename T>
+Matrix<T> capped_logits_gradient(const ModelConfig& c, const Matrix<T>& capped, std::span<const uint16_t> targets,
+                                 double weight) {
+  const T cap = static_cast<T>(c.logit_softcap);
+  Matrix<T> d(capped.rows(), capped.cols());
+  for (Eigen::Index t = 0; t < capped.rows(); ++t) {
+    Column<double> s = softmax(capped.row(t));
+    s(targets[t]) -= 1.0;
+    d.row(t) = (s * weight).template cast<T>().transpose();
+  }
+  return (d.array() * (T(1) - (capped.array() / cap).square())).matrix();
+}
+
+// Multi-token head i: z = final_normed W_i^T on the positions t whose target t + 2 + i is in the
+// window (the first n - 1 - i), and its capped logits.
+template <typename T>
+struct MtpHead {
+  Matrix<T> z, logits;
+};
+template <typename T>
+MtpHead<T> mtp_head(const ModelConfig& c, const ModelParams<T>& p, const Activations<T>& a, int i) {
+  const Eigen::Index positions = std::max<Eigen::Index>(a.final_normed.rows() - 1 - i, 0);
+  MtpHead<T> head;
+  head.z = a.final_normed.topRows(positions) * p.mtp[static_cast<size_t>(i)].transpose();
+  head.logits = capped_logits(c, head.z, p.tok_emb);
+  return head;
+}
+
+// The multi-token heads' cross-entropies summed over their positions (targets: the window's main
+// targets, target t + 1 of position t), unweighted.
+template <typename T>
+double mtp_loss_sum(const ModelConfig& c, const ModelParams<T>& p, const Activations<T>& a,
+                    std::span<const uint16_t> targets) {
+  double sum = 0;
+  for (int i = 0; i < c.mtp_heads; ++i) {
+    const MtpHead<T> head = mtp_head(c, p, a, i);
+    for (Eigen::Index t = 0; t < head.logits.rows(); ++t) sum += cross_entropy(head.logits.row(t), targets[t + 1 + i]);
+  }
+  return sum;
+}
+
 // From a forward that kept every block: adds to g the gradient of loss_weight * (sum of the
 // window's cross-entropies).
 template <typename T>
@@ -469,18 +519,19 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
   const auto n = static_cast<Eigen::Index>(inputs.size());
   const std::vector<int> order = c.block_order();
   const int encoders = c.encoder_layers(), skips = c.skips_now();
-  const T cap = static_cast<T>(c.logit_softcap);
-
-  // d(capped logits) = weight * (softmax - onehot); through the cap: * (1 - tanh^2)
-  Matrix<T> d_logits(n, c.vocab);
-  for (Eigen::Index t = 0; t < n; ++t) {
-    Column<double> d = softmax(a.logits.row(t));
-    d(targets[t]) -= 1.0;
-    d_logits.row(t) = (d * loss_weight).template cast<T>().transpose();
-  }
-  d_logits = (d_logits.array() * (T(1) - (a.logits.array() / cap).square())).matrix();
+  const Matrix<T> d_logits = capped_logits_gradient(c, a.logits, targets, loss_weight);
   g.tok_emb.noalias() += d_logits.transpose() * a.final_normed;
-  Matrix<T> d_x = rms_norm_backward<T>(a.final_normed, a.final_inv_rms, d_logits * p.tok_emb, c.dim);
+  Matrix<T> d_final = d_logits * p.tok_emb;
+  for (int i = 0; i < c.mtp_heads; ++i) {  // logits_i = cap(z_i tok_emb^T), z_i = final_normed W_i^T
+    const MtpHead<T> head = mtp_head(c, p, a, i);
+    const Eigen::Index m = head.z.rows();
+    const Matrix<T> d = capped_logits_gradient(c, head.logits, targets.subspan(1 + i), loss_weight * c.mtp_weight);
+    g.tok_emb.noalias() += d.transpose() * head.z;
+    const Matrix<T> d_z = d * p.tok_emb;
+    g.mtp[static_cast<size_t>(i)].noalias() += d_z.transpose() * a.final_normed.topRows(m);
+    d_final.topRows(m).noalias() += d_z * p.mtp[static_cast<size_t>(i)];
+  }
+  Matrix<T> d_x = rms_norm_backward<T>(a.final_normed, a.final_inv_rms, d_final, c.dim);
 
   Matrix<T> d_x0 = Matrix<T>::Zero(n, c.dim);
   std::vector<Matrix<T>> d_encoder_outputs(encoders);  // what reaches each skip from its decoder
@@ -621,6 +672,18 @@ Matrix<T> Model<T>::last_logits(std::span<const TokenWindow> windows, int thread
     logits.row(static_cast<Eigen::Index>(i)) = a.logits.bottomRows(1);
   });
   return logits;
+}
+
+template <typename T>
+double Model<T>::objective(std::span<const TokenWindow> windows, int threads) const {
+  const size_t targets = check_windows(windows);
+  std::vector<double> sums(windows.size());
+  forward_each(config_, params_, windows, true, threads, nullptr, [&](size_t i, const Activations<T>& a) {
+    const TokenWindow& w = windows[i];
+    for (size_t t = 0; t + 1 < w.size(); ++t) sums[i] += cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), w[t + 1]);
+    sums[i] += config_.mtp_weight * mtp_loss_sum(config_, params_, a, w.subspan(1));
+  });
+  return std::accumulate(sums.begin(), sums.end(), 0.0) / static_cast<double>(targets);
 }
 
 template <typename T>

@@ -56,9 +56,12 @@ class Model {
   // shared out over `threads` threads.
   std::vector<double> token_losses(std::span<const TokenWindow> windows, int threads) const;
 
-  // Mean cross-entropy over every target of the windows; grad gets its gradient with respect to
+  // Mean cross-entropy over every target of the windows; grad gets the gradient of the training
+  // objective (that loss, plus the multi-token heads' where the model has them) with respect to
   // every parameter. Deterministic for a given thread count.
   double loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const;
+  // The training objective itself (ModelConfig::mtp_weight): what loss_and_gradient differentiates.
+  double objective(std::span<const TokenWindow> windows, int threads) const;
 
   // The forward of every window, all of its tokens inputs, handing observe every matrix input. The
   // windows are shared out as in token_losses: thread k runs the k-th contiguous run of them in

@@ -31,6 +31,9 @@ void ModelConfig::validate() const {
                                                    std::to_string(dim));
   require(xsa_layers >= 0 && xsa_layers <= layers, "model config: XSA on the last " + std::to_string(xsa_layers) +
                                                       " layers of " + std::to_string(layers));
+  require(mtp_heads >= 0 && mtp_heads <= 8 && mtp_weight > 0,
+          "model config: 0 to 8 multi-token heads with a positive weight, got " + std::to_string(mtp_heads) + " at " +
+              number_text(mtp_weight));
   require(loops >= 1 && loops <= 16, "model config: --loops is 1 (none) to 16, got " + std::to_string(loops));
   require(!recurrent() || (loop_first >= 0 && loop_first <= loop_last && loop_last < layers),
           "model config: the loop range " + std::to_string(loop_first) + ".." + std::to_string(loop_last) +
@@ -65,6 +68,7 @@ std::string ModelConfig::describe() const {
          (rope_rounding != RopeRounding::kFloat32 ? ", RoPE table " + rope_rounding_name(rope_rounding) : "") + (smear_gate != SmearGate::kNone ? ", SmearGate " + smear_gate_name(smear_gate) : "") +
          (bigram_buckets > 0 ? ", BigramHash " + std::to_string(bigram_buckets) + "x" + std::to_string(bigram_dim) : "") +
          (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "") +
+         (mtp_heads > 0 ? ", " + std::to_string(mtp_heads) + " multi-token heads at " + number_text(mtp_weight) : "") +
          (recurrent() ? ", blocks " + std::to_string(loop_first) + ".." + std::to_string(loop_last) + " looped " +
                             std::to_string(loops) + "x" : "");
 }
@@ -343,6 +347,7 @@ ModelParams<T> zero_params(const ModelConfig& c) {
     p.bigram_proj = Matrix<T>::Zero(c.dim, c.bigram_dim);
     p.bigram_scale = Matrix<T>::Zero(1, 1);
   }
+  p.mtp.assign(static_cast<size_t>(c.mtp_heads), Matrix<T>::Zero(c.dim, c.dim));
   return p;
 }
 
@@ -373,6 +378,7 @@ ModelParams<T> init_params(const ModelConfig& c, uint64_t seed) {
     fill_linear(p.bigram_proj);
     p.bigram_scale.setConstant(T(0.05));
   }
+  for (auto& head : p.mtp) fill_linear(head);
   return p;
 }
 

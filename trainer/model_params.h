@@ -64,6 +64,12 @@ struct ModelConfig {
   // virtual layers, and skip_weights has the looped stack's count of them.
   int loop_first = 0, loop_last = 0, loops = 1;
   bool looping = true;
+  // Multi-token prediction (training only, never exported): heads "mtp.i.weight" [dim, dim], i <
+  // mtp_heads, predict token t + 2 + i from the final norm's output through the tied embedding,
+  // PR #212's aux head; the objective adds mtp_weight times their cross-entropies, summed over the
+  // positions that have such a target, divided by the main loss's target count.
+  int mtp_heads = 0;
+  double mtp_weight = 0.5;
 
   int head_dim() const { return dim / heads; }
   int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
@@ -148,7 +154,11 @@ struct ModelParams {
   Matrix<T> bigram_embed;  // [buckets, bigram_dim]
   Matrix<T> bigram_proj;   // [C, bigram_dim]
   Matrix<T> bigram_scale;  // a scalar (0-D in the checkpoint)
+  std::vector<Matrix<T>> mtp;  // [C, C] per multi-token head (training states only)
 };
+
+// Multi-token heads are trained, never exported: the checkpoint leaves them out.
+inline bool exported_tensor(const std::string& name) { return !name.starts_with("mtp."); }
 
 // Calls f(name, matrix, shape) for every tensor in a fixed order, with its checkpoint name and
 // checkpoint shape. Params may be const or not.
@@ -183,6 +193,8 @@ void for_each_parameter(Params& p, F&& f) {
     f(std::string("bigram.proj.weight"), p.bigram_proj, matrix_shape(p.bigram_proj));
     f(std::string("bigram.scale"), p.bigram_scale, std::vector<int64_t>{});
   }
+  for (size_t i = 0; i < p.mtp.size(); ++i)
+    f("mtp." + std::to_string(i) + ".weight", p.mtp[i], matrix_shape(p.mtp[i]));
 }
 
 template <typename T>

@@ -9,6 +9,7 @@ ParamGroup param_group(const std::string& name) {
   // BigramHash's table learns with the tied embedding, as in the records; its proj and scale with the scalars.
   if (name == "tok_emb.weight" || name == "bigram.embed.weight") return ParamGroup::Embedding;
   if (name.starts_with("blocks.") && name.ends_with(".weight")) return ParamGroup::Matrix;
+  if (name.starts_with("mtp.")) return ParamGroup::Matrix;  // the multi-token heads: matrices, Muon's
   return ParamGroup::Scalar;
 }
 

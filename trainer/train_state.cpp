@@ -86,6 +86,8 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"xsa_layers", std::to_string(c.xsa_layers)},
       {"loop_layers", loop_range_text(c.loop_first, c.loop_last)},
       {"loops", std::to_string(c.loops)},
+      {"mtp_heads", std::to_string(c.mtp_heads)},
+      {"mtp_weight", number(c.mtp_weight)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -117,6 +119,10 @@ TrainState load_train_state(const std::string& path) {
   if (auto it = meta.find("rope_table"); it != meta.end()) c.rope_rounding = parse_rope_rounding(it->second);
   if (auto it = meta.find("smear_gate"); it != meta.end()) c.smear_gate = parse_smear_gate(it->second);
   if (meta.contains("xsa_layers")) c.xsa_layers = parse<int>(meta, "xsa_layers", path);
+  if (meta.contains("mtp_heads")) {
+    c.mtp_heads = parse<int>(meta, "mtp_heads", path);
+    c.mtp_weight = parse<double>(meta, "mtp_weight", path);
+  }
   if (meta.contains("loops")) {
     c.loops = parse<int>(meta, "loops", path);
     auto it = meta.find("loop_layers");
@@ -148,6 +154,7 @@ void save_checkpoint(const std::string& path, const ModelParams<float>& params,
                      const std::map<std::string, std::string>& metadata, bool overwrite) {
   std::vector<TensorData> tensors;
   add_tensors(tensors, "", params, DType::BF16);
+  std::erase_if(tensors, [](const TensorData& t) { return !exported_tensor(t.name); });
   write_safetensors(path, tensors, metadata, overwrite);
 }
 

@@ -277,6 +277,16 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   for (const std::string& loss : losses(r.out)) split.push_back(loss);
   EXPECT_EQ(split, expected);
+  // Multi-token heads train, live in the state (resume keeps them) and never reach the checkpoint.
+  r = pgolf("train" + data() + kTiny + " --mtp 3 --mtp-weight 0.3 --steps 4 --stop-at 2 --out " + dir.file("mtp"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("2 multi-token heads at 0.3"), std::string::npos) << r.out;
+  EXPECT_EQ(Checkpoint::open({dir.file("mtp.safetensors")}).find("mtp.0.weight"), nullptr);
+  r = pgolf("train" + data() + kTiny + " --mtp 3 --mtp-weight 0.3 --steps 4 --resume " + dir.file("mtp.state") +
+            " --out " + dir.file("mtp2"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = pgolf("eval " + dir.file("mtp2.safetensors") + data() + " --tokens 64 --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   // Shared blocks: --shared-blocks K stands for K layers looped whole.
   r = pgolf("train" + data() + kTiny + " --shared-blocks 2 --loops 3 --steps 2 --out " + dir.file("shared"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -369,6 +379,9 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --loop-layers 0..1" + out, "need --loops N of at least 2 passes"},
       {"train" + data() + kTiny + " --shared-blocks 2 --loop-layers 0..1 --loops 2" + out, "one or the other"},
       {"train" + data() + kTiny + " --loop-from 0.5" + out, "--loop-from needs depth recurrence"},
+      {"train" + data() + kTiny + " --mtp 1" + out, "--mtp 1: K >= 2 (predict up to token t+K), or 0 for none"},
+      {"train" + data() + kTiny + " --mtp-weight 0.3" + out, "--mtp-weight needs --mtp K"},
+      {"train" + data() + kTiny + " --mtp 2 --mtp-weight 0" + out, "multi-token heads with a positive weight"},
       {"train" + data() + kTiny + " --shared-blocks 2 --loops 2 --loop-from 1.5" + out, "--loop-from is a fraction"},
   };
   for (const auto& [args, message] : cases) {

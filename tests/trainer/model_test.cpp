@@ -39,6 +39,7 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
   ModelParams<double> grad;
   const double loss = model.loss_and_gradient(windows, grad, 2);
   EXPECT_NEAR(loss, mean_loss(model, windows), 1e-12);
+  if (config.mtp_heads == 0) EXPECT_NEAR(model.objective(windows, 2), loss, 1e-12);
 
   std::vector<const Matrix<double>*> grads;
   for_each_parameter(grad, [&](const std::string&, const Matrix<double>& m, const std::vector<int64_t>&) {
@@ -53,9 +54,9 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
     auto numeric = [&](Eigen::Index i) {
       const double saved = weights(i), h = 1e-5;
       weights(i) = saved + h;
-      const double up = mean_loss(model, windows);
+      const double up = model.objective(windows, 1);
       weights(i) = saved - h;
-      const double down = mean_loss(model, windows);
+      const double down = model.objective(windows, 1);
       weights(i) = saved;
       return (up - down) / (2 * h);
     };
@@ -76,7 +77,7 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
     }
   });
   EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1 + (config.smear_v1() ? 1 : config.smear_v2() ? 2 : 0) +
-                                        (config.bigram_buckets > 0 ? 3 : 0)));
+                                        (config.bigram_buckets > 0 ? 3 : 0) + config.mtp_heads));
   std::printf("%s: worst relative error %.2e\n", config.describe().c_str(), worst_relative);
 }
 
@@ -480,6 +481,32 @@ TEST(Model, SharedBlocksAreTheUnrolledStackWithTiedWeights) {
   metadata.erase("pgolf.loop_layers");
   EXPECT_NE(test::input_error([&] { recorded_settings(metadata); }).find("pgolf.loops without pgolf.loop_layers"),
             std::string::npos);
+}
+
+// Multi-token prediction: two heads (t+2, t+3) at weight 0.3 on the seed's model; the objective
+// is the main loss plus theirs, the reported loss the main one, and the heads are not exported.
+TEST(Model, MultiTokenHeadsGradientMatchesFiniteDifferences) {
+  ModelConfig mtp = tiny_seed_config();
+  mtp.mtp_heads = 2, mtp.mtp_weight = 0.3;
+  check_gradient_by_finite_differences(mtp);
+  const auto params = random_params<double>(mtp, 71);
+  const Model<double> model(mtp, params);
+  const std::vector<uint16_t> tokens = random_tokens(2 * 16 + 1, mtp.vocab, 72);
+  const auto windows = windows_of(tokens, 2, 16);
+  ModelConfig plain = mtp;
+  plain.mtp_heads = 0;
+  ModelParams<double> without = params;
+  without.mtp.clear();
+  const double main_loss = mean_loss(Model<double>(plain, without), windows);
+  EXPECT_NEAR(mean_loss(model, windows), main_loss, 1e-12);
+  EXPECT_GT(model.objective(windows, 1), main_loss + 0.1);
+  const auto tensors = params_to_tensors(params);
+  EXPECT_TRUE(tensors.contains("mtp.1.weight"));
+  EXPECT_FALSE(exported_tensor("mtp.1.weight"));
+  EXPECT_TRUE(exported_tensor("blocks.0.mlp.fc.weight"));
+  ModelConfig one_weightless = mtp;
+  one_weightless.mtp_weight = 0;
+  EXPECT_NE(test::input_error([&] { one_weightless.validate(); }).find("multi-token heads"), std::string::npos);
 }
 
 TEST(Model, TokensOutsideTheVocabAreRefused) {
