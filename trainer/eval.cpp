@@ -34,28 +34,37 @@ std::vector<Window> plan_windows(int64_t targets, int seq_len, int stride) {
 }  // namespace
 
 EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
-                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score) {
+                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score,
+                            const ChunkAdapter& adapt) {
   require(bytes.size() == vocab, "tokenizer vocab " + std::to_string(bytes.size()) + " != model vocab " +
                                      std::to_string(vocab));
   require(options.seq_len > 0, "sequence length must be positive");
   require(options.stride >= 0 && options.stride <= options.seq_len,
           "stride " + std::to_string(options.stride) + " must lie in 1..seq_len (" +
               std::to_string(options.seq_len) + "), or 0 for the plain eval");
+  require(options.adapt_chunk >= 0 && (options.adapt_chunk == 0 || adapt),
+          "test-time training needs a positive chunk and an adapter");
   const int64_t available = tokens.empty() ? 0 : static_cast<int64_t>(tokens.size() - 1) / options.seq_len;
   require(available > 0, "val data has " + std::to_string(tokens.size()) + " tokens, fewer than one sequence of " +
                              std::to_string(options.seq_len) + " + 1");
 
   EvalResult result;
   result.sequences = options.max_sequences > 0 ? std::min(options.max_sequences, available) : available;
-  const std::vector<Window> windows = plan_windows(result.sequences * options.seq_len, options.seq_len, options.stride);
+  const int64_t targets = result.sequences * options.seq_len;
+  const std::vector<Window> windows = plan_windows(targets, options.seq_len, options.stride);
+  // The chunk of a window: the one holding its first scored target (one chunk without adapting).
+  const int64_t chunk_size = options.adapt_chunk > 0 ? options.adapt_chunk : targets;
+  const int64_t chunks = (targets + chunk_size - 1) / chunk_size;
+  auto chunk_of = [&](size_t i) { return windows[i].first_scored / chunk_size; };
   result.windows = static_cast<int64_t>(windows.size());
 
   const auto started = std::chrono::steady_clock::now();
   double loss_sum = 0;
   const size_t batch = std::max<size_t>(windows_per_call, 1);  // windows per score call and progress report
   ProgressCounter windows_scored(options.progress, "eval", windows.size());
-  for (size_t first = 0; first < windows.size(); first += batch) {
-    const size_t count = std::min(batch, windows.size() - first);
+  for (size_t first = 0, count = 0; first < windows.size(); first += count) {
+    count = 1;  // a batch never spans two chunks
+    while (count < batch && first + count < windows.size() && chunk_of(first + count) == chunk_of(first)) ++count;
     std::vector<TokenWindow> spans;
     for (size_t i = first; i < first + count; ++i)
       spans.push_back(tokens.subspan(static_cast<size_t>(windows[i].start), static_cast<size_t>(options.seq_len) + 1));
@@ -69,6 +78,12 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
       }
     }
     windows_scored.advance(count);
+    const int64_t chunk = chunk_of(first);
+    const bool chunk_done = first + count == windows.size() || chunk_of(first + count) != chunk;
+    if (options.adapt_chunk > 0 && chunk_done && chunk + 1 < chunks) {
+      const int64_t begin = chunk * chunk_size, end = std::min(begin + chunk_size, targets);
+      adapt(chunk, chunks, tokens.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin) + 1));
+    }
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 

@@ -20,6 +20,10 @@ struct EvalOptions {
   // (its last s; the first window scores all of its own), so every target is scored once,
   // with at least seq_len - s tokens of context after the first window.
   int stride = 0;
+  // Score-first test-time training: the targets in chunks of this many; once every window whose
+  // first scored target lies in chunk c is scored, the adapter trains on chunk c (not on the last
+  // one). 0: none.
+  int64_t adapt_chunk = 0;
   int threads = 2;
   ProgressReport progress;  // stage "eval": windows evaluated
 };
@@ -39,10 +43,17 @@ struct EvalResult {
 // window (Model::token_losses' contract).
 using WindowScorer = std::function<std::vector<double>(std::span<const TokenWindow> windows)>;
 
+// Trains the scorer's model on chunk `chunk` of `chunks`: tokens are its targets' inputs and the
+// targets (one more token than targets), all of them scored already.
+using ChunkAdapter = std::function<void(int64_t chunk, int64_t chunks, std::span<const uint16_t> tokens)>;
+
 // evaluate() with the scoring left to `score`, which gets at most windows_per_call windows at a
 // time (the CPU model or the GPU one); vocab is the model's. Same checks, windows and byte counting.
+// With options.adapt_chunk, `adapt` trains between chunks (score first: a target's loss never
+// depends on it or on any later token).
 EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
-                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score);
+                            const EvalOptions& options, size_t windows_per_call, const WindowScorer& score,
+                            const ChunkAdapter& adapt = {});
 
 // tokens: the val split from its start. The sequences are x = tokens[i*S, i*S+S),
 // y = tokens[i*S+1, i*S+S+1); a target's bytes depend on the input token at its position.

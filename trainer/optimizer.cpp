@@ -42,14 +42,15 @@ double gradient_norm(ModelParams<float>& grad) {
   return std::sqrt(sum);
 }
 
+void clip_gradient(ModelParams<float>& grad, double max_norm) {
+  const double coefficient = max_norm / (gradient_norm(grad) + 1e-6);
+  if (coefficient < 1)
+    for (auto& [name, g] : named_tensors(grad)) *g *= static_cast<float>(coefficient);
+}
+
 void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
                     ModelParams<float>& grad, OptimizerState& state) {
-  if (s.grad_clip > 0) {  // torch.nn.utils.clip_grad_norm_
-    const double norm = gradient_norm(grad);
-    const double coefficient = s.grad_clip / (norm + 1e-6);
-    if (coefficient < 1)
-      for (auto& [name, g] : named_tensors(grad)) *g *= static_cast<float>(coefficient);
-  }
+  if (s.grad_clip > 0) clip_gradient(grad, s.grad_clip);
   ++state.steps;
   const auto p = named_tensors(params), g = named_tensors(grad);
   const auto buf = named_tensors(state.momentum), m = named_tensors(state.adam_m), v = named_tensors(state.adam_v);

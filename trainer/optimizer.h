@@ -66,6 +66,8 @@ double muon_momentum(const OptimizerSettings& s, int64_t step);
 
 // sqrt(sum of squares) of every gradient, in double.
 double gradient_norm(ModelParams<float>& grad);
+// torch.nn.utils.clip_grad_norm_: scales grad in place to a global norm of at most max_norm.
+void clip_gradient(ModelParams<float>& grad, double max_norm);
 
 // One step of every parameter: clips grad when grad_clip is set (grad is scaled in place), then
 // Muon and Adam with their learning rates times lr_scale (the warmdown), Muon's momentum at `step`.

@@ -2,12 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <numeric>
 
 #include "artifact/load.h"
 #include "data/shards.h"
 #include "support/test_support.h"
 #include "trainer/test_helpers.h"
+#include "trainer/ttt.h"
 
 namespace pgolf {
 namespace {
@@ -115,6 +117,76 @@ TEST(Eval, SlidingWindowsScoreEveryTargetOnceWithTheirContext) {
   const EvalResult same = evaluate(model, tokens, sp1024().byte_table(), sliding);
   EXPECT_EQ(same.val_loss, p.val_loss);
   EXPECT_EQ(same.bytes, p.bytes);
+}
+
+// Score-first test-time training over sliding windows on a tiny float model: every target's loss
+// as evaluate_windows scores it, by stream position (the window's start is its offset in tokens).
+struct TttRun {
+  EvalResult result;
+  std::map<int64_t, double> losses;  // target position -> loss
+  int adapted = 0;                   // chunks trained on
+};
+TttRun run_ttt(const std::vector<uint16_t>& tokens, int64_t chunk, double lr) {
+  ModelConfig config = test::tiny_config();
+  config.vocab = 1024;
+  Model<float> model(config, test::random_params<float>(config, 62));
+  EvalOptions options;
+  options.seq_len = 16, options.max_sequences = 6, options.stride = 4, options.adapt_chunk = chunk;
+  TttSgdOptions sgd;
+  sgd.lr = lr, sgd.epochs = 2, sgd.batch_sequences = 2, sgd.frozen_blocks = 1;
+  TttSgd ttt(model, sgd, options.seq_len, 1);
+  TttRun run;
+  const std::span<const uint16_t> stream(tokens);
+  run.result = evaluate_windows(
+      stream, sp1024().byte_table(), config.vocab, options, 3,
+      [&](std::span<const TokenWindow> windows) {
+        const std::vector<double> losses = model.token_losses(windows, 1);
+        for (size_t w = 0; w < windows.size(); ++w)
+          for (int t = 0; t < 16; ++t)  // the first window to reach a target is the one that scores it
+            run.losses.try_emplace(windows[w].data() - stream.data() + t, losses[w * 16 + t]);
+        return losses;
+      },
+      [&](int64_t c, int64_t chunks, std::span<const uint16_t> chunk_tokens) {
+        EXPECT_EQ(chunk_tokens.data() - stream.data(), c * chunk);  // chunk c's targets, not one more
+        EXPECT_EQ(static_cast<int64_t>(chunk_tokens.size()), chunk + 1);
+        EXPECT_LT(c + 1, chunks);  // never the last
+        ttt.adapt(c, chunks, chunk_tokens);
+        ++run.adapted;
+      });
+  return run;
+}
+
+// Changing the tokens after position t + 1 never changes the loss of a target at t or before,
+// with TTT on; TTT does change the later losses.
+TEST(Eval, TestTimeTrainingScoresFirst) {
+  std::vector<uint16_t> tokens = sample_val_tokens();
+  tokens.resize(6 * 16 + 1);
+  const TttRun plain = run_ttt(tokens, 0, 0.05), adapted = run_ttt(tokens, 24, 0.05);
+  EXPECT_EQ(adapted.adapted, 3);  // 96 targets in chunks of 24: trained after chunks 0, 1 and 2
+  EXPECT_EQ(adapted.result.tokens, plain.result.tokens);
+  EXPECT_EQ(adapted.result.bytes, plain.result.bytes);
+  for (int64_t p = 0; p < 24; ++p) EXPECT_EQ(adapted.losses.at(p), plain.losses.at(p)) << p;  // chunk 0: not yet trained
+  EXPECT_NE(adapted.losses.at(60), plain.losses.at(60));
+  for (int64_t t : {30, 50, 71}) {
+    std::vector<uint16_t> changed = tokens;
+    for (size_t i = static_cast<size_t>(t) + 2; i < changed.size(); ++i) changed[i] = static_cast<uint16_t>((changed[i] * 7 + 3) % 1024);
+    const TttRun other = run_ttt(changed, 24, 0.05);
+    for (int64_t p = 0; p <= t; ++p) EXPECT_EQ(other.losses.at(p), adapted.losses.at(p)) << "t " << t << ", target " << p;
+    EXPECT_NE(other.losses.at(t + 1), adapted.losses.at(t + 1));
+  }
+}
+
+// On text that repeats, training on what was scored lowers the loss of what follows.
+TEST(Eval, TestTimeTrainingLearnsARepeatedText) {
+  std::vector<uint16_t> tokens = sample_val_tokens();
+  tokens.resize(24);
+  while (tokens.size() < 6 * 16 + 1) tokens.push_back(tokens[tokens.size() - 24]);
+  const TttRun plain = run_ttt(tokens, 0, 0.05), adapted = run_ttt(tokens, 24, 0.05);
+  std::printf("repeated text: val_loss %.4f plain, %.4f with TTT\n", plain.result.val_loss, adapted.result.val_loss);
+  EXPECT_LT(adapted.result.val_loss, plain.result.val_loss - 0.3);
+  TttSgdOptions bad;
+  bad.frozen_blocks = 4;
+  EXPECT_NE(test::input_error([&] { bad.validate(3); }).find("--ttt-freeze 4"), std::string::npos);
 }
 
 TEST(Eval, TokenizerVocabMustBeTheModels) {

@@ -1,0 +1,68 @@
+#include "trainer/ttt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numbers>
+
+#include "core/error.h"
+#include "trainer/optimizer.h"
+
+namespace pgolf {
+
+void TttSgdOptions::validate(int layers) const {
+  require(chunk_tokens > 0, "--ttt-chunk must be positive");
+  require(lr > 0 && std::isfinite(lr), "--ttt-lr must be positive");
+  require(momentum >= 0 && momentum < 1, "--ttt-momentum must lie in [0, 1)");
+  require(epochs > 0, "--ttt-epochs must be positive");
+  require(batch_sequences > 0, "--ttt-batch must be positive");
+  require(grad_clip >= 0, "--ttt-clip must not be negative");
+  require(frozen_blocks >= 0 && frozen_blocks <= layers,
+          "--ttt-freeze " + std::to_string(frozen_blocks) + ": 0 to the model's " + std::to_string(layers) + " blocks");
+}
+
+std::string TttSgdOptions::describe() const {
+  char text[200];
+  std::snprintf(text, sizeof text, "SGD over chunks of %lld targets, lr %g (cosine), momentum %g, %d epochs, %d windows a step, clip %g, %d blocks frozen",
+                static_cast<long long>(chunk_tokens), lr, momentum, epochs, batch_sequences, grad_clip, frozen_blocks);
+  return text;
+}
+
+TttSgd::TttSgd(Model<float>& model, const TttSgdOptions& options, int seq_len, int threads)
+    : model_(model), options_(options), seq_len_(seq_len), threads_(threads),
+      momentum_(zero_params<float>(model.config())) {
+  options_.validate(model.config().layers);
+}
+
+void TttSgd::adapt(int64_t chunk, int64_t chunks, std::span<const uint16_t> tokens) {
+  if (tokens.size() < 2) return;
+  // Windows of seq_len + 1 tokens (the chunk's last one shorter), every target of the chunk once.
+  std::vector<TokenWindow> windows;
+  for (size_t start = 0; start + 1 < tokens.size(); start += static_cast<size_t>(seq_len_))
+    windows.push_back(tokens.subspan(start, std::min(tokens.size() - start, static_cast<size_t>(seq_len_) + 1)));
+  const double progress = chunks > 1 ? static_cast<double>(chunk) / static_cast<double>(chunks - 1) : 0.0;
+  const auto lr = static_cast<float>(options_.lr * 0.5 * (1 + std::cos(std::numbers::pi * progress)));
+  const auto momentum = static_cast<float>(options_.momentum);
+  const auto params = named_tensors(model_.params()), buffers = named_tensors(momentum_);
+  auto frozen = [&](const std::string& name) {
+    if (!name.starts_with("blocks.")) return false;
+    return std::stoi(name.substr(7)) < options_.frozen_blocks;
+  };
+  for (int epoch = 0; epoch < options_.epochs; ++epoch)
+    for (size_t first = 0; first < windows.size(); first += static_cast<size_t>(options_.batch_sequences)) {
+      const size_t count = std::min(windows.size() - first, static_cast<size_t>(options_.batch_sequences));
+      ModelParams<float> grad;
+      model_.loss_and_gradient(std::span(windows).subspan(first, count), grad, threads_);
+      const auto g = named_tensors(grad);
+      for (size_t i = 0; i < params.size(); ++i)  // frozen: no gradient, in the clip's norm neither
+        if (frozen(params[i].first)) g[i].second->setZero();
+      if (options_.grad_clip > 0) clip_gradient(grad, options_.grad_clip);
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (frozen(params[i].first)) continue;
+        *buffers[i].second = momentum * *buffers[i].second + *g[i].second;
+        *params[i].second -= lr * *buffers[i].second;
+      }
+    }
+}
+
+}  // namespace pgolf
