@@ -37,6 +37,15 @@ int eval_main(int argc, char** argv) {
       ("logit-softcap", "logit softcap (default: the checkpoint's, else 30)", cxxopts::value<double>())
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
        cxxopts::value<int>()->default_value(number_text(EvalOptions{}.stride)))
+      ("ttt", "legal score-first test-time training: none, or sgd (the records' chunked full-model SGD: score every "
+              "window of a chunk, then train on it); reports plain, sliding and TTT val_bpb", cxxopts::value<std::string>()->default_value("none"))
+      ("ttt-chunk", "TTT: targets per chunk", cxxopts::value<int64_t>()->default_value(number_text(TttSgdOptions{}.chunk_tokens)))
+      ("ttt-lr", "TTT: SGD learning rate, cosine-decayed over the chunks", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.lr)))
+      ("ttt-momentum", "TTT: SGD momentum", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.momentum)))
+      ("ttt-epochs", "TTT: passes over each chunk", cxxopts::value<int>()->default_value(number_text(TttSgdOptions{}.epochs)))
+      ("ttt-batch", "TTT: windows per SGD step", cxxopts::value<int>()->default_value(number_text(TttSgdOptions{}.batch_sequences)))
+      ("ttt-clip", "TTT: gradient-norm clip (0: none)", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.grad_clip)))
+      ("ttt-freeze", "TTT: the first N blocks keep their weights", cxxopts::value<int>()->default_value(number_text(TttSgdOptions{}.frozen_blocks)))
       ("tokenizer", "SentencePiece .model (default: the one in --data)", cxxopts::value<std::string>())
       ("threads", "CPU worker threads (default: every core)", cxxopts::value<int>())
       ("device", "auto, cpu or cuda (auto: cuda when a GPU is present, else cpu)",
@@ -88,6 +97,19 @@ int eval_main(int argc, char** argv) {
     eval.max_sequences = (tokens + eval.seq_len - 1) / eval.seq_len;
   }
 
+  const std::string ttt_mode = args["ttt"].as<std::string>();
+  require(ttt_mode == "none" || ttt_mode == "sgd", "--ttt " + ttt_mode + ": none or sgd");
+  TttSgdOptions ttt;
+  ttt.chunk_tokens = args["ttt-chunk"].as<int64_t>();
+  ttt.lr = args["ttt-lr"].as<double>();
+  ttt.momentum = args["ttt-momentum"].as<double>();
+  ttt.epochs = args["ttt-epochs"].as<int>();
+  ttt.batch_sequences = args["ttt-batch"].as<int>();
+  ttt.grad_clip = args["ttt-clip"].as<double>();
+  ttt.frozen_blocks = args["ttt-freeze"].as<int>();
+  for (const char* flag : {"ttt-chunk", "ttt-lr", "ttt-momentum", "ttt-epochs", "ttt-batch", "ttt-clip", "ttt-freeze"})
+    require(ttt_mode != "none" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd");
+
   const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
   const Model<float> model = evaluation_model(tensors, settings, tokenizer);
@@ -98,7 +120,19 @@ int eval_main(int argc, char** argv) {
   const bool json = args.count("json") > 0;
   if (!json) eval.progress = progress_bars();  // a bar on a terminal, timed lines in a log
   const std::string device_text = describe_device(device, eval.threads);
-  const EvalResult r = evaluate_on(device, model, tokens, tokenizer.byte_table(), eval);
+  // With TTT: the plain and sliding numbers first, then the TTT one (over the same windows as the
+  // sliding one) is the result.
+  std::vector<std::pair<std::string, EvalResult>> stages;
+  if (ttt_mode != "none") {
+    ttt.validate(config.layers);
+    require(device == "cpu", "--ttt runs on the CPU only for now (--device cpu)");
+    EvalOptions plain = eval;
+    plain.stride = 0;
+    stages.emplace_back("plain", evaluate_on(device, model, tokens, tokenizer.byte_table(), plain));
+    if (eval.stride > 0) stages.emplace_back("sliding", evaluate_on(device, model, tokens, tokenizer.byte_table(), eval));
+  }
+  const EvalResult r = ttt_mode == "none" ? evaluate_on(device, model, tokens, tokenizer.byte_table(), eval)
+                                          : evaluate_ttt_on(device, model, tokens, tokenizer.byte_table(), eval, ttt);
   // --tokens past the val split scores all of it: said, not silently clamped.
   const bool clamped = eval.max_sequences > 0 && r.sequences < eval.max_sequences;
   if (clamped)
@@ -113,6 +147,11 @@ int eval_main(int argc, char** argv) {
                         {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
                         {"threads", eval.threads},     {"device", device_text},         {"settings", sources},
                         {"tokens_clamped", clamped}};
+    if (ttt_mode != "none") {
+      j["ttt"] = ttt.describe();
+      for (const auto& [stage, result] : stages)
+        j[stage] = {{"val_loss", result.val_loss}, {"val_bpb", result.val_bpb}, {"seconds", result.seconds}};
+    }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -125,6 +164,10 @@ int eval_main(int argc, char** argv) {
   if (eval.max_sequences > 0) scope += clamped ? " (--tokens clamped to the val split)" : " (--tokens rounded up to whole sequences)";
   const std::string mode = eval.stride > 0 ? "sliding, stride " + std::to_string(eval.stride) : "plain";
   std::printf("eval        %s, %s, fp32\n", scope.c_str(), mode.c_str());
+  if (ttt_mode != "none") std::printf("ttt         %s\n", ttt.describe().c_str());
+  for (const auto& [stage, result] : stages)
+    std::printf("%-11s val_loss %.6f val_bpb %.6f (%.2f s)\n", stage.c_str(), result.val_loss, result.val_bpb,
+                result.seconds);
   std::printf("device      %s\n", device_text.c_str());
   std::printf("val_loss    %.6f\n", r.val_loss);
   std::printf("val_bpb     %.6f\n", r.val_bpb);

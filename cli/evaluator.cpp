@@ -64,6 +64,18 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
   return evaluate(model, tokens, bytes, options);
 }
 
+EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt) {
+  require(device == "cpu", "--ttt runs on the CPU only for now (--device cpu)");
+  Model<float> adapted = model;
+  TttSgd sgd(adapted, ttt, options.seq_len, options.threads);
+  options.adapt_chunk = ttt.chunk_tokens;
+  return evaluate_windows(
+      tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),
+      [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); },
+      [&](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) { sgd.adapt(chunk, chunks, chunk_tokens); });
+}
+
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,
                                         std::span<const uint16_t> tokens, const CalibrationRecord& record,
                                         int threads, bool overwrite, const ProgressReport& progress) {

@@ -14,6 +14,7 @@
 #include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
+#include "trainer/ttt.h"
 
 namespace pgolf::cli {
 
@@ -38,6 +39,10 @@ Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors,
 
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                        const ByteTable& bytes, const EvalOptions& options);
+// With score-first test-time training (options.adapt_chunk = ttt.chunk_tokens) on a copy of the
+// model; the CPU reference only, for now (InputError on cuda).
+EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt);
 
 // The Hessians of the model's matrices on tokens (whole windows of seq_len, every token an input),
 // computed on the device and written to path (write_hessians); returns them, for the report.

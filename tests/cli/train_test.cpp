@@ -294,6 +294,31 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
             std::string::npos) << r.out;
 }
 
+// eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
+// windows; TTT flags without --ttt, and bad TTT settings, are one-line errors.
+TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
+  test::TempDir dir;
+  ASSERT_EQ(pgolf("train" + data() + kTiny + " --steps 4 --out " + dir.file("m")).exit_code, 0);
+  const std::string eval = "eval " + dir.file("m.safetensors") + data() + " --tokens 256 --device cpu --threads 2";
+  auto sliding = pgolf(eval + " --stride 8");
+  ASSERT_EQ(sliding.exit_code, 0) << sliding.out;
+  auto r = pgolf(eval + " --stride 8 --ttt sgd --ttt-chunk 64 --ttt-lr 0.05 --ttt-batch 2 --ttt-freeze 1");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("ttt         SGD over chunks of 64 targets, lr 0.05 (cosine)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("plain       val_loss "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sliding     val_loss " + val_loss(sliding.out)), std::string::npos) << r.out;
+  EXPECT_NE(val_loss(r.out), val_loss(sliding.out)) << r.out;
+  for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+           {" --ttt-lr 0.01", "--ttt-lr needs --ttt sgd"},
+           {" --ttt lora", "--ttt lora: none or sgd"},
+           {" --ttt sgd --ttt-freeze 9", "--ttt-freeze 9: 0 to the model's 3 blocks"},
+           {" --ttt sgd --ttt-chunk 0", "--ttt-chunk must be positive"}}) {
+    r = pgolf(eval + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+  }
+}
+
 // --calibrate N: the Hessians of the saved weights, as pgolf calibrate computes them from the
 // checkpoint on the same train tokens, tensor for tensor.
 TEST(CliTrain, CalibrateWritesTheSavedWeightsHessians) {
