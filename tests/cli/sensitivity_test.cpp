@@ -88,9 +88,10 @@ TEST(Sensitivity, CalibratedWeightsAreInOutputSpaceAndDoNotMix) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
   EXPECT_EQ(j["space"], "output");
-  for (const auto& t : j["tensors"])
+  for (const auto& t : j["tensors"]) {
     if (t["loss_increase"].get<double>() > 0)
       EXPECT_NEAR(t["weight"].get<double>() * t["sum_sq_error"].get<double>(), t["loss_increase"].get<double>(), 1e-12);
+  }
   EXPECT_EQ(nlohmann::json::parse(test::read_bytes(dir.file("out.json")))["space"], "output");
   ASSERT_EQ(pgolf("sensitivity " + model + data + " --tokens 1024 --codec int3 --device cpu -o " + dir.file("w.json")).exit_code, 0);
   const std::string solve = "compress " + model + " -o " + dir.file("a.pgz") + " --auto --budget 600000 --candidates 'int4;int8'";
