@@ -497,17 +497,20 @@ seed_run() {
       ;;
     throughput)
       unpack_train_shards
-      local steps=${TRAIN_STEPS:-20} variant flags
-      for variant in all no-smear no-bigram whole-rope baseline-mlp; do
+      local steps=${TRAIN_STEPS:-20} variant flags preset
+      for variant in all no-smear no-bigram whole-rope baseline-mlp looped records; do
+        preset=pr212
         case "$variant" in
           all) flags=() ;;
           no-smear) flags=(--smear-gate none) ;;
           no-bigram) flags=(--bigram-buckets 0) ;;
           whole-rope) flags=(--rope-dims 0) ;;
           baseline-mlp) flags=(--smear-gate none --bigram-buckets 0 --mlp-mult 2 --layers 9) ;;
+          looped) flags=(--loop-layers 4..5 --loops 2) ;;
+          records) preset=records-2026-04 flags=() ;;
         esac
-        step "seed throughput: pr212 preset, $variant, $steps steps (bf16)"
-        build-gpu/cli/pgolf train --config samples/configs/pr212.json --data devdata/sp1024 --out "$dir/tp" --overwrite \
+        step "seed throughput: $preset preset, $variant, $steps steps (bf16)"
+        build-gpu/cli/pgolf train --config "samples/configs/$preset.json" --data devdata/sp1024 --out "$dir/tp" --overwrite \
           --device cuda --precision bf16 --steps "$steps" --warmdown 0 --val-tokens 65536 --log-every 5 "${flags[@]}" 2>&1 |
           grep -E "^(model|done)" | tee -a "$logs/seed_throughput.txt" || failed+=(seed-throughput-$variant)
       done
