@@ -23,7 +23,8 @@
 #                scripts/gpu.sh fidelity [base9|seed] (the Parameter Golf baseline's train_gpt.py and
 #                                          pgolf train side by side, per-step losses; FIDELITY_STEPS;
 #                                          FIDELITY_REF=rope-fp32,embed-fp32 undoes the script's bf16
-#                                          casts, scripts/reference_variant.py; FIDELITY_FLAGS: pgolf's)
+#                                          casts, scripts/reference_variant.py; FIDELITY_FLAGS: pgolf's;
+#                                          ';' separates pairs: "none;rope-fp32" with "--rope-table bf16;")
 #                scripts/gpu.sh seed tests|throughput|pr212|baseline (the seed's techniques: their GPU
 #                                          tests; the pr212 preset's tokens/s with each technique turned
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
@@ -332,7 +333,6 @@ gptq_solver_benchmark() {
 # warmdown 100); FIDELITY_STEPS overrides the step count (the warmdown keeps its share).
 fidelity_run() {
   local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=() extra=()
-  read -ra extra <<< "${FIDELITY_FLAGS:-}"
   case "$shape" in
     base9) steps=${FIDELITY_STEPS:-600}; warmdown=$((steps * 2 / 3)); seed=1337; seq=1024 ;;
     seed) steps=${FIDELITY_STEPS:-300}; warmdown=$((steps / 3)); seed=42; seq=2048
@@ -355,21 +355,40 @@ with torch.autocast(device_type='cuda', dtype=torch.bfloat16):
     y = F.rms_norm(x, (512,))
 print(f'rms_norm of a constant 0.005 bf16 row: {y[0, 0].item():.4f} (1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
 " 2>&1 | tee -a "$logs/fidelity_$shape.txt"
-  step "fidelity $shape: the reference (${FIDELITY_REF:-none}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
-  (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
-     WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
-     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
-     ../../../devdata/pg-baseline/train_gpt.py "${FIDELITY_REF:-none}") \
-    > "$dir/reference.txt" 2>&1 || { tail -20 "$dir/reference.txt"; failed+=(fidelity-reference); return; }
-  step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
-  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
-    --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
-    --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" "${extra[@]}" > "$dir/pgolf.txt" 2>&1 ||
-    { tail -20 "$dir/pgolf.txt"; failed+=(fidelity-pgolf); return; }
-  python3 - "$dir" "$steps" <<'EOF5' | tee -a "$logs/fidelity_$shape.txt"
+  # Pairs of runs: reference variant i (FIDELITY_REF, ';'-separated) and pgolf with flag set i
+  # (FIDELITY_FLAGS, ';'-separated, the last one repeated); each pgolf run against every reference so far.
+  local refs=() pg_flags=() i
+  IFS=';' read -ra refs <<< "${FIDELITY_REF:-none}"
+  IFS=';' read -ra pg_flags <<< "${FIDELITY_FLAGS:-}"
+  ((${#pg_flags[@]} > 0)) || pg_flags=("")
+  for i in "${!refs[@]}"; do
+    step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
+    (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
+       WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
+       VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
+       ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") \
+      > "$dir/reference_$i.txt" 2>&1 || { tail -20 "$dir/reference_$i.txt"; failed+=(fidelity-reference); return; }
+    read -ra extra <<< "${pg_flags[$((i < ${#pg_flags[@]} ? i : ${#pg_flags[@]} - 1))]}"
+    step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
+    build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
+      --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
+      --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" "${extra[@]}" > "$dir/pgolf_$i.txt" 2>&1 ||
+      { tail -20 "$dir/pgolf_$i.txt"; failed+=(fidelity-pgolf); return; }
+    local r
+    for r in $(seq 0 "$i"); do
+      echo "-- pgolf ${extra[*]:-(defaults)} against the reference (${refs[$r]})" | tee -a "$logs/fidelity_$shape.txt"
+      fidelity_compare "$dir/reference_$r.txt" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
+    done
+  done
+}
+
+# fidelity_compare REFERENCE_LOG PGOLF_LOG STEPS: mean train losses per range of steps, their mean
+# difference over steps 100 on, and both final full-val val_bpb.
+fidelity_compare() {
+  python3 - "$@" <<'EOF5'
 import re, sys
-d, steps = sys.argv[1], int(sys.argv[2])
-ref_log, pg_log = open(f"{d}/reference.txt").read(), open(f"{d}/pgolf.txt").read()
+ref_path, pg_path, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ref_log, pg_log = open(ref_path).read(), open(pg_path).read()
 ref = {int(s): float(l) for s, l in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", ref_log)}
 pg = {int(s): float(l) for s, l in re.findall(r"step (\d+)/\d+ loss (\S+)", pg_log)}
 both = sorted(set(ref) & set(pg))
