@@ -68,7 +68,8 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
                            const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt) {
   require(device == "cpu", "--ttt runs on the CPU only for now (--device cpu)");
   Model<float> adapted = model;
-  TttSgd sgd(adapted, ttt, options.seq_len, options.threads);
+  const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(adapted, options.threads);
+  TttSgd sgd(*engine, ttt, model.config().layers, options.seq_len);
   options.adapt_chunk = ttt.chunk_tokens;
   return evaluate_windows(
       tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),

@@ -28,10 +28,54 @@ std::string TttSgdOptions::describe() const {
   return text;
 }
 
-TttSgd::TttSgd(Model<float>& model, const TttSgdOptions& options, int seq_len, int threads)
-    : model_(model), options_(options), seq_len_(seq_len), threads_(threads),
-      momentum_(zero_params<float>(model.config())) {
-  options_.validate(model.config().layers);
+namespace {
+
+class CpuTttEngine final : public TttEngine {
+ public:
+  CpuTttEngine(Model<float>& model, int threads)
+      : model_(model), threads_(threads), grad_(zero_params<float>(model.config())),
+        momentum_(zero_params<float>(model.config())) {}
+
+  void accumulate(std::span<const TokenWindow> windows, double weight) override {
+    ModelParams<float> g;
+    model_.loss_and_gradient(windows, g, threads_);
+    const auto sum = named_tensors(grad_), term = named_tensors(g);
+    for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
+  }
+
+  void sgd_step(float lr, const TttSgdOptions& options) override {
+    const auto params = named_tensors(model_.params()), g = named_tensors(grad_), buffers = named_tensors(momentum_);
+    auto frozen = [&](const std::string& name) {
+      return name.starts_with("blocks.") && std::stoi(name.substr(7)) < options.frozen_blocks;
+    };
+    for (size_t i = 0; i < params.size(); ++i)  // frozen: no gradient, in the clip's norm neither
+      if (frozen(params[i].first)) g[i].second->setZero();
+    if (options.grad_clip > 0) clip_gradient(grad_, options.grad_clip);
+    const auto momentum = static_cast<float>(options.momentum);
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!frozen(params[i].first)) {
+        *buffers[i].second = momentum * *buffers[i].second + *g[i].second;
+        *params[i].second -= lr * *buffers[i].second;
+      }
+      g[i].second->setZero();
+    }
+  }
+
+ private:
+  Model<float>& model_;
+  int threads_;
+  ModelParams<float> grad_, momentum_;
+};
+
+}  // namespace
+
+std::unique_ptr<TttEngine> make_cpu_ttt_engine(Model<float>& model, int threads) {
+  return std::make_unique<CpuTttEngine>(model, threads);
+}
+
+TttSgd::TttSgd(TttEngine& engine, const TttSgdOptions& options, int layers, int seq_len)
+    : engine_(engine), options_(options), seq_len_(seq_len) {
+  options_.validate(layers);
 }
 
 void TttSgd::adapt(int64_t chunk, int64_t chunks, std::span<const uint16_t> tokens) {
@@ -42,26 +86,11 @@ void TttSgd::adapt(int64_t chunk, int64_t chunks, std::span<const uint16_t> toke
     windows.push_back(tokens.subspan(start, std::min(tokens.size() - start, static_cast<size_t>(seq_len_) + 1)));
   const double progress = chunks > 1 ? static_cast<double>(chunk) / static_cast<double>(chunks - 1) : 0.0;
   const auto lr = static_cast<float>(options_.lr * 0.5 * (1 + std::cos(std::numbers::pi * progress)));
-  const auto momentum = static_cast<float>(options_.momentum);
-  const auto params = named_tensors(model_.params()), buffers = named_tensors(momentum_);
-  auto frozen = [&](const std::string& name) {
-    if (!name.starts_with("blocks.")) return false;
-    return std::stoi(name.substr(7)) < options_.frozen_blocks;
-  };
   for (int epoch = 0; epoch < options_.epochs; ++epoch)
     for (size_t first = 0; first < windows.size(); first += static_cast<size_t>(options_.batch_sequences)) {
       const size_t count = std::min(windows.size() - first, static_cast<size_t>(options_.batch_sequences));
-      ModelParams<float> grad;
-      model_.loss_and_gradient(std::span(windows).subspan(first, count), grad, threads_);
-      const auto g = named_tensors(grad);
-      for (size_t i = 0; i < params.size(); ++i)  // frozen: no gradient, in the clip's norm neither
-        if (frozen(params[i].first)) g[i].second->setZero();
-      if (options_.grad_clip > 0) clip_gradient(grad, options_.grad_clip);
-      for (size_t i = 0; i < params.size(); ++i) {
-        if (frozen(params[i].first)) continue;
-        *buffers[i].second = momentum * *buffers[i].second + *g[i].second;
-        *params[i].second -= lr * *buffers[i].second;
-      }
+      engine_.accumulate(std::span(windows).subspan(first, count), 1.0);
+      engine_.sgd_step(lr, options_);
     }
 }
 

@@ -4,6 +4,7 @@
 // adapter, which trains on targets already scored and never on a chunk not yet scored.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -21,22 +22,36 @@ struct TttSgdOptions {
   int frozen_blocks = 0;         // blocks 0..N-1 keep their weights (PR #212 froze one)
 
   void validate(int layers) const;  // InputError naming the flag
-  std::string describe() const;     // "chunks of 32,768, lr 0.002, momentum 0.9, 3 epochs, ..."
+  std::string describe() const;     // "SGD over chunks of 32768 targets, lr 0.002 (cosine), ..."
 };
 
-// The CPU reference adapter: SGD with momentum on every parameter of `model` (in place) but the
-// frozen blocks', on windows of seq_len + 1 tokens cut from each chunk.
+// What test-time training trains through: the CPU model (make_cpu_ttt_engine) or the CUDA trainer.
+class TttEngine {
+ public:
+  virtual ~TttEngine() = default;
+  // Adds weight times the gradient of the windows' mean cross-entropy to the gradient.
+  virtual void accumulate(std::span<const TokenWindow> windows, double weight) = 0;
+  // With the accumulated gradient (then zeroed): the frozen blocks' share dropped, clipped to a
+  // global norm of options.grad_clip, then buf = momentum buf + g, w -= lr buf (torch.optim.SGD)
+  // on every other parameter.
+  virtual void sgd_step(float lr, const TttSgdOptions& options) = 0;
+};
+
+// SGD on `model` in place, on `threads` threads.
+std::unique_ptr<TttEngine> make_cpu_ttt_engine(Model<float>& model, int threads);
+
+// The adapter: cuts each chunk into windows of seq_len + 1 tokens (the last one shorter) and runs
+// options.epochs passes of SGD steps over batch_sequences of them, lr cosine-decayed over chunks.
 class TttSgd {
  public:
-  TttSgd(Model<float>& model, const TttSgdOptions& options, int seq_len, int threads);
+  TttSgd(TttEngine& engine, const TttSgdOptions& options, int layers, int seq_len);
   // Trains on chunk `chunk` of `chunks` (its tokens: the targets' inputs and the targets).
   void adapt(int64_t chunk, int64_t chunks, std::span<const uint16_t> tokens);
 
  private:
-  Model<float>& model_;
+  TttEngine& engine_;
   TttSgdOptions options_;
-  int seq_len_, threads_;
-  ModelParams<float> momentum_;
+  int seq_len_;
 };
 
 }  // namespace pgolf

@@ -134,7 +134,8 @@ TttRun run_ttt(const std::vector<uint16_t>& tokens, int64_t chunk, double lr) {
   options.seq_len = 16, options.max_sequences = 6, options.stride = 4, options.adapt_chunk = chunk;
   TttSgdOptions sgd;
   sgd.lr = lr, sgd.epochs = 2, sgd.batch_sequences = 2, sgd.frozen_blocks = 1;
-  TttSgd ttt(model, sgd, options.seq_len, 1);
+  const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(model, 1);
+  TttSgd ttt(*engine, sgd, config.layers, options.seq_len);
   TttRun run;
   const std::span<const uint16_t> stream(tokens);
   run.result = evaluate_windows(
