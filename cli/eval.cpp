@@ -125,7 +125,6 @@ int eval_main(int argc, char** argv) {
   std::vector<std::pair<std::string, EvalResult>> stages;
   if (ttt_mode != "none") {
     ttt.validate(config.layers);
-    require(device == "cpu", "--ttt runs on the CPU only for now (--device cpu)");
     EvalOptions plain = eval;
     plain.stride = 0;
     stages.emplace_back("plain", evaluate_on(device, model, tokens, tokenizer.byte_table(), plain));

@@ -5,6 +5,7 @@
 #ifdef PGOLF_HAVE_CUDA
 #include "gpu/cuda_eval.h"
 #include "gpu/cuda_gptq.h"
+#include "gpu/cuda_train.h"
 #endif
 
 namespace pgolf::cli {
@@ -66,11 +67,32 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 
 EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                            const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt) {
-  require(device == "cpu", "--ttt runs on the CPU only for now (--device cpu)");
+  options.adapt_chunk = ttt.chunk_tokens;
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") {  // the trainer's forward scores, its backward and an SGD step adapt
+    require(ttt.chunk_tokens % options.seq_len == 0,
+            "--ttt-chunk " + std::to_string(ttt.chunk_tokens) + " must be a multiple of the sequence length " +
+                std::to_string(options.seq_len) + " on the GPU");
+    TrainState state;
+    state.config = model.config();
+    state.params = model.params();
+    state.optimizer = zero_optimizer_state(state.config);
+    TrainSettings settings;
+    settings.seq_len = options.seq_len;
+    settings.micro_batch = ttt.batch_sequences;
+    settings.tokens_per_step = int64_t{settings.micro_batch} * settings.seq_len;
+    CudaTrainer trainer(state, settings, Precision::kAuto);
+    TttSgd sgd(trainer, ttt, model.config().layers, options.seq_len);
+    return evaluate_windows(
+        tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
+        [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); },
+        [&](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) { sgd.adapt(chunk, chunks, chunk_tokens); });
+  }
+#endif
+  (void)device;
   Model<float> adapted = model;
   const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(adapted, options.threads);
   TttSgd sgd(*engine, ttt, model.config().layers, options.seq_len);
-  options.adapt_chunk = ttt.chunk_tokens;
   return evaluate_windows(
       tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),
       [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); },

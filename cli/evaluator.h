@@ -40,7 +40,8 @@ Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors,
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                        const ByteTable& bytes, const EvalOptions& options);
 // With score-first test-time training (options.adapt_chunk = ttt.chunk_tokens) on a copy of the
-// model; the CPU reference only, for now (InputError on cuda).
+// model: on the CPU reference, or on a GPU through the CUDA trainer (its precision's kAuto: bf16
+// at head dims 16 to 64).
 EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                            const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt);
 

@@ -711,6 +711,34 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
 
 CudaTrainer::~CudaTrainer() = default;
 
+void CudaTrainer::sgd_step(float lr, const TttSgdOptions& options) {
+  State& s = *state_;
+  require(!s.group, "test-time training runs on one GPU");
+  const cudaStream_t stream = s.stream;
+  // The frozen blocks' slots are one contiguous run after tok_emb: their gradient is dropped.
+  const size_t frozen_begin = s.slots[1].offset;
+  const size_t frozen_end = options.frozen_blocks > 0 ? s.slots[s.block_slot(options.frozen_blocks, kCq)].offset : frozen_begin;
+  PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data() + frozen_begin, 0, (frozen_end - frozen_begin) * sizeof(float), stream));
+  const auto total = static_cast<int64_t>(s.grads.size());
+  if (options.grad_clip > 0) {
+    cuda::squared_norm(s.grads.data(), total, s.norm.data(), stream);
+    cuda::clip_by_norm(s.grads.data(), s.norm.data(), total, static_cast<float>(options.grad_clip), stream);
+  }
+  // buf = momentum buf + g; w -= lr buf, on [0, frozen_begin) and [frozen_end, total).
+  const float momentum = static_cast<float>(options.momentum), one = 1;
+  for (const auto& [begin, end] : {std::pair<size_t, size_t>{0, frozen_begin}, {frozen_end, s.grads.size()}}) {
+    const int count = static_cast<int>(end - begin);
+    if (count == 0) continue;
+    float* buf = s.momentum.data() + begin;
+    PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, count, &momentum, buf, 1));
+    PGOLF_CUDA_CHECK(cublasSaxpy(s.gemm.handle, count, &one, s.grads.data() + begin, 1, buf, 1));
+    cuda::apply_update(s.params.data() + begin, buf, count, lr, 1.0f, stream);
+  }
+  s.round_params();
+  PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), stream));
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 void CudaTrainer::set_looping(bool on) {
   State& s = *state_;
   s.config.looping = on;

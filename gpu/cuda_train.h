@@ -13,10 +13,13 @@
 
 #include "gpu/rank_group.h"
 #include "trainer/training.h"
+#include "trainer/ttt.h"
 
 namespace pgolf {
 
-class CudaTrainer final : public TrainEngine {
+// Also a TttEngine: test-time training's SGD steps on the same forward and backward (windows of
+// seq_len + 1 tokens, at most micro_batch of them per accumulate).
+class CudaTrainer final : public TrainEngine, public TttEngine {
  public:
   // Allocates everything for micro-batches of settings.micro_batch sequences of settings.seq_len.
   // InputError before any allocation when the model or the micro-batch do not fit the GPU's free
@@ -35,6 +38,8 @@ class CudaTrainer final : public TrainEngine {
 
   double accumulate(std::span<const TokenWindow> windows, double weight) override;
   void step(double lr_scale, int64_t step) override;
+  // TttEngine's step; SGD's momentum lives in Muon's buffer (a TTT trainer never takes step()).
+  void sgd_step(float lr, const TttSgdOptions& options) override;
   std::vector<double> token_losses(std::span<const TokenWindow> windows) override;
   size_t windows_per_call() const override;
   void export_state(TrainState& state) override;

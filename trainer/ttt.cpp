@@ -36,11 +36,12 @@ class CpuTttEngine final : public TttEngine {
       : model_(model), threads_(threads), grad_(zero_params<float>(model.config())),
         momentum_(zero_params<float>(model.config())) {}
 
-  void accumulate(std::span<const TokenWindow> windows, double weight) override {
+  double accumulate(std::span<const TokenWindow> windows, double weight) override {
     ModelParams<float> g;
-    model_.loss_and_gradient(windows, g, threads_);
+    const double loss = model_.loss_and_gradient(windows, g, threads_);
     const auto sum = named_tensors(grad_), term = named_tensors(g);
     for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
+    return loss;
   }
 
   void sgd_step(float lr, const TttSgdOptions& options) override {

@@ -29,8 +29,9 @@ struct TttSgdOptions {
 class TttEngine {
  public:
   virtual ~TttEngine() = default;
-  // Adds weight times the gradient of the windows' mean cross-entropy to the gradient.
-  virtual void accumulate(std::span<const TokenWindow> windows, double weight) = 0;
+  // Adds weight times the gradient of the windows' mean cross-entropy to the gradient; returns
+  // that mean (TrainEngine::accumulate's contract, which the CUDA trainer serves for both).
+  virtual double accumulate(std::span<const TokenWindow> windows, double weight) = 0;
   // With the accumulated gradient (then zeroed): the frozen blocks' share dropped, clipped to a
   // global norm of options.grad_clip, then buf = momentum buf + g, w -= lr buf (torch.optim.SGD)
   // on every other parameter.

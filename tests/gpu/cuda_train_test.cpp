@@ -14,7 +14,9 @@
 #include "gpu/rank_group.h"
 #include "kernels/cuda_check.h"
 #include "support/test_support.h"
+#include "trainer/eval.h"
 #include "trainer/test_helpers.h"
+#include "trainer/ttt.h"
 
 namespace pgolf {
 namespace {
@@ -170,6 +172,48 @@ TEST_F(CudaTrain, LoopedBlocksMatchTheCpuReference) {
   shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 3;
   check_gradients(shared, 4, 16);
   follow_cpu_for_twenty_steps(shared, Precision::kFp32, 1e-3);
+}
+
+// Score-first TTT through the CUDA trainer (fp32) against the CPU reference: sliding windows,
+// chunks of 32 targets, SGD with momentum, clip and the first block frozen; the same val_loss.
+TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
+  const ModelConfig config = test::tiny_config();
+  const std::vector<uint16_t> tokens = test::random_tokens(8 * 16 + 1, config.vocab, 21);
+  ByteTable bytes;
+  for (int v = 0; v < config.vocab; ++v) {
+    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
+    bytes.has_leading_space.push_back(v % 5 == 0);
+    bytes.is_boundary.push_back(v == 1);
+  }
+  EvalOptions options;
+  options.seq_len = 16, options.stride = 4, options.adapt_chunk = 32;
+  TttSgdOptions sgd;
+  sgd.lr = 0.05, sgd.epochs = 2, sgd.batch_sequences = 2, sgd.frozen_blocks = 1, sgd.grad_clip = 0.5;
+  const ModelParams<float> start = test::random_params<float>(config, 22);
+  auto adapt_with = [&](TttSgd& ttt) {
+    return [&](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) { ttt.adapt(chunk, chunks, chunk_tokens); };
+  };
+  Model<float> cpu_model(config, start);
+  const auto cpu_engine = make_cpu_ttt_engine(cpu_model, 2);
+  TttSgd cpu_ttt(*cpu_engine, sgd, config.layers, options.seq_len);
+  const EvalResult cpu = evaluate_windows(
+      tokens, bytes, config.vocab, options, 4,
+      [&](std::span<const TokenWindow> w) { return cpu_model.token_losses(w, 2); }, adapt_with(cpu_ttt));
+  TrainState state = initial_train_state(config, 1);
+  state.params = start;
+  TrainSettings settings = test::tiny_train_settings(1);
+  settings.micro_batch = sgd.batch_sequences, settings.tokens_per_step = 2 * 16;
+  CudaTrainer gpu_trainer(state, settings, Precision::kFp32);
+  TttSgd gpu_ttt(gpu_trainer, sgd, config.layers, options.seq_len);
+  const EvalResult gpu = evaluate_windows(
+      tokens, bytes, config.vocab, options, gpu_trainer.windows_per_call(),
+      [&](std::span<const TokenWindow> w) { return gpu_trainer.token_losses(w); }, adapt_with(gpu_ttt));
+  options.adapt_chunk = 0;
+  const EvalResult untrained = evaluate_windows(tokens, bytes, config.vocab, options, 4,
+      [&](std::span<const TokenWindow> w) { return Model<float>(config, start).token_losses(w, 2); });
+  std::printf("  TTT val_loss: cpu %.6f, gpu %.6f (without TTT %.6f)\n", cpu.val_loss, gpu.val_loss, untrained.val_loss);
+  EXPECT_NEAR(gpu.val_loss, cpu.val_loss, 1e-4);
+  EXPECT_GT(std::abs(cpu.val_loss - untrained.val_loss), 1e-3);
 }
 
 TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
