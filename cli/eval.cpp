@@ -37,6 +37,8 @@ int eval_main(int argc, char** argv) {
       ("logit-softcap", "logit softcap (default: the checkpoint's, else 30)", cxxopts::value<double>())
       ("stride", "sliding-window eval: windows of seq-len advanced by S, each scoring its last S targets",
        cxxopts::value<int>()->default_value(number_text(EvalOptions{}.stride)))
+      ("precision", "on a GPU: fp32 (the evaluator's own kernels, the reference's numbers), or the trainer's forward "
+                    "in tf32 or bf16 (tensor cores); the CPU is fp32", cxxopts::value<std::string>()->default_value("fp32"))
       ("ttt", "legal score-first test-time training: none, or sgd (the records' chunked full-model SGD: score every "
               "window of a chunk, then train on it); reports plain, sliding and TTT val_bpb", cxxopts::value<std::string>()->default_value("none"))
       ("ttt-chunk", "TTT: targets per chunk", cxxopts::value<int64_t>()->default_value(number_text(TttSgdOptions{}.chunk_tokens)))
@@ -97,6 +99,10 @@ int eval_main(int argc, char** argv) {
     eval.max_sequences = (tokens + eval.seq_len - 1) / eval.seq_len;
   }
 
+  const Precision precision = parse_precision(args["precision"].as<std::string>());
+  require(precision != Precision::kAuto, "--precision must be fp32, tf32 or bf16");
+  require(precision == Precision::kFp32 || device == "cuda", "--precision " + args["precision"].as<std::string>() +
+                                                                 " is for --device cuda (the CPU is fp32)");
   const std::string ttt_mode = args["ttt"].as<std::string>();
   require(ttt_mode == "none" || ttt_mode == "sgd", "--ttt " + ttt_mode + ": none or sgd");
   TttSgdOptions ttt;
@@ -127,11 +133,11 @@ int eval_main(int argc, char** argv) {
     ttt.validate(config.layers);
     EvalOptions plain = eval;
     plain.stride = 0;
-    stages.emplace_back("plain", evaluate_on(device, model, tokens, tokenizer.byte_table(), plain));
-    if (eval.stride > 0) stages.emplace_back("sliding", evaluate_on(device, model, tokens, tokenizer.byte_table(), eval));
+    stages.emplace_back("plain", evaluate_on(device, model, tokens, tokenizer.byte_table(), plain, precision));
+    if (eval.stride > 0) stages.emplace_back("sliding", evaluate_on(device, model, tokens, tokenizer.byte_table(), eval, precision));
   }
-  const EvalResult r = ttt_mode == "none" ? evaluate_on(device, model, tokens, tokenizer.byte_table(), eval)
-                                          : evaluate_ttt_on(device, model, tokens, tokenizer.byte_table(), eval, ttt);
+  const EvalResult r = ttt_mode == "none" ? evaluate_on(device, model, tokens, tokenizer.byte_table(), eval, precision)
+                                          : evaluate_ttt_on(device, model, tokens, tokenizer.byte_table(), eval, ttt, precision);
   // --tokens past the val split scores all of it: said, not silently clamped.
   const bool clamped = eval.max_sequences > 0 && r.sequences < eval.max_sequences;
   if (clamped)
@@ -145,7 +151,7 @@ int eval_main(int argc, char** argv) {
                         {"val_bpb", r.val_bpb},        {"tokens", r.tokens},             {"bytes", r.bytes},
                         {"seconds", r.seconds},        {"tokens_per_second", r.tokens_per_second},
                         {"threads", eval.threads},     {"device", device_text},         {"settings", sources},
-                        {"tokens_clamped", clamped}};
+                        {"tokens_clamped", clamped},   {"precision", args["precision"].as<std::string>()}};
     if (ttt_mode != "none") {
       j["ttt"] = ttt.describe();
       for (const auto& [stage, result] : stages)
@@ -162,7 +168,7 @@ int eval_main(int argc, char** argv) {
                       " sequences of " + std::to_string(eval.seq_len);
   if (eval.max_sequences > 0) scope += clamped ? " (--tokens clamped to the val split)" : " (--tokens rounded up to whole sequences)";
   const std::string mode = eval.stride > 0 ? "sliding, stride " + std::to_string(eval.stride) : "plain";
-  std::printf("eval        %s, %s, fp32\n", scope.c_str(), mode.c_str());
+  std::printf("eval        %s, %s, %s\n", scope.c_str(), mode.c_str(), args["precision"].as<std::string>().c_str());
   if (ttt_mode != "none") std::printf("ttt         %s\n", ttt.describe().c_str());
   for (const auto& [stage, result] : stages)
     std::printf("%-11s val_loss %.6f val_bpb %.6f (%.2f s)\n", stage.c_str(), result.val_loss, result.val_bpb,

@@ -56,47 +56,65 @@ Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors,
   return model;
 }
 
-EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
-                       const ByteTable& bytes, const EvalOptions& options) {
 #ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda") return evaluate_cuda(model, tokens, bytes, options);
+namespace {
+// The CUDA trainer holding the model's weights, for its forward (and TTT's backward): micro-batches
+// of micro_batch windows of seq_len + 1 tokens.
+CudaTrainer trainer_for(const Model<float>& model, int seq_len, int micro_batch, Precision precision) {
+  TrainState state;
+  state.config = model.config();
+  state.params = model.params();
+  state.optimizer = zero_optimizer_state(state.config);
+  TrainSettings settings;
+  settings.seq_len = seq_len;
+  settings.micro_batch = micro_batch;
+  settings.tokens_per_step = int64_t{micro_batch} * seq_len;
+  return CudaTrainer(state, settings, precision);
+}
+}  // namespace
 #endif
-  (void)device;
+
+EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                       const ByteTable& bytes, const EvalOptions& options, Precision precision) {
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda" && precision == Precision::kFp32) return evaluate_cuda(model, tokens, bytes, options);
+  if (device == "cuda") {
+    CudaTrainer trainer = trainer_for(model, options.seq_len, std::max(1, 65536 / options.seq_len), precision);
+    return evaluate_windows(tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
+                            [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); });
+  }
+#endif
+  (void)device, (void)precision;
   return evaluate(model, tokens, bytes, options);
 }
 
 EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
-                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt) {
+                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt, Precision precision) {
   options.adapt_chunk = ttt.chunk_tokens;
+  auto adapter = [&](TttSgd& sgd) {
+    return [&sgd](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) {
+      sgd.adapt(chunk, chunks, chunk_tokens);
+    };
+  };
 #ifdef PGOLF_HAVE_CUDA
   if (device == "cuda") {  // the trainer's forward scores, its backward and an SGD step adapt
     require(ttt.chunk_tokens % options.seq_len == 0,
             "--ttt-chunk " + std::to_string(ttt.chunk_tokens) + " must be a multiple of the sequence length " +
                 std::to_string(options.seq_len) + " on the GPU");
-    TrainState state;
-    state.config = model.config();
-    state.params = model.params();
-    state.optimizer = zero_optimizer_state(state.config);
-    TrainSettings settings;
-    settings.seq_len = options.seq_len;
-    settings.micro_batch = ttt.batch_sequences;
-    settings.tokens_per_step = int64_t{settings.micro_batch} * settings.seq_len;
-    CudaTrainer trainer(state, settings, Precision::kAuto);
+    CudaTrainer trainer = trainer_for(model, options.seq_len, ttt.batch_sequences, precision);
     TttSgd sgd(trainer, ttt, model.config().layers, options.seq_len);
     return evaluate_windows(
         tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
-        [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); },
-        [&](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) { sgd.adapt(chunk, chunks, chunk_tokens); });
+        [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); }, adapter(sgd));
   }
 #endif
-  (void)device;
+  (void)device, (void)precision;
   Model<float> adapted = model;
   const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(adapted, options.threads);
   TttSgd sgd(*engine, ttt, model.config().layers, options.seq_len);
   return evaluate_windows(
       tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),
-      [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); },
-      [&](int64_t chunk, int64_t chunks, std::span<const uint16_t> chunk_tokens) { sgd.adapt(chunk, chunks, chunk_tokens); });
+      [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); }, adapter(sgd));
 }
 
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,

@@ -14,6 +14,7 @@
 #include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
+#include "trainer/training.h"
 #include "trainer/ttt.h"
 
 namespace pgolf::cli {
@@ -37,13 +38,14 @@ Model<float> model_of(const std::map<std::string, FloatTensor>& tensors, const R
 Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors, const RecordedSettings& recorded,
                               const Tokenizer& tokenizer);
 
+// On a GPU, kFp32 runs the evaluator's own fp32 kernels (the reference's numbers); kTf32 and kBf16
+// the CUDA trainer's forward at that precision. The CPU is fp32 whatever is asked.
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
-                       const ByteTable& bytes, const EvalOptions& options);
+                       const ByteTable& bytes, const EvalOptions& options, Precision precision = Precision::kFp32);
 // With score-first test-time training (options.adapt_chunk = ttt.chunk_tokens) on a copy of the
-// model: on the CPU reference, or on a GPU through the CUDA trainer (its precision's kAuto: bf16
-// at head dims 16 to 64).
+// model: on the CPU reference, or on a GPU through the CUDA trainer at `precision`.
 EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
-                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt);
+                           const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt, Precision precision);
 
 // The Hessians of the model's matrices on tokens (whole windows of seq_len, every token an input),
 // computed on the device and written to path (write_hessians); returns them, for the report.

@@ -32,6 +32,8 @@
 #                                          and its val_bpb on the full val split at its seq_len)
 #                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
 #                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap)
+#                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
+#                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
@@ -498,6 +500,21 @@ eval_base9() {
     "$logs/eval.txt" | tee "$logs/eval_check.txt"
 }
 
+# Issue 37's figures: base9 on the full val split, plain and stride-64 sliding, by the evaluator's
+# fp32 kernels and by the trainer's forward in bf16 (EVAL_TOKENS limits the sliding runs' tokens).
+eval_speed() {
+  local p stride tokens=()
+  [ -n "${EVAL_TOKENS:-}" ] && tokens=(--tokens "$EVAL_TOKENS")
+  for stride in 0 64; do
+    for p in fp32 bf16; do
+      step "eval speed: base9, stride $stride, $p"
+      build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --precision "$p" --stride "$stride" \
+        $( ((stride > 0)) && echo "${tokens[@]}") 2>&1 | grep -E "^(eval|val_bpb|seconds|tokens/s)" | tee -a "$logs/eval_speed.txt" ||
+        failed+=(eval-speed)
+    done
+  done
+}
+
 # The exported decoder in a real client: the baseline's own GPT and eval_val on base9 decoded by
 # pgolf_decode.py, fp32 (as pgolf eval) within 1e-4 of pgolf eval, and in bf16 autocast as the
 # baseline runs; then the baseline trains a few steps, saves final_model.pt, and that file
@@ -621,6 +638,7 @@ EOF4
 case "${1:-}" in
   submission) submission_run; finish ;;
   seed) seed_run "${2:-tests}"; finish ;;
+  eval-speed) eval_speed; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"

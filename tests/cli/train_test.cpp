@@ -312,7 +312,8 @@ TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
            {" --ttt-lr 0.01", "--ttt-lr needs --ttt sgd"},
            {" --ttt lora", "--ttt lora: none or sgd"},
            {" --ttt sgd --ttt-freeze 9", "--ttt-freeze 9: 0 to the model's 3 blocks"},
-           {" --ttt sgd --ttt-chunk 0", "--ttt-chunk must be positive"}}) {
+           {" --ttt sgd --ttt-chunk 0", "--ttt-chunk must be positive"},
+           {" --precision bf16", "--precision bf16 is for --device cuda (the CPU is fp32)"}}) {
     r = pgolf(eval + flags);
     EXPECT_EQ(r.exit_code, 2) << flags << "\n" << r.out;
     EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
