@@ -79,11 +79,8 @@ int CudaModel::State::upload(std::span<const TokenWindow> windows, bool with_tar
                                     " is outside the model's vocab of " + std::to_string(config.vocab));
     host_inputs.insert(host_inputs.end(), w.begin(), w.begin() + seq_len);
     if (with_targets) host_targets.insert(host_targets.end(), w.begin() + 1, w.end());
-    if (config.bigram_buckets > 0) {
-      const std::vector<uint16_t> b = bigram_buckets_of(w.first(seq_len), config.bigram_buckets);
-      host_buckets.insert(host_buckets.end(), b.begin(), b.end());
-    }
   }
+  if (config.bigram_buckets > 0) host_buckets = bigram_buckets_of(windows, seq_len, config.bigram_buckets);
   inputs.upload(host_inputs);
   targets.upload(host_targets);
   buckets.upload(host_buckets);

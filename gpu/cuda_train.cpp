@@ -213,11 +213,7 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
           "a token id is outside the model's vocab of " + std::to_string(config.vocab));
   const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
   if (config.bigram_buckets > 0) {
-    std::vector<uint16_t> b;
-    for (const TokenWindow& w : windows) {
-      const std::vector<uint16_t> window_buckets = bigram_buckets_of(w.first(w.size() - 1), config.bigram_buckets);
-      b.insert(b.end(), window_buckets.begin(), window_buckets.end());
-    }
+    const std::vector<uint16_t> b = bigram_buckets_of(windows, static_cast<size_t>(seq_len), config.bigram_buckets);
     const cuda::RowsByToken bucket_rows = cuda::rows_by_token(b, config.bigram_buckets);
     buckets.upload(b);
     bucket_order.upload(bucket_rows.order);

@@ -201,6 +201,16 @@ std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int bucke
   return out;
 }
 
+std::vector<uint16_t> bigram_buckets_of(std::span<const std::span<const uint16_t>> windows, size_t inputs, int buckets) {
+  std::vector<uint16_t> out;
+  out.reserve(windows.size() * inputs);
+  for (const auto& w : windows) {
+    const std::vector<uint16_t> b = bigram_buckets_of(w.first(inputs), buckets);
+    out.insert(out.end(), b.begin(), b.end());
+  }
+  return out;
+}
+
 double parse_activation(const std::string& text) {
   if (text == "relu2") return 0.0;
   const std::string prefix = "leaky-relu2:";

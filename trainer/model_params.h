@@ -123,6 +123,8 @@ std::pair<int, int> parse_loop_range(const std::string& text);
 std::string loop_range_text(int first, int last);
 
 std::vector<uint16_t> bigram_buckets_of(std::span<const uint16_t> ids, int buckets);
+// The buckets of the first `inputs` tokens of every window, window after window (a GPU batch's).
+std::vector<uint16_t> bigram_buckets_of(std::span<const std::span<const uint16_t>> windows, size_t inputs, int buckets);
 std::map<std::string, std::string> recorded_metadata(const ModelConfig& config, int seq_len);
 // InputError naming the key for a value that is not a positive number.
 RecordedSettings recorded_settings(const std::map<std::string, std::string>& metadata);
