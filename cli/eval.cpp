@@ -10,6 +10,7 @@
 #include "cli/command.h"
 #include "cli/evaluator.h"
 #include "cli/format.h"
+#include "cli/list_flag.h"
 #include "cli/options.h"
 #include "cli/val_data.h"
 #include "core/error.h"
@@ -39,10 +40,18 @@ int eval_main(int argc, char** argv) {
        cxxopts::value<int>()->default_value(number_text(EvalOptions{}.stride)))
       ("precision", "on a GPU: fp32 (the evaluator's own kernels, the reference's numbers), or the trainer's forward "
                     "in tf32 or bf16 (tensor cores); the CPU is fp32", cxxopts::value<std::string>()->default_value("fp32"))
-      ("ttt", "legal score-first test-time training: none, or sgd (the records' chunked full-model SGD: score every "
-              "window of a chunk, then train on it); reports plain, sliding and TTT val_bpb", cxxopts::value<std::string>()->default_value("none"))
-      ("ttt-chunk", "TTT: targets per chunk", cxxopts::value<int64_t>()->default_value(number_text(TttSgdOptions{}.chunk_tokens)))
-      ("ttt-lr", "TTT: SGD learning rate, cosine-decayed over the chunks", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.lr)))
+      ("ttt", "legal score-first test-time training: none; sgd (the records' chunked full-model SGD: score every "
+              "window of a chunk, then train on it); or lora (per-document rank-r adapters, scored then adapted chunk by "
+              "chunk, reset at each document); reports plain, sliding and TTT val_bpb (lora: also the documents' without "
+              "adapting)", cxxopts::value<std::string>()->default_value("none"))
+      ("ttt-chunk", "TTT: targets per chunk (default: sgd " + number_text(TttSgdOptions{}.chunk_tokens) + ", lora " +
+                    number_text(TttLoraOptions{}.chunk_tokens) + ")", cxxopts::value<int64_t>())
+      ("ttt-lr", "TTT: learning rate (sgd: SGD's, cosine-decayed over the chunks, default " + number_text(TttSgdOptions{}.lr) +
+                 "; lora: Adam's, default " + number_text(TttLoraOptions{}.lr) + ")", cxxopts::value<double>())
+      ("ttt-lora-rank", "TTT lora: adapter rank", cxxopts::value<int>()->default_value(number_text(TttLoraOptions{}.rank)))
+      ("ttt-lora-alpha", "TTT lora: adapters scaled by alpha / rank", cxxopts::value<double>()->default_value(number_text(TttLoraOptions{}.alpha)))
+      ("ttt-lora-matrices", "TTT lora: the block matrices adapted, ';'-separated or repeated (of attn.c_q, attn.c_k, "
+                            "attn.c_v, attn.proj, mlp.fc, mlp.proj; default attn.c_q;attn.c_v)", cxxopts::value<std::vector<std::string>>())
       ("ttt-momentum", "TTT: SGD momentum", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.momentum)))
       ("ttt-epochs", "TTT: passes over each chunk", cxxopts::value<int>()->default_value(number_text(TttSgdOptions{}.epochs)))
       ("ttt-batch", "TTT: windows per SGD step", cxxopts::value<int>()->default_value(number_text(TttSgdOptions{}.batch_sequences)))
@@ -104,17 +113,25 @@ int eval_main(int argc, char** argv) {
   require(precision == Precision::kFp32 || device == "cuda", "--precision " + args["precision"].as<std::string>() +
                                                                  " is for --device cuda (the CPU is fp32)");
   const std::string ttt_mode = args["ttt"].as<std::string>();
-  require(ttt_mode == "none" || ttt_mode == "sgd", "--ttt " + ttt_mode + ": none or sgd");
+  require(ttt_mode == "none" || ttt_mode == "sgd" || ttt_mode == "lora", "--ttt " + ttt_mode + ": none, sgd or lora");
   TttSgdOptions ttt;
-  ttt.chunk_tokens = args["ttt-chunk"].as<int64_t>();
-  ttt.lr = args["ttt-lr"].as<double>();
   ttt.momentum = args["ttt-momentum"].as<double>();
   ttt.epochs = args["ttt-epochs"].as<int>();
   ttt.batch_sequences = args["ttt-batch"].as<int>();
   ttt.grad_clip = args["ttt-clip"].as<double>();
   ttt.frozen_blocks = args["ttt-freeze"].as<int>();
-  for (const char* flag : {"ttt-chunk", "ttt-lr", "ttt-momentum", "ttt-epochs", "ttt-batch", "ttt-clip", "ttt-freeze"})
-    require(ttt_mode != "none" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd");
+  TttLoraOptions lora;
+  lora.rank = args["ttt-lora-rank"].as<int>();
+  lora.alpha = args["ttt-lora-alpha"].as<double>();
+  if (args.count("ttt-lora-matrices")) lora.matrices = list_flag_values(args, "ttt-lora-matrices");
+  if (args.count("ttt-chunk")) ttt.chunk_tokens = lora.chunk_tokens = args["ttt-chunk"].as<int64_t>();
+  if (args.count("ttt-lr")) ttt.lr = lora.lr = args["ttt-lr"].as<double>();
+  for (const char* flag : {"ttt-chunk", "ttt-lr"})
+    require(ttt_mode != "none" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd or lora");
+  for (const char* flag : {"ttt-momentum", "ttt-epochs", "ttt-batch", "ttt-clip", "ttt-freeze"})
+    require(ttt_mode == "sgd" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd");
+  for (const char* flag : {"ttt-lora-rank", "ttt-lora-alpha", "ttt-lora-matrices"})
+    require(ttt_mode == "lora" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt lora");
 
   const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);
   const Tokenizer tokenizer = Tokenizer::load(tokenizer_path);
@@ -129,15 +146,23 @@ int eval_main(int argc, char** argv) {
   // With TTT: the plain and sliding numbers first, then the TTT one (over the same windows as the
   // sliding one) is the result.
   std::vector<std::pair<std::string, EvalResult>> stages;
+  const ByteTable& byte_table = tokenizer.byte_table();
+  if (ttt_mode == "sgd") ttt.validate(config.layers);
+  if (ttt_mode == "lora" && !args.count("ttt-chunk"))  // the default, for a model of shorter sequences
+    lora.chunk_tokens = std::min<int64_t>(lora.chunk_tokens, eval.seq_len);
+  if (ttt_mode == "lora") lora.validate(config.layers, eval.seq_len);
+  const std::string ttt_text = ttt_mode == "sgd" ? ttt.describe() : ttt_mode == "lora" ? lora.describe() : "";
   if (ttt_mode != "none") {
-    ttt.validate(config.layers);
     EvalOptions plain = eval;
     plain.stride = 0;
-    stages.emplace_back("plain", evaluate_on(device, model, tokens, tokenizer.byte_table(), plain, precision));
-    if (eval.stride > 0) stages.emplace_back("sliding", evaluate_on(device, model, tokens, tokenizer.byte_table(), eval, precision));
+    stages.emplace_back("plain", evaluate_on(device, model, tokens, byte_table, plain, precision));
+    if (eval.stride > 0) stages.emplace_back("sliding", evaluate_on(device, model, tokens, byte_table, eval, precision));
+    if (ttt_mode == "lora")
+      stages.emplace_back("documents", evaluate_lora_ttt_on(device, model, tokens, byte_table, eval, lora, false, precision));
   }
-  const EvalResult r = ttt_mode == "none" ? evaluate_on(device, model, tokens, tokenizer.byte_table(), eval, precision)
-                                          : evaluate_ttt_on(device, model, tokens, tokenizer.byte_table(), eval, ttt, precision);
+  const EvalResult r = ttt_mode == "sgd"    ? evaluate_ttt_on(device, model, tokens, byte_table, eval, ttt, precision)
+                       : ttt_mode == "lora" ? evaluate_lora_ttt_on(device, model, tokens, byte_table, eval, lora, true, precision)
+                                            : evaluate_on(device, model, tokens, byte_table, eval, precision);
   // --tokens past the val split scores all of it: said, not silently clamped.
   const bool clamped = eval.max_sequences > 0 && r.sequences < eval.max_sequences;
   if (clamped)
@@ -153,7 +178,7 @@ int eval_main(int argc, char** argv) {
                         {"threads", eval.threads},     {"device", device_text},         {"settings", sources},
                         {"tokens_clamped", clamped},   {"precision", args["precision"].as<std::string>()}};
     if (ttt_mode != "none") {
-      j["ttt"] = ttt.describe();
+      j["ttt"] = ttt_text;
       for (const auto& [stage, result] : stages)
         j[stage] = {{"val_loss", result.val_loss}, {"val_bpb", result.val_bpb}, {"seconds", result.seconds}};
     }
@@ -169,7 +194,7 @@ int eval_main(int argc, char** argv) {
   if (eval.max_sequences > 0) scope += clamped ? " (--tokens clamped to the val split)" : " (--tokens rounded up to whole sequences)";
   const std::string mode = eval.stride > 0 ? "sliding, stride " + std::to_string(eval.stride) : "plain";
   std::printf("eval        %s, %s, %s\n", scope.c_str(), mode.c_str(), args["precision"].as<std::string>().c_str());
-  if (ttt_mode != "none") std::printf("ttt         %s\n", ttt.describe().c_str());
+  if (ttt_mode != "none") std::printf("ttt         %s\n", ttt_text.c_str());
   for (const auto& [stage, result] : stages)
     std::printf("%-11s val_loss %.6f val_bpb %.6f (%.2f s)\n", stage.c_str(), result.val_loss, result.val_bpb,
                 result.seconds);

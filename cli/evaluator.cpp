@@ -1,5 +1,7 @@
 #include "cli/evaluator.h"
 
+#include <optional>
+
 #include "core/error.h"
 
 #ifdef PGOLF_HAVE_CUDA
@@ -115,6 +117,30 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
   return evaluate_windows(
       tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),
       [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); }, adapter(sgd));
+}
+
+EvalResult evaluate_lora_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                                const ByteTable& bytes, const EvalOptions& options, const TttLoraOptions& lora,
+                                bool adapt, Precision precision) {
+  auto run = [&](TttEngine& engine) {
+    std::optional<TttLora> adapter;
+    if (adapt) adapter.emplace(engine, lora, model.config().layers, options.seq_len);
+    return evaluate_documents(tokens, bytes, model.config().vocab, options, lora.chunk_tokens,
+                              [&](const DocumentChunk& chunk) {
+                                return adapter ? adapter->score(chunk)
+                                               : engine.score_suffix(chunk.window, chunk.scored, false);
+                              });
+  };
+#ifdef PGOLF_HAVE_CUDA
+  if (device == "cuda") {  // one window a pass: the trainer's forward, and its backward to adapt
+    CudaTrainer trainer = trainer_for(model, options.seq_len, 1, precision);
+    return run(trainer);
+  }
+#endif
+  (void)device, (void)precision;
+  Model<float> adapted = model;
+  const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(adapted, options.threads);
+  return run(*engine);
 }
 
 std::vector<WeightHessian> calibrate_to(const std::string& path, const std::string& device, const Model<float>& model,

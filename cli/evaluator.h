@@ -46,6 +46,11 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
 // model: on the CPU reference, or on a GPU through the CUDA trainer at `precision`.
 EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                            const ByteTable& bytes, EvalOptions options, const TttSgdOptions& ttt, Precision precision);
+// Document by document (evaluate_documents) in chunks of lora.chunk_tokens, with per-document LoRA
+// on a copy of the model, or (adapt false) without it: what the documents' own context alone gives.
+EvalResult evaluate_lora_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
+                                const ByteTable& bytes, const EvalOptions& options, const TttLoraOptions& lora,
+                                bool adapt, Precision precision);
 
 // The Hessians of the model's matrices on tokens (whole windows of seq_len, every token an input),
 // computed on the device and written to path (write_hessians); returns them, for the report.

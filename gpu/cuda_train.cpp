@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <type_traits>
 
 #include "core/error.h"
@@ -78,6 +79,8 @@ struct CudaTrainer::State {
   Precision precision = Precision::kFp32;
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
+  std::vector<std::string> slot_names;  // their checkpoint names
+  std::optional<std::pair<int, int>> scored_rows;  // backward: the loss of these rows only (else every row)
   // After the blocks' slots: skip_weights, then smear.gate and bigram.{embed, proj, scale} where the
   // model has them.
   size_t skip_slot = 0, smear_slot = 0, bigram_slot = 0;
@@ -410,6 +413,12 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab,
                                          static_cast<float>(c.logit_softcap), loss_weight / static_cast<float>(n), out,
                                          losses.data(), stream);
+    if (scored_rows) {  // the targets outside the loss get no gradient
+      const size_t row_bytes = static_cast<size_t>(c.vocab) * sizeof(*out);
+      const auto [first, last] = *scored_rows;
+      PGOLF_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(first) * row_bytes, stream));
+      PGOLF_CUDA_CHECK(cudaMemsetAsync(out + int64_t{last} * c.vocab, 0, static_cast<size_t>(n - last) * row_bytes, stream));
+    }
   });
   cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
@@ -554,6 +563,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
   for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
     s.slots.push_back({total, static_cast<size_t>(m.rows()), static_cast<size_t>(m.cols()), param_group(name)});
+    s.slot_names.push_back(name);
     total += (static_cast<size_t>(m.size()) + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
     if (param_group(name) == ParamGroup::Matrix) {
       const auto side = static_cast<size_t>(std::min(m.rows(), m.cols()));
@@ -831,6 +841,70 @@ std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windo
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
                               static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
   return s.losses.download(static_cast<size_t>(n));
+}
+
+std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored, bool with_gradient) {
+  State& s = *state_;
+  const auto seq_len = static_cast<size_t>(s.settings.seq_len);
+  require(!s.group, "test-time training runs on one GPU");
+  require(window.size() >= 2 && window.size() <= seq_len + 1 && scored >= 1 && scored < window.size(),
+          "CudaTrainer::score_suffix: a window of 2 to seq_len + 1 tokens, 1 to all of its targets scored");
+  // Padded after its end to seq_len + 1 tokens: causal, so the padding changes no scored loss.
+  std::vector<uint16_t> padded(window.begin(), window.end());
+  padded.resize(seq_len + 1, 0);
+  const TokenWindow full(padded);
+  s.upload_windows(std::span(&full, 1));
+  s.forward(1);
+  const int last = static_cast<int>(window.size()) - 1, first = last - static_cast<int>(scored);
+  if (with_gradient) {
+    PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
+    s.scored_rows = {first, last};
+    // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
+    s.backward(1, static_cast<float>(seq_len) / static_cast<float>(scored), false);
+    s.scored_rows.reset();
+  } else {
+    cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), s.settings.seq_len, s.config.vocab,
+                                static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
+  }
+  const std::vector<double> losses = s.losses.download(static_cast<size_t>(last));
+  return {losses.begin() + first, losses.end()};
+}
+
+namespace {
+size_t slot_index(const std::vector<std::string>& names, const std::string& name) {
+  const auto found = std::find(names.begin(), names.end(), name);
+  require(found != names.end(), "the model has no parameter " + name);
+  return static_cast<size_t>(found - names.begin());
+}
+Matrix<float> download_slot(const DeviceBuffer<float>& flat, const Slot& slot) {
+  Matrix<float> m(static_cast<Eigen::Index>(slot.rows), static_cast<Eigen::Index>(slot.cols));
+  PGOLF_CUDA_CHECK(cudaMemcpy(m.data(), flat.data() + slot.offset, static_cast<size_t>(m.size()) * sizeof(float),
+                              cudaMemcpyDeviceToHost));
+  return m;
+}
+}  // namespace
+
+Matrix<float> CudaTrainer::weight(const std::string& name) {
+  State& s = *state_;
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  return download_slot(s.params, s.slots[slot_index(s.slot_names, name)]);
+}
+
+Matrix<float> CudaTrainer::gradient_of(const std::string& name) {
+  State& s = *state_;
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  return download_slot(s.grads, s.slots[slot_index(s.slot_names, name)]);
+}
+
+void CudaTrainer::set_weight(const std::string& name, const Matrix<float>& value) {
+  State& s = *state_;
+  const Slot& slot = s.slots[slot_index(s.slot_names, name)];
+  require(static_cast<size_t>(value.rows()) == slot.rows && static_cast<size_t>(value.cols()) == slot.cols,
+          "set_weight " + name + ": wrong shape");
+  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+  PGOLF_CUDA_CHECK(cudaMemcpy(s.params.data() + slot.offset, value.data(), static_cast<size_t>(value.size()) * sizeof(float),
+                              cudaMemcpyHostToDevice));
+  s.round_params();
 }
 
 size_t CudaTrainer::windows_per_call() const { return static_cast<size_t>(state_->settings.micro_batch); }

@@ -40,6 +40,11 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   void step(double lr_scale, int64_t step) override;
   // TttEngine's step; SGD's momentum lives in Muon's buffer (a TTT trainer never takes step()).
   void sgd_step(float lr, const TttSgdOptions& options) override;
+  // TTT LoRA's pass: the window padded to seq_len + 1 tokens, the gradient over its scored rows.
+  std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override;
+  Matrix<float> weight(const std::string& name) override;
+  Matrix<float> gradient_of(const std::string& name) override;
+  void set_weight(const std::string& name, const Matrix<float>& value) override;
   std::vector<double> token_losses(std::span<const TokenWindow> windows) override;
   size_t windows_per_call() const override;
   void export_state(TrainState& state) override;

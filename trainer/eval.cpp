@@ -31,25 +31,41 @@ std::vector<Window> plan_windows(int64_t targets, int seq_len, int stride) {
   return windows;
 }
 
+// The sequences evaluate_windows and evaluate_documents score, after their shared checks.
+int64_t sequences_to_score(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
+                           const EvalOptions& options) {
+  require(bytes.size() == vocab, "tokenizer vocab " + std::to_string(bytes.size()) + " != model vocab " +
+                                     std::to_string(vocab));
+  require(options.seq_len > 0, "sequence length must be positive");
+  const int64_t available = tokens.empty() ? 0 : static_cast<int64_t>(tokens.size() - 1) / options.seq_len;
+  require(available > 0, "val data has " + std::to_string(tokens.size()) + " tokens, fewer than one sequence of " +
+                             std::to_string(options.seq_len) + " + 1");
+  return options.max_sequences > 0 ? std::min(options.max_sequences, available) : available;
+}
+
+// val_loss, val_bpb and the time from the loss sum over result.tokens targets.
+void finish(EvalResult& result, double loss_sum, std::chrono::steady_clock::time_point started) {
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  require(result.bytes > 0, "the evaluated targets count 0 bytes; cannot compute val_bpb");
+  result.val_loss = loss_sum / static_cast<double>(result.tokens);
+  result.val_bpb = result.val_loss / std::numbers::ln2 * static_cast<double>(result.tokens) /
+                   static_cast<double>(result.bytes);
+  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(result.tokens) / result.seconds : 0;
+}
+
 }  // namespace
 
 EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
                             const EvalOptions& options, size_t windows_per_call, const WindowScorer& score,
                             const ChunkAdapter& adapt) {
-  require(bytes.size() == vocab, "tokenizer vocab " + std::to_string(bytes.size()) + " != model vocab " +
-                                     std::to_string(vocab));
-  require(options.seq_len > 0, "sequence length must be positive");
+  EvalResult result;
+  result.sequences = sequences_to_score(tokens, bytes, vocab, options);
   require(options.stride >= 0 && options.stride <= options.seq_len,
           "stride " + std::to_string(options.stride) + " must lie in 1..seq_len (" +
               std::to_string(options.seq_len) + "), or 0 for the plain eval");
   require(options.adapt_chunk >= 0 && (options.adapt_chunk == 0 || adapt),
           "test-time training needs a positive chunk and an adapter");
-  const int64_t available = tokens.empty() ? 0 : static_cast<int64_t>(tokens.size() - 1) / options.seq_len;
-  require(available > 0, "val data has " + std::to_string(tokens.size()) + " tokens, fewer than one sequence of " +
-                             std::to_string(options.seq_len) + " + 1");
 
-  EvalResult result;
-  result.sequences = options.max_sequences > 0 ? std::min(options.max_sequences, available) : available;
   const int64_t targets = result.sequences * options.seq_len;
   const std::vector<Window> windows = plan_windows(targets, options.seq_len, options.stride);
   // The chunk of a window: the one holding its first scored target (one chunk without adapting).
@@ -85,13 +101,49 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
       adapt(chunk, chunks, tokens.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin) + 1));
     }
   }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  finish(result, loss_sum, started);
+  return result;
+}
 
-  require(result.bytes > 0, "the evaluated targets count 0 bytes; cannot compute val_bpb");
-  result.val_loss = loss_sum / static_cast<double>(result.tokens);
-  result.val_bpb = result.val_loss / std::numbers::ln2 * static_cast<double>(result.tokens) /
-                   static_cast<double>(result.bytes);
-  result.tokens_per_second = result.seconds > 0 ? static_cast<double>(result.tokens) / result.seconds : 0;
+EvalResult evaluate_documents(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
+                              const EvalOptions& options, int64_t chunk_targets, const DocumentChunkScorer& score) {
+  EvalResult result;
+  result.sequences = sequences_to_score(tokens, bytes, vocab, options);
+  require(chunk_targets > 0 && chunk_targets <= options.seq_len,
+          "a document chunk of " + std::to_string(chunk_targets) + " targets: 1 to the sequence length " +
+              std::to_string(options.seq_len));
+  const int64_t targets = result.sequences * options.seq_len;
+  std::vector<int64_t> starts{0};  // where each document's inputs begin
+  for (int64_t p = 1; p < targets; ++p)
+    if (tokens[static_cast<size_t>(p)] == kBosToken) starts.push_back(p);
+  starts.push_back(targets);
+
+  const auto started = std::chrono::steady_clock::now();
+  double loss_sum = 0;
+  ProgressCounter documents_scored(options.progress, "eval", starts.size() - 1);
+  for (size_t d = 0; d + 1 < starts.size(); ++d) {
+    const int64_t begin = starts[d], end = starts[d + 1];  // targets at positions [begin, end)
+    for (int64_t first = begin; first < end; first += chunk_targets) {
+      const int64_t last = std::min(first + chunk_targets, end);  // this chunk: targets [first, last)
+      const int64_t context = std::max(begin, last - options.seq_len);
+      DocumentChunk chunk;
+      chunk.window = tokens.subspan(static_cast<size_t>(context), static_cast<size_t>(last - context) + 1);
+      chunk.scored = static_cast<size_t>(last - first);
+      chunk.first_of_document = first == begin;
+      chunk.last_of_document = last == end;
+      const std::vector<double> losses = score(chunk);
+      require(losses.size() == chunk.scored, "a document chunk's scorer returned " + std::to_string(losses.size()) +
+                                                 " losses for " + std::to_string(chunk.scored) + " targets");
+      for (int64_t p = first; p < last; ++p) {
+        loss_sum += losses[static_cast<size_t>(p - first)];
+        result.bytes += bytes.bytes(tokens[static_cast<size_t>(p)], tokens[static_cast<size_t>(p) + 1]);
+        ++result.tokens;
+      }
+      ++result.windows;
+    }
+    documents_scored.advance(1);
+  }
+  finish(result, loss_sum, started);
   return result;
 }
 

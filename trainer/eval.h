@@ -55,6 +55,26 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
                             const EvalOptions& options, size_t windows_per_call, const WindowScorer& score,
                             const ChunkAdapter& adapt = {});
 
+// One chunk of one document, as evaluate_documents hands it to its scorer: the window is the chunk's
+// targets with the document's tokens before them as context (at most seq_len inputs, never a token of
+// an earlier document), and the scorer returns the losses of its last `scored` targets.
+struct DocumentChunk {
+  TokenWindow window;
+  size_t scored = 0;
+  bool first_of_document = false;
+  bool last_of_document = false;
+};
+using DocumentChunkScorer = std::function<std::vector<double>(const DocumentChunk& chunk)>;
+
+// Scores the same targets as evaluate_windows (the first options.max_sequences * seq_len, else every
+// full sequence's) document by document, as per-document test-time training does: a document starts
+// at a BOS (kBosToken; the split's first token starts one too) and holds every target whose input is
+// one of its tokens, the one that predicts the next BOS included. Its targets go in chunks of
+// chunk_targets (<= seq_len), in order, each scored with its document's context only. options.stride
+// and adapt_chunk are not used; windows counts chunks.
+EvalResult evaluate_documents(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
+                              const EvalOptions& options, int64_t chunk_targets, const DocumentChunkScorer& score);
+
 // tokens: the val split from its start. The sequences are x = tokens[i*S, i*S+S),
 // y = tokens[i*S+1, i*S+S+1); a target's bytes depend on the input token at its position.
 // InputError when the tokenizer's vocab is not the model's or there is not one sequence.

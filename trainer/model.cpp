@@ -515,11 +515,13 @@ double mtp_loss_sum(const ModelConfig& c, const ModelParams<T>& p, const Activat
 // window's cross-entropies).
 template <typename T>
 void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint16_t> inputs,
-              std::span<const uint16_t> targets, const Activations<T>& a, double loss_weight, ModelParams<T>& g) {
+              std::span<const uint16_t> targets, const Activations<T>& a, double loss_weight, ModelParams<T>& g,
+              Eigen::Index first_scored = 0) {
   const auto n = static_cast<Eigen::Index>(inputs.size());
   const std::vector<int> order = c.block_order();
   const int encoders = c.encoder_layers(), skips = c.skips_now();
-  const Matrix<T> d_logits = capped_logits_gradient(c, a.logits, targets, loss_weight);
+  Matrix<T> d_logits = capped_logits_gradient(c, a.logits, targets, loss_weight);
+  d_logits.topRows(first_scored).setZero();  // targets outside the loss
   g.tok_emb.noalias() += d_logits.transpose() * a.final_normed;
   Matrix<T> d_final = d_logits * p.tok_emb;
   for (int i = 0; i < c.mtp_heads; ++i) {  // logits_i = cap(z_i tok_emb^T), z_i = final_normed W_i^T
@@ -708,6 +710,27 @@ double Model<T>::loss_and_gradient(std::span<const TokenWindow> windows, ModelPa
     loss_sum += loss_sums[k];
   }
   return loss_sum * weight;
+}
+
+template <typename T>
+std::vector<double> Model<T>::suffix_losses(TokenWindow window, size_t scored, ModelParams<T>* grad) const {
+  check_windows(std::span(&window, 1));
+  require(scored >= 1 && scored < window.size(), "score 1 to " + std::to_string(window.size() - 1) +
+                                                     " targets of the window, not " + std::to_string(scored));
+  require(!grad || config_.mtp_heads == 0, "the gradient of a window's last targets takes a model without MTP heads");
+  auto inputs = window.first(window.size() - 1), outputs = window.subspan(1);
+  const size_t first = outputs.size() - scored;
+  Activations<T> a;
+  forward(config_, params_, inputs, grad != nullptr, a);
+  std::vector<double> losses(scored);
+  for (size_t t = first; t < outputs.size(); ++t)
+    losses[t - first] = cross_entropy(a.logits.row(static_cast<Eigen::Index>(t)), outputs[t]);
+  if (grad) {
+    *grad = zero_params<T>(config_);
+    backward(config_, params_, inputs, outputs, a, 1.0 / static_cast<double>(scored), *grad,
+             static_cast<Eigen::Index>(first));
+  }
+  return losses;
 }
 
 template class Model<float>;

@@ -60,6 +60,9 @@ class Model {
   // objective (that loss, plus the multi-token heads' where the model has them) with respect to
   // every parameter. Deterministic for a given thread count.
   double loss_and_gradient(std::span<const TokenWindow> windows, ModelParams<T>& grad, int threads) const;
+  // The cross-entropy of the window's last `scored` targets (with every earlier token as context);
+  // grad, when given, gets the gradient of their mean (what per-document test-time training adapts on).
+  std::vector<double> suffix_losses(TokenWindow window, size_t scored, ModelParams<T>* grad) const;
   // The training objective itself (ModelConfig::mtp_weight): what loss_and_gradient differentiates.
   double objective(std::span<const TokenWindow> windows, int threads) const;
 

@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/random.h"
 #include "core/spec.h"
 
 namespace pgolf {
@@ -98,24 +99,6 @@ int count_blocks(const std::map<std::string, FloatTensor>& tensors) {
   return layers;
 }
 
-// A portable source of random numbers: mt19937_64's output is fixed by the standard, the
-// standard distributions are not, so the conversions are spelt out here.
-class Random {
- public:
-  explicit Random(uint64_t seed) : engine_(seed) {}
-  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double normal() {  // Box-Muller
-    double u = 1.0 - uniform();
-    return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * std::numbers::pi * uniform());
-  }
-
- private:
-  std::mt19937_64 engine_;
-};
-
-}  // namespace
-
-namespace {
 constexpr const char* kSeqLenKey = "pgolf.seq_len";
 constexpr const char* kRopeBaseKey = "pgolf.rope_base";
 constexpr const char* kSoftcapKey = "pgolf.logit_softcap";

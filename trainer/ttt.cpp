@@ -62,7 +62,19 @@ class CpuTttEngine final : public TttEngine {
     }
   }
 
+  std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override {
+    return model_.suffix_losses(window, scored, with_gradient ? &grad_ : nullptr);
+  }
+  Matrix<float> weight(const std::string& name) override { return *tensor(model_.params(), name); }
+  Matrix<float> gradient_of(const std::string& name) override { return *tensor(grad_, name); }
+  void set_weight(const std::string& name, const Matrix<float>& value) override { *tensor(model_.params(), name) = value; }
+
  private:
+  static Matrix<float>* tensor(ModelParams<float>& params, const std::string& name) {
+    for (const auto& [tensor_name, tensor] : named_tensors(params))
+      if (tensor_name == name) return tensor;
+    throw InputError("the model has no parameter " + name);
+  }
   Model<float>& model_;
   int threads_;
   ModelParams<float> grad_, momentum_;

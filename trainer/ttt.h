@@ -1,13 +1,16 @@
-// Legal test-time training (score first, then adapt), as the records score their submissions:
-// the chunked full-model SGD of PR #461/#549 (`../shared/reference/parameter-golf-records.md` §2).
-// evaluate_windows (trainer/eval.h) scores every window of a chunk, then hands the chunk to the
-// adapter, which trains on targets already scored and never on a chunk not yet scored.
+// Legal test-time training (score first, then adapt), as the records score their submissions
+// (`../shared/reference/parameter-golf-records.md` §2): the chunked full-model SGD of PR #461/#549,
+// where evaluate_windows (trainer/eval.h) scores every window of a chunk, then hands the chunk to
+// the adapter, which trains on targets already scored and never on a chunk not yet scored; and
+// per-document LoRA, which evaluate_documents drives chunk by chunk in the same order.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "trainer/eval.h"
 #include "trainer/model.h"
 
 namespace pgolf {
@@ -36,6 +39,14 @@ class TttEngine {
   // global norm of options.grad_clip, then buf = momentum buf + g, w -= lr buf (torch.optim.SGD)
   // on every other parameter.
   virtual void sgd_step(float lr, const TttSgdOptions& options) = 0;
+
+  // Per-document LoRA's pass over one window (at most seq_len + 1 tokens): the losses of its last
+  // `scored` targets; with_gradient: the gradient of their mean replaces the accumulated one.
+  virtual std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) = 0;
+  // A 2-D parameter by its checkpoint name, its gradient (score_suffix's), and a new value for it.
+  virtual Matrix<float> weight(const std::string& name) = 0;
+  virtual Matrix<float> gradient_of(const std::string& name) = 0;
+  virtual void set_weight(const std::string& name, const Matrix<float>& value) = 0;
 };
 
 // SGD on `model` in place, on `threads` threads.
@@ -53,6 +64,48 @@ class TttSgd {
   TttEngine& engine_;
   TttSgdOptions options_;
   int seq_len_;
+};
+
+// Per-document LoRA, the 2026-03-17 record's form (`../shared/reference/parameter-golf-records.md` §2):
+// rank-r adapters W + (alpha / r) B A on the chosen matrices of every block, reset at each document
+// (B = 0, Adam's moments 0, A back to its one seeded draw, uniform in +-1/sqrt(in), so a document's
+// numbers never depend on another); each chunk of a document is scored, then (unless it is the
+// document's last) one Adam step on its mean loss. The engine does the forward and backward of the
+// merged weights W + (alpha / r) B A, whose gradient G gives B's and A's: (alpha / r) G A^T and
+// (alpha / r) B^T G. The tied LM head has no adapter (the records' 03-17 form also adapts lm_head).
+struct TttLoraOptions {
+  int rank = 8;
+  double alpha = 8;                // the adapters' scale is alpha / rank
+  int64_t chunk_tokens = 256;      // targets per chunk of a document, at most seq_len
+  double lr = 0.01;                // Adam's
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  std::vector<std::string> matrices = {"attn.c_q", "attn.c_v"};  // of every block
+  uint64_t seed = 1337;            // A's draw
+
+  // The names of those matrices in every block; InputError for one the model lacks.
+  std::vector<std::string> parameter_names(int layers) const;
+  void validate(int layers, int seq_len) const;  // InputError naming the flag
+  std::string describe() const;
+};
+
+class TttLora {
+ public:
+  TttLora(TttEngine& engine, const TttLoraOptions& options, int layers, int seq_len);
+  // evaluate_documents' scorer: resets at a document's first chunk, scores the chunk, adapts unless last.
+  std::vector<double> score(const DocumentChunk& chunk);
+
+ private:
+  struct Adapter {
+    std::string name;
+    Matrix<float> base, a, b;  // W [out, in], A [r, in], B [out, r]
+    Matrix<float> a_first, a_m, a_v, b_m, b_v;
+  };
+  void reset();
+  void adam_step();
+  TttEngine& engine_;
+  TttLoraOptions options_;
+  std::vector<Adapter> adapters_;
+  int64_t steps_ = 0;  // Adam's t since the reset
 };
 
 }  // namespace pgolf

@@ -295,7 +295,8 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
 }
 
 // eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
-// windows; TTT flags without --ttt, and bad TTT settings, are one-line errors.
+// windows; --ttt lora adds the documents' number; TTT flags without their --ttt, and bad TTT
+// settings, are one-line errors.
 TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
   test::TempDir dir;
   ASSERT_EQ(pgolf("train" + data() + kTiny + " --steps 4 --out " + dir.file("m")).exit_code, 0);
@@ -308,9 +309,23 @@ TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
   EXPECT_NE(r.out.find("plain       val_loss "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sliding     val_loss " + val_loss(sliding.out)), std::string::npos) << r.out;
   EXPECT_NE(val_loss(r.out), val_loss(sliding.out)) << r.out;
+  // --ttt lora: plain, sliding, the documents without adapting, then with per-document LoRA.
+  r = pgolf(eval + " --stride 8 --ttt lora --ttt-chunk 8 --ttt-lr 0.05 --ttt-lora-rank 2 --ttt-lora-matrices "
+                   "'attn.c_q;mlp.fc'");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("ttt         per-document LoRA rank 2 (alpha 8) on attn.c_q;mlp.fc, chunks of 8 targets"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sliding     val_loss " + val_loss(sliding.out)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("documents   val_loss "), std::string::npos) << r.out;
+  EXPECT_NE(val_loss(r.out), val_loss(sliding.out)) << r.out;
   for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
-           {" --ttt-lr 0.01", "--ttt-lr needs --ttt sgd"},
-           {" --ttt lora", "--ttt lora: none or sgd"},
+           {" --ttt-lr 0.01", "--ttt-lr needs --ttt sgd or lora"},
+           {" --ttt adam", "--ttt adam: none, sgd or lora"},
+           {" --ttt lora --ttt-epochs 2", "--ttt-epochs needs --ttt sgd"},
+           {" --ttt sgd --ttt-lora-rank 4", "--ttt-lora-rank needs --ttt lora"},
+           {" --ttt lora --ttt-chunk 64", "--ttt-chunk 64 for --ttt lora: 1 to the sequence length 32"},
+           {" --ttt lora --ttt-lora-matrices attn.c_x", "--ttt-lora-matrices: attn.c_x is none of"},
+           {" --ttt lora --ttt-lora-rank 0", "--ttt-lora-rank must be positive"},
            {" --ttt sgd --ttt-freeze 9", "--ttt-freeze 9: 0 to the model's 3 blocks"},
            {" --ttt sgd --ttt-chunk 0", "--ttt-chunk must be positive"},
            {" --precision bf16", "--precision bf16 is for --device cuda (the CPU is fp32)"}}) {

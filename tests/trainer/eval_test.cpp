@@ -8,6 +8,7 @@
 #include "artifact/load.h"
 #include "data/shards.h"
 #include "support/test_support.h"
+#include "trainer/optimizer.h"
 #include "trainer/test_helpers.h"
 #include "trainer/ttt.h"
 
@@ -188,6 +189,123 @@ TEST(Eval, TestTimeTrainingLearnsARepeatedText) {
   TttSgdOptions bad;
   bad.frozen_blocks = 4;
   EXPECT_NE(test::input_error([&] { bad.validate(3); }).find("--ttt-freeze 4"), std::string::npos);
+}
+
+// Document-wise scoring: every target once, with its own document's tokens as context only.
+struct LoraRun {
+  EvalResult result;
+  std::vector<double> losses;  // per target position
+  std::vector<DocumentChunk> chunks;
+};
+LoraRun run_documents(const std::vector<uint16_t>& tokens, bool adapt, double lr = 0.05) {
+  ModelConfig config = test::tiny_config();
+  config.vocab = 1024;
+  Model<float> model(config, test::random_params<float>(config, 62));
+  EvalOptions options;
+  options.seq_len = 16, options.max_sequences = 6;
+  TttLoraOptions lora;
+  lora.rank = 2, lora.chunk_tokens = 5, lora.lr = lr, lora.matrices = {"attn.c_q", "attn.c_v", "mlp.proj"};
+  const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(model, 1);
+  TttLora ttt(*engine, lora, config.layers, options.seq_len);
+  LoraRun run;
+  run.result = evaluate_documents(tokens, sp1024().byte_table(), config.vocab, options, lora.chunk_tokens,
+                                  [&](const DocumentChunk& chunk) {
+                                    run.chunks.push_back(chunk);
+                                    const std::vector<double> losses =
+                                        adapt ? ttt.score(chunk) : engine->score_suffix(chunk.window, chunk.scored, false);
+                                    run.losses.insert(run.losses.end(), losses.begin(), losses.end());
+                                    return losses;
+                                  });
+  return run;
+}
+
+// Documents start at BOS; a window never reaches before its document's BOS; the targets are the
+// plain eval's, each scored once; without adapting, a target's loss is the model's on its document alone.
+TEST(Eval, DocumentsScoreEveryTargetWithItsOwnContext) {
+  std::vector<uint16_t> tokens = sample_val_tokens();
+  tokens.resize(6 * 16 + 1);
+  for (size_t bos : {7, 30, 31, 60}) tokens[bos] = kBosToken;
+  const LoraRun run = run_documents(tokens, false);
+  ModelConfig config = test::tiny_config();
+  config.vocab = 1024;
+  const Model<float> model(config, test::random_params<float>(config, 62));
+  EvalOptions plain;
+  plain.seq_len = 16, plain.max_sequences = 6;
+  const EvalResult whole = evaluate(model, tokens, sp1024().byte_table(), plain);
+  EXPECT_EQ(run.result.tokens, whole.tokens);
+  EXPECT_EQ(run.result.bytes, whole.bytes);
+  ASSERT_EQ(run.losses.size(), 96u);
+  const std::span<const uint16_t> stream(tokens);
+  int64_t position = 0;
+  for (const DocumentChunk& chunk : run.chunks) {
+    const int64_t start = chunk.window.data() - stream.data();
+    const int64_t first = start + static_cast<int64_t>(chunk.window.size() - 1 - chunk.scored);
+    EXPECT_EQ(first, position);  // in order, none skipped
+    for (size_t i = 1; i + 1 < chunk.window.size(); ++i) EXPECT_NE(chunk.window[i], kBosToken) << "an input past its BOS";
+    // The document's start: the last BOS at or before the first scored target's input.
+    int64_t document = first;
+    while (document > 0 && tokens[static_cast<size_t>(document)] != kBosToken) --document;
+    EXPECT_EQ(start, std::max(document, first + static_cast<int64_t>(chunk.scored) - 16));
+    position += static_cast<int64_t>(chunk.scored);
+  }
+  // Target 40 (document [31, 60)) from its document alone.
+  const std::vector<double> alone = model.suffix_losses(stream.subspan(31, 11), 1, nullptr);
+  EXPECT_EQ(run.losses.at(40), alone[0]);
+}
+
+// Per-document LoRA scores first (changing tokens after t never changes a loss at t or before),
+// resets at each document (a document's first chunk scores as without adapting), and adapts after.
+TEST(Eval, LoraTestTimeTrainingScoresFirstAndResetsPerDocument) {
+  std::vector<uint16_t> tokens = sample_val_tokens();
+  tokens.resize(6 * 16 + 1);
+  tokens[50] = kBosToken;
+  const LoraRun plain = run_documents(tokens, false), adapted = run_documents(tokens, true);
+  for (int64_t p : {0, 4, 50, 54}) EXPECT_EQ(adapted.losses.at(p), plain.losses.at(p)) << p;  // first chunks
+  EXPECT_NE(adapted.losses.at(12), plain.losses.at(12));
+  EXPECT_NE(adapted.losses.at(70), plain.losses.at(70));
+  for (int64_t t : {20, 44, 71}) {
+    std::vector<uint16_t> changed = tokens;
+    for (size_t i = static_cast<size_t>(t) + 2; i < changed.size(); ++i)
+      if (changed[i] != kBosToken) changed[i] = static_cast<uint16_t>((changed[i] * 7 + 3) % 1024 | 2);
+    const LoraRun other = run_documents(changed, true);
+    for (int64_t p = 0; p <= t; ++p) EXPECT_EQ(other.losses.at(p), adapted.losses.at(p)) << "t " << t << ", target " << p;
+    EXPECT_NE(other.losses.at(t + 1), adapted.losses.at(t + 1));
+  }
+  // A document's numbers never depend on the one before it.
+  std::vector<uint16_t> other_first = tokens;
+  for (size_t i = 1; i < 50; ++i) other_first[i] = static_cast<uint16_t>((tokens[i] * 5 + 11) % 1024 | 2);
+  const LoraRun other = run_documents(other_first, true);
+  for (size_t p = 50; p < 96; ++p) EXPECT_EQ(other.losses.at(p), adapted.losses.at(p)) << p;
+}
+
+// On a document that repeats itself, the adapters learn it: later chunks score lower.
+TEST(Eval, LoraTestTimeTrainingLearnsARepeatedDocument) {
+  std::vector<uint16_t> tokens = sample_val_tokens();
+  tokens.resize(12);
+  tokens[0] = kBosToken;
+  while (tokens.size() < 6 * 16 + 1) tokens.push_back(tokens[tokens.size() - 11] == kBosToken ? 5 : tokens[tokens.size() - 11]);
+  const LoraRun plain = run_documents(tokens, false), adapted = run_documents(tokens, true, 0.02);
+  std::printf("repeated document: val_loss %.4f without adapting, %.4f with LoRA\n", plain.result.val_loss,
+              adapted.result.val_loss);
+  EXPECT_LT(adapted.result.val_loss, plain.result.val_loss - 0.3);
+}
+
+// The gradient of a window's last targets is loss_and_gradient's over a window that scores all of them.
+TEST(Eval, SuffixGradientIsTheWholeWindowsWhenEveryTargetIsScored) {
+  const ModelConfig config = test::tiny_config();
+  const Model<double> model(config, test::random_params<double>(config, 3));
+  const std::vector<uint16_t> tokens = test::random_tokens(17, config.vocab, 4);
+  const TokenWindow window(tokens);
+  ModelParams<double> suffix, whole;
+  const std::vector<double> losses = model.suffix_losses(window, 16, &suffix);
+  const double loss = model.loss_and_gradient(std::span(&window, 1), whole, 1);
+  EXPECT_NEAR(std::accumulate(losses.begin(), losses.end(), 0.0) / 16, loss, 1e-12);
+  const auto a = named_tensors(suffix), b = named_tensors(whole);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT((*a[i].second - *b[i].second).norm(), 1e-12) << a[i].first;
+  // Scoring the last 4: the earlier targets' share is gone, and the gradient is theirs alone.
+  ModelParams<double> tail;
+  model.suffix_losses(window, 4, &tail);
+  EXPECT_GT((tail.tok_emb - whole.tok_emb).norm(), 1e-6);
 }
 
 TEST(Eval, TokenizerVocabMustBeTheModels) {

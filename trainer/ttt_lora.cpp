@@ -1,0 +1,105 @@
+// Per-document LoRA test-time training (trainer/ttt.h): Adam on rank-r adapters through the
+// engine's gradient of the merged weights.
+#include <cmath>
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/random.h"
+#include "trainer/ttt.h"
+
+namespace pgolf {
+
+namespace {
+// The block matrices an adapter can sit on, by their names within a block.
+constexpr const char* kAdaptable[] = {"attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp.fc", "mlp.proj"};
+}  // namespace
+
+std::vector<std::string> TttLoraOptions::parameter_names(int layers) const {
+  std::vector<std::string> names;
+  for (const std::string& matrix : matrices) {
+    require(std::find(std::begin(kAdaptable), std::end(kAdaptable), matrix) != std::end(kAdaptable),
+            "--ttt-lora-matrices: " + matrix + " is none of attn.c_q, attn.c_k, attn.c_v, attn.proj, mlp.fc, mlp.proj");
+    for (int block = 0; block < layers; ++block) names.push_back("blocks." + std::to_string(block) + "." + matrix + ".weight");
+  }
+  return names;
+}
+
+void TttLoraOptions::validate(int layers, int seq_len) const {
+  require(rank > 0, "--ttt-lora-rank must be positive");
+  require(alpha > 0 && std::isfinite(alpha), "--ttt-lora-alpha must be positive");
+  require(chunk_tokens > 0 && chunk_tokens <= seq_len, "--ttt-chunk " + std::to_string(chunk_tokens) +
+                                                           " for --ttt lora: 1 to the sequence length " +
+                                                           std::to_string(seq_len));
+  require(lr > 0 && std::isfinite(lr), "--ttt-lr must be positive");
+  require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "TTT LoRA: Adam's betas lie in [0, 1)");
+  require(!matrices.empty(), "--ttt-lora-matrices: name at least one matrix");
+  parameter_names(layers);
+}
+
+std::string TttLoraOptions::describe() const {
+  std::string names;
+  for (const std::string& m : matrices) names += (names.empty() ? "" : ";") + m;
+  char text[240];
+  std::snprintf(text, sizeof text,
+                "per-document LoRA rank %d (alpha %g) on %s, chunks of %lld targets, Adam lr %g betas (%g, %g), reset per document",
+                rank, alpha, names.c_str(), static_cast<long long>(chunk_tokens), lr, beta1, beta2);
+  return text;
+}
+
+TttLora::TttLora(TttEngine& engine, const TttLoraOptions& options, int layers, int seq_len)
+    : engine_(engine), options_(options) {
+  options_.validate(layers, seq_len);
+  Random random(options_.seed);
+  for (const std::string& name : options_.parameter_names(layers)) {
+    Adapter a;
+    a.name = name;
+    a.base = engine_.weight(name);
+    const double bound = 1.0 / std::sqrt(static_cast<double>(a.base.cols()));
+    a.a_first.resize(options_.rank, a.base.cols());
+    for (auto& x : a.a_first.reshaped()) x = static_cast<float>(bound * (2.0 * random.uniform() - 1.0));
+    adapters_.push_back(std::move(a));
+  }
+  reset();
+}
+
+void TttLora::reset() {
+  for (Adapter& a : adapters_) {
+    a.a = a.a_first;
+    a.b = Matrix<float>::Zero(a.base.rows(), options_.rank);
+    a.a_m = a.a_v = Matrix<float>::Zero(a.a.rows(), a.a.cols());
+    a.b_m = a.b_v = Matrix<float>::Zero(a.b.rows(), a.b.cols());
+    engine_.set_weight(a.name, a.base);  // B = 0: the merged weight is the base
+  }
+  steps_ = 0;
+}
+
+void TttLora::adam_step() {
+  ++steps_;
+  const auto scale = static_cast<float>(options_.alpha / options_.rank);
+  const double correction1 = 1 - std::pow(options_.beta1, steps_), correction2 = 1 - std::pow(options_.beta2, steps_);
+  const auto b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
+  // torch.optim.Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m^ / (sqrt(v^) + eps).
+  auto update = [&](Matrix<float>& p, Matrix<float>& m, Matrix<float>& v, const Matrix<float>& g) {
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g.cwiseAbs2();
+    const auto step_size = static_cast<float>(options_.lr / correction1);
+    const auto root_correction2 = static_cast<float>(std::sqrt(correction2));
+    p.array() -= step_size * m.array() / (v.array().sqrt() / root_correction2 + static_cast<float>(options_.eps));
+  };
+  for (Adapter& a : adapters_) {
+    const Matrix<float> g = engine_.gradient_of(a.name);  // of the merged weight
+    const Matrix<float> g_b = scale * (g * a.a.transpose()), g_a = scale * (a.b.transpose() * g);
+    update(a.b, a.b_m, a.b_v, g_b);
+    update(a.a, a.a_m, a.a_v, g_a);
+    engine_.set_weight(a.name, a.base + scale * (a.b * a.a));
+  }
+}
+
+std::vector<double> TttLora::score(const DocumentChunk& chunk) {
+  if (chunk.first_of_document) reset();
+  std::vector<double> losses = engine_.score_suffix(chunk.window, chunk.scored, !chunk.last_of_document);
+  if (!chunk.last_of_document) adam_step();  // after the chunk's losses are counted: score first
+  return losses;
+}
+
+}  // namespace pgolf
