@@ -34,6 +34,8 @@
 #                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap)
 #                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
 #                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
+#                scripts/gpu.sh ttt       (base9 scored with legal TTT, sgd and lora, beside plain and
+#                                          sliding, each stage's val_bpb and seconds; TTT_TOKENS)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
@@ -515,6 +517,19 @@ eval_speed() {
   done
 }
 
+# Legal TTT on base9 (issue 39): plain, stride-64 sliding, then each TTT variant on the trainer's bf16
+# forward, val_bpb and seconds of every stage (TTT_TOKENS: the first N val tokens, else all of them).
+ttt_eval() {
+  local mode tokens=()
+  [ -n "${TTT_TOKENS:-}" ] && tokens=(--tokens "$TTT_TOKENS")
+  for mode in sgd lora; do
+    step "ttt: base9, stride 64, --ttt $mode (bf16)"
+    build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
+      --ttt "$mode" "${tokens[@]}" 2>&1 | grep -E "^(eval|ttt|plain|sliding|documents|val_bpb|seconds|error)" |
+      tee -a "$logs/ttt.txt" || failed+=(ttt-$mode)
+  done
+}
+
 # The exported decoder in a real client: the baseline's own GPT and eval_val on base9 decoded by
 # pgolf_decode.py, fp32 (as pgolf eval) within 1e-4 of pgolf eval, and in bf16 autocast as the
 # baseline runs; then the baseline trains a few steps, saves final_model.pt, and that file
@@ -639,6 +654,7 @@ case "${1:-}" in
   submission) submission_run; finish ;;
   seed) seed_run "${2:-tests}"; finish ;;
   eval-speed) eval_speed; finish ;;
+  ttt) ttt_eval; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"
