@@ -670,8 +670,10 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);
   s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));
+  // `skipped`: in the layers that take a U-Net skip, and in every layer of a recurrent model (whose
+  // skips move with the loop).
   for (int i = 0; i < layers; ++i)
-    s.blocks.push_back({buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0),  // unlooped, others take skips buffer(c.dim), input(c.dim), buffer(qkv_width),
+    s.blocks.push_back({buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
                         input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
                         input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim),
                         input(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});

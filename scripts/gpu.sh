@@ -511,7 +511,7 @@ eval_speed() {
     for p in fp32 bf16; do
       step "eval speed: base9, stride $stride, $p"
       build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --precision "$p" --stride "$stride" \
-        $( ((stride > 0)) && echo "${tokens[@]}") 2>&1 | grep -E "^(eval|val_bpb|seconds|tokens/s)" | tee -a "$logs/eval_speed.txt" ||
+        $( ((stride > 0)) && echo "${tokens[@]}") 2>&1 | grep -E "^(eval|val_bpb|seconds|tokens/s)|error" | tee -a "$logs/eval_speed.txt" ||
         failed+=(eval-speed)
     done
   done
@@ -563,7 +563,7 @@ seed_run() {
         step "seed throughput: $preset preset, $variant, $steps steps (bf16)"
         build-gpu/cli/pgolf train --config "samples/configs/$preset.json" --data devdata/sp1024 --out "$dir/tp" --overwrite \
           --device cuda --precision bf16 --steps "$steps" --warmdown 0 --val-tokens 65536 --log-every 5 "${flags[@]}" 2>&1 |
-          grep -E "^(model|done)" | tee -a "$logs/seed_throughput.txt" || failed+=(seed-throughput-$variant)
+          grep -E "^(model|done|error)|error:" | tee -a "$logs/seed_throughput.txt" || failed+=(seed-throughput-$variant)
       done
       ;;
     *)
