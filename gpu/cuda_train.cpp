@@ -102,6 +102,12 @@ struct CudaTrainer::State {
   DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, smeared,
       smear_rows, column;
   DeviceBuffer<float> x0, final_normed, logits;
+  // Multi-token heads (the backward only): per head its targets (row (s, t): the target of t + 1 + i,
+  // 0 where that lies past the window), z = final_normed W_i^T and its gradient; mtp_slot: head 0's.
+  DeviceBuffer<uint16_t> mtp_targets;
+  DeviceBuffer<float> mtp_z, mtp_d_z;
+  DeviceBuffer<__nv_bfloat16> mtp_z16, mtp_d_z16;
+  size_t mtp_slot = 0;
   DeviceBuffer<float> xsa_d_v;  // XSA's gradient of the value vectors [rows, kv_heads * head_dim]
   DeviceBuffer<double> losses;
   // Per virtual layer (ModelConfig::block_order, the looped stack's count): the block it runs now and
@@ -150,6 +156,7 @@ struct CudaTrainer::State {
   void collectives_after_compute();
   void wait_for_collectives();
   void block_backward(int layer, int sequences);
+  void mtp_backward(int head, int sequences, float loss_weight);
   void newton_schulz(const std::vector<size_t>& batch);
   bool bf16() const { return precision == Precision::kBf16; }
   // Whether decoder layer `layer` adds a U-Net skip (encoder output) to its input.
@@ -226,6 +233,14 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   }
   inputs.upload(in);
   targets.upload(out);
+  if (config.mtp_heads > 0) {
+    std::vector<uint16_t> shifted(out.size() * static_cast<size_t>(config.mtp_heads), 0);
+    const size_t n = out.size(), length = static_cast<size_t>(seq_len);
+    for (size_t i = 0; i < static_cast<size_t>(config.mtp_heads); ++i)
+      for (size_t row = 0; row < n; ++row)
+        if (row % length + 1 + i < length) shifted[i * n + row] = out[row + 1 + i];
+    mtp_targets.upload(shifted);
+  }
   order.upload(rows.order);
   segments.upload(rows.segments);
   token_segments.upload(rows.token_segments);
@@ -402,6 +417,37 @@ void CudaTrainer::State::wait_for_collectives() {
   PGOLF_CUDA_CHECK(cudaStreamWaitEvent(stream, comm_done));
 }
 
+// Multi-token head i (Model's mtp_head): z = final_normed W_i^T, logits = cap(z tok_emb^T) against the
+// target 1 + i further on; the rows whose target lies past their window get no gradient. Reuses
+// `logits` (the main head is done with it); adds to tok_emb's, W_i's and the final norm's output's
+// gradient (t2).
+void CudaTrainer::State::mtp_backward(int i, int sequences, float loss_weight) {
+  const ModelConfig& c = config;
+  const int seq_len = settings.seq_len, n = sequences * seq_len;
+  const size_t slot = mtp_slot + static_cast<size_t>(i);
+  const int64_t count = int64_t{n} * c.dim;
+  cuda::linear(gemm, kept(final_normed, final16), weight(slot), n, c.dim, c.dim, mtp_z.data());
+  if (bf16()) cuda::to_bf16(mtp_z.data(), count, mtp_z16.data(), stream);
+  const cuda::Operand z = kept(mtp_z, mtp_z16);
+  cuda::linear(gemm, z, weight(0), n, c.dim, c.vocab, logits.data());
+  const uint16_t* head_targets = mtp_targets.data() + int64_t{i} * n;
+  const cuda::Operand d = produce(logits, d_rounded, [&](auto* out) {
+    cuda::softcap_cross_entropy_backward(logits.data(), head_targets, n, c.vocab, static_cast<float>(c.logit_softcap),
+                                         loss_weight * static_cast<float>(c.mtp_weight) / static_cast<float>(n), out,
+                                         losses.data() + n, stream);
+    // Each window's last 1 + i rows: no target.
+    const size_t row_bytes = static_cast<size_t>(c.vocab) * sizeof(*out);
+    PGOLF_CUDA_CHECK(cudaMemset2DAsync(out + int64_t{seq_len - 1 - i} * c.vocab, seq_len * row_bytes, 0,
+                                       static_cast<size_t>(1 + i) * row_bytes, static_cast<size_t>(sequences), stream));
+  });
+  cuda::linear_backward_weight(gemm, d, z, n, c.dim, c.vocab, grad(0));
+  cuda::linear_backward_input(gemm, d, weight(0), n, c.dim, c.vocab, mtp_d_z.data(), false);
+  if (bf16()) cuda::to_bf16(mtp_d_z.data(), count, mtp_d_z16.data(), stream);
+  const cuda::Operand d_z = kept(mtp_d_z, mtp_d_z16);
+  cuda::linear_backward_weight(gemm, d_z, kept(final_normed, final16), n, c.dim, c.dim, grad(slot));
+  cuda::linear_backward_input(gemm, d_z, weight(slot), n, c.dim, c.dim, t2.data(), true);
+}
+
 // Model::loss_and_gradient's backward; with sum_over_ranks each block's gradient (a contiguous run
 // of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
 // weights' (written by several blocks) at the end.
@@ -422,6 +468,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   });
   cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
+  for (int i = 0; i < c.mtp_heads; ++i) mtp_backward(i, sequences, loss_weight);  // into t2 too
   PGOLF_CUDA_CHECK(cudaMemsetAsync(d_x0.data(), 0, stream_count * sizeof(float), stream));
   const size_t skips = skip_slot;
   for (int i = virtual_layers() - 1; i >= 0; --i) {
@@ -548,7 +595,6 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   require(cuda::rope_kernels_support(c.head_dim(), c.rotated_dims()),
           "the CUDA trainer takes partial RoPE on a multiple of 8 dims; this model turns " +
               std::to_string(c.rotated_dims()));
-  require(c.mtp_heads == 0, "multi-token prediction (--mtp) trains on the CPU only for now (--device cpu)");
   s.config = c;
   s.config.looping = true;
   s.settings = settings;
@@ -577,6 +623,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int64_t xsa_layers = std::count_if(s.layer_blocks.begin(), s.layer_blocks.end(), [&](int b) { return c.xsa_on(b); });
   s.smear_slot = s.skip_slot + 1;
   s.bigram_slot = s.skip_slot + 1 + (c.smear_v1() ? 1 : c.smear_v2() ? 2 : 0);
+  s.mtp_slot = s.bigram_slot + (c.bigram_buckets > 0 ? 3 : 0);  // for_each_parameter's order
+  require(c.mtp_heads == 0 || s.slot_names.at(s.mtp_slot) == "mtp.0.weight", "CudaTrainer: the heads' slots moved");
 
   // Every allocation below, in floats, checked against the free memory first.
   // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
@@ -598,7 +646,9 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   // XSA's output per block that has it (bf16 in bf16 mode, else fp32) and its value gradient.
   const int64_t xsa_values = rows * xsa_layers * int64_t{c.heads} * d;
   const int64_t block_halves = rows * (layers * inputs_width + c.dim + widest + int64_t{c.heads} * d);
-  const int64_t halves = bf16 ? static_cast<int64_t>(total) + block_halves + xsa_values : 0;
+  // Multi-token heads: z and its gradient (and their bf16 copies), a second row of losses, targets.
+  const int64_t mtp_values = c.mtp_heads > 0 ? 2 * rows * int64_t{c.dim} : 0;
+  const int64_t halves = bf16 ? static_cast<int64_t>(total) + block_halves + xsa_values + mtp_values : 0;
   // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
   // before its norm, the embedding backward's scratch over the buckets.
   const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + int64_t{c.dim} : 0;
@@ -610,7 +660,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const int64_t xsa_floats = (bf16 ? 0 : xsa_values) + (c.xsa_layers > 0 ? rows * c.kv_heads * int64_t{d} : 0);
   const int64_t floats = 5 * static_cast<int64_t>(total) + layers * per_block + scratch + seed_floats + xsa_floats +
                          rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
-                         2 * static_cast<int64_t>(squares) + (halves + 1) / 2;
+                         2 * static_cast<int64_t>(squares) + (halves + 1) / 2 + mtp_values +
+                         (c.mtp_heads > 0 ? 2 * rows + (rows * c.mtp_heads + 1) / 2 : 0);
   const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
   size_t free_bytes = 0, total_bytes = 0;
   PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -669,7 +720,10 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.column = DeviceBuffer<float>(static_cast<size_t>(c.dim));
   s.final_normed = input(c.dim);
   s.logits = buffer(c.vocab);
-  s.losses = DeviceBuffer<double>(static_cast<size_t>(rows));
+  s.losses = DeviceBuffer<double>(static_cast<size_t>(rows) * (c.mtp_heads > 0 ? 2 : 1));  // then a head's
+  s.mtp_targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows * c.mtp_heads));
+  s.mtp_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
+  s.mtp_d_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
   // `skipped`: in the layers that take a U-Net skip, and in every layer of a recurrent model (whose
   // skips move with the loop).
   for (int i = 0; i < layers; ++i)
@@ -704,6 +758,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.final16 = buffer16(c.dim);
   s.d_rounded = buffer16(widest);
   s.d_heads16 = buffer16(int64_t{c.heads} * d);
+  s.mtp_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
+  s.mtp_d_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
   s.params16 = DeviceBuffer<__nv_bfloat16>(bf16 ? total : 0);
   s.round_params();
   if (group) {

@@ -549,7 +549,7 @@ seed_run() {
     throughput)
       unpack_train_shards
       local steps=${TRAIN_STEPS:-20} variant flags preset
-      for variant in all no-smear no-bigram whole-rope baseline-mlp looped records; do
+      for variant in all no-smear no-bigram whole-rope baseline-mlp looped mtp records; do
         preset=pr212
         case "$variant" in
           all) flags=() ;;
@@ -558,6 +558,7 @@ seed_run() {
           whole-rope) flags=(--rope-dims 0) ;;
           baseline-mlp) flags=(--smear-gate none --bigram-buckets 0 --mlp-mult 2 --layers 9) ;;
           looped) flags=(--loop-layers 4..5 --loops 2) ;;
+          mtp) flags=(--mtp 2) ;;
           records) preset=records-2026-04 flags=() ;;
         esac
         step "seed throughput: $preset preset, $variant, $steps steps (bf16)"

@@ -174,6 +174,17 @@ TEST_F(CudaTrain, LoopedBlocksMatchTheCpuReference) {
   follow_cpu_for_twenty_steps(shared, Precision::kFp32, 1e-3);
 }
 
+// Multi-token heads (PR #212's MTP, two heads at 0.3): their gradients (tok_emb's share, the heads',
+// and through the final norm every block's) and twenty Muon steps, fp32 and bf16.
+TEST_F(CudaTrain, MultiTokenHeadsMatchTheCpuReference) {
+  ModelConfig config = tiny_bf16_config();
+  config.mtp_heads = 2, config.mtp_weight = 0.3;
+  check_gradients(config, 4, 16);
+  follow_cpu_for_twenty_steps(config, Precision::kFp32, 1e-3);
+  check_gradients(config, 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
+  follow_cpu_for_twenty_steps(config, Precision::kBf16, kBf16StepsTolerance);
+}
+
 // Score-first TTT through the CUDA trainer (fp32) against the CPU reference: sliding windows,
 // chunks of 32 targets, SGD with momentum, clip and the first block frozen; the same val_loss.
 TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
