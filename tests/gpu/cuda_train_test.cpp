@@ -77,8 +77,9 @@ void check_gradients(const ModelConfig& config, int sequences, int seq_len, Prec
     const double error = relative_error(*gpu_tensors[i].second, *cpu_tensors[i].second);
     worst = std::max(worst, error);
     // A scalar's gradient in bf16 (bigram.scale: one sum over every row and channel, with
-    // cancellation) has no averaging over elements: twice the bound (measured 0.058 on an H200).
-    const bool scalar = precision == Precision::kBf16 && cpu_tensors[i].second->size() == 1;
+    // cancellation) has no averaging over elements: twice the bound (measured 0.058 on an H200);
+    // so has a two-element one (q_gain of a 2-head model with MTP heads: 0.078 on an H100).
+    const bool scalar = precision == Precision::kBf16 && cpu_tensors[i].second->size() <= 2;
     EXPECT_LT(error, scalar ? 2 * tolerance : tolerance) << gpu_tensors[i].first;
     if (precision == Precision::kBf16) std::printf("    %-24s %.3g\n", gpu_tensors[i].first.c_str(), error);
     EXPECT_GT(cpu_tensors[i].second->norm(), 0) << gpu_tensors[i].first << " has no gradient to compare";
