@@ -31,7 +31,8 @@
 #                                          packed by --auto under 16,000,000 B with the submission's code,
 #                                          and its val_bpb on the full val split at its seq_len)
 #                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
-#                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap)
+#                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap;
+#                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora)
 #                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
 #                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
 #                scripts/gpu.sh ttt       (base9 scored with legal TTT, sgd and lora, beside plain and
@@ -586,6 +587,15 @@ seed_run() {
       build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val|seq" |
         tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-eval)
       [ -n "${SEED_GAPS:-}" ] && seed_gaps "$dir" "$what"
+      if [ -n "${SEED_TTT:-}" ]; then  # issue 39: the packed artifact scored with each legal TTT
+        local mode
+        for mode in sgd lora; do
+          step "seed: $what packed, stride 64 and --ttt $mode (bf16)"
+          build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
+            --ttt "$mode" 2>&1 | grep -E "^(eval|ttt|plain|sliding|documents|val_bpb|seconds|error)" |
+            tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-ttt-$mode)
+        done
+      fi
       ;;
   esac
 }
