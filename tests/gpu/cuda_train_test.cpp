@@ -186,17 +186,23 @@ TEST_F(CudaTrain, MultiTokenHeadsMatchTheCpuReference) {
   follow_cpu_for_twenty_steps(config, Precision::kBf16, kBf16StepsTolerance);
 }
 
+// Some bytes per token for a tiny vocab (1 to 3, every fifth with a leading space, token 1 a boundary).
+ByteTable made_up_bytes(int vocab) {
+  ByteTable bytes;
+  for (int v = 0; v < vocab; ++v) {
+    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
+    bytes.has_leading_space.push_back(v % 5 == 0);
+    bytes.is_boundary.push_back(v == 1);
+  }
+  return bytes;
+}
+
 // Score-first TTT through the CUDA trainer (fp32) against the CPU reference: sliding windows,
 // chunks of 32 targets, SGD with momentum, clip and the first block frozen; the same val_loss.
 TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   const std::vector<uint16_t> tokens = test::random_tokens(8 * 16 + 1, config.vocab, 21);
-  ByteTable bytes;
-  for (int v = 0; v < config.vocab; ++v) {
-    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
-    bytes.has_leading_space.push_back(v % 5 == 0);
-    bytes.is_boundary.push_back(v == 1);
-  }
+  const ByteTable bytes = made_up_bytes(config.vocab);
   EvalOptions options;
   options.seq_len = 16, options.stride = 4, options.adapt_chunk = 32;
   TttSgdOptions sgd;
@@ -234,12 +240,7 @@ TEST_F(CudaTrain, LoraTestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   std::vector<uint16_t> tokens = test::random_tokens(6 * 16 + 1, config.vocab, 23);
   for (size_t bos : {0, 9, 40, 41, 77}) tokens[bos] = kBosToken;
-  ByteTable bytes;
-  for (int v = 0; v < config.vocab; ++v) {
-    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
-    bytes.has_leading_space.push_back(v % 5 == 0);
-    bytes.is_boundary.push_back(v == 1);
-  }
+  const ByteTable bytes = made_up_bytes(config.vocab);
   EvalOptions options;
   options.seq_len = 16;
   TttLoraOptions lora;
