@@ -724,13 +724,24 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.mtp_targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows * c.mtp_heads));
   s.mtp_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
   s.mtp_d_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
-  // `skipped`: in the layers that take a U-Net skip, and in every layer of a recurrent model (whose
-  // skips move with the loop).
+  // By name, every buffer. `skipped`: in the layers that take a U-Net skip, and in every layer of a
+  // recurrent model (whose skips move with the loop).
   for (int i = 0; i < layers; ++i)
-    s.blocks.push_back({buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0), buffer(c.dim), input(c.dim), buffer(qkv_width),
-                        input(qkv_width), input(int64_t{c.heads} * d), buffer(c.heads), buffer(c.dim), buffer(c.dim),
-                        input(c.dim), buffer(c.mlp_hidden), input(c.mlp_hidden), buffer(c.dim), buffer(c.dim),
-                        input(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
+    s.blocks.push_back({.skipped = buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0),
+                        .mixed = buffer(c.dim),
+                        .attn_in = input(c.dim),
+                        .qkv_raw = buffer(qkv_width),
+                        .qkv = input(qkv_width),
+                        .heads_out = input(int64_t{c.heads} * d),
+                        .lse = buffer(c.heads),
+                        .attn_out = buffer(c.dim),
+                        .after_attn = buffer(c.dim),
+                        .mlp_in = input(c.dim),
+                        .fc_out = buffer(c.mlp_hidden),
+                        .hidden = input(c.mlp_hidden),
+                        .mlp_out = buffer(c.dim),
+                        .x_out = buffer(c.dim),
+                        .xsa_out = input(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
   s.xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
   s.d_x = buffer(c.dim);
   s.d_x0 = buffer(c.dim);
@@ -753,8 +764,12 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
     return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
   };
   for (int i = 0; i < layers; ++i)
-    s.blocks16.push_back({buffer16(c.dim), buffer16(qkv_width), buffer16(int64_t{c.heads} * d), buffer16(c.dim),
-                          buffer16(c.mlp_hidden), buffer16(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
+    s.blocks16.push_back({.attn_in = buffer16(c.dim),
+                          .qkv = buffer16(qkv_width),
+                          .heads_out = buffer16(int64_t{c.heads} * d),
+                          .mlp_in = buffer16(c.dim),
+                          .hidden = buffer16(c.mlp_hidden),
+                          .xsa_out = buffer16(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
   s.final16 = buffer16(c.dim);
   s.d_rounded = buffer16(widest);
   s.d_heads16 = buffer16(int64_t{c.heads} * d);
