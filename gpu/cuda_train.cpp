@@ -80,7 +80,6 @@ struct CudaTrainer::State {
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
   std::vector<std::string> slot_names;  // their checkpoint names
-  std::optional<std::pair<int, int>> scored_rows;  // backward: the loss of these rows only (else every row)
   // After the blocks' slots: skip_weights, then smear.gate and bigram.{embed, proj, scale} where the
   // model has them.
   size_t skip_slot = 0, smear_slot = 0, bigram_slot = 0;
@@ -148,7 +147,9 @@ struct CudaTrainer::State {
 
   void upload_windows(std::span<const TokenWindow> windows);
   void forward(int sequences);
-  void backward(int sequences, float loss_weight, bool sum_over_ranks);
+  // scored_rows [first, last): the loss of those rows only (LoRA TTT's chunk), else of every row.
+  void backward(int sequences, float loss_weight, bool sum_over_ranks,
+                std::optional<std::pair<int, int>> scored_rows = std::nullopt);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
   void sum_gradient(size_t first, size_t last);
   // What is queued on comm_stream from now on waits for the work queued so far on the compute
@@ -168,6 +169,12 @@ struct CudaTrainer::State {
   // bf16 mode: params16 = params rounded, after every change of the parameters.
   void round_params() {
     if (bf16()) cuda::to_bf16(params.data(), static_cast<int64_t>(params.size()), params16.data(), stream);
+  }
+  void round_slot(size_t i) {  // one parameter's, after it alone changed
+    const Slot& slot = slots[i];
+    if (bf16())
+      cuda::to_bf16(params.data() + slot.offset, static_cast<int64_t>(slot.rows * slot.cols), params16.data() + slot.offset,
+                    stream);
   }
   // Parameter slot i as a GEMM input.
   cuda::Operand weight(size_t i) const {
@@ -451,7 +458,8 @@ void CudaTrainer::State::mtp_backward(int i, int sequences, float loss_weight) {
 // Model::loss_and_gradient's backward; with sum_over_ranks each block's gradient (a contiguous run
 // of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
 // weights' (written by several blocks) at the end.
-void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_over_ranks) {
+void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_over_ranks,
+                                  std::optional<std::pair<int, int>> scored_rows) {
   const ModelConfig& c = config;
   const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
   const int64_t stream_count = int64_t{n} * c.dim;
@@ -931,10 +939,8 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   const int last = static_cast<int>(window.size()) - 1, first = last - static_cast<int>(scored);
   if (with_gradient) {
     PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
-    s.scored_rows = {first, last};
     // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
-    s.backward(1, static_cast<float>(seq_len) / static_cast<float>(scored), false);
-    s.scored_rows.reset();
+    s.backward(1, static_cast<float>(seq_len) / static_cast<float>(scored), false, std::pair{first, last});
   } else {
     cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), s.settings.seq_len, s.config.vocab,
                                 static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
@@ -971,13 +977,14 @@ Matrix<float> CudaTrainer::gradient_of(const std::string& name) {
 
 void CudaTrainer::set_weight(const std::string& name, const Matrix<float>& value) {
   State& s = *state_;
-  const Slot& slot = s.slots[slot_index(s.slot_names, name)];
+  const size_t index = slot_index(s.slot_names, name);
+  const Slot& slot = s.slots[index];
   require(static_cast<size_t>(value.rows()) == slot.rows && static_cast<size_t>(value.cols()) == slot.cols,
           "set_weight " + name + ": wrong shape");
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
   PGOLF_CUDA_CHECK(cudaMemcpy(s.params.data() + slot.offset, value.data(), static_cast<size_t>(value.size()) * sizeof(float),
                               cudaMemcpyHostToDevice));
-  s.round_params();
+  s.round_slot(index);
 }
 
 size_t CudaTrainer::windows_per_call() const { return static_cast<size_t>(state_->settings.micro_batch); }
