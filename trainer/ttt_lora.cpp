@@ -1,5 +1,6 @@
 // Per-document LoRA test-time training (trainer/ttt.h): Adam on rank-r adapters through the
 // engine's gradient of the merged weights.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
