@@ -4,7 +4,6 @@
 #include <cmath>
 #include <map>
 #include <numeric>
-#include <optional>
 #include <type_traits>
 
 #include "core/error.h"
@@ -88,6 +87,9 @@ struct CudaTrainer::State {
   DeviceBuffer<float> rope_cos, rope_sin;
 
   DeviceBuffer<uint16_t> inputs, targets;
+  // The uploaded windows' inputs each (at most seq_len, the same for all of them): a sequence's rows
+  // in this pass. Shorter passes (a LoRA chunk's window) cost only their own rows.
+  int length = 0;
   DeviceBuffer<int32_t> order, segments, token_segments;  // the embedding backward's token lists
   int64_t segment_count = 0;
   DeviceBuffer<float> embedding_scratch;
@@ -147,9 +149,8 @@ struct CudaTrainer::State {
 
   void upload_windows(std::span<const TokenWindow> windows);
   void forward(int sequences);
-  // scored_rows [first, last): the loss of those rows only (LoRA TTT's chunk), else of every row.
-  void backward(int sequences, float loss_weight, bool sum_over_ranks,
-                std::optional<std::pair<int, int>> scored_rows = std::nullopt);
+  // first_scored > 0 (one sequence: LoRA TTT's chunk): the rows before it get no gradient.
+  void backward(int sequences, float loss_weight, bool sum_over_ranks, int first_scored = 0);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
   void sum_gradient(size_t first, size_t last);
   // What is queued on comm_stream from now on waits for the work queued so far on the compute
@@ -213,14 +214,16 @@ struct CudaTrainer::State {
 // The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
 // that read it for the embedding backward.
 void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
-  const int seq_len = settings.seq_len;
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
           "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
               std::to_string(settings.micro_batch));
+  const size_t size = windows.front().size();
+  require(size >= 2 && size <= static_cast<size_t>(settings.seq_len) + 1,
+          "CudaTrainer: windows of 2 to seq_len + 1 = " + std::to_string(settings.seq_len + 1) + " tokens");
+  const int seq_len = static_cast<int>(size) - 1;
   std::vector<uint16_t> in, out;
   for (const TokenWindow& w : windows) {
-    require(w.size() == static_cast<size_t>(seq_len) + 1,
-            "CudaTrainer: windows must have seq_len + 1 = " + std::to_string(seq_len + 1) + " tokens");
+    require(w.size() == size, "CudaTrainer: the windows of one pass must have one length");
     in.insert(in.end(), w.begin(), w.end() - 1);
     out.insert(out.end(), w.begin() + 1, w.end());
   }
@@ -240,6 +243,7 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   }
   inputs.upload(in);
   targets.upload(out);
+  length = seq_len;
   if (config.mtp_heads > 0) {
     std::vector<uint16_t> shifted(out.size() * static_cast<size_t>(config.mtp_heads), 0);
     const size_t n = out.size(), length = static_cast<size_t>(seq_len);
@@ -257,7 +261,7 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
 void CudaTrainer::State::forward(int sequences) {
   const ModelConfig& c = config;
-  const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
+  const int seq_len = length, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
   const bool bigram = c.bigram_buckets > 0;
   if (bigram) {  // kept in fp32 in every mode: a small GEMM
@@ -335,7 +339,7 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   const ModelConfig& c = config;
   const int b = layer_blocks[i];  // a looped block's gradient sums its passes'
 
-  const int seq_len = settings.seq_len, n = sequences * seq_len, d = c.head_dim();
+  const int seq_len = length, n = sequences * seq_len, d = c.head_dim();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d;
   BlockActivations& a = blocks[i];
   BlockBf16& h = blocks16[i];
@@ -430,7 +434,7 @@ void CudaTrainer::State::wait_for_collectives() {
 // gradient (t2).
 void CudaTrainer::State::mtp_backward(int i, int sequences, float loss_weight) {
   const ModelConfig& c = config;
-  const int seq_len = settings.seq_len, n = sequences * seq_len;
+  const int seq_len = length, n = sequences * seq_len;
   const size_t slot = mtp_slot + static_cast<size_t>(i);
   const int64_t count = int64_t{n} * c.dim;
   cuda::linear(gemm, kept(final_normed, final16), weight(slot), n, c.dim, c.dim, mtp_z.data());
@@ -459,20 +463,17 @@ void CudaTrainer::State::mtp_backward(int i, int sequences, float loss_weight) {
 // of slots) is summed over the ranks as soon as the block is done, the embedding's and the skip
 // weights' (written by several blocks) at the end.
 void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_over_ranks,
-                                  std::optional<std::pair<int, int>> scored_rows) {
+                                  int first_scored) {
   const ModelConfig& c = config;
-  const int n = sequences * settings.seq_len, encoders = c.encoder_layers();
+  const int n = sequences * length, encoders = c.encoder_layers();
   const int64_t stream_count = int64_t{n} * c.dim;
   const cuda::Operand d_logits = produce(logits, d_rounded, [&](auto* out) {
     cuda::softcap_cross_entropy_backward(logits.data(), targets.data(), n, c.vocab,
                                          static_cast<float>(c.logit_softcap), loss_weight / static_cast<float>(n), out,
                                          losses.data(), stream);
-    if (scored_rows) {  // the targets outside the loss get no gradient
-      const size_t row_bytes = static_cast<size_t>(c.vocab) * sizeof(*out);
-      const auto [first, last] = *scored_rows;
-      PGOLF_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(first) * row_bytes, stream));
-      PGOLF_CUDA_CHECK(cudaMemsetAsync(out + int64_t{last} * c.vocab, 0, static_cast<size_t>(n - last) * row_bytes, stream));
-    }
+    if (first_scored > 0)  // the targets outside the loss get no gradient
+      PGOLF_CUDA_CHECK(
+          cudaMemsetAsync(out, 0, static_cast<size_t>(first_scored) * static_cast<size_t>(c.vocab) * sizeof(*out), stream));
   });
   cuda::linear_backward_weight(gemm, d_logits, kept(final_normed, final16), n, c.dim, c.vocab, grad(0));
   cuda::linear_backward_input(gemm, d_logits, weight(0), n, c.dim, c.vocab, t2.data(), false);
@@ -495,7 +496,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   add(d_x.data(), d_x0.data(), stream_count);
   const float* d_embedded = d_x.data();
   if (c.smear_v1()) {  // x0 = smear(embedded): d_embedded into t2, the gate's row shares into t1
-    cuda::smear_backward(embedded.data(), param(smear_slot), d_x.data(), n, settings.seq_len, c.dim, t2.data(),
+    cuda::smear_backward(embedded.data(), param(smear_slot), d_x.data(), n, length, c.dim, t2.data(),
                          t1.data(), stream);
     cuda::column_sum(t1.data(), nullptr, n, c.dim, grad(smear_slot), true, column_scratch.data(), stream);
     d_embedded = t2.data();
@@ -507,7 +508,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     float* lambda_rows = smear_rows.data();
     float* w_rows = lambda_rows + n;
     cuda::smear_v2_backward(embedding_sum.data(), param(smear_slot), kSmearWindow, param(smear_slot + 1),
-                            inputs.data(), c.smear_mask_token(), t2.data(), n, settings.seq_len, c.dim, t1.data(),
+                            inputs.data(), c.smear_mask_token(), t2.data(), n, length, c.dim, t1.data(),
                             lambda_rows, w_rows, w_rows + int64_t{n} * kSmearWindow, stream);
     cuda::add_sum(lambda_rows, n, grad(smear_slot + 1), stream);
     cuda::column_sum(w_rows, nullptr, n, kSmearWindow, grad(smear_slot), true, column_scratch.data(), stream);
@@ -841,7 +842,7 @@ double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weig
   const bool last = s.group && ++s.micro_batches_seen == s.local_micro_batches;
   s.backward(sequences, static_cast<float>(weight), last);
   s.gradient_summed = s.gradient_summed || last;
-  const std::vector<double> losses = s.losses.download(static_cast<size_t>(sequences) * s.settings.seq_len);
+  const std::vector<double> losses = s.losses.download(static_cast<size_t>(sequences) * s.length);
   size_t free_bytes = 0, total_bytes = 0;
   PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   s.peak_bytes = std::max(s.peak_bytes, static_cast<int64_t>(total_bytes - free_bytes));
@@ -917,7 +918,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
 std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows) {
   State& s = *state_;
   s.upload_windows(windows);
-  const int n = static_cast<int>(windows.size()) * s.settings.seq_len;
+  const int n = static_cast<int>(windows.size()) * s.length;
   s.forward(static_cast<int>(windows.size()));
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
                               static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
@@ -926,26 +927,20 @@ std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windo
 
 std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored, bool with_gradient) {
   State& s = *state_;
-  const auto seq_len = static_cast<size_t>(s.settings.seq_len);
   require(!s.group, "test-time training runs on one GPU");
-  require(window.size() >= 2 && window.size() <= seq_len + 1 && scored >= 1 && scored < window.size(),
-          "CudaTrainer::score_suffix: a window of 2 to seq_len + 1 tokens, 1 to all of its targets scored");
-  // Padded after its end to seq_len + 1 tokens: causal, so the padding changes no scored loss.
-  std::vector<uint16_t> padded(window.begin(), window.end());
-  padded.resize(seq_len + 1, 0);
-  const TokenWindow full(padded);
-  s.upload_windows(std::span(&full, 1));
+  require(scored >= 1 && scored < window.size(), "CudaTrainer::score_suffix: 1 to all of the window's targets scored");
+  s.upload_windows(std::span(&window, 1));  // a pass of the window's own length, not seq_len
   s.forward(1);
-  const int last = static_cast<int>(window.size()) - 1, first = last - static_cast<int>(scored);
+  const int rows = s.length, first = rows - static_cast<int>(scored);
   if (with_gradient) {
     PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
     // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
-    s.backward(1, static_cast<float>(seq_len) / static_cast<float>(scored), false, std::pair{first, last});
+    s.backward(1, static_cast<float>(rows) / static_cast<float>(scored), false, first);
   } else {
-    cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), s.settings.seq_len, s.config.vocab,
+    cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), rows, s.config.vocab,
                                 static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
   }
-  const std::vector<double> losses = s.losses.download(static_cast<size_t>(last));
+  const std::vector<double> losses = s.losses.download(static_cast<size_t>(rows));
   return {losses.begin() + first, losses.end()};
 }
 

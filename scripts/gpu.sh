@@ -35,12 +35,14 @@
 #                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora)
 #                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
 #                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
-#                scripts/gpu.sh ttt       (base9 scored with legal TTT, sgd and lora, beside plain and
-#                                          sliding, each stage's val_bpb and seconds; TTT_TOKENS)
+#                scripts/gpu.sh ttt [MODEL] (base9, or MODEL (an artifact or checkpoint), scored with legal
+#                                          TTT, sgd and lora, beside plain and sliding, each stage's
+#                                          val_bpb and seconds; TTT_TOKENS)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
 #                                          round-trips through pgolf compress --profile python)
+# GPU_TARGETS: what to build (default: pgolf and the GPU tests; "pgolf" alone saves the tests' build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,7 +103,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --fo
 
 step "build pgolf and the GPU tests"
 if ! { cmake -S . -B build-gpu -DPGOLF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DPGOLF_BENCH=OFF &&
-       cmake --build build-gpu -j16 --target pgolf test_kernels test_gpu; } > "$logs/build.log" 2>&1; then
+       cmake --build build-gpu -j16 --target ${GPU_TARGETS:-pgolf test_kernels test_gpu}; } > "$logs/build.log" 2>&1; then
   grep -E -A5 "error|Error" "$logs/build.log" | head -80
   exit 1
 fi
@@ -518,14 +520,14 @@ eval_speed() {
   done
 }
 
-# Legal TTT on base9 (issue 39): plain, stride-64 sliding, then each TTT variant on the trainer's bf16
-# forward, val_bpb and seconds of every stage (TTT_TOKENS: the first N val tokens, else all of them).
+# Legal TTT (issue 39) on MODEL (default base9): plain, stride-64 sliding, then each TTT variant on the
+# trainer's bf16 forward, val_bpb and seconds of every stage (TTT_TOKENS: the first N val tokens).
 ttt_eval() {
-  local mode tokens=()
+  local model=${1:-samples/base9} mode tokens=()
   [ -n "${TTT_TOKENS:-}" ] && tokens=(--tokens "$TTT_TOKENS")
   for mode in sgd lora; do
-    step "ttt: base9, stride 64, --ttt $mode (bf16)"
-    build-gpu/cli/pgolf eval samples/base9 --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
+    step "ttt: $model, stride 64, --ttt $mode (bf16)"
+    build-gpu/cli/pgolf eval "$model" --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
       --ttt "$mode" "${tokens[@]}" 2>&1 | grep -E "^(eval|ttt|plain|sliding|documents|val_bpb|seconds|error)" |
       tee -a "$logs/ttt.txt" || failed+=(ttt-$mode)
   done
@@ -587,15 +589,7 @@ seed_run() {
       build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val|seq" |
         tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-eval)
       [ -n "${SEED_GAPS:-}" ] && seed_gaps "$dir" "$what"
-      if [ -n "${SEED_TTT:-}" ]; then  # issue 39: the packed artifact scored with each legal TTT
-        local mode
-        for mode in sgd lora; do
-          step "seed: $what packed, stride 64 and --ttt $mode (bf16)"
-          build-gpu/cli/pgolf eval "$dir/$what.pgz" --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
-            --ttt "$mode" 2>&1 | grep -E "^(eval|ttt|plain|sliding|documents|val_bpb|seconds|error)" |
-            tee -a "$logs/seed_$what.txt" || failed+=(seed-$what-ttt-$mode)
-        done
-      fi
+      [ -n "${SEED_TTT:-}" ] && ttt_eval "$dir/$what.pgz"  # issue 39: the packed artifact with each legal TTT
       ;;
   esac
 }
@@ -665,7 +659,7 @@ case "${1:-}" in
   submission) submission_run; finish ;;
   seed) seed_run "${2:-tests}"; finish ;;
   eval-speed) eval_speed; finish ;;
-  ttt) ttt_eval; finish ;;
+  ttt) ttt_eval "${2:-}"; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
     step "GPU tests: every kernel, the evaluator and the trainer against their CPU twins and the CPU reference"

@@ -101,8 +101,18 @@ void TttSgd::adapt(int64_t chunk, int64_t chunks, std::span<const uint16_t> toke
   const auto lr = static_cast<float>(options_.lr * 0.5 * (1 + std::cos(std::numbers::pi * progress)));
   for (int epoch = 0; epoch < options_.epochs; ++epoch)
     for (size_t first = 0; first < windows.size(); first += static_cast<size_t>(options_.batch_sequences)) {
-      const size_t count = std::min(windows.size() - first, static_cast<size_t>(options_.batch_sequences));
-      engine_.accumulate(std::span(windows).subspan(first, count), 1.0);
+      const auto batch = std::span(windows).subspan(
+          first, std::min(windows.size() - first, static_cast<size_t>(options_.batch_sequences)));
+      // The mean over the batch's targets; an engine pass takes windows of one length, so each run of
+      // equal lengths (the chunk's shorter last window is one) is weighted by its share of the targets.
+      double targets = 0;
+      for (const TokenWindow& w : batch) targets += static_cast<double>(w.size() - 1);
+      for (size_t begin = 0, end = 0; begin < batch.size(); begin = end) {
+        double run_targets = 0;
+        for (end = begin; end < batch.size() && batch[end].size() == batch[begin].size(); ++end)
+          run_targets += static_cast<double>(batch[end].size() - 1);
+        engine_.accumulate(batch.subspan(begin, end - begin), run_targets / targets);
+      }
       engine_.sgd_step(lr, options_);
     }
 }

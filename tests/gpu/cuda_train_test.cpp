@@ -198,13 +198,14 @@ ByteTable made_up_bytes(int vocab) {
 }
 
 // Score-first TTT through the CUDA trainer (fp32) against the CPU reference: sliding windows,
-// chunks of 32 targets, SGD with momentum, clip and the first block frozen; the same val_loss.
+// chunks of 40 targets (each chunk's last window shorter than seq_len), SGD with momentum, clip and
+// the first block frozen; the same val_loss.
 TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   const std::vector<uint16_t> tokens = test::random_tokens(8 * 16 + 1, config.vocab, 21);
   const ByteTable bytes = made_up_bytes(config.vocab);
   EvalOptions options;
-  options.seq_len = 16, options.stride = 4, options.adapt_chunk = 32;
+  options.seq_len = 16, options.stride = 4, options.adapt_chunk = 40;
   TttSgdOptions sgd;
   sgd.lr = 0.05, sgd.epochs = 2, sgd.batch_sequences = 2, sgd.frozen_blocks = 1, sgd.grad_clip = 0.5;
   const ModelParams<float> start = test::random_params<float>(config, 22);
@@ -234,8 +235,8 @@ TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   EXPECT_GT(std::abs(cpu.val_loss - untrained.val_loss), 1e-3);
 }
 
-// Per-document LoRA through the CUDA trainer (fp32, windows padded to seq_len + 1, unscored rows
-// masked) against the CPU reference: documents at BOS, chunks of 5, Adam on three matrices.
+// Per-document LoRA through the CUDA trainer (fp32, each chunk's window a pass of its own length,
+// unscored rows masked) against the CPU reference: documents at BOS, chunks of 5, Adam on three matrices.
 TEST_F(CudaTrain, LoraTestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   std::vector<uint16_t> tokens = test::random_tokens(6 * 16 + 1, config.vocab, 23);

@@ -191,6 +191,29 @@ TEST(Eval, TestTimeTrainingLearnsARepeatedText) {
   EXPECT_NE(test::input_error([&] { bad.validate(3); }).find("--ttt-freeze 4"), std::string::npos);
 }
 
+// A chunk whose last window is shorter than seq_len (40 targets in windows of 16, 16 and 8): one
+// SGD step is the step on the mean over all 40 targets, as one pass over the three windows gives it.
+TEST(Eval, TestTimeTrainingWeighsAShortLastWindowByItsTargets) {
+  const ModelConfig config = test::tiny_config();
+  const std::vector<uint16_t> tokens = test::random_tokens(41, config.vocab, 63);
+  const ModelParams<float> start = test::random_params<float>(config, 64);
+  TttSgdOptions sgd;
+  sgd.lr = 0.1, sgd.momentum = 0, sgd.epochs = 1, sgd.batch_sequences = 3, sgd.grad_clip = 0;
+  Model<float> adapted(config, start);
+  const std::unique_ptr<TttEngine> engine = make_cpu_ttt_engine(adapted, 1);
+  TttSgd(*engine, sgd, config.layers, 16).adapt(0, 1, tokens);
+  const std::span<const uint16_t> stream(tokens);
+  const std::vector<TokenWindow> windows = {stream.subspan(0, 17), stream.subspan(16, 17), stream.subspan(32, 9)};
+  ModelParams<float> grad;
+  Model<float>(config, start).loss_and_gradient(windows, grad, 1);
+  ModelParams<float> first = start;
+  const auto after = named_tensors(adapted.params()), before = named_tensors(first), g = named_tensors(grad);
+  for (size_t i = 0; i < after.size(); ++i) {
+    const Matrix<float> expected = *before[i].second - sgd.lr * *g[i].second;
+    EXPECT_LT((*after[i].second - expected).cwiseAbs().maxCoeff(), 1e-6) << after[i].first;
+  }
+}
+
 // Document-wise scoring: every target once, with its own document's tokens as context only.
 struct LoraRun {
   EvalResult result;
