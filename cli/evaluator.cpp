@@ -100,9 +100,6 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
   };
 #ifdef PGOLF_HAVE_CUDA
   if (device == "cuda") {  // the trainer's forward scores, its backward and an SGD step adapt
-    require(ttt.chunk_tokens % options.seq_len == 0,
-            "--ttt-chunk " + std::to_string(ttt.chunk_tokens) + " must be a multiple of the sequence length " +
-                std::to_string(options.seq_len) + " on the GPU");
     CudaTrainer trainer = trainer_for(model, options.seq_len, ttt.batch_sequences, precision);
     TttSgd sgd(trainer, ttt, model.config().layers, options.seq_len);
     return evaluate_windows(

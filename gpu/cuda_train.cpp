@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <tuple>
 #include <type_traits>
 
 #include "core/error.h"
@@ -945,41 +946,100 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
 }
 
 namespace {
-size_t slot_index(const std::vector<std::string>& names, const std::string& name) {
-  const auto found = std::find(names.begin(), names.end(), name);
-  require(found != names.end(), "the model has no parameter " + name);
-  return static_cast<size_t>(found - names.begin());
-}
-Matrix<float> download_slot(const DeviceBuffer<float>& flat, const Slot& slot) {
-  Matrix<float> m(static_cast<Eigen::Index>(slot.rows), static_cast<Eigen::Index>(slot.cols));
-  PGOLF_CUDA_CHECK(cudaMemcpy(m.data(), flat.data() + slot.offset, static_cast<size_t>(m.size()) * sizeof(float),
-                              cudaMemcpyDeviceToHost));
-  return m;
-}
+
+// LoRA's adapters on the trainer's own weights and gradient: A, B and Adam's moments stay on the
+// GPU; each step is three small fp32 GEMMs and two Adam kernels per matrix, then the merged weight
+// (and its bf16 copy) rewritten in place. The CPU's adapters (trainer/ttt_lora.cpp) are the oracle.
+class CudaLoraAdapters final : public LoraAdapters {
+ public:
+  CudaLoraAdapters(CudaTrainer::State& s, const TttLoraOptions& options, int layers);
+  void reset() override;
+  void adam_step() override;
+
+ private:
+  struct Adapter {
+    size_t slot;
+    int out, in;
+    DeviceBuffer<float> base, a_first, a, b, a_m, a_v, b_m, b_v, g_a, g_b;  // B [out, r], A [r, in] row-major
+  };
+  void merge(Adapter& a);  // W = base + scale B A
+  CudaTrainer::State& s_;
+  TttLoraOptions options_;
+  std::vector<Adapter> adapters_;
+  int64_t steps_ = 0;
+};
+
 }  // namespace
 
-Matrix<float> CudaTrainer::weight(const std::string& name) {
-  State& s = *state_;
-  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-  return download_slot(s.params, s.slots[slot_index(s.slot_names, name)]);
+std::unique_ptr<LoraAdapters> CudaTrainer::lora_adapters(const TttLoraOptions& options, int layers) {
+  require(!state_->group, "test-time training runs on one GPU");
+  return std::make_unique<CudaLoraAdapters>(*state_, options, layers);
 }
 
-Matrix<float> CudaTrainer::gradient_of(const std::string& name) {
-  State& s = *state_;
-  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-  return download_slot(s.grads, s.slots[slot_index(s.slot_names, name)]);
+CudaLoraAdapters::CudaLoraAdapters(CudaTrainer::State& s, const TttLoraOptions& options, int layers)
+    : s_(s), options_(options) {
+  std::vector<int64_t> in_widths;
+  for (const std::string& name : options.parameter_names(layers)) {
+    const auto found = std::find(s.slot_names.begin(), s.slot_names.end(), name);
+    require(found != s.slot_names.end(), "the model has no parameter " + name);
+    const auto slot = static_cast<size_t>(found - s.slot_names.begin());
+    Adapter a;
+    a.slot = slot, a.out = static_cast<int>(s.slots[slot].rows), a.in = static_cast<int>(s.slots[slot].cols);
+    a.base = DeviceBuffer<float>(static_cast<size_t>(a.out) * a.in);
+    PGOLF_CUDA_CHECK(cudaMemcpy(a.base.data(), s.param(slot), a.base.size() * sizeof(float), cudaMemcpyDeviceToDevice));
+    const size_t a_size = static_cast<size_t>(options.rank) * a.in, b_size = static_cast<size_t>(a.out) * options.rank;
+    for (DeviceBuffer<float>* buffer : {&a.a, &a.a_m, &a.a_v, &a.g_a}) *buffer = DeviceBuffer<float>(a_size);
+    for (DeviceBuffer<float>* buffer : {&a.b, &a.b_m, &a.b_v, &a.g_b}) *buffer = DeviceBuffer<float>(b_size);
+    in_widths.push_back(a.in);
+    adapters_.push_back(std::move(a));
+  }
+  const std::vector<Matrix<float>> draws = lora_first_draws(options, in_widths);
+  for (size_t i = 0; i < adapters_.size(); ++i)
+    adapters_[i].a_first = DeviceBuffer<float>(std::span<const float>(draws[i].data(), static_cast<size_t>(draws[i].size())));
+  reset();
 }
 
-void CudaTrainer::set_weight(const std::string& name, const Matrix<float>& value) {
-  State& s = *state_;
-  const size_t index = slot_index(s.slot_names, name);
-  const Slot& slot = s.slots[index];
-  require(static_cast<size_t>(value.rows()) == slot.rows && static_cast<size_t>(value.cols()) == slot.cols,
-          "set_weight " + name + ": wrong shape");
-  PGOLF_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-  PGOLF_CUDA_CHECK(cudaMemcpy(s.params.data() + slot.offset, value.data(), static_cast<size_t>(value.size()) * sizeof(float),
-                              cudaMemcpyHostToDevice));
-  s.round_slot(index);
+void CudaLoraAdapters::reset() {
+  for (Adapter& a : adapters_) {
+    PGOLF_CUDA_CHECK(cudaMemcpyAsync(a.a.data(), a.a_first.data(), a.a.size() * sizeof(float), cudaMemcpyDeviceToDevice,
+                                     s_.stream));
+    for (DeviceBuffer<float>* zero : {&a.b, &a.a_m, &a.a_v, &a.b_m, &a.b_v})
+      PGOLF_CUDA_CHECK(cudaMemsetAsync(zero->data(), 0, zero->size() * sizeof(float), s_.stream));
+    merge(a);  // B = 0: the base
+  }
+  steps_ = 0;
+}
+
+// Row-major M [rows, cols] is column-major M^T with leading dimension cols (kernels/gemm.h).
+void CudaLoraAdapters::merge(Adapter& a) {
+  const float scale = static_cast<float>(options_.alpha / options_.rank);
+  float* w = s_.param(a.slot);
+  PGOLF_CUDA_CHECK(cudaMemcpyAsync(w, a.base.data(), a.base.size() * sizeof(float), cudaMemcpyDeviceToDevice, s_.stream));
+  // W^T [in, out] += scale A^T [in, r] B^T [r, out]
+  s_.gemm(CUBLAS_OP_N, CUBLAS_OP_N, a.in, a.out, options_.rank, scale, a.a.data(), a.in, a.b.data(), options_.rank, 1.0f,
+          w, a.in);
+  s_.round_slot(a.slot);
+}
+
+void CudaLoraAdapters::adam_step() {
+  ++steps_;
+  const float scale = static_cast<float>(options_.alpha / options_.rank);
+  const double correction1 = 1 - std::pow(options_.beta1, steps_), correction2 = 1 - std::pow(options_.beta2, steps_);
+  const auto step_size = static_cast<float>(options_.lr / correction1);
+  const auto root_correction2 = static_cast<float>(std::sqrt(correction2));
+  const int r = options_.rank;
+  for (Adapter& a : adapters_) {
+    const float* g = s_.grad(a.slot);  // of the merged weight [out, in]
+    // dB^T [r, out] = scale A [r, in] G^T [in, out]
+    s_.gemm(CUBLAS_OP_T, CUBLAS_OP_N, r, a.out, a.in, scale, a.a.data(), a.in, g, a.in, 0.0f, a.g_b.data(), r);
+    // dA^T [in, r] = scale G^T [in, out] B [out, r]
+    s_.gemm(CUBLAS_OP_N, CUBLAS_OP_T, a.in, r, a.out, scale, g, a.in, a.b.data(), r, 0.0f, a.g_a.data(), a.in);
+    for (auto [p, m, v, d] : {std::tuple{&a.b, &a.b_m, &a.b_v, &a.g_b}, std::tuple{&a.a, &a.a_m, &a.a_v, &a.g_a}})
+      cuda::adam(p->data(), d->data(), m->data(), v->data(), static_cast<int64_t>(p->size()),
+                 static_cast<float>(options_.beta1), static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
+                 step_size, root_correction2, s_.stream);
+    merge(a);
+  }
 }
 
 size_t CudaTrainer::windows_per_call() const { return static_cast<size_t>(state_->settings.micro_batch); }

@@ -42,9 +42,7 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   void sgd_step(float lr, const TttSgdOptions& options) override;
   // TTT LoRA's pass: the window padded to seq_len + 1 tokens, the gradient over its scored rows.
   std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override;
-  Matrix<float> weight(const std::string& name) override;
-  Matrix<float> gradient_of(const std::string& name) override;
-  void set_weight(const std::string& name, const Matrix<float>& value) override;
+  std::unique_ptr<LoraAdapters> lora_adapters(const TttLoraOptions& options, int layers) override;
   std::vector<double> token_losses(std::span<const TokenWindow> windows) override;
   size_t windows_per_call() const override;
   void export_state(TrainState& state) override;
@@ -58,8 +56,9 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   // The gradient accumulated since the last step (for the tests against the CPU model).
   ModelParams<float> gradient() const;
 
+  struct State;  // public for the adapters of LoRA TTT, which live beside it in cuda_train.cpp
+
  private:
-  struct State;
   std::unique_ptr<State> state_;
 };
 

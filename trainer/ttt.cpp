@@ -39,8 +39,7 @@ class CpuTttEngine final : public TttEngine {
   double accumulate(std::span<const TokenWindow> windows, double weight) override {
     ModelParams<float> g;
     const double loss = model_.loss_and_gradient(windows, g, threads_);
-    const auto sum = named_tensors(grad_), term = named_tensors(g);
-    for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
+    add_to_gradient(g, weight);
     return loss;
   }
 
@@ -63,13 +62,27 @@ class CpuTttEngine final : public TttEngine {
   }
 
   std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override {
-    return model_.suffix_losses(window, scored, with_gradient ? &grad_ : nullptr);
+    ModelParams<float> g;
+    std::vector<double> losses = model_.suffix_losses(window, scored, with_gradient ? &g : nullptr);
+    if (with_gradient) {
+      for (const auto& [name, tensor] : named_tensors(grad_)) tensor->setZero();
+      add_to_gradient(g, 1.0);
+    }
+    return losses;
   }
-  Matrix<float> weight(const std::string& name) override { return *tensor(model_.params(), name); }
-  Matrix<float> gradient_of(const std::string& name) override { return *tensor(grad_, name); }
-  void set_weight(const std::string& name, const Matrix<float>& value) override { *tensor(model_.params(), name) = value; }
+  std::unique_ptr<LoraAdapters> lora_adapters(const TttLoraOptions& options, int layers) override {
+    std::vector<LoraTarget> targets;
+    for (const std::string& name : options.parameter_names(layers))
+      targets.push_back({tensor(model_.params(), name), tensor(grad_, name)});
+    return make_cpu_lora_adapters(options, std::move(targets));
+  }
 
  private:
+  // In place: LoRA's adapters hold pointers to grad_'s tensors.
+  void add_to_gradient(ModelParams<float>& g, double weight) {
+    const auto sum = named_tensors(grad_), term = named_tensors(g);
+    for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
+  }
   static Matrix<float>* tensor(ModelParams<float>& params, const std::string& name) {
     for (const auto& [tensor_name, tensor] : named_tensors(params))
       if (tensor_name == name) return tensor;

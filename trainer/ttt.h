@@ -28,6 +28,9 @@ struct TttSgdOptions {
   std::string describe() const;     // "SGD over chunks of 32768 targets, lr 0.002 (cosine), ..."
 };
 
+class LoraAdapters;
+struct TttLoraOptions;
+
 // What test-time training trains through: the CPU model (make_cpu_ttt_engine) or the CUDA trainer.
 class TttEngine {
  public:
@@ -43,10 +46,9 @@ class TttEngine {
   // Per-document LoRA's pass over one window (at most seq_len + 1 tokens): the losses of its last
   // `scored` targets; with_gradient: the gradient of their mean replaces the accumulated one.
   virtual std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) = 0;
-  // A 2-D parameter by its checkpoint name, its gradient (score_suffix's), and a new value for it.
-  virtual Matrix<float> weight(const std::string& name) = 0;
-  virtual Matrix<float> gradient_of(const std::string& name) = 0;
-  virtual void set_weight(const std::string& name, const Matrix<float>& value) = 0;
+  // Per-document LoRA's adapters on this engine's matrices (options.parameter_names), kept where
+  // its weights are.
+  virtual std::unique_ptr<LoraAdapters> lora_adapters(const TttLoraOptions& options, int layers) = 0;
 };
 
 // SGD on `model` in place, on `threads` threads.
@@ -71,8 +73,7 @@ class TttSgd {
 // (B = 0, Adam's moments 0, A back to its one seeded draw, uniform in +-1/sqrt(in), so a document's
 // numbers never depend on another); each chunk of a document is scored, then (unless it is the
 // document's last) one Adam step on its mean loss. The engine does the forward and backward of the
-// merged weights W + (alpha / r) B A, whose gradient G gives B's and A's: (alpha / r) G A^T and
-// (alpha / r) B^T G. The tied LM head has no adapter (the records' 03-17 form also adapts lm_head).
+// merged weights W + (alpha / r) B A, whose gradient G gives B's and A's (LoraAdapters). The tied LM head has no adapter (the records' 03-17 form also adapts lm_head).
 struct TttLoraOptions {
   int rank = 8;
   double alpha = 8;                // the adapters' scale is alpha / rank
@@ -88,6 +89,30 @@ struct TttLoraOptions {
   std::string describe() const;
 };
 
+// The adapters of per-document LoRA on one engine: rank-r A [r, in] and B [out, r] per matrix, the
+// merged weights W + (alpha / r) B A in the engine's place, Adam's moments. The CPU's
+// (make_cpu_lora_adapters) is the CUDA trainer's oracle.
+class LoraAdapters {
+ public:
+  virtual ~LoraAdapters() = default;
+  // B = 0, A back to its first draw (lora_first_draws), moments and step count 0: the base weights.
+  virtual void reset() = 0;
+  // One Adam step on A and B from the engine's gradient G of the merged weights (score_suffix's):
+  // dB = (alpha / r) G A^T, dA = (alpha / r) B^T G; then the merged weights again.
+  virtual void adam_step() = 0;
+};
+
+// A's first draw for adapters on matrices of these input widths, in order: uniform in
+// +-1/sqrt(in), one stream seeded by options.seed, so every engine draws the same.
+std::vector<Matrix<float>> lora_first_draws(const TttLoraOptions& options, const std::vector<int64_t>& in_widths);
+
+// The adapters on the CPU model's matrices: each weight with its gradient (the engine's).
+struct LoraTarget {
+  Matrix<float>* weight;
+  const Matrix<float>* gradient;
+};
+std::unique_ptr<LoraAdapters> make_cpu_lora_adapters(const TttLoraOptions& options, std::vector<LoraTarget> targets);
+
 class TttLora {
  public:
   TttLora(TttEngine& engine, const TttLoraOptions& options, int layers, int seq_len);
@@ -95,17 +120,8 @@ class TttLora {
   std::vector<double> score(const DocumentChunk& chunk);
 
  private:
-  struct Adapter {
-    std::string name;
-    Matrix<float> base, a, b;  // W [out, in], A [r, in], B [out, r]
-    Matrix<float> a_first, a_m, a_v, b_m, b_v;
-  };
-  void reset();
-  void adam_step();
   TttEngine& engine_;
-  TttLoraOptions options_;
-  std::vector<Adapter> adapters_;
-  int64_t steps_ = 0;  // Adam's t since the reset
+  std::unique_ptr<LoraAdapters> adapters_;
 };
 
 }  // namespace pgolf
