@@ -43,6 +43,17 @@ int64_t sequences_to_score(std::span<const uint16_t> tokens, const ByteTable& by
   return options.max_sequences > 0 ? std::min(options.max_sequences, available) : available;
 }
 
+// Counts targets [first, last) (target p is tokens[p + 1]; losses[0] is target first's): their loss
+// into loss_sum, their bytes and number into result.
+void count_targets(std::span<const double> losses, std::span<const uint16_t> tokens, const ByteTable& bytes,
+                   int64_t first, int64_t last, double& loss_sum, EvalResult& result) {
+  for (int64_t p = first; p < last; ++p) {
+    loss_sum += losses[static_cast<size_t>(p - first)];
+    result.bytes += bytes.bytes(tokens[static_cast<size_t>(p)], tokens[static_cast<size_t>(p) + 1]);
+    ++result.tokens;
+  }
+}
+
 // val_loss, val_bpb and the time from the loss sum over result.tokens targets.
 void finish(EvalResult& result, double loss_sum, std::chrono::steady_clock::time_point started) {
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -87,11 +98,8 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
     const std::vector<double> losses = score(spans);
     for (size_t i = 0; i < count; ++i) {
       const Window& w = windows[first + i];
-      for (int64_t p = w.first_scored; p < w.start + options.seq_len; ++p) {
-        loss_sum += losses[i * options.seq_len + static_cast<size_t>(p - w.start)];
-        result.bytes += bytes.bytes(tokens[p], tokens[p + 1]);
-        ++result.tokens;
-      }
+      count_targets(std::span(losses).subspan(i * options.seq_len + static_cast<size_t>(w.first_scored - w.start)),
+                    tokens, bytes, w.first_scored, w.start + options.seq_len, loss_sum, result);
     }
     windows_scored.advance(count);
     const int64_t chunk = chunk_of(first);
@@ -134,11 +142,7 @@ EvalResult evaluate_documents(std::span<const uint16_t> tokens, const ByteTable&
       const std::vector<double> losses = score(chunk);
       require(losses.size() == chunk.scored, "a document chunk's scorer returned " + std::to_string(losses.size()) +
                                                  " losses for " + std::to_string(chunk.scored) + " targets");
-      for (int64_t p = first; p < last; ++p) {
-        loss_sum += losses[static_cast<size_t>(p - first)];
-        result.bytes += bytes.bytes(tokens[static_cast<size_t>(p)], tokens[static_cast<size_t>(p) + 1]);
-        ++result.tokens;
-      }
+      count_targets(losses, tokens, bytes, first, last, loss_sum, result);
       ++result.windows;
     }
     documents_scored.advance(1);
