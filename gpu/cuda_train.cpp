@@ -68,6 +68,24 @@ struct BlockBf16 {
   DeviceBuffer<__nv_bfloat16> attn_in, qkv, heads_out, mlp_in, hidden, xsa_out;
 };
 
+// Every buffer comes from State::allocate_buffers, run twice: counting (no device memory: the bytes
+// the memory check needs), then allocating. One list, so the check cannot drift from the buffers.
+struct Allocation {
+  bool counting = true;
+  double bytes = 0;
+  template <typename T>
+  DeviceBuffer<T> make(size_t count) {
+    bytes += static_cast<double>(count) * sizeof(T);
+    return counting ? DeviceBuffer<T>() : DeviceBuffer<T>(count);
+  }
+};
+
+// What sizes the optimizer's buffers: the flat parameters (alignment gaps included), the matrices'
+// values and the squares of their short sides (Newton-Schulz), and how many matrices.
+struct BufferSizes {
+  size_t parameters, matrix_values, squares, matrices;
+};
+
 }  // namespace
 
 struct CudaTrainer::State {
@@ -148,6 +166,7 @@ struct CudaTrainer::State {
   float* bp(int layer, BlockTensor t) { return param(block_slot(layer, t)); }
   float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
 
+  void allocate_buffers(Allocation& a, const BufferSizes& sizes);
   void upload_windows(std::span<const TokenWindow> windows);
   void forward(int sequences);
   // first_scored > 0 (one sequence: LoRA TTT's chunk): the rows before it get no gradient.
@@ -583,6 +602,107 @@ void CudaTrainer::State::newton_schulz(const std::vector<size_t>& batch) {
   }
 }
 
+// Every buffer the trainer keeps, at sizes.parameters floats of parameters (with their alignment
+// gaps) and micro-batches of `rows`: counted, or allocated (Allocation).
+void CudaTrainer::State::allocate_buffers(Allocation& a, const BufferSizes& sizes) {
+  const ModelConfig& c = config;
+  const int d = c.head_dim(), layers = virtual_layers();
+  const int64_t qkv_width = int64_t{c.heads + 2 * c.kv_heads} * d;
+  const int64_t widest = std::max<int64_t>({c.dim, c.mlp_hidden, qkv_width, c.vocab});
+  const bool bf16 = this->bf16(), bigram = c.bigram_buckets > 0;
+  const size_t total = sizes.parameters;
+  auto floats = [&](size_t count) { return a.make<float>(count); };
+  params = floats(total), grads = floats(total), momentum = floats(total), adam_m = floats(total), adam_v = floats(total);
+  rope_cos = floats(static_cast<size_t>(settings.seq_len) * static_cast<size_t>(d / 2));
+  rope_sin = floats(static_cast<size_t>(settings.seq_len) * static_cast<size_t>(d / 2));
+  // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
+  // bf16 only in bf16 mode (input()); so are the final norm's output and the backward's GEMM inputs.
+  auto buffer = [&](int64_t width) { return floats(static_cast<size_t>(rows * width)); };
+  auto input = [&](int64_t width) { return buffer(bf16 ? 0 : width); };
+  auto buffer16 = [&](int64_t width) { return a.make<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0); };
+  inputs = a.make<uint16_t>(static_cast<size_t>(rows));
+  targets = a.make<uint16_t>(static_cast<size_t>(rows));
+  order = a.make<int32_t>(static_cast<size_t>(rows));
+  const int64_t segments_count = cuda::max_embedding_segments(rows, c.vocab);
+  segments = a.make<int32_t>(static_cast<size_t>(segments_count) + 1);
+  token_segments = a.make<int32_t>(static_cast<size_t>(c.vocab) + 1);
+  embedding_scratch = floats(static_cast<size_t>(segments_count * c.dim));
+  x0 = buffer(c.dim);
+  embedded = buffer(c.smear_v1() ? c.dim : 0);
+  buckets = a.make<uint16_t>(bigram ? static_cast<size_t>(rows) : 0);
+  bucket_order = a.make<int32_t>(bigram ? static_cast<size_t>(rows) : 0);
+  const int64_t bucket_segments_count = bigram ? cuda::max_embedding_segments(rows, c.bigram_buckets) : 0;
+  bucket_segments = a.make<int32_t>(bigram ? static_cast<size_t>(bucket_segments_count) + 1 : 0);
+  bucket_token_segments = a.make<int32_t>(bigram ? static_cast<size_t>(c.bigram_buckets) + 1 : 0);
+  bucket_scratch = floats(static_cast<size_t>(bucket_segments_count * c.bigram_dim));
+  bigram_rows = buffer(c.bigram_dim);
+  d_bigram_rows = buffer(c.bigram_dim);
+  bigram_out = buffer(bigram ? c.dim : 0);
+  embedding_sum = buffer(bigram || c.smear_v2() ? c.dim : 0);
+  smeared = buffer(c.smear_v2() ? c.dim : 0);
+  smear_rows = buffer(c.smear_v2() ? kSmearWindow + 3 : 0);  // λ's and w's row shares, the backward's scratch
+  column = floats(static_cast<size_t>(c.dim));
+  final_normed = input(c.dim);
+  logits = buffer(c.vocab);
+  losses = a.make<double>(static_cast<size_t>(rows) * (c.mtp_heads > 0 ? 2 : 1));  // then a head's
+  mtp_targets = a.make<uint16_t>(static_cast<size_t>(rows * c.mtp_heads));
+  mtp_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
+  mtp_d_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
+  // By name, every buffer. `skipped`: in the layers that take a U-Net skip, and in every layer of a
+  // recurrent model (whose skips move with the loop).
+  blocks.clear();
+  blocks16.clear();
+  for (int i = 0; i < layers; ++i) {
+    const int64_t xsa_width = c.xsa_on(layer_blocks[i]) ? int64_t{c.heads} * d : 0;
+    blocks.push_back({.skipped = buffer(takes_skip(i) || c.recurrent() ? c.dim : 0),
+                      .mixed = buffer(c.dim),
+                      .attn_in = input(c.dim),
+                      .qkv_raw = buffer(qkv_width),
+                      .qkv = input(qkv_width),
+                      .heads_out = input(int64_t{c.heads} * d),
+                      .lse = buffer(c.heads),
+                      .attn_out = buffer(c.dim),
+                      .after_attn = buffer(c.dim),
+                      .mlp_in = input(c.dim),
+                      .fc_out = buffer(c.mlp_hidden),
+                      .hidden = input(c.mlp_hidden),
+                      .mlp_out = buffer(c.dim),
+                      .x_out = buffer(c.dim),
+                      .xsa_out = input(xsa_width)});
+    blocks16.push_back({.attn_in = buffer16(c.dim),
+                        .qkv = buffer16(qkv_width),
+                        .heads_out = buffer16(int64_t{c.heads} * d),
+                        .mlp_in = buffer16(c.dim),
+                        .hidden = buffer16(c.mlp_hidden),
+                        .xsa_out = buffer16(xsa_width)});
+  }
+  xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
+  d_x = buffer(c.dim);
+  d_x0 = buffer(c.dim);
+  t1 = buffer(c.dim);
+  t2 = buffer(c.dim);
+  d_hidden = buffer(c.mlp_hidden);
+  d_heads = input(int64_t{c.heads} * d);
+  d_qkv = buffer(qkv_width);
+  gain_partial = buffer(c.heads);
+  delta = buffer(c.heads);
+  column_scratch = floats(static_cast<size_t>(cuda::column_sum_scratch(static_cast<int>(std::max(c.dim, c.heads)))));
+  d_encoder.clear();
+  for (int i = 0; i < c.encoder_layers(); ++i) d_encoder.push_back(buffer(c.dim));
+  // Newton-Schulz scratch for all matrices in one batch, and a squared norm's floats per matrix.
+  ns_x = floats(sizes.matrix_values);
+  ns_y = floats(sizes.matrix_values);
+  ns_a = floats(sizes.squares);
+  ns_b = floats(sizes.squares);
+  norm = floats(std::max<size_t>(sizes.matrices, 1) * cuda::kSquaredNormFloats);
+  final16 = buffer16(c.dim);
+  d_rounded = buffer16(widest);
+  d_heads16 = buffer16(int64_t{c.heads} * d);
+  mtp_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
+  mtp_d_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
+  params16 = a.make<__nv_bfloat16>(bf16 ? total : 0);
+}
+
 CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings, Precision precision,
                          std::unique_ptr<cuda::RankGroup> group)
     : state_(std::make_unique<State>()) {
@@ -614,7 +734,6 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   require(rows <= (int64_t{1} << 24), "--micro-batch x --seq-len is too large for the CUDA trainer");
   s.rows = static_cast<int>(rows);
   const int d = c.head_dim();
-  const int64_t qkv_width = int64_t{c.heads + 2 * c.kv_heads} * d;
 
   size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
   for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
@@ -629,163 +748,46 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   s.skip_slot = 1 + static_cast<size_t>(c.layers) * kPerBlock;
   // Buffers for every virtual layer of the looped stack (a recurrent model starts looping: set_looping).
   s.layer_blocks = s.config.block_order();
-  const int layers = s.virtual_layers();
-  const int64_t xsa_layers = std::count_if(s.layer_blocks.begin(), s.layer_blocks.end(), [&](int b) { return c.xsa_on(b); });
   s.smear_slot = s.skip_slot + 1;
   s.bigram_slot = s.skip_slot + 1 + (c.smear_v1() ? 1 : c.smear_v2() ? 2 : 0);
   s.mtp_slot = s.bigram_slot + (c.bigram_buckets > 0 ? 3 : 0);  // for_each_parameter's order
   require(c.mtp_heads == 0 || s.slot_names.at(s.mtp_slot) == "mtp.0.weight", "CudaTrainer: the heads' slots moved");
 
-  // Every allocation below, in floats, checked against the free memory first.
-  // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
-  // bf16 only in bf16 mode; so are the final norm's output and the backward's GEMM inputs.
-  const bool bf16 = precision == Precision::kBf16;
-  const int64_t inputs_width = 2 * int64_t{c.dim} + qkv_width + int64_t{c.heads} * d + c.mlp_hidden;
-  const int64_t per_block =
-      rows * (9 * int64_t{c.dim} + 2 * qkv_width + int64_t{c.heads} * d + c.heads + 2 * int64_t{c.mlp_hidden} -
-              (bf16 ? inputs_width : 0));
-  const int64_t widest = std::max<int64_t>({c.dim, c.mlp_hidden, qkv_width, c.vocab});
-  // d_heads is fp32 outside bf16 mode only (in bf16 mode it is d_heads16, below).
-  const int64_t scratch = rows * (4 * int64_t{c.dim} + c.mlp_hidden + (bf16 ? 0 : int64_t{c.heads} * d) + qkv_width +
-                                  2 * c.heads) +
-                          cuda::column_sum_scratch(static_cast<int>(std::max<int64_t>(c.dim, c.heads))) +
-                          rows * int64_t{c.dim} * (c.recurrent() ? layers : c.skip_count()) +
-                          cuda::max_embedding_segments(rows, c.vocab) * c.dim;
-  // In bf16 values: the parameters' copy, the blocks' inputs, the final norm's output, the
-  // backward's GEMM inputs (one buffer of the widest) and d_heads.
-  // XSA's output per block that has it (bf16 in bf16 mode, else fp32) and its value gradient.
-  const int64_t xsa_values = rows * xsa_layers * int64_t{c.heads} * d;
-  const int64_t block_halves = rows * (layers * inputs_width + c.dim + widest + int64_t{c.heads} * d);
-  // Multi-token heads: z and its gradient (and their bf16 copies), a second row of losses, targets.
-  const int64_t mtp_values = c.mtp_heads > 0 ? 2 * rows * int64_t{c.dim} : 0;
-  const int64_t halves = bf16 ? static_cast<int64_t>(total) + block_halves + xsa_values + mtp_values : 0;
-  // SmearGate's normed embedding; BigramHash's rows, their projection and gradient, the embedding
-  // before its norm, the embedding backward's scratch over the buckets.
-  const int64_t bigram_width = c.bigram_buckets > 0 ? 2 * int64_t{c.bigram_dim} + int64_t{c.dim} : 0;
-  const int64_t sum_width = c.bigram_buckets > 0 || c.smear_v2() ? c.dim : 0;
-  const int64_t smear_width = c.smear_v1() ? c.dim : c.smear_v2() ? c.dim + kSmearWindow + 3 : 0;
-  const int64_t seed_floats =
-      rows * (smear_width + sum_width + bigram_width) + c.dim +
-      (c.bigram_buckets > 0 ? cuda::max_embedding_segments(rows, c.bigram_buckets) * c.bigram_dim : 0);
-  const int64_t xsa_floats = (bf16 ? 0 : xsa_values) + (c.xsa_layers > 0 ? rows * c.kv_heads * int64_t{d} : 0);
-  const int64_t floats = 5 * static_cast<int64_t>(total) + layers * per_block + scratch + seed_floats + xsa_floats +
-                         rows * (2 * int64_t{c.dim} + c.vocab + 2) + 2 * static_cast<int64_t>(matrix_total) +
-                         2 * static_cast<int64_t>(squares) + (halves + 1) / 2 + mtp_values +
-                         (c.mtp_heads > 0 ? 2 * rows + (rows * c.mtp_heads + 1) / 2 : 0);
-  const double needed = static_cast<double>(floats) * 4 + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
+  // One function makes every buffer: counting first, to check the bytes against the free memory.
+  const BufferSizes sizes{total, matrix_total, squares, matrices};
+  Allocation counted;
+  s.allocate_buffers(counted, sizes);
+  const double needed = counted.bytes + 512.0 * (1 << 20);  // + cuBLAS and the CUDA context
   size_t free_bytes = 0, total_bytes = 0;
   PGOLF_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   require(needed <= static_cast<double>(free_bytes),
           "this model with micro-batches of " + std::to_string(settings.micro_batch) + " x " +
               std::to_string(settings.seq_len) + " tokens needs " + std::to_string(std::llround(needed / (1 << 20))) +
               " MiB of GPU memory; " + std::to_string(free_bytes >> 20) + " MiB are free (lower --micro-batch)");
+  Allocation allocated{.counting = false};
+  s.allocate_buffers(allocated, sizes);
 
   PGOLF_CUDA_CHECK(cublasCreate(&s.gemm.handle));
   PGOLF_CUDA_CHECK(cublasSetStream(s.gemm.handle, s.stream));
   s.gemm.compute = precision == Precision::kBf16   ? CUBLAS_COMPUTE_32F_FAST_16BF
                    : precision == Precision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                        : CUBLAS_COMPUTE_32F_PEDANTIC;
-  auto flat = [&](const ModelParams<float>& p) {
+  auto upload = [&](const ModelParams<float>& p, DeviceBuffer<float>& flat) {
     std::vector<float> values(total);
     size_t i = 0;
     for_each_parameter(p, [&](const std::string&, const Matrix<float>& m, const std::vector<int64_t>&) {
       std::copy(m.data(), m.data() + m.size(), values.begin() + static_cast<int64_t>(s.slots[i++].offset));
     });
-    return DeviceBuffer<float>(std::span<const float>(values));
+    flat.upload(values);
   };
-  s.params = flat(state.params);
-  s.momentum = flat(state.optimizer.momentum);
-  s.adam_m = flat(state.optimizer.adam_m);
-  s.adam_v = flat(state.optimizer.adam_v);
-  s.grads = DeviceBuffer<float>(total);
+  upload(state.params, s.params);
+  upload(state.optimizer.momentum, s.momentum);
+  upload(state.optimizer.adam_m, s.adam_m);
+  upload(state.optimizer.adam_v, s.adam_v);
   PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
   const RopeTable rope = rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base, c.rope_rounding);
-  s.rope_cos = DeviceBuffer<float>(std::span<const float>(rope.cos));
-  s.rope_sin = DeviceBuffer<float>(std::span<const float>(rope.sin));
-
-  auto buffer = [&](int64_t width) { return DeviceBuffer<float>(static_cast<size_t>(rows * width)); };
-  auto input = [&](int64_t width) { return buffer(bf16 ? 0 : width); };  // held in bf16 in bf16 mode
-  s.inputs = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
-  s.targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows));
-  s.order = DeviceBuffer<int32_t>(static_cast<size_t>(rows));
-  const int64_t segments = cuda::max_embedding_segments(rows, c.vocab);
-  s.segments = DeviceBuffer<int32_t>(static_cast<size_t>(segments) + 1);
-  s.token_segments = DeviceBuffer<int32_t>(static_cast<size_t>(c.vocab) + 1);
-  s.embedding_scratch = DeviceBuffer<float>(static_cast<size_t>(segments * c.dim));
-  s.x0 = buffer(c.dim);
-  const bool bigram = c.bigram_buckets > 0;
-  s.embedded = buffer(c.smear_v1() ? c.dim : 0);
-  s.buckets = DeviceBuffer<uint16_t>(bigram ? static_cast<size_t>(rows) : 0);
-  s.bucket_order = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(rows) : 0);
-  const int64_t bucket_segments = bigram ? cuda::max_embedding_segments(rows, c.bigram_buckets) : 0;
-  s.bucket_segments = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(bucket_segments) + 1 : 0);
-  s.bucket_token_segments = DeviceBuffer<int32_t>(bigram ? static_cast<size_t>(c.bigram_buckets) + 1 : 0);
-  s.bucket_scratch = DeviceBuffer<float>(static_cast<size_t>(bucket_segments * c.bigram_dim));
-  s.bigram_rows = buffer(c.bigram_dim);
-  s.d_bigram_rows = buffer(c.bigram_dim);
-  s.bigram_out = buffer(bigram ? c.dim : 0);
-  s.embedding_sum = buffer(bigram || c.smear_v2() ? c.dim : 0);
-  s.smeared = buffer(c.smear_v2() ? c.dim : 0);
-  s.smear_rows = buffer(c.smear_v2() ? kSmearWindow + 3 : 0);  // λ's and w's row shares, the backward's scratch
-  s.column = DeviceBuffer<float>(static_cast<size_t>(c.dim));
-  s.final_normed = input(c.dim);
-  s.logits = buffer(c.vocab);
-  s.losses = DeviceBuffer<double>(static_cast<size_t>(rows) * (c.mtp_heads > 0 ? 2 : 1));  // then a head's
-  s.mtp_targets = DeviceBuffer<uint16_t>(static_cast<size_t>(rows * c.mtp_heads));
-  s.mtp_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
-  s.mtp_d_z = buffer(c.mtp_heads > 0 ? c.dim : 0);
-  // By name, every buffer. `skipped`: in the layers that take a U-Net skip, and in every layer of a
-  // recurrent model (whose skips move with the loop).
-  for (int i = 0; i < layers; ++i)
-    s.blocks.push_back({.skipped = buffer(s.takes_skip(i) || c.recurrent() ? c.dim : 0),
-                        .mixed = buffer(c.dim),
-                        .attn_in = input(c.dim),
-                        .qkv_raw = buffer(qkv_width),
-                        .qkv = input(qkv_width),
-                        .heads_out = input(int64_t{c.heads} * d),
-                        .lse = buffer(c.heads),
-                        .attn_out = buffer(c.dim),
-                        .after_attn = buffer(c.dim),
-                        .mlp_in = input(c.dim),
-                        .fc_out = buffer(c.mlp_hidden),
-                        .hidden = input(c.mlp_hidden),
-                        .mlp_out = buffer(c.dim),
-                        .x_out = buffer(c.dim),
-                        .xsa_out = input(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
-  s.xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
-  s.d_x = buffer(c.dim);
-  s.d_x0 = buffer(c.dim);
-  s.t1 = buffer(c.dim);
-  s.t2 = buffer(c.dim);
-  s.d_hidden = buffer(c.mlp_hidden);
-  s.d_heads = input(int64_t{c.heads} * d);
-  s.d_qkv = buffer(qkv_width);
-  s.gain_partial = buffer(c.heads);
-  s.delta = buffer(c.heads);
-  s.column_scratch =
-      DeviceBuffer<float>(static_cast<size_t>(cuda::column_sum_scratch(static_cast<int>(std::max(c.dim, c.heads)))));
-  for (int i = 0; i < c.encoder_layers(); ++i) s.d_encoder.push_back(buffer(c.dim));
-  s.ns_x = DeviceBuffer<float>(matrix_total);
-  s.ns_y = DeviceBuffer<float>(matrix_total);
-  s.ns_a = DeviceBuffer<float>(squares);
-  s.ns_b = DeviceBuffer<float>(squares);
-  s.norm = DeviceBuffer<float>(std::max<size_t>(matrices, 1) * cuda::kSquaredNormFloats);
-  auto buffer16 = [&](int64_t width) {
-    return DeviceBuffer<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0);
-  };
-  for (int i = 0; i < layers; ++i)
-    s.blocks16.push_back({.attn_in = buffer16(c.dim),
-                          .qkv = buffer16(qkv_width),
-                          .heads_out = buffer16(int64_t{c.heads} * d),
-                          .mlp_in = buffer16(c.dim),
-                          .hidden = buffer16(c.mlp_hidden),
-                          .xsa_out = buffer16(c.xsa_on(s.layer_blocks[i]) ? int64_t{c.heads} * d : 0)});
-  s.final16 = buffer16(c.dim);
-  s.d_rounded = buffer16(widest);
-  s.d_heads16 = buffer16(int64_t{c.heads} * d);
-  s.mtp_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
-  s.mtp_d_z16 = buffer16(c.mtp_heads > 0 ? c.dim : 0);
-  s.params16 = DeviceBuffer<__nv_bfloat16>(bf16 ? total : 0);
+  s.rope_cos.upload(rope.cos);
+  s.rope_sin.upload(rope.sin);
   s.round_params();
   if (group) {
     settings.validate_ranks(group->ranks());
