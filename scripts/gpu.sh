@@ -35,6 +35,7 @@
 #                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora)
 #                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
 #                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
+#                scripts/gpu.sh eval-profile (ncu's time per kernel of base9's bf16 stride-64 eval)
 #                scripts/gpu.sh ttt [MODEL] (base9, or MODEL (an artifact or checkpoint), scored with legal
 #                                          TTT, sgd and lora, beside plain and sliding, each stage's
 #                                          val_bpb and seconds; TTT_TOKENS)
@@ -659,6 +660,11 @@ case "${1:-}" in
   submission) submission_run; finish ;;
   seed) seed_run "${2:-tests}"; finish ;;
   eval-speed) eval_speed; finish ;;
+  eval-profile)
+    step "kernel times of base9's bf16 stride-64 eval, 64 windows a pass (ncu)"
+    kernel_times "$logs/ncu_eval.csv" "all kernels of 512 windows" build-gpu/cli/pgolf eval samples/base9 \
+      --data devdata/sp1024 --device cuda --precision bf16 --stride 64 --tokens 32768
+    finish ;;
   ttt) ttt_eval "${2:-}"; finish ;;
   profile) train_tests; train_speed bf16; train_profile detail; finish ;;
   check)
