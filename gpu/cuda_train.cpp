@@ -167,7 +167,8 @@ struct CudaTrainer::State {
   float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
 
   void allocate_buffers(Allocation& a, const BufferSizes& sizes);
-  void upload_windows(std::span<const TokenWindow> windows);
+  // for_backward: also the embedding backward's lists (a scoring pass skips building them).
+  void upload_windows(std::span<const TokenWindow> windows, bool for_backward);
   void forward(int sequences);
   // first_scored > 0 (one sequence: LoRA TTT's chunk): the rows before it get no gradient.
   void backward(int sequences, float loss_weight, bool sum_over_ranks, int first_scored = 0);
@@ -233,7 +234,7 @@ struct CudaTrainer::State {
 
 // The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
 // that read it for the embedding backward.
-void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
+void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, bool for_backward) {
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
           "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
               std::to_string(settings.micro_batch));
@@ -251,15 +252,16 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
   const auto outside_target = std::find_if(out.begin(), out.end(), [&](uint16_t t) { return t >= config.vocab; });
   require(outside == in.end() && outside_target == out.end(),
           "a token id is outside the model's vocab of " + std::to_string(config.vocab));
-  const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
   if (config.bigram_buckets > 0) {
     const std::vector<uint16_t> b = bigram_buckets_of(windows, static_cast<size_t>(seq_len), config.bigram_buckets);
-    const cuda::RowsByToken bucket_rows = cuda::rows_by_token(b, config.bigram_buckets);
     buckets.upload(b);
-    bucket_order.upload(bucket_rows.order);
-    bucket_segments.upload(bucket_rows.segments);
-    bucket_token_segments.upload(bucket_rows.token_segments);
-    bucket_segment_count = bucket_rows.segment_count();
+    if (for_backward) {
+      const cuda::RowsByToken bucket_rows = cuda::rows_by_token(b, config.bigram_buckets);
+      bucket_order.upload(bucket_rows.order);
+      bucket_segments.upload(bucket_rows.segments);
+      bucket_token_segments.upload(bucket_rows.token_segments);
+      bucket_segment_count = bucket_rows.segment_count();
+    }
   }
   inputs.upload(in);
   targets.upload(out);
@@ -272,10 +274,13 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows) {
         if (row % length + 1 + i < length) shifted[i * n + row] = out[row + 1 + i];
     mtp_targets.upload(shifted);
   }
-  order.upload(rows.order);
-  segments.upload(rows.segments);
-  token_segments.upload(rows.token_segments);
-  segment_count = rows.segment_count();
+  if (for_backward) {
+    const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
+    order.upload(rows.order);
+    segments.upload(rows.segments);
+    token_segments.upload(rows.token_segments);
+    segment_count = rows.segment_count();
+  }
 }
 
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
@@ -838,7 +843,7 @@ void CudaTrainer::set_looping(bool on) {
 
 double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weight) {
   State& s = *state_;
-  s.upload_windows(windows);
+  s.upload_windows(windows, true);
   const int sequences = static_cast<int>(windows.size());
   s.forward(sequences);
   // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
@@ -920,7 +925,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
 
 std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows) {
   State& s = *state_;
-  s.upload_windows(windows);
+  s.upload_windows(windows, false);
   const int n = static_cast<int>(windows.size()) * s.length;
   s.forward(static_cast<int>(windows.size()));
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
@@ -932,7 +937,7 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   State& s = *state_;
   require(!s.group, "test-time training runs on one GPU");
   require(scored >= 1 && scored < window.size(), "CudaTrainer::score_suffix: 1 to all of the window's targets scored");
-  s.upload_windows(std::span(&window, 1));  // a pass of the window's own length, not seq_len
+  s.upload_windows(std::span(&window, 1), with_gradient);  // a pass of the window's own length, not seq_len
   s.forward(1);
   const int rows = s.length, first = rows - static_cast<int>(scored);
   if (with_gradient) {
