@@ -359,9 +359,11 @@ fidelity_run() {
   python3 -c "
 import torch, torch.nn.functional as F
 x = torch.full((1, 512), 0.005, dtype=torch.bfloat16, device='cuda')
+compiled = torch.compile(lambda t: F.rms_norm(t, (t.size(-1),)), fullgraph=True)  # the script compiles its model
 with torch.autocast(device_type='cuda', dtype=torch.bfloat16):
-    y = F.rms_norm(x, (512,))
-print(f'rms_norm of a constant 0.005 bf16 row: {y[0, 0].item():.4f} (1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
+    y, z = F.rms_norm(x, (512,)), compiled(x)
+print(f'rms_norm of a constant 0.005 bf16 row: eager {y[0, 0].item():.4f}, compiled {z[0, 0].item():.4f} '
+      f'(1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
 " 2>&1 | tee -a "$logs/fidelity_$shape.txt"
   # Pairs of runs: reference variant i (FIDELITY_REF, ';'-separated) and pgolf with flag set i
   # (FIDELITY_FLAGS, ';'-separated, the last one repeated); each pgolf run against every reference so far.
