@@ -40,7 +40,7 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   void step(double lr_scale, int64_t step) override;
   // TttEngine's step; SGD's momentum lives in Muon's buffer (a TTT trainer never takes step()).
   void sgd_step(float lr, const TttSgdOptions& options) override;
-  // TTT LoRA's pass: the window padded to seq_len + 1 tokens, the gradient over its scored rows.
+  // TTT LoRA's pass: the window at its own length, the gradient over its scored rows.
   std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override;
   std::unique_ptr<LoraAdapters> lora_adapters(const TttLoraOptions& options, int layers) override;
   std::vector<double> token_losses(std::span<const TokenWindow> windows) override;

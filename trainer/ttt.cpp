@@ -79,8 +79,9 @@ class CpuTttEngine final : public TttEngine {
 
  private:
   // In place: LoRA's adapters hold pointers to grad_'s tensors.
-  void add_to_gradient(ModelParams<float>& g, double weight) {
-    const auto sum = named_tensors(grad_), term = named_tensors(g);
+  void add_to_gradient(const ModelParams<float>& g, double weight) {
+    const auto sum = named_tensors(grad_);
+    const auto term = named_tensors(g);
     for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
   }
   static Matrix<float>* tensor(ModelParams<float>& params, const std::string& name) {

@@ -73,7 +73,8 @@ class TttSgd {
 // (B = 0, Adam's moments 0, A back to its one seeded draw, uniform in +-1/sqrt(in), so a document's
 // numbers never depend on another); each chunk of a document is scored, then (unless it is the
 // document's last) one Adam step on its mean loss. The engine does the forward and backward of the
-// merged weights W + (alpha / r) B A, whose gradient G gives B's and A's (LoraAdapters). The tied LM head has no adapter (the records' 03-17 form also adapts lm_head).
+// merged weights W + (alpha / r) B A, whose gradient G gives B's and A's (LoraAdapters). The tied
+// LM head has no adapter (the records' 03-17 form also adapts lm_head).
 struct TttLoraOptions {
   int rank = 8;
   double alpha = 8;                // the adapters' scale is alpha / rank
@@ -106,7 +107,8 @@ class LoraAdapters {
 // +-1/sqrt(in), one stream seeded by options.seed, so every engine draws the same.
 std::vector<Matrix<float>> lora_first_draws(const TttLoraOptions& options, const std::vector<int64_t>& in_widths);
 
-// The adapters on the CPU model's matrices: each weight with its gradient (the engine's).
+// The adapters on the CPU model's matrices: each weight with its gradient, the engine's tensors
+// themselves (the engine writes score_suffix's gradient into them in place).
 struct LoraTarget {
   Matrix<float>* weight;
   const Matrix<float>* gradient;
