@@ -43,7 +43,8 @@
 #                                          train_gpt.py evaluates base9 through the exported Python
 #                                          decoder, against pgolf eval; its saved final_model.pt
 #                                          round-trips through pgolf compress --profile python)
-# GPU_TARGETS: what to build (default: pgolf and the GPU tests; "pgolf" alone saves the tests' build).
+# GPU_TARGETS: what to build (default: pgolf alone for the modes that run no test binary, else pgolf
+# and the GPU tests).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,9 +103,15 @@ finish() {
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,power.limit --format=csv | tee "$logs/gpu.txt"
 
-step "build pgolf and the GPU tests"
+targets="pgolf test_kernels test_gpu"
+case "${1:-} ${2:-}" in  # the modes that run no test binary: a cold machine's build is minutes of its time
+  "eval-speed "* | "eval-profile "* | "ttt "* | "reference "* | "fidelity "* | "seed throughput" | "seed pr212" | \
+    "seed baseline" | "seed records-2026-04") targets=pgolf ;;
+esac
+targets=${GPU_TARGETS:-$targets}
+step "build $targets"
 if ! { cmake -S . -B build-gpu -DPGOLF_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DPGOLF_BENCH=OFF &&
-       cmake --build build-gpu -j16 --target ${GPU_TARGETS:-pgolf test_kernels test_gpu}; } > "$logs/build.log" 2>&1; then
+       cmake --build build-gpu -j16 --target $targets; } > "$logs/build.log" 2>&1; then
   grep -E -A5 "error|Error" "$logs/build.log" | head -80
   exit 1
 fi
