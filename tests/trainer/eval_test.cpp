@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "artifact/load.h"
+#include "core/random.h"
 #include "data/shards.h"
 #include "support/test_support.h"
 #include "trainer/optimizer.h"
@@ -240,6 +241,34 @@ LoraRun run_documents(const std::vector<uint16_t>& tokens, bool adapt, double lr
                                     return losses;
                                   });
   return run;
+}
+
+// The CPU adapters (the GPU's oracle) against Adam's first step done by hand: with B = 0, dA = 0 and
+// dB = s G A^T, so A stays and B moves by lr sign(dB) (m^ = g, v^ = g^2); the weight becomes
+// W + s B A. reset() restores W and A.
+TEST(Eval, LoraAdaptersTakeAdamsFirstStep) {
+  Random random(65);
+  auto draw = [&](int rows, int cols) {
+    Matrix<float> m(rows, cols);
+    for (auto& x : m.reshaped()) x = static_cast<float>(random.uniform() - 0.5);
+    return m;
+  };
+  const Matrix<float> base = draw(6, 5), gradient_value = draw(6, 5);
+  Matrix<float> weight = base, gradient = gradient_value;
+  TttLoraOptions options;
+  options.rank = 2, options.alpha = 4, options.lr = 0.01;
+  const std::unique_ptr<LoraAdapters> adapters = make_cpu_lora_adapters(options, {{&weight, &gradient}});
+  EXPECT_EQ(weight, base);
+  adapters->adam_step();
+  const Matrix<float> a = lora_first_draws(options, {5})[0];
+  const float scale = 2;  // alpha / rank
+  const Matrix<float> d_b = scale * (gradient_value * a.transpose());
+  const Matrix<float> b = -options.lr * d_b.array().sign().matrix();
+  const Matrix<float> expected = base + scale * (b * a);
+  EXPECT_LT((weight - expected).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT((weight - base).cwiseAbs().maxCoeff(), 1e-3);
+  adapters->reset();
+  EXPECT_EQ(weight, base);
 }
 
 // Documents start at BOS; a window never reaches before its document's BOS; the targets are the
