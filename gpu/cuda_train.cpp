@@ -80,6 +80,36 @@ struct Allocation {
   }
 };
 
+// The embedding backward's lists for one table on the device: per id, the rows that read it
+// (rows_by_token), and the scratch embedding_backward sums them in. The token embedding has one,
+// BigramHash's bucket table another.
+struct TokenLists {
+  DeviceBuffer<int32_t> order, segments, token_segments;
+  DeviceBuffer<float> scratch;
+  int64_t segment_count = 0;
+
+  // For micro-batches of `rows` ids below `vocab`, table rows of `width` (rows 0: none).
+  void allocate(Allocation& a, int64_t rows, int vocab, int width) {
+    const int64_t most = rows > 0 ? cuda::max_embedding_segments(rows, vocab) : 0;
+    order = a.make<int32_t>(static_cast<size_t>(rows));
+    segments = a.make<int32_t>(rows > 0 ? static_cast<size_t>(most) + 1 : 0);
+    token_segments = a.make<int32_t>(rows > 0 ? static_cast<size_t>(vocab) + 1 : 0);
+    scratch = a.make<float>(static_cast<size_t>(most * width));
+  }
+  void upload(const std::vector<uint16_t>& ids, int vocab) {
+    const cuda::RowsByToken rows = cuda::rows_by_token(ids, vocab);
+    order.upload(rows.order);
+    segments.upload(rows.segments);
+    token_segments.upload(rows.token_segments);
+    segment_count = rows.segment_count();
+  }
+  // d_table[v] += the sum of d_rows over the rows that read id v.
+  void backward(const float* d_rows, int vocab, int width, float* d_table, cudaStream_t stream) {
+    cuda::embedding_backward(d_rows, order.data(), segments.data(), token_segments.data(), segment_count, vocab, width,
+                             scratch.data(), d_table, stream);
+  }
+};
+
 // What sizes the optimizer's buffers: the flat parameters (alignment gaps included), the matrices'
 // values and the squares of their short sides (Newton-Schulz), and how many matrices.
 struct BufferSizes {
@@ -109,17 +139,14 @@ struct CudaTrainer::State {
   // The uploaded windows' inputs each (at most seq_len, the same for all of them): a sequence's rows
   // in this pass. Shorter passes (a LoRA chunk's window) cost only their own rows.
   int length = 0;
-  DeviceBuffer<int32_t> order, segments, token_segments;  // the embedding backward's token lists
-  int64_t segment_count = 0;
-  DeviceBuffer<float> embedding_scratch;
+  TokenLists token_lists;  // the embedding backward's, over the inputs
   // BigramHash: each input's bucket and the embedding backward's lists of them; the table's rows,
   // their projection, the embedding before its norm (BigramHash or SmearGate v2), the rows' gradient.
   // SmearGate v1: the normed embedding before it; v2: the embedding it made (before the norm), and
   // its backward's row terms. column: one row's worth of column sums.
   DeviceBuffer<uint16_t> buckets;
-  DeviceBuffer<int32_t> bucket_order, bucket_segments, bucket_token_segments;
-  int64_t bucket_segment_count = 0;
-  DeviceBuffer<float> bucket_scratch, bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, smeared,
+  TokenLists bucket_lists;
+  DeviceBuffer<float> bigram_rows, bigram_out, embedding_sum, d_bigram_rows, embedded, smeared,
       smear_rows, column;
   DeviceBuffer<float> x0, final_normed, logits;
   // Multi-token heads (the backward only): per head its targets (row (s, t): the target of t + 1 + i,
@@ -255,32 +282,20 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, bo
   if (config.bigram_buckets > 0) {
     const std::vector<uint16_t> b = bigram_buckets_of(windows, static_cast<size_t>(seq_len), config.bigram_buckets);
     buckets.upload(b);
-    if (for_backward) {
-      const cuda::RowsByToken bucket_rows = cuda::rows_by_token(b, config.bigram_buckets);
-      bucket_order.upload(bucket_rows.order);
-      bucket_segments.upload(bucket_rows.segments);
-      bucket_token_segments.upload(bucket_rows.token_segments);
-      bucket_segment_count = bucket_rows.segment_count();
-    }
+    if (for_backward) bucket_lists.upload(b, config.bigram_buckets);
   }
   inputs.upload(in);
   targets.upload(out);
   length = seq_len;
   if (config.mtp_heads > 0) {
     std::vector<uint16_t> shifted(out.size() * static_cast<size_t>(config.mtp_heads), 0);
-    const size_t n = out.size(), length = static_cast<size_t>(seq_len);
+    const size_t n = out.size(), window = static_cast<size_t>(seq_len);
     for (size_t i = 0; i < static_cast<size_t>(config.mtp_heads); ++i)
       for (size_t row = 0; row < n; ++row)
-        if (row % length + 1 + i < length) shifted[i * n + row] = out[row + 1 + i];
+        if (row % window + 1 + i < window) shifted[i * n + row] = out[row + 1 + i];
     mtp_targets.upload(shifted);
   }
-  if (for_backward) {
-    const cuda::RowsByToken rows = cuda::rows_by_token(in, config.vocab);
-    order.upload(rows.order);
-    segments.upload(rows.segments);
-    token_segments.upload(rows.token_segments);
-    segment_count = rows.segment_count();
-  }
+  if (for_backward) token_lists.upload(in, config.vocab);
 }
 
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
@@ -541,8 +556,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     cuda::embedding_rms_norm_backward(bigram ? embedding_sum.data() : param(0), bigram ? nullptr : inputs.data(),
                                       d_embedded, n, c.dim, t1.data(), stream);
   }
-  cuda::embedding_backward(t1.data(), order.data(), segments.data(), token_segments.data(), segment_count, c.vocab,
-                           c.dim, embedding_scratch.data(), grad(0), stream);
+  token_lists.backward(t1.data(), c.vocab, c.dim, grad(0), stream);
   if (bigram) {  // sum = tok_emb[ids] + scale · bigram_rows proj^T
     cuda::column_sum(t1.data(), bigram_out.data(), n, c.dim, column.data(), false, column_scratch.data(), stream);
     cuda::add_sum(column.data(), c.dim, grad(bigram_slot + 2), stream);
@@ -550,9 +564,7 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
     cuda::linear_backward_weight(gemm, t2.data(), bigram_rows.data(), n, c.bigram_dim, c.dim, grad(bigram_slot + 1));
     cuda::linear_backward_input(gemm, cuda::Operand(t2.data()), cuda::Operand(param(bigram_slot + 1)), n, c.bigram_dim,
                                 c.dim, d_bigram_rows.data(), false);
-    cuda::embedding_backward(d_bigram_rows.data(), bucket_order.data(), bucket_segments.data(),
-                             bucket_token_segments.data(), bucket_segment_count, c.bigram_buckets, c.bigram_dim,
-                             bucket_scratch.data(), grad(bigram_slot), stream);
+    bucket_lists.backward(d_bigram_rows.data(), c.bigram_buckets, c.bigram_dim, grad(bigram_slot), stream);
   }
   if (sum_over_ranks) {  // the embedding, and the slots from skip_weights on (and a recurrent model's blocks)
     group->begin_group();
@@ -627,19 +639,11 @@ void CudaTrainer::State::allocate_buffers(Allocation& a, const BufferSizes& size
   auto buffer16 = [&](int64_t width) { return a.make<__nv_bfloat16>(bf16 ? static_cast<size_t>(rows * width) : 0); };
   inputs = a.make<uint16_t>(static_cast<size_t>(rows));
   targets = a.make<uint16_t>(static_cast<size_t>(rows));
-  order = a.make<int32_t>(static_cast<size_t>(rows));
-  const int64_t segments_count = cuda::max_embedding_segments(rows, c.vocab);
-  segments = a.make<int32_t>(static_cast<size_t>(segments_count) + 1);
-  token_segments = a.make<int32_t>(static_cast<size_t>(c.vocab) + 1);
-  embedding_scratch = floats(static_cast<size_t>(segments_count * c.dim));
+  token_lists.allocate(a, rows, c.vocab, c.dim);
   x0 = buffer(c.dim);
   embedded = buffer(c.smear_v1() ? c.dim : 0);
   buckets = a.make<uint16_t>(bigram ? static_cast<size_t>(rows) : 0);
-  bucket_order = a.make<int32_t>(bigram ? static_cast<size_t>(rows) : 0);
-  const int64_t bucket_segments_count = bigram ? cuda::max_embedding_segments(rows, c.bigram_buckets) : 0;
-  bucket_segments = a.make<int32_t>(bigram ? static_cast<size_t>(bucket_segments_count) + 1 : 0);
-  bucket_token_segments = a.make<int32_t>(bigram ? static_cast<size_t>(c.bigram_buckets) + 1 : 0);
-  bucket_scratch = floats(static_cast<size_t>(bucket_segments_count * c.bigram_dim));
+  bucket_lists.allocate(a, bigram ? rows : 0, c.bigram_buckets, c.bigram_dim);
   bigram_rows = buffer(c.bigram_dim);
   d_bigram_rows = buffer(c.bigram_dim);
   bigram_out = buffer(bigram ? c.dim : 0);

@@ -39,7 +39,8 @@ class CpuTttEngine final : public TttEngine {
   double accumulate(std::span<const TokenWindow> windows, double weight) override {
     ModelParams<float> g;
     const double loss = model_.loss_and_gradient(windows, g, threads_);
-    add_to_gradient(g, weight);
+    const auto sum = named_tensors(grad_), term = named_tensors(g);
+    for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
     return loss;
   }
 
@@ -64,9 +65,9 @@ class CpuTttEngine final : public TttEngine {
   std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override {
     ModelParams<float> g;
     std::vector<double> losses = model_.suffix_losses(window, scored, with_gradient ? &g : nullptr);
-    if (with_gradient) {
-      for (const auto& [name, tensor] : named_tensors(grad_)) tensor->setZero();
-      add_to_gradient(g, 1.0);
+    if (with_gradient) {  // into grad_'s own tensors: LoRA's adapters point at them
+      const auto to = named_tensors(grad_), from = named_tensors(g);
+      for (size_t i = 0; i < to.size(); ++i) *to[i].second = *from[i].second;
     }
     return losses;
   }
@@ -78,12 +79,6 @@ class CpuTttEngine final : public TttEngine {
   }
 
  private:
-  // In place: LoRA's adapters hold pointers to grad_'s tensors.
-  void add_to_gradient(const ModelParams<float>& g, double weight) {
-    const auto sum = named_tensors(grad_);
-    const auto term = named_tensors(g);
-    for (size_t i = 0; i < sum.size(); ++i) *sum[i].second += static_cast<float>(weight) * *term[i].second;
-  }
   static Matrix<float>* tensor(ModelParams<float>& params, const std::string& name) {
     for (const auto& [tensor_name, tensor] : named_tensors(params))
       if (tensor_name == name) return tensor;
