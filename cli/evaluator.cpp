@@ -83,7 +83,9 @@ EvalResult evaluate_on(const std::string& device, const Model<float>& model, std
   if (device == "cuda") {
     CudaTrainer trainer = trainer_for(model, options.seq_len, std::max(1, 65536 / options.seq_len), precision);
     return evaluate_windows(tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
-                            [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); });
+                            [&](std::span<const TokenWindow> windows, size_t scored) {
+                              return trainer.token_losses(windows, scored);
+                            });
   }
 #endif
   (void)device, (void)precision;
@@ -104,7 +106,8 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
     TttSgd sgd(trainer, ttt, model.config().layers, options.seq_len);
     return evaluate_windows(
         tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
-        [&](std::span<const TokenWindow> windows) { return trainer.token_losses(windows); }, adapter(sgd));
+        [&](std::span<const TokenWindow> windows, size_t scored) { return trainer.token_losses(windows, scored); },
+        adapter(sgd));
   }
 #endif
   (void)device, (void)precision;
@@ -113,7 +116,10 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
   TttSgd sgd(*engine, ttt, model.config().layers, options.seq_len);
   return evaluate_windows(
       tokens, bytes, model.config().vocab, options, 4 * static_cast<size_t>(std::max(options.threads, 1)),
-      [&](std::span<const TokenWindow> windows) { return adapted.token_losses(windows, options.threads); }, adapter(sgd));
+      [&](std::span<const TokenWindow> windows, size_t scored) {
+        return last_targets(adapted.token_losses(windows, options.threads), windows.size(), scored);
+      },
+      adapter(sgd));
 }
 
 EvalResult evaluate_lora_ttt_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,

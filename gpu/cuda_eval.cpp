@@ -284,7 +284,9 @@ EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> to
   const int windows_per_call = std::max(1, kTokensPerCall / options.seq_len);
   CudaModel gpu(model, windows_per_call, options.seq_len);
   return evaluate_windows(tokens, bytes, model.config().vocab, options, static_cast<size_t>(windows_per_call),
-                          [&](std::span<const TokenWindow> windows) { return gpu.token_losses(windows); });
+                          [&](std::span<const TokenWindow> windows, size_t scored) {
+                            return last_targets(gpu.token_losses(windows), windows.size(), scored);
+                          });
 }
 
 InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -194,9 +195,12 @@ struct CudaTrainer::State {
   float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
 
   void allocate_buffers(Allocation& a, const BufferSizes& sizes);
-  // for_backward: also the embedding backward's lists (a scoring pass skips building them).
-  void upload_windows(std::span<const TokenWindow> windows, bool for_backward);
-  void forward(int sequences);
+  // For a scoring pass, each window's last `scored` targets, one window's after another; for a
+  // backward (no `scored`), all of them and the embedding backward's lists.
+  void upload_windows(std::span<const TokenWindow> windows, std::optional<size_t> scored);
+  // The logits of each sequence's last `scored` rows (all for a backward), one sequence's after
+  // another: the last layer runs past its K and V on those rows alone.
+  void forward(int sequences, int scored);
   // first_scored > 0 (one sequence: LoRA TTT's chunk): the rows before it get no gradient.
   void backward(int sequences, float loss_weight, bool sum_over_ranks, int first_scored = 0);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
@@ -250,6 +254,16 @@ struct CudaTrainer::State {
   cuda::Operand kept(const DeviceBuffer<float>& f32, const DeviceBuffer<__nv_bfloat16>& b16) const {
     return {f32.data(), bf16() ? b16.data() : nullptr};
   }
+  // Rows [first, length) of each of `sequences` runs of `length` rows of `width` values, packed one
+  // run after another into `to`; returns it.
+  template <typename T>
+  T* pack_rows(T* to, const T* from, int sequences, int first, int width) {
+    const size_t row = static_cast<size_t>(width) * sizeof(T);
+    PGOLF_CUDA_CHECK(cudaMemcpy2DAsync(to, row * static_cast<size_t>(length - first), from + int64_t{first} * width,
+                                       row * static_cast<size_t>(length), row * static_cast<size_t>(length - first),
+                                       static_cast<size_t>(sequences), cudaMemcpyDeviceToDevice, stream));
+    return to;
+  }
   void copy(float* to, const float* from, int64_t count) {
     PGOLF_CUDA_CHECK(cudaMemcpyAsync(to, from, count * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   }
@@ -261,7 +275,7 @@ struct CudaTrainer::State {
 
 // The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
 // that read it for the embedding backward.
-void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, bool for_backward) {
+void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, std::optional<size_t> scoring) {
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
           "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
               std::to_string(settings.micro_batch));
@@ -269,11 +283,14 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, bo
   require(size >= 2 && size <= static_cast<size_t>(settings.seq_len) + 1,
           "CudaTrainer: windows of 2 to seq_len + 1 = " + std::to_string(settings.seq_len + 1) + " tokens");
   const int seq_len = static_cast<int>(size) - 1;
+  const bool for_backward = !scoring;
+  const size_t scored = scoring.value_or(size - 1);
+  require(scored >= 1 && scored <= size - 1, "CudaTrainer: 1 to all of a window's targets scored");
   std::vector<uint16_t> in, out;
   for (const TokenWindow& w : windows) {
     require(w.size() == size, "CudaTrainer: the windows of one pass must have one length");
     in.insert(in.end(), w.begin(), w.end() - 1);
-    out.insert(out.end(), w.begin() + 1, w.end());
+    out.insert(out.end(), w.end() - static_cast<std::ptrdiff_t>(scored), w.end());
   }
   const auto outside = std::find_if(in.begin(), in.end(), [&](uint16_t t) { return t >= config.vocab; });
   const auto outside_target = std::find_if(out.begin(), out.end(), [&](uint16_t t) { return t >= config.vocab; });
@@ -299,9 +316,10 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, bo
 }
 
 // cuda_eval's forward with every activation kept; logits are left for the loss kernels.
-void CudaTrainer::State::forward(int sequences) {
+void CudaTrainer::State::forward(int sequences, int scored) {
   const ModelConfig& c = config;
-  const int seq_len = length, n = sequences * seq_len, d = c.head_dim();
+  const int seq_len = length, d = c.head_dim();
+  int n = sequences * seq_len;  // the rows each kernel runs on: all, then the scored ones
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
   const bool bigram = c.bigram_buckets > 0;
   if (bigram) {  // kept in fp32 in every mode: a small GEMM
@@ -333,16 +351,19 @@ void CudaTrainer::State::forward(int sequences) {
                        stream);
     });
     cuda::linear(gemm, attn_in, weight(b, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
+    // The last layer's queries before the scored rows feed nothing scored.
+    const bool last = i + 1 == virtual_layers();
+    const int first_query = last ? seq_len - scored : 0;
     if (bf16()) {
       cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
                          rope_sin.data(), bp(b, kQGain), h.qkv.data(), stream);
       cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
-                                    a.lse.data(), stream);
+                                    a.lse.data(), stream, first_query);
     } else {
       cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
                          rope_sin.data(), bp(b, kQGain), a.qkv.data(), stream);
       cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
-                               a.lse.data(), stream);
+                               a.lse.data(), stream, first_query);
     }
     if (c.xsa_on(b))
       produce(a.xsa_out, h.xsa_out, [&](auto* out) {
@@ -351,10 +372,18 @@ void CudaTrainer::State::forward(int sequences) {
         else
           cuda::xsa(a.heads_out.data(), a.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
       });
-    cuda::linear(gemm, proj_input(i), weight(b, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
+    cuda::Operand heads = proj_input(i);
+    const float* mixed = a.mixed.data();
+    if (first_query > 0) {  // from here on the scored rows alone, packed into the backward's scratch
+      heads = bf16() ? cuda::Operand(nullptr, pack_rows(d_heads16.data(), heads.b16, sequences, first_query, c.heads * d))
+                     : cuda::Operand(pack_rows(d_heads.data(), heads.f32, sequences, first_query, c.heads * d));
+      mixed = pack_rows(t1.data(), mixed, sequences, first_query, c.dim);
+      n = sequences * scored;
+    }
+    cuda::linear(gemm, heads, weight(b, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
     const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
-      cuda::scaled_sum(a.mixed.data(), nullptr, a.attn_out.data(), bp(b, kAttnScale), n, c.dim, a.after_attn.data(),
-                       out, stream);
+      cuda::scaled_sum(mixed, nullptr, a.attn_out.data(), bp(b, kAttnScale), n, c.dim, a.after_attn.data(), out,
+                       stream);
     });
     cuda::linear(gemm, mlp_in, weight(b, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
     const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
@@ -363,7 +392,6 @@ void CudaTrainer::State::forward(int sequences) {
     });
     cuda::linear(gemm, hidden, weight(b, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
     // x_out; after the last block, the final norm in the same pass.
-    const bool last = i + 1 == virtual_layers();
     produce(final_normed, final16, [&](auto* out) {
       cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(b, kMlpScale), n, c.dim, a.x_out.data(),
                        last ? out : nullptr, stream);
@@ -847,9 +875,9 @@ void CudaTrainer::set_looping(bool on) {
 
 double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weight) {
   State& s = *state_;
-  s.upload_windows(windows, true);
+  s.upload_windows(windows, std::nullopt);
   const int sequences = static_cast<int>(windows.size());
-  s.forward(sequences);
+  s.forward(sequences, s.length);
   // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
   const bool last = s.group && ++s.micro_batches_seen == s.local_micro_batches;
   s.backward(sequences, static_cast<float>(weight), last);
@@ -927,11 +955,11 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
-std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows) {
+std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows, size_t scored) {
   State& s = *state_;
-  s.upload_windows(windows, false);
-  const int n = static_cast<int>(windows.size()) * s.length;
-  s.forward(static_cast<int>(windows.size()));
+  s.upload_windows(windows, scored);
+  const int n = static_cast<int>(windows.size() * scored);
+  s.forward(static_cast<int>(windows.size()), static_cast<int>(scored));
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
                               static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
   return s.losses.download(static_cast<size_t>(n));
@@ -941,17 +969,13 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   State& s = *state_;
   require(!s.group, "test-time training runs on one GPU");
   require(scored >= 1 && scored < window.size(), "CudaTrainer::score_suffix: 1 to all of the window's targets scored");
-  s.upload_windows(std::span(&window, 1), with_gradient);  // a pass of the window's own length, not seq_len
-  s.forward(1);
+  if (!with_gradient) return token_losses(std::span(&window, 1), scored);  // a pass of the window's own length
+  s.upload_windows(std::span(&window, 1), std::nullopt);
+  s.forward(1, s.length);
   const int rows = s.length, first = rows - static_cast<int>(scored);
-  if (with_gradient) {
-    PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
-    // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
-    s.backward(1, static_cast<float>(rows) / static_cast<float>(scored), false, first);
-  } else {
-    cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), rows, s.config.vocab,
-                                static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
-  }
+  PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
+  // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
+  s.backward(1, static_cast<float>(rows) / static_cast<float>(scored), false, first);
   const std::vector<double> losses = s.losses.download(static_cast<size_t>(rows));
   return {losses.begin() + first, losses.end()};
 }

@@ -43,7 +43,7 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   // TTT LoRA's pass: the window at its own length, the gradient over its scored rows.
   std::vector<double> score_suffix(TokenWindow window, size_t scored, bool with_gradient) override;
   std::unique_ptr<LoraAdapters> lora_adapters(const TttLoraOptions& options, int layers) override;
-  std::vector<double> token_losses(std::span<const TokenWindow> windows) override;
+  std::vector<double> token_losses(std::span<const TokenWindow> windows, size_t scored) override;
   size_t windows_per_call() const override;
   void export_state(TrainState& state) override;
   std::string device() const override;

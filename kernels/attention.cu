@@ -21,11 +21,11 @@ constexpr int kKeysPerChunk = 16;
 
 template <int kHeadDim>
 __global__ void __launch_bounds__(kQueriesPerBlock)
-    attention_kernel(const float* qkv, int seq_len, int heads, int kv_heads, float* out, float* lse) {
+    attention_kernel(const float* qkv, int seq_len, int heads, int kv_heads, int skipped_tiles, float* out, float* lse) {
   constexpr int kVectors = kHeadDim / 4;  // float4s per head row
   const int sequence = blockIdx.x / heads, head = blockIdx.x % heads;
   const int kv_head = head / (heads / kv_heads);
-  const int tile = gridDim.y - 1 - blockIdx.y;  // blocks start in the order given: longest rows first
+  const int tile = skipped_tiles + gridDim.y - 1 - blockIdx.y;  // blocks start in the order given: longest rows first
   const int first_query = tile * kQueriesPerBlock;
   const int query = first_query + threadIdx.x;
   const int last_query = min(first_query + kQueriesPerBlock, seq_len) - 1;  // the block's last
@@ -114,29 +114,37 @@ __global__ void __launch_bounds__(kQueriesPerBlock)
 
 template <int kHeadDim>
 void launch(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, float* out, float* lse,
-            cudaStream_t stream) {
-  const dim3 grid(unsigned(sequences * heads), unsigned((seq_len + kQueriesPerBlock - 1) / kQueriesPerBlock));
-  attention_kernel<kHeadDim><<<grid, kQueriesPerBlock, 0, stream>>>(qkv, seq_len, heads, kv_heads, out, lse);
+            int first_query, cudaStream_t stream) {
+  const int skipped = first_query / kQueriesPerBlock, tiles = (seq_len + kQueriesPerBlock - 1) / kQueriesPerBlock;
+  const dim3 grid(unsigned(sequences * heads), unsigned(tiles - skipped));
+  attention_kernel<kHeadDim><<<grid, kQueriesPerBlock, 0, stream>>>(qkv, seq_len, heads, kv_heads, skipped, out, lse);
   PGOLF_CUDA_CHECK_LAUNCH("attention");
 }
 
 }  // namespace
+
+void check_first_query(const char* kernel, int first_query, int seq_len) {
+  if (first_query < 0 || (first_query >= seq_len && first_query > 0))
+    throw std::invalid_argument(std::string(kernel) + ": first query " + std::to_string(first_query) +
+                                " outside a sequence of " + std::to_string(seq_len));
+}
 
 bool attention_supports_head_dim(int head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64;
 }
 
 void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
-                        float* out, float* lse, cudaStream_t stream) {
+                        float* out, float* lse, cudaStream_t stream, int first_query) {
   if (kv_heads <= 0 || heads % kv_heads != 0)
     throw std::invalid_argument("attention: heads " + std::to_string(heads) + " is not a multiple of kv_heads " +
                                 std::to_string(kv_heads));
+  check_first_query("attention", first_query, seq_len);
   if (sequences == 0 || seq_len == 0) return;
   switch (head_dim) {
-    case 8: return launch<8>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
-    case 16: return launch<16>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
-    case 32: return launch<32>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
-    case 64: return launch<64>(qkv, sequences, seq_len, heads, kv_heads, out, lse, stream);
+    case 8: return launch<8>(qkv, sequences, seq_len, heads, kv_heads, out, lse, first_query, stream);
+    case 16: return launch<16>(qkv, sequences, seq_len, heads, kv_heads, out, lse, first_query, stream);
+    case 32: return launch<32>(qkv, sequences, seq_len, heads, kv_heads, out, lse, first_query, stream);
+    case 64: return launch<64>(qkv, sequences, seq_len, heads, kv_heads, out, lse, first_query, stream);
   }
   throw std::invalid_argument("attention: head_dim " + std::to_string(head_dim) + " is not 8, 16, 32 or 64");
 }

@@ -167,6 +167,7 @@ __device__ inline float row_sum(float x) {
 
 struct Layout {
   int seq_len, heads, kv_heads;
+  int skipped_tiles = 0;  // query tiles left out at the start (the forward's first_query)
   __device__ int64_t width(int d) const { return int64_t(heads + 2 * kv_heads) * d; }
 };
 
@@ -194,7 +195,7 @@ struct QueryBlock {
     const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4;
     b.sequence = blockIdx.x / layout.heads, b.head = blockIdx.x % layout.heads;
     b.kv = b.head / (layout.heads / layout.kv_heads);
-    b.first_query = (gridDim.y - 1 - blockIdx.y) * kBlockRows;
+    b.first_query = (layout.skipped_tiles + gridDim.y - 1 - blockIdx.y) * kBlockRows;
     b.last_query = min(b.first_query + kBlockRows, layout.seq_len) - 1;
     b.warp_last_query = b.first_query + 16 * warp + 15;
     b.t = threadIdx.x % 4;
@@ -430,8 +431,9 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-dim3 blocks(int sequences, int heads, int seq_len) {
-  return dim3(unsigned(sequences * heads), unsigned((seq_len + kBlockRows - 1) / kBlockRows));
+dim3 blocks(int sequences, int heads, Layout layout) {
+  return dim3(unsigned(sequences * heads),
+              unsigned((layout.seq_len + kBlockRows - 1) / kBlockRows - layout.skipped_tiles));
 }
 
 template <int D>
@@ -440,17 +442,17 @@ void launch_forward(const bf16* qkv, int sequences, Layout layout, bf16* out, fl
   static const cudaError_t carveout = cudaFuncSetAttribute(
       forward_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
   PGOLF_CUDA_CHECK(carveout);
-  forward_kernel<D><<<blocks(sequences, layout.heads, layout.seq_len), kThreads, 0, stream>>>(qkv, layout, out, lse);
+  forward_kernel<D><<<blocks(sequences, layout.heads, layout), kThreads, 0, stream>>>(qkv, layout, out, lse);
   PGOLF_CUDA_CHECK_LAUNCH("attention_bf16");
 }
 
 template <int D>
 void launch_backward(const bf16* qkv, const float* lse, const bf16* d_out, const float* delta, int sequences,
                      Layout layout, float* d_qkv, cudaStream_t stream) {
-  dq_kernel<D><<<blocks(sequences, layout.heads, layout.seq_len), kThreads, 0, stream>>>(qkv, lse, d_out, delta,
+  dq_kernel<D><<<blocks(sequences, layout.heads, layout), kThreads, 0, stream>>>(qkv, lse, d_out, delta,
                                                                                          layout, d_qkv);
   PGOLF_CUDA_CHECK_LAUNCH("attention_bf16_dq");
-  dkv_kernel<D><<<blocks(sequences, layout.kv_heads, layout.seq_len), kThreads, 0, stream>>>(qkv, lse, d_out, delta,
+  dkv_kernel<D><<<blocks(sequences, layout.kv_heads, layout), kThreads, 0, stream>>>(qkv, lse, d_out, delta,
                                                                                              layout, d_qkv);
   PGOLF_CUDA_CHECK_LAUNCH("attention_bf16_dkv");
 }
@@ -469,10 +471,11 @@ void check_shape(const char* what, int heads, int kv_heads, int head_dim) {
 bool attention_bf16_supports_head_dim(int head_dim) { return head_dim == 16 || head_dim == 32 || head_dim == 64; }
 
 void attention_bf16_with_lse(const bf16* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
-                             bf16* out, float* lse, cudaStream_t stream) {
+                             bf16* out, float* lse, cudaStream_t stream, int first_query) {
   check_shape("attention_bf16", heads, kv_heads, head_dim);
+  check_first_query("attention_bf16", first_query, seq_len);
   if (sequences == 0 || seq_len == 0) return;
-  const Layout layout{seq_len, heads, kv_heads};
+  const Layout layout{seq_len, heads, kv_heads, first_query / kBlockRows};
   switch (head_dim) {
     case 16: return launch_forward<16>(qkv, sequences, layout, out, lse, stream);
     case 32: return launch_forward<32>(qkv, sequences, layout, out, lse, stream);

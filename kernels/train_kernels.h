@@ -120,9 +120,13 @@ void embedding_backward(const float* d_rows, const int32_t* order, const int32_t
                         float* d_tok_emb, cudaStream_t stream);
 
 // Causal GQA attention forward as attention() (forward_kernels.h), also writing the log-sum-exp
-// of every (row, head)'s scaled scores into lse [rows, heads] for the backward.
+// of every (row, head)'s scaled scores into lse [rows, heads] for the backward. first_query (0 to
+// seq_len - 1): the queries before it may be left out, their rows of out and lse unwritten (a
+// scoring pass needs the last layer's attention only at the scored positions).
 void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
-                        float* out, float* lse, cudaStream_t stream);
+                        float* out, float* lse, cudaStream_t stream, int first_query = 0);
+// Throws std::invalid_argument unless 0 <= first_query < seq_len (or both are 0).
+void check_first_query(const char* kernel, int first_query, int seq_len);
 
 // The backward of attention: from qkv, the output `out`, lse and d_out [rows, heads * head_dim],
 // writes the gradient of q, k and v into d_qkv (qkv's layout). d_rows_scratch holds rows * heads
@@ -142,7 +146,7 @@ void attention_delta(const __nv_bfloat16* out, const __nv_bfloat16* d_out, int64
 // qkv, out and d_out in bf16; lse, the gradient d_qkv and the softmax and every sum in fp32.
 // head_dim 16, 32 or 64.
 void attention_bf16_with_lse(const __nv_bfloat16* qkv, int sequences, int seq_len, int heads, int kv_heads,
-                             int head_dim, __nv_bfloat16* out, float* lse, cudaStream_t stream);
+                             int head_dim, __nv_bfloat16* out, float* lse, cudaStream_t stream, int first_query = 0);
 void attention_bf16_backward(const __nv_bfloat16* qkv, const __nv_bfloat16* out, const float* lse,
                              const __nv_bfloat16* d_out, int sequences, int seq_len, int heads, int kv_heads,
                              int head_dim, float* d_qkv, float* d_rows_scratch, cudaStream_t stream);

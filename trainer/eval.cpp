@@ -1,5 +1,6 @@
 #include "trainer/eval.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numbers>
@@ -66,6 +67,19 @@ void finish(EvalResult& result, double loss_sum, std::chrono::steady_clock::time
 
 }  // namespace
 
+std::vector<double> last_targets(const std::vector<double>& all, size_t windows, size_t scored) {
+  require(windows > 0 && all.size() % windows == 0 && scored <= all.size() / windows,
+          "last_targets: " + std::to_string(scored) + " targets of each of " + std::to_string(windows) +
+              " windows out of " + std::to_string(all.size()));
+  const size_t length = all.size() / windows;
+  std::vector<double> kept;
+  kept.reserve(windows * scored);
+  for (size_t w = 0; w < windows; ++w)
+    kept.insert(kept.end(), all.begin() + static_cast<std::ptrdiff_t>((w + 1) * length - scored),
+                all.begin() + static_cast<std::ptrdiff_t>((w + 1) * length));
+  return kept;
+}
+
 EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& bytes, int64_t vocab,
                             const EvalOptions& options, size_t windows_per_call, const WindowScorer& score,
                             const ChunkAdapter& adapt) {
@@ -93,13 +107,20 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
     count = 1;  // a batch never spans two chunks
     while (count < batch && first + count < windows.size() && chunk_of(first + count) == chunk_of(first)) ++count;
     std::vector<TokenWindow> spans;
-    for (size_t i = first; i < first + count; ++i)
+    int64_t scored = 0;  // the most targets a window of the batch scores: its windows' last so many
+    for (size_t i = first; i < first + count; ++i) {
       spans.push_back(tokens.subspan(static_cast<size_t>(windows[i].start), static_cast<size_t>(options.seq_len) + 1));
-    const std::vector<double> losses = score(spans);
+      scored = std::max(scored, windows[i].start + options.seq_len - windows[i].first_scored);
+    }
+    const std::vector<double> losses = score(spans, static_cast<size_t>(scored));
+    require(losses.size() == count * static_cast<size_t>(scored),
+            "a window scorer returned " + std::to_string(losses.size()) + " losses for " +
+                std::to_string(count * static_cast<size_t>(scored)) + " targets");
     for (size_t i = 0; i < count; ++i) {
       const Window& w = windows[first + i];
-      count_targets(std::span(losses).subspan(i * options.seq_len + static_cast<size_t>(w.first_scored - w.start)),
-                    tokens, bytes, w.first_scored, w.start + options.seq_len, loss_sum, result);
+      const int64_t unscored = scored - (w.start + options.seq_len - w.first_scored);
+      count_targets(std::span(losses).subspan(i * static_cast<size_t>(scored) + static_cast<size_t>(unscored)), tokens,
+                    bytes, w.first_scored, w.start + options.seq_len, loss_sum, result);
     }
     windows_scored.advance(count);
     const int64_t chunk = chunk_of(first);
@@ -156,7 +177,9 @@ EvalResult evaluate(const Model<T>& model, std::span<const uint16_t> tokens, con
                     const EvalOptions& options) {
   const size_t windows_per_call = 4 * static_cast<size_t>(std::max(options.threads, 1));
   return evaluate_windows(tokens, bytes, model.config().vocab, options, windows_per_call,
-                          [&](std::span<const TokenWindow> windows) { return model.token_losses(windows, options.threads); });
+                          [&](std::span<const TokenWindow> windows, size_t scored) {
+                            return last_targets(model.token_losses(windows, options.threads), windows.size(), scored);
+                          });
 }
 
 template EvalResult evaluate<float>(const Model<float>&, std::span<const uint16_t>, const ByteTable&,

@@ -39,9 +39,13 @@ struct EvalResult {
   double tokens_per_second = 0;  // scored target tokens per second
 };
 
-// Scores windows of seq_len + 1 tokens: the cross-entropy (nats) of every target, window after
-// window (Model::token_losses' contract).
-using WindowScorer = std::function<std::vector<double>(std::span<const TokenWindow> windows)>;
+// Scores windows of seq_len + 1 tokens: the cross-entropy (nats) of each window's last `scored`
+// targets, window after window (a scorer may skip the work only the others need).
+using WindowScorer = std::function<std::vector<double>(std::span<const TokenWindow> windows, size_t scored)>;
+
+// Of `all` (every target of `windows` windows of one length, Model::token_losses' contract), each
+// window's last `scored`: a WindowScorer from a model that scores every target.
+std::vector<double> last_targets(const std::vector<double>& all, size_t windows, size_t scored);
 
 // Trains the scorer's model on chunk `chunk` of `chunks`: tokens are its targets' inputs and the
 // targets (one more token than targets), all of them scored already.

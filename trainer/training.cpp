@@ -81,8 +81,8 @@ class CpuEngine final : public TrainEngine {
     optimizer_step(optimizer_, scale, step, model_.params(), grad_, state_);
     for (auto& [name, g] : named_tensors(grad_)) g->setZero();
   }
-  std::vector<double> token_losses(std::span<const TokenWindow> windows) override {
-    return model_.token_losses(windows, threads_);
+  std::vector<double> token_losses(std::span<const TokenWindow> windows, size_t scored) override {
+    return last_targets(model_.token_losses(windows, threads_), windows.size(), scored);
   }
   size_t windows_per_call() const override { return static_cast<size_t>(std::max(threads_, 1)) * 4; }
   void export_state(TrainState& state) override {
@@ -126,7 +126,7 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     options.seq_len = s.seq_len;
     options.max_sequences = max_tokens / s.seq_len;
     return evaluate_windows(val->tokens, val->bytes, state.config.vocab, options, engine.windows_per_call(),
-                            [&](std::span<const TokenWindow> windows) { return engine.token_losses(windows); });
+                            [&](std::span<const TokenWindow> windows, size_t scored) { return engine.token_losses(windows, scored); });
   };
   bool engine_looping = true;  // engines start with the model's loop on
   while (true) {

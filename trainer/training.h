@@ -56,8 +56,9 @@ class TrainEngine {
   virtual double accumulate(std::span<const TokenWindow> windows, double weight) = 0;
   // One optimizer step with the accumulated gradient (then zeroed); step is 0-based.
   virtual void step(double lr_scale, int64_t step) = 0;
-  // Cross-entropy of every target (Model::token_losses' contract), for validation.
-  virtual std::vector<double> token_losses(std::span<const TokenWindow> windows) = 0;
+  // Cross-entropy of each window's last `scored` targets, window after window (WindowScorer's
+  // contract, trainer/eval.h): validation and evaluation.
+  virtual std::vector<double> token_losses(std::span<const TokenWindow> windows, size_t scored) = 0;
   virtual size_t windows_per_call() const = 0;  // token_losses takes at most this many windows
   // Copies the weights and optimizer state into state.
   virtual void export_state(TrainState& state) = 0;

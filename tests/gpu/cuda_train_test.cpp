@@ -217,7 +217,10 @@ TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   TttSgd cpu_ttt(*cpu_engine, sgd, config.layers, options.seq_len);
   const EvalResult cpu = evaluate_windows(
       tokens, bytes, config.vocab, options, 4,
-      [&](std::span<const TokenWindow> w) { return cpu_model.token_losses(w, 2); }, adapt_with(cpu_ttt));
+      [&](std::span<const TokenWindow> w, size_t scored) {
+        return last_targets(cpu_model.token_losses(w, 2), w.size(), scored);
+      },
+      adapt_with(cpu_ttt));
   TrainState state = initial_train_state(config, 1);
   state.params = start;
   TrainSettings settings = test::tiny_train_settings(1);
@@ -226,13 +229,49 @@ TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   TttSgd gpu_ttt(gpu_trainer, sgd, config.layers, options.seq_len);
   const EvalResult gpu = evaluate_windows(
       tokens, bytes, config.vocab, options, gpu_trainer.windows_per_call(),
-      [&](std::span<const TokenWindow> w) { return gpu_trainer.token_losses(w); }, adapt_with(gpu_ttt));
+      [&](std::span<const TokenWindow> w, size_t scored) { return gpu_trainer.token_losses(w, scored); },
+      adapt_with(gpu_ttt));
   options.adapt_chunk = 0;
   const EvalResult untrained = evaluate_windows(tokens, bytes, config.vocab, options, 4,
-      [&](std::span<const TokenWindow> w) { return Model<float>(config, start).token_losses(w, 2); });
+      [&](std::span<const TokenWindow> w, size_t scored) {
+        return last_targets(Model<float>(config, start).token_losses(w, 2), w.size(), scored);
+      });
   std::printf("  TTT val_loss: cpu %.6f, gpu %.6f (without TTT %.6f)\n", cpu.val_loss, gpu.val_loss, untrained.val_loss);
   EXPECT_NEAR(gpu.val_loss, cpu.val_loss, 1e-4);
   EXPECT_GT(std::abs(cpu.val_loss - untrained.val_loss), 1e-3);
+}
+
+// A sliding eval through the trainer runs the last layer past its K and V on each window's scored
+// rows alone: at seq 300 (those rows start past whole attention tiles), stride 64 (the first window
+// scored whole, the last one short), XSA on the last block, the CPU model's val_loss, fp32 and bf16.
+TEST_F(CudaTrain, SlidingEvalScoresTheScoredRowsAlone) {
+  ModelConfig config = tiny_seed_config();
+  config.xsa_layers = 1;
+  const int seq_len = 300;
+  const std::vector<uint16_t> tokens = test::random_tokens(3 * seq_len + 1, config.vocab, 31);
+  const ByteTable bytes = made_up_bytes(config.vocab);
+  EvalOptions options;
+  options.seq_len = seq_len, options.stride = 64;
+  const ModelParams<float> params = test::random_params<float>(config, 32);
+  const Model<float> model(config, params);
+  const EvalResult cpu = evaluate_windows(tokens, bytes, config.vocab, options, 4,
+                                          [&](std::span<const TokenWindow> w, size_t scored) {
+                                            return last_targets(model.token_losses(w, 2), w.size(), scored);
+                                          });
+  for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    TrainState state = initial_train_state(config, 1);
+    state.params = params;
+    TrainSettings settings;
+    settings.seq_len = seq_len, settings.micro_batch = 4, settings.tokens_per_step = 4 * seq_len;
+    CudaTrainer trainer(state, settings, precision);
+    const EvalResult gpu = evaluate_windows(
+        tokens, bytes, config.vocab, options, trainer.windows_per_call(),
+        [&](std::span<const TokenWindow> w, size_t scored) { return trainer.token_losses(w, scored); });
+    std::printf("  sliding val_loss: cpu %.6f, gpu %s %.6f\n", cpu.val_loss,
+                precision == Precision::kFp32 ? "fp32" : "bf16", gpu.val_loss);
+    EXPECT_EQ(gpu.tokens, cpu.tokens);
+    EXPECT_NEAR(gpu.val_loss, cpu.val_loss, precision == Precision::kFp32 ? 1e-5 : kBf16LossTolerance * cpu.val_loss);
+  }
 }
 
 // Per-document LoRA through the CUDA trainer (fp32, each chunk's window a pass of its own length,

@@ -58,7 +58,7 @@ void expect_qkv_close(const std::string& what, const std::vector<float>& got, co
 }
 
 template <typename T>
-using Forward = void (*)(const T*, int, int, int, int, int, T*, float*, cudaStream_t);
+using Forward = void (*)(const T*, int, int, int, int, int, T*, float*, cudaStream_t, int);
 template <typename T>
 using Backward = void (*)(const T*, const T*, const float*, const T*, int, int, int, int, int, float*, float*,
                           cudaStream_t);
@@ -85,7 +85,7 @@ class CudaAttention : public test::CudaKernelTest {
     auto out = poisoned<T>(s.rows() * s.heads * s.head_dim);
     auto lse = poisoned(s.rows() * s.heads), d_qkv = poisoned(qkv.size());
     forward(d_qkv_in.data(), s.sequences, s.seq_len, s.heads, s.kv_heads, s.head_dim, out.data(), lse.data(),
-            nullptr);
+            nullptr, 0);
     backward(d_qkv_in.data(), out.data(), lse.data(), d_out_in.data(), s.sequences, s.seq_len, s.heads, s.kv_heads,
              s.head_dim, d_qkv.data(), delta.data(), nullptr);
 
@@ -98,7 +98,42 @@ class CudaAttention : public test::CudaKernelTest {
                      twin_attention_backward(qkv, d_out, s.sequences, s.seq_len, s.heads, s.kv_heads, s.head_dim), s,
                      tolerance);
   }
+
+  // The forward from first_query on: each sequence's rows from it on (output and lse) as the twin's.
+  template <typename T>
+  void check_from(const char* kind, Forward<T> forward, const Shape& s, int first_query, double tolerance) {
+    const auto qkv = floats(as<T>(normal(s.rows() * s.width(), 1.5f)));
+    DeviceBuffer<T> d_qkv_in(as<T>(qkv));
+    auto out = poisoned<T>(s.rows() * s.heads * s.head_dim);
+    auto lse = poisoned(s.rows() * s.heads);
+    forward(d_qkv_in.data(), s.sequences, s.seq_len, s.heads, s.kv_heads, s.head_dim, out.data(), lse.data(),
+            nullptr, first_query);
+    std::vector<double> want_lse;
+    const auto want_out = twin_attention(qkv, s.sequences, s.seq_len, s.heads, s.kv_heads, s.head_dim, &want_lse);
+    auto from = [&](const auto& rows, int width) {  // rows [first_query, seq_len) of every sequence
+      std::vector<std::decay_t<decltype(rows[0])>> kept;
+      for (int q = 0; q < s.rows(); ++q)
+        if (q % s.seq_len >= first_query) kept.insert(kept.end(), rows.begin() + q * width, rows.begin() + (q + 1) * width);
+      return kept;
+    };
+    const std::string what = std::string(kind) + " " + s.name() + " from query " + std::to_string(first_query);
+    expect_close(what + " out", from(floats(out.download()), s.heads * s.head_dim), from(want_out, s.heads * s.head_dim),
+                 tolerance);
+    expect_close(what + " lse", from(lse.download(), s.heads), from(want_lse, s.heads), tolerance);
+  }
 };
+
+// A scoring pass's last layer: from a query past one or several whole tiles, and from the last query.
+TEST_F(CudaAttention, ForwardFromAQueryMatchesTheTwin) {
+  const Shape s{2, 300, 8, 4, 64};
+  for (int first_query : {1, 64, 130, 236, 299}) {
+    check_from<float>("fp32", cuda::attention_with_lse, s, first_query, kTolerance);
+    check_from<__nv_bfloat16>("bf16", cuda::attention_bf16_with_lse, s, first_query, kBf16Tolerance);
+  }
+  DeviceBuffer<float> buffer(64 * 3);
+  EXPECT_THROW(cuda::attention_with_lse(buffer.data(), 1, 4, 1, 1, 8, buffer.data(), buffer.data(), nullptr, 4),
+               std::invalid_argument);
+}
 
 TEST_F(CudaAttention, Fp32ForwardAndBackwardMatchTheTwin) {
   const Forward<float> forward = cuda::attention_with_lse;

@@ -142,12 +142,12 @@ TttRun run_ttt(const std::vector<uint16_t>& tokens, int64_t chunk, double lr) {
   const std::span<const uint16_t> stream(tokens);
   run.result = evaluate_windows(
       stream, sp1024().byte_table(), config.vocab, options, 3,
-      [&](std::span<const TokenWindow> windows) {
+      [&](std::span<const TokenWindow> windows, size_t scored) {
         const std::vector<double> losses = model.token_losses(windows, 1);
         for (size_t w = 0; w < windows.size(); ++w)
           for (int t = 0; t < 16; ++t)  // the first window to reach a target is the one that scores it
             run.losses.try_emplace(windows[w].data() - stream.data() + t, losses[w * 16 + t]);
-        return losses;
+        return last_targets(losses, windows.size(), scored);
       },
       [&](int64_t c, int64_t chunks, std::span<const uint16_t> chunk_tokens) {
         EXPECT_EQ(chunk_tokens.data() - stream.data(), c * chunk);  // chunk c's targets, not one more
