@@ -58,35 +58,10 @@ Model<float> evaluation_model(const std::map<std::string, FloatTensor>& tensors,
   return model;
 }
 
-#ifdef PGOLF_HAVE_CUDA
-namespace {
-// The CUDA trainer holding the model's weights, for its forward (and TTT's backward): micro-batches
-// of micro_batch windows of seq_len + 1 tokens.
-CudaTrainer trainer_for(const Model<float>& model, int seq_len, int micro_batch, Precision precision) {
-  TrainState state;
-  state.config = model.config();
-  state.params = model.params();
-  state.optimizer = zero_optimizer_state(state.config);
-  TrainSettings settings;
-  settings.seq_len = seq_len;
-  settings.micro_batch = micro_batch;
-  settings.tokens_per_step = int64_t{micro_batch} * seq_len;
-  return CudaTrainer(state, settings, precision);
-}
-}  // namespace
-#endif
-
 EvalResult evaluate_on(const std::string& device, const Model<float>& model, std::span<const uint16_t> tokens,
                        const ByteTable& bytes, const EvalOptions& options, Precision precision) {
 #ifdef PGOLF_HAVE_CUDA
-  if (device == "cuda" && precision == Precision::kFp32) return evaluate_cuda(model, tokens, bytes, options);
-  if (device == "cuda") {
-    CudaTrainer trainer = trainer_for(model, options.seq_len, std::max(1, 65536 / options.seq_len), precision);
-    return evaluate_windows(tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
-                            [&](std::span<const TokenWindow> windows, size_t scored) {
-                              return trainer.token_losses(windows, scored);
-                            });
-  }
+  if (device == "cuda") return evaluate_cuda(model, tokens, bytes, options, precision);
 #endif
   (void)device, (void)precision;
   return evaluate(model, tokens, bytes, options);
@@ -102,7 +77,7 @@ EvalResult evaluate_ttt_on(const std::string& device, const Model<float>& model,
   };
 #ifdef PGOLF_HAVE_CUDA
   if (device == "cuda") {  // the trainer's forward scores, its backward and an SGD step adapt
-    CudaTrainer trainer = trainer_for(model, options.seq_len, ttt.batch_sequences, precision);
+    CudaTrainer trainer = inference_trainer(model, options.seq_len, ttt.batch_sequences, precision);
     TttSgd sgd(trainer, ttt, model.config().layers, options.seq_len);
     return evaluate_windows(
         tokens, bytes, model.config().vocab, options, trainer.windows_per_call(),
@@ -136,7 +111,7 @@ EvalResult evaluate_lora_ttt_on(const std::string& device, const Model<float>& m
   };
 #ifdef PGOLF_HAVE_CUDA
   if (device == "cuda") {  // one window a pass: the trainer's forward, and its backward to adapt
-    CudaTrainer trainer = trainer_for(model, options.seq_len, 1, precision);
+    CudaTrainer trainer = inference_trainer(model, options.seq_len, 1, precision);
     return run(trainer);
   }
 #endif

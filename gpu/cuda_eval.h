@@ -1,9 +1,8 @@
-// The model's forward pass on a CUDA GPU in fp32 (cuBLAS GEMMs with TF32 off, the kernels of
-// forward_kernels.h), for val_loss and val_bpb, calibration Hessians and sampling: the same numbers
-// as the CPU Model<float> to fp32 rounding, many sequences per launch. Plain C++ interface: no CUDA
-// header needed to use it.
+// The model's GPU forward for val_loss and val_bpb, calibration Hessians and sampling: the CUDA
+// trainer's forward (gpu/cuda_train.h, inference_trainer), many sequences per pass. In fp32 (plain
+// fp32 FMA) it gives the CPU Model<float>'s numbers to fp32 rounding; in bf16 the trainer's tensor
+// core path. Plain C++ interface: no CUDA header needed to use it.
 #pragma once
-#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -11,6 +10,7 @@
 #include "trainer/calibration.h"
 #include "trainer/eval.h"
 #include "trainer/model.h"
+#include "trainer/training.h"
 
 namespace pgolf {
 
@@ -18,43 +18,15 @@ namespace pgolf {
 bool cuda_available();
 std::string cuda_device_name();  // of the device in use, e.g. "NVIDIA H200"
 
-class CudaModel {
- public:
-  // Copies the weights to the GPU and allocates activations for up to max_windows windows of
-  // max_seq_len + 1 tokens. InputError when the model's head_dim has no attention kernel.
-  CudaModel(const Model<float>& model, int max_windows, int max_seq_len);
-  ~CudaModel();
-  CudaModel(const CudaModel&) = delete;
-  CudaModel& operator=(const CudaModel&) = delete;
-
-  // As Model::token_losses: the cross-entropy of every target, window after window. The windows
-  // must all have the same length, at most max_seq_len + 1, and there may be at most max_windows.
-  std::vector<double> token_losses(std::span<const TokenWindow> windows);
-
-  // As Model::observe_inputs summed by InputMoments::add: the forward of the windows (all of their
-  // tokens inputs: one length, at most max_seq_len; at most max_windows of them), adding x xᵀ of
-  // every matrix input and the windows' positions to moments. Precision: each input's sum over
-  // this call's rows is fp32 on the GPU (a cuBLAS GEMM, plain fp32 FMA), then added in double.
-  void add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments);
-
-  // Model::last_logits: softcapped logits [windows, vocab] of the last position of every window
-  // (windows as add_input_moments takes them).
-  Matrix<float> last_logits(std::span<const TokenWindow> windows);
-
- private:
-  struct State;
-  std::unique_ptr<State> state_;
-};
-
 // evaluate() on the GPU: same options (stride included; threads unused), windows and byte counting.
 EvalResult evaluate_cuda(const Model<float>& model, std::span<const uint16_t> tokens, const ByteTable& bytes,
-                         const EvalOptions& options);
+                         const EvalOptions& options, Precision precision = Precision::kFp32);
 
-// input_moments() on the GPU: the same windows, 64K tokens per forward.
+// input_moments() on the GPU (fp32): the same windows, 64K tokens per forward.
 InputMoments input_moments_cuda(const Model<float>& model, std::span<const TokenWindow> windows,
                                 const ProgressReport& progress = {});
 
-// self_generate() with the GPU's logits, up to 64K prefix tokens per forward.
+// self_generate() with the GPU's logits (fp32), up to 64K prefix tokens per forward.
 std::vector<uint16_t> self_generate_cuda(const Model<float>& model, const SamplingOptions& options,
                                          const ProgressReport& progress = {});
 

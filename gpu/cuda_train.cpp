@@ -4,7 +4,6 @@
 #include <cmath>
 #include <map>
 #include <numeric>
-#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -158,6 +157,9 @@ struct CudaTrainer::State {
   size_t mtp_slot = 0;
   DeviceBuffer<float> xsa_d_v;  // XSA's gradient of the value vectors [rows, kv_heads * head_dim]
   DeviceBuffer<double> losses;
+  // Calibration: x xᵀ summed over one forward's rows, per matrix input (matrix_inputs' order); made
+  // on first use.
+  std::vector<DeviceBuffer<float>> moment_sums;
   // Per virtual layer (ModelConfig::block_order, the looped stack's count): the block it runs now and
   // what it keeps.
   std::vector<int> layer_blocks;
@@ -195,9 +197,12 @@ struct CudaTrainer::State {
   float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
 
   void allocate_buffers(Allocation& a, const BufferSizes& sizes);
-  // For a scoring pass, each window's last `scored` targets, one window's after another; for a
-  // backward (no `scored`), all of them and the embedding backward's lists.
-  void upload_windows(std::span<const TokenWindow> windows, std::optional<size_t> scored);
+  // A pass's windows on the device. kBackward: each window's tokens but the last as inputs, all of
+  // its targets, and the embedding backward's lists; kScoring: those inputs and each window's last
+  // `scored` targets, one window's after another; kInputs (calibration, sampling): every token an
+  // input, no targets.
+  enum class Pass { kBackward, kScoring, kInputs };
+  void upload_windows(std::span<const TokenWindow> windows, Pass pass, size_t scored = 0);
   // The logits of each sequence's last `scored` rows (all for a backward), one sequence's after
   // another: the last layer runs past its K and V on those rows alone.
   void forward(int sequences, int scored);
@@ -275,21 +280,23 @@ struct CudaTrainer::State {
 
 // The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
 // that read it for the embedding backward.
-void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, std::optional<size_t> scoring) {
+void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, Pass pass, size_t scored) {
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
           "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
               std::to_string(settings.micro_batch));
-  const size_t size = windows.front().size();
-  require(size >= 2 && size <= static_cast<size_t>(settings.seq_len) + 1,
-          "CudaTrainer: windows of 2 to seq_len + 1 = " + std::to_string(settings.seq_len + 1) + " tokens");
-  const int seq_len = static_cast<int>(size) - 1;
-  const bool for_backward = !scoring;
-  const size_t scored = scoring.value_or(size - 1);
-  require(scored >= 1 && scored <= size - 1, "CudaTrainer: 1 to all of a window's targets scored");
+  const size_t size = windows.front().size(), extra = pass == Pass::kInputs ? 0 : 1;  // the last target
+  require(size >= 1 + extra && size <= static_cast<size_t>(settings.seq_len) + extra,
+          "CudaTrainer: windows of " + std::to_string(1 + extra) + " to " +
+              std::to_string(settings.seq_len + static_cast<int>(extra)) + " tokens");
+  const int seq_len = static_cast<int>(size - extra);
+  const bool for_backward = pass == Pass::kBackward;
+  if (pass != Pass::kScoring) scored = pass == Pass::kBackward ? size - 1 : 0;
+  require(pass != Pass::kScoring || (scored >= 1 && scored <= size - 1),
+          "CudaTrainer: 1 to all of a window's targets scored");
   std::vector<uint16_t> in, out;
   for (const TokenWindow& w : windows) {
     require(w.size() == size, "CudaTrainer: the windows of one pass must have one length");
-    in.insert(in.end(), w.begin(), w.end() - 1);
+    in.insert(in.end(), w.begin(), w.begin() + seq_len);
     out.insert(out.end(), w.end() - static_cast<std::ptrdiff_t>(scored), w.end());
   }
   const auto outside = std::find_if(in.begin(), in.end(), [&](uint16_t t) { return t >= config.vocab; });
@@ -315,7 +322,7 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, st
   if (for_backward) token_lists.upload(in, config.vocab);
 }
 
-// cuda_eval's forward with every activation kept; logits are left for the loss kernels.
+// trainer/model.cpp's forward, every activation kept; logits are left for the loss kernels.
 void CudaTrainer::State::forward(int sequences, int scored) {
   const ModelConfig& c = config;
   const int seq_len = length, d = c.head_dim();
@@ -875,7 +882,7 @@ void CudaTrainer::set_looping(bool on) {
 
 double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weight) {
   State& s = *state_;
-  s.upload_windows(windows, std::nullopt);
+  s.upload_windows(windows, State::Pass::kBackward);
   const int sequences = static_cast<int>(windows.size());
   s.forward(sequences, s.length);
   // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
@@ -957,7 +964,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
 
 std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windows, size_t scored) {
   State& s = *state_;
-  s.upload_windows(windows, scored);
+  s.upload_windows(windows, State::Pass::kScoring, scored);
   const int n = static_cast<int>(windows.size() * scored);
   s.forward(static_cast<int>(windows.size()), static_cast<int>(scored));
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
@@ -970,7 +977,7 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   require(!s.group, "test-time training runs on one GPU");
   require(scored >= 1 && scored < window.size(), "CudaTrainer::score_suffix: 1 to all of the window's targets scored");
   if (!with_gradient) return token_losses(std::span(&window, 1), scored);  // a pass of the window's own length
-  s.upload_windows(std::span(&window, 1), std::nullopt);
+  s.upload_windows(std::span(&window, 1), State::Pass::kBackward);
   s.forward(1, s.length);
   const int rows = s.length, first = rows - static_cast<int>(scored);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
@@ -978,6 +985,70 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   s.backward(1, static_cast<float>(rows) / static_cast<float>(scored), false, first);
   const std::vector<double> losses = s.losses.download(static_cast<size_t>(rows));
   return {losses.begin() + first, losses.end()};
+}
+
+void CudaTrainer::add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments) {
+  State& s = *state_;
+  const ModelConfig& c = s.config;
+  require(s.precision == Precision::kFp32, "CudaTrainer: calibration runs the fp32 forward");
+  require(moments.config().describe() == c.describe(), "CudaTrainer: moments of another model");
+  const std::vector<InputSlot> slots = matrix_inputs(c);
+  if (s.moment_sums.empty())
+    for (const InputSlot& slot : slots)
+      s.moment_sums.emplace_back(static_cast<size_t>(input_dim(c, slot.input)) * input_dim(c, slot.input));
+  s.upload_windows(windows, State::Pass::kInputs);
+  const int sequences = static_cast<int>(windows.size()), rows = sequences * s.length;
+  s.forward(sequences, s.length);
+  // The forward keeps every matrix input [rows, dim]: column-major, its memory is Xᵀ [dim, rows],
+  // so Xᵀ (Xᵀ)ᵀ = XᵀX. A looped block's sum gathers its passes.
+  std::vector<bool> seen(static_cast<size_t>(c.layers), false);
+  auto observe = [&](int block, MatrixInput input, const float* x) {
+    const int dim = input_dim(c, input);
+    const float beta = block >= 0 && seen[static_cast<size_t>(block)] ? 1 : 0;
+    s.gemm(CUBLAS_OP_N, CUBLAS_OP_T, dim, dim, rows, 1, x, dim, x, dim, beta,
+           s.moment_sums[input_index(c, block, input)].data(), dim);
+  };
+  for (int i = 0; i < s.virtual_layers(); ++i) {
+    const int b = s.layer_blocks[i];
+    const BlockActivations& a = s.blocks[i];
+    observe(b, MatrixInput::kAttention, a.attn_in.data());
+    observe(b, MatrixInput::kAttentionOutput, s.proj_input(i).f32);
+    observe(b, MatrixInput::kMlp, a.mlp_in.data());
+    observe(b, MatrixInput::kMlpHidden, a.hidden.data());
+    seen[static_cast<size_t>(b)] = true;
+  }
+  observe(-1, MatrixInput::kHead, s.final_normed.data());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const int dim = input_dim(c, slots[i].input);
+    const std::vector<float> sum = s.moment_sums[i].download();
+    moments.sum(slots[i].block, slots[i].input) += Eigen::Map<const Matrix<float>>(sum.data(), dim, dim).cast<double>();
+  }
+  moments.add_positions(int64_t{rows});
+}
+
+Matrix<float> CudaTrainer::last_logits(std::span<const TokenWindow> windows) {
+  State& s = *state_;
+  s.upload_windows(windows, State::Pass::kInputs);
+  s.forward(static_cast<int>(windows.size()), 1);  // the logits of each window's last row alone
+  const std::vector<float> rows = s.logits.download(windows.size() * static_cast<size_t>(s.config.vocab));
+  // Row-major rows into the column-major matrix, then the softcap as Model<float> applies it.
+  const Matrix<float> logits =
+      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+          rows.data(), static_cast<Eigen::Index>(windows.size()), s.config.vocab);
+  const float cap = static_cast<float>(s.config.logit_softcap);
+  return (cap * (logits.array() / cap).tanh()).matrix();
+}
+
+CudaTrainer inference_trainer(const Model<float>& model, int seq_len, int windows, Precision precision) {
+  TrainState state;
+  state.config = model.config();
+  state.params = model.params();
+  state.optimizer = zero_optimizer_state(state.config);
+  TrainSettings settings;
+  settings.seq_len = seq_len;
+  settings.micro_batch = windows;
+  settings.tokens_per_step = int64_t{windows} * seq_len;
+  return CudaTrainer(state, settings, precision);
 }
 
 namespace {

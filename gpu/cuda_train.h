@@ -1,8 +1,9 @@
-// The trainer on a CUDA GPU: the forward of cuda_eval with every activation kept, the
-// backward of trainer/model.cpp kernel by kernel (train_kernels.h, attention_backward.cu or
-// attention_bf16.cu, cuBLAS GEMMs), and the optimizers of trainer/optimizer.cpp (Newton-Schulz by
-// strided-batched cuBLAS GEMMs, one batch per matrix shape). A TrainEngine,
-// so pgolf train runs the same loop on the CPU or here. Plain C++ interface.
+// The trainer on a CUDA GPU, and the one GPU forward (evaluation, calibration and sampling run it:
+// gpu/cuda_eval.h): trainer/model.cpp's forward kernel by kernel with every activation kept, its
+// backward (train_kernels.h, attention_backward.cu or attention_bf16.cu, cuBLAS GEMMs), and the
+// optimizers of trainer/optimizer.cpp (Newton-Schulz by strided-batched cuBLAS GEMMs, one batch
+// per matrix shape). A TrainEngine, so pgolf train runs the same loop on the CPU or here. Plain C++
+// interface.
 // Data parallel with a RankGroup: the backward of a step's last micro-batch sums each block's
 // gradient over the ranks as soon as the block is done (one bucket per block, on a second stream,
 // overlapping the blocks below); Muon's Newton-Schulz runs on matrix m's owner rank m % ranks
@@ -12,6 +13,8 @@
 #include <string>
 
 #include "gpu/rank_group.h"
+#include "trainer/calibration.h"
+#include "trainer/model.h"
 #include "trainer/training.h"
 #include "trainer/ttt.h"
 
@@ -56,10 +59,22 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   // The gradient accumulated since the last step (for the tests against the CPU model).
   ModelParams<float> gradient() const;
 
+  // Calibration and sampling on the same forward, windows whose every token is an input (one
+  // length, at most seq_len; at most micro_batch of them). add_input_moments: as
+  // Model::observe_inputs summed by InputMoments::add, x xᵀ of every matrix input added to moments
+  // (fp32 only: each sum over this call's rows is a plain fp32 cuBLAS GEMM, then added in double).
+  // last_logits: Model::last_logits, the softcapped logits [windows, vocab] of each last position.
+  void add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments);
+  Matrix<float> last_logits(std::span<const TokenWindow> windows);
+
   struct State;  // public for the adapters of LoRA TTT, which live beside it in cuda_train.cpp
 
  private:
   std::unique_ptr<State> state_;
 };
+
+// The trainer as the model's GPU forward for evaluation, calibration and sampling: model's weights,
+// room for `windows` windows of seq_len tokens a pass, no optimizer state to speak of.
+CudaTrainer inference_trainer(const Model<float>& model, int seq_len, int windows, Precision precision);
 
 }  // namespace pgolf

@@ -1,5 +1,5 @@
-// Causal GQA attention forward in fp32 with an online softmax (no scores in device memory); for
-// training it also keeps each row's log-sum-exp.
+// Causal GQA attention forward in fp32 with an online softmax (no scores in device memory), keeping
+// each row's log-sum-exp for the backward.
 // One block per (sequence, query head, tile of 64 queries), one query per thread: the thread keeps
 // its q and output row in registers while the block stages tiles of keys and values in shared
 // memory; scores are taken 16 keys at a time, so the running max and sum are rescaled once per 16.
@@ -147,11 +147,6 @@ void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads,
     case 64: return launch<64>(qkv, sequences, seq_len, heads, kv_heads, out, lse, first_query, stream);
   }
   throw std::invalid_argument("attention: head_dim " + std::to_string(head_dim) + " is not 8, 16, 32 or 64");
-}
-
-void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim, float* out,
-               cudaStream_t stream) {
-  attention_with_lse(qkv, sequences, seq_len, heads, kv_heads, head_dim, out, nullptr, stream);
 }
 
 }  // namespace pgolf::cuda

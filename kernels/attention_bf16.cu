@@ -20,6 +20,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/forward_kernels.h"
 #include "kernels/train_kernels.h"
 
 namespace pgolf::cuda {

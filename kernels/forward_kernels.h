@@ -69,10 +69,15 @@ inline bool rope_kernels_support(int head_dim, int rotated_dims) {
 
 // Causal attention over `sequences` sequences of seq_len tokens, reading q, k and v from the qkv
 // layout above; query head h reads KV head h / (heads / kv_heads), scores are scaled by
-// 1/sqrt(head_dim). out [rows, heads * head_dim]. head_dim must be 8, 16, 32 or 64.
-void attention(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim, float* out,
-               cudaStream_t stream);
+// 1/sqrt(head_dim). out [rows, heads * head_dim]; lse (may be null) [rows, heads] gets the
+// log-sum-exp of every (row, head)'s scaled scores, for the backward. head_dim must be 8, 16, 32
+// or 64. first_query (0 to seq_len - 1): the queries before it may be left out, their rows of out
+// and lse unwritten (a scoring pass needs the last layer's attention only at the scored positions).
+void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
+                        float* out, float* lse, cudaStream_t stream, int first_query = 0);
 bool attention_supports_head_dim(int head_dim);
+// Throws std::invalid_argument unless 0 <= first_query < seq_len (or both are 0).
+void check_first_query(const char* kernel, int first_query, int seq_len);
 
 // XSA: out[t, h] = y − (y · u) u for each head h of heads_out [rows, heads * head_dim], with u
 // the unit value vector (|v| at least 1e-12) of h's KV group at row t, read from qkv's layout.

@@ -119,15 +119,6 @@ void embedding_backward(const float* d_rows, const int32_t* order, const int32_t
                         const int32_t* token_segments, int64_t segment_count, int vocab, int dim, float* scratch,
                         float* d_tok_emb, cudaStream_t stream);
 
-// Causal GQA attention forward as attention() (forward_kernels.h), also writing the log-sum-exp
-// of every (row, head)'s scaled scores into lse [rows, heads] for the backward. first_query (0 to
-// seq_len - 1): the queries before it may be left out, their rows of out and lse unwritten (a
-// scoring pass needs the last layer's attention only at the scored positions).
-void attention_with_lse(const float* qkv, int sequences, int seq_len, int heads, int kv_heads, int head_dim,
-                        float* out, float* lse, cudaStream_t stream, int first_query = 0);
-// Throws std::invalid_argument unless 0 <= first_query < seq_len (or both are 0).
-void check_first_query(const char* kernel, int first_query, int seq_len);
-
 // The backward of attention: from qkv, the output `out`, lse and d_out [rows, heads * head_dim],
 // writes the gradient of q, k and v into d_qkv (qkv's layout). d_rows_scratch holds rows * heads
 // floats.
@@ -142,7 +133,7 @@ void attention_delta(const float* out, const float* d_out, int64_t items, int he
 void attention_delta(const __nv_bfloat16* out, const __nv_bfloat16* d_out, int64_t items, int head_dim, float* delta,
                      cudaStream_t stream);
 
-// The same attention forward and backward on bf16 tensor cores (attention_bf16.cu), same layouts:
+// The attention forward (attention_with_lse, forward_kernels.h) and its backward on bf16 tensor cores (attention_bf16.cu), same layouts:
 // qkv, out and d_out in bf16; lse, the gradient d_qkv and the softmax and every sum in fp32.
 // head_dim 16, 32 or 64.
 void attention_bf16_with_lse(const __nv_bfloat16* qkv, int sequences, int seq_len, int heads, int kv_heads,

@@ -1,6 +1,6 @@
 // Calibration statistics for Hessian-aware quantization: for every matrix the compressor quantizes,
 // H = XᵀX / n over the rows x of its input on n token positions, as the reference forward makes them
-// (Model::observe_inputs; CudaModel::add_input_moments is held to it), on the first tokens of a
+// (Model::observe_inputs; CudaTrainer::add_input_moments is held to it), on the first tokens of a
 // train split or on text the model samples itself. pgolf calibrate and pgolf train --calibrate
 // write the file; quant/calibration.h reads it.
 //

@@ -1,5 +1,6 @@
-// The whole GPU forward (CudaModel) and evaluate_cuda against the CPU reference Model<float>:
-// per-token losses, and val_loss/val_bpb with their token and byte counts. Skipped without a GPU.
+// The GPU forward (the CUDA trainer's, fp32: inference_trainer) and evaluate_cuda against the CPU
+// reference Model<float>: per-token losses, and val_loss/val_bpb with their token and byte counts;
+// calibration's moments and sampling's logits. Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #ifdef PGOLF_HAVE_CUDA
@@ -12,6 +13,7 @@
 #include "artifact/load.h"
 #include "data/shards.h"
 #include "gpu/cuda_eval.h"
+#include "gpu/cuda_train.h"
 #include "support/test_support.h"
 
 namespace pgolf {
@@ -94,14 +96,15 @@ TEST(CudaAvailability, AnswersWithoutThrowing) { EXPECT_NO_THROW(cuda_available(
 TEST_F(CudaEval, TinyModelTokenLossesMatchCpu) {
   const Model<float> model = random_tiny_model(rng_);
   const int seq_len = 16;
-  CudaModel gpu(model, 2, seq_len);
+  CudaTrainer gpu = inference_trainer(model, seq_len, 2, Precision::kFp32);
   const auto a = random_tokens(seq_len + 1, 64, rng_), b = random_tokens(seq_len + 1, 64, rng_);
   const std::vector<TokenWindow> two{a, b}, one{b};
-  expect_losses_close("tiny, 2 x 16", gpu.token_losses(two), model.token_losses(two, 1));
-  // Fewer and shorter windows than it was made for.
+  expect_losses_close("tiny, 2 x 16", gpu.token_losses(two, seq_len), model.token_losses(two, 1));
+  // Fewer and shorter windows than it was made for; the last 5 targets alone.
   const std::vector<TokenWindow> short_one{TokenWindow(a).first(9)};
-  expect_losses_close("tiny, 1 x 16", gpu.token_losses(one), model.token_losses(one, 1));
-  expect_losses_close("tiny, 1 x 8", gpu.token_losses(short_one), model.token_losses(short_one, 1));
+  expect_losses_close("tiny, 1 x 16", gpu.token_losses(one, seq_len), model.token_losses(one, 1));
+  expect_losses_close("tiny, 1 x 8", gpu.token_losses(short_one, 8), model.token_losses(short_one, 1));
+  expect_losses_close("tiny, 2 x 16, last 5", gpu.token_losses(two, 5), last_targets(model.token_losses(two, 1), 2, 5));
 }
 
 // The seed's techniques: head_dim 16 (2 heads / 1 KV head) with RoPE on 8 of it, each SmearGate,
@@ -113,11 +116,11 @@ TEST_F(CudaEval, TinySeedModelTokenLossesMatchCpu) {
     c.bigram_buckets = 64, c.bigram_dim = 16, c.xsa_layers = 2;
     const Model<float> model = random_model(c, rng_);
     const int seq_len = 16;
-    CudaModel gpu(model, 2, seq_len);
+    CudaTrainer gpu = inference_trainer(model, seq_len, 2, Precision::kFp32);
     auto a = random_tokens(seq_len + 1, 64, rng_), b = random_tokens(seq_len + 1, 64, rng_);
     a[6] = b[3] = kBosToken;
     const std::vector<TokenWindow> two{a, b};
-    expect_losses_close("tiny seed model, SmearGate " + smear_gate_name(gate), gpu.token_losses(two),
+    expect_losses_close("tiny seed model, SmearGate " + smear_gate_name(gate), gpu.token_losses(two, seq_len),
                         model.token_losses(two, 1));
   }
 }
@@ -151,9 +154,9 @@ TEST_F(CudaEval, TinyModelEvalMatchesCpuPlainAndSliding) {
 TEST_F(CudaEval, Base9TwoSequencesMatchCpu) {
   const auto tokens = sample_val_tokens();
   const std::vector<TokenWindow> windows{tokens.subspan(0, 1025), tokens.subspan(1024, 1025)};
-  CudaModel gpu(base9(), 2, 1024);
+  CudaTrainer gpu = inference_trainer(base9(), 1024, 2, Precision::kFp32);
   const int threads = static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  expect_losses_close("base9, 2 x 1024", gpu.token_losses(windows), base9().token_losses(windows, threads));
+  expect_losses_close("base9, 2 x 1024", gpu.token_losses(windows, 1024), base9().token_losses(windows, threads));
 }
 
 // The reference evaluator's fp32 numbers on the first 64 sequences (shared/checkpoints/base9/README.md).
@@ -190,7 +193,7 @@ TEST_F(CudaCalibration, TinyModelMomentsAndLogitsMatchCpu) {
   const Model<float> model = random_tiny_model(rng_);
   const auto tokens = random_tokens(5 * 16, 64, rng_);
   const std::vector<TokenWindow> windows = calibration_windows(tokens, 16);
-  CudaModel gpu(model, 5, 16);
+  CudaTrainer gpu = inference_trainer(model, 16, 5, Precision::kFp32);
   InputMoments moments(model.config());
   gpu.add_input_moments(windows, moments);
   expect_moments_close("tiny, 5 x 16", moments, input_moments(model, windows, 1), 1e-5);
@@ -209,10 +212,11 @@ TEST_F(CudaCalibration, TinyLoopedModelMatchesCpu) {
   shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 2;
   for (const ModelConfig& c : {range, shared}) {
     const Model<float> model = random_model(c, rng_);
-    CudaModel gpu(model, 2, 17);
-    const auto tokens = random_tokens(2 * 17, 64, rng_);
-    const std::vector<TokenWindow> windows = calibration_windows(tokens, 17);
-    expect_losses_close(c.describe(), gpu.token_losses(windows), model.token_losses(windows, 1));
+    CudaTrainer gpu = inference_trainer(model, 17, 2, Precision::kFp32);
+    const auto tokens = random_tokens(2 * 17 + 1, 64, rng_);
+    const std::vector<TokenWindow> windows = calibration_windows(std::span(tokens).first(2 * 17), 17);
+    const std::vector<TokenWindow> scored{std::span(tokens).first(18), std::span(tokens).subspan(17, 18)};
+    expect_losses_close(c.describe(), gpu.token_losses(scored, 17), model.token_losses(scored, 1));
     InputMoments moments(c);
     gpu.add_input_moments(windows, moments);
     expect_moments_close(c.describe(), moments, input_moments(model, windows, 1), 1e-5);

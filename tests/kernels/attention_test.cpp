@@ -8,6 +8,7 @@
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
+#include "kernels/forward_kernels.h"
 #include "kernels/train_kernels.h"
 
 namespace pgolf {

@@ -182,26 +182,6 @@ TEST_F(CudaKernels, QkNormRope) {
   }
 }
 
-TEST_F(CudaKernels, Attention) {
-  struct Case {
-    int sequences, seq_len, heads, kv_heads, head_dim;
-  };
-  // Sequences of one partial tile, of several with a partial last one, and base9's heads.
-  for (const Case& c : {Case{2, 100, 4, 2, 8}, Case{2, 100, 4, 2, 16}, Case{3, 41, 4, 4, 32}, Case{2, 100, 4, 2, 64},
-                        Case{1, 300, 8, 4, 64}}) {
-    const int rows = c.sequences * c.seq_len;
-    // Scores with a standard deviation near 2: softmax weights far from uniform and from one-hot.
-    const auto qkv = normal(rows * (c.heads + 2 * c.kv_heads) * c.head_dim, 1.5f);
-    DeviceBuffer<float> d_qkv(qkv);
-    auto out = poisoned(rows * c.heads * c.head_dim);
-    cuda::attention(d_qkv.data(), c.sequences, c.seq_len, c.heads, c.kv_heads, c.head_dim, out.data(), nullptr);
-    expect_close("attention " + std::to_string(c.sequences) + "x" + std::to_string(c.seq_len) + ", heads " +
-                     std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + ", head_dim " +
-                     std::to_string(c.head_dim),
-                 out.download(), twin_attention(qkv, c.sequences, c.seq_len, c.heads, c.kv_heads, c.head_dim));
-  }
-}
-
 TEST_F(CudaKernels, SoftcapCrossEntropy) {
   const int rows = 50, vocab = 1000;
   const float cap = 30.f;
