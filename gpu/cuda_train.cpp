@@ -311,7 +311,7 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, Pa
   inputs.upload(in);
   targets.upload(out);
   length = seq_len;
-  if (config.mtp_heads > 0) {
+  if (for_backward && config.mtp_heads > 0) {  // the heads' targets, for their backward
     std::vector<uint16_t> shifted(out.size() * static_cast<size_t>(config.mtp_heads), 0);
     const size_t n = out.size(), window = static_cast<size_t>(seq_len);
     for (size_t i = 0; i < static_cast<size_t>(config.mtp_heads); ++i)
