@@ -204,8 +204,10 @@ struct CudaTrainer::State {
   enum class Pass { kBackward, kScoring, kInputs };
   void upload_windows(std::span<const TokenWindow> windows, Pass pass, size_t scored = 0);
   // The logits of each sequence's last `scored` rows (all for a backward), one sequence's after
-  // another: the last layer runs past its K and V on those rows alone.
-  void forward(int sequences, int scored);
+  // another: the last layer runs past its K and V on those rows alone. A pass for no backward in
+  // bf16 mode also has its GEMMs write bf16 (into the backward's scratch, as torch's autocast
+  // does), read by the kernels after them: fewer bytes where the pass's time goes.
+  void forward(int sequences, int scored, bool for_backward);
   // first_scored > 0 (one sequence: LoRA TTT's chunk): the rows before it get no gradient.
   void backward(int sequences, float loss_weight, bool sum_over_ranks, int first_scored = 0);
   // Sums grads[slots first .. last] over the ranks on comm_stream, after the work queued so far.
@@ -323,10 +325,13 @@ void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, Pa
 }
 
 // trainer/model.cpp's forward, every activation kept; logits are left for the loss kernels.
-void CudaTrainer::State::forward(int sequences, int scored) {
+void CudaTrainer::State::forward(int sequences, int scored, bool for_backward) {
   const ModelConfig& c = config;
   const int seq_len = length, d = c.head_dim();
   int n = sequences * seq_len;  // the rows each kernel runs on: all, then the scored ones
+  // Where a GEMM's output goes: its fp32 buffer, or (bf16 scoring) the bf16 scratch the next kernel reads.
+  const bool bf16_outputs = bf16() && !for_backward;
+  __nv_bfloat16* const out16 = d_rounded.data();
   const int qkv_width = (c.heads + 2 * c.kv_heads) * d, encoders = c.encoder_layers();
   const bool bigram = c.bigram_buckets > 0;
   if (bigram) {  // kept in fp32 in every mode: a small GEMM
@@ -357,21 +362,32 @@ void CudaTrainer::State::forward(int sequences, int scored) {
       cuda::scaled_sum(a.x_in, bp(b, kResidMix), x0.data(), bp(b, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
                        stream);
     });
-    cuda::linear(gemm, attn_in, weight(b, kCq), n, c.dim, qkv_width, a.qkv_raw.data());
+    // GEMM `in` -> out columns, then `next` reading its output: fp32 buffer `kept`, or the bf16 scratch.
+    auto gemm_then = [&](cuda::Operand in, cuda::Operand w, int in_width, int out_width, DeviceBuffer<float>& kept,
+                         auto&& next) {
+      if (bf16_outputs) {
+        cuda::linear(gemm, in, w, n, in_width, out_width, out16);
+        next(static_cast<const __nv_bfloat16*>(out16));
+      } else {
+        cuda::linear(gemm, in, w, n, in_width, out_width, kept.data());
+        next(static_cast<const float*>(kept.data()));
+      }
+    };
+    gemm_then(attn_in, weight(b, kCq), c.dim, qkv_width, a.qkv_raw, [&](const auto* raw) {
+      produce(a.qkv, h.qkv, [&](auto* out) {
+        cuda::qk_norm_rope(raw, n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(), rope_sin.data(),
+                           bp(b, kQGain), out, stream);
+      });
+    });
     // The last layer's queries before the scored rows feed nothing scored.
     const bool last = i + 1 == virtual_layers();
     const int first_query = last ? seq_len - scored : 0;
-    if (bf16()) {
-      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
-                         rope_sin.data(), bp(b, kQGain), h.qkv.data(), stream);
+    if (bf16())
       cuda::attention_bf16_with_lse(h.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, h.heads_out.data(),
                                     a.lse.data(), stream, first_query);
-    } else {
-      cuda::qk_norm_rope(a.qkv_raw.data(), n, seq_len, c.heads, c.kv_heads, d, c.rotated_dims(), rope_cos.data(),
-                         rope_sin.data(), bp(b, kQGain), a.qkv.data(), stream);
+    else
       cuda::attention_with_lse(a.qkv.data(), sequences, seq_len, c.heads, c.kv_heads, d, a.heads_out.data(),
                                a.lse.data(), stream, first_query);
-    }
     if (c.xsa_on(b))
       produce(a.xsa_out, h.xsa_out, [&](auto* out) {
         if (bf16())
@@ -387,21 +403,25 @@ void CudaTrainer::State::forward(int sequences, int scored) {
       mixed = pack_rows(t1.data(), mixed, sequences, first_query, c.dim);
       n = sequences * scored;
     }
-    cuda::linear(gemm, heads, weight(b, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
-    const cuda::Operand mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
-      cuda::scaled_sum(mixed, nullptr, a.attn_out.data(), bp(b, kAttnScale), n, c.dim, a.after_attn.data(), out,
-                       stream);
+    cuda::Operand mlp_in{nullptr};
+    gemm_then(heads, weight(b, kAttnProj), c.heads * d, c.dim, a.attn_out, [&](const auto* attn_out) {
+      mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
+        cuda::scaled_sum(mixed, nullptr, attn_out, bp(b, kAttnScale), n, c.dim, a.after_attn.data(), out, stream);
+      });
     });
-    cuda::linear(gemm, mlp_in, weight(b, kMlpFc), n, c.dim, c.mlp_hidden, a.fc_out.data());
-    const cuda::Operand hidden = produce(a.hidden, h.hidden, [&](auto* out) {
-      cuda::leaky_relu_square(a.fc_out.data(), int64_t{n} * c.mlp_hidden, static_cast<float>(c.mlp_negative_slope), out,
-                              stream);
+    cuda::Operand hidden{nullptr};
+    gemm_then(mlp_in, weight(b, kMlpFc), c.dim, c.mlp_hidden, a.fc_out, [&](const auto* fc_out) {
+      hidden = produce(a.hidden, h.hidden, [&](auto* out) {
+        cuda::leaky_relu_square(fc_out, int64_t{n} * c.mlp_hidden, static_cast<float>(c.mlp_negative_slope), out,
+                                stream);
+      });
     });
-    cuda::linear(gemm, hidden, weight(b, kMlpProj), n, c.mlp_hidden, c.dim, a.mlp_out.data());
     // x_out; after the last block, the final norm in the same pass.
-    produce(final_normed, final16, [&](auto* out) {
-      cuda::scaled_sum(a.after_attn.data(), nullptr, a.mlp_out.data(), bp(b, kMlpScale), n, c.dim, a.x_out.data(),
-                       last ? out : nullptr, stream);
+    gemm_then(hidden, weight(b, kMlpProj), c.mlp_hidden, c.dim, a.mlp_out, [&](const auto* mlp_out) {
+      produce(final_normed, final16, [&](auto* out) {
+        cuda::scaled_sum(a.after_attn.data(), nullptr, mlp_out, bp(b, kMlpScale), n, c.dim, a.x_out.data(),
+                         last ? out : nullptr, stream);
+      });
     });
   }
   cuda::linear(gemm, kept(final_normed, final16), weight(0), n, c.dim, c.vocab, logits.data());
@@ -884,7 +904,7 @@ double CudaTrainer::accumulate(std::span<const TokenWindow> windows, double weig
   State& s = *state_;
   s.upload_windows(windows, State::Pass::kBackward);
   const int sequences = static_cast<int>(windows.size());
-  s.forward(sequences, s.length);
+  s.forward(sequences, s.length, true);
   // The step's last micro-batch (the loop in training.cpp runs local_micro_batches per step).
   const bool last = s.group && ++s.micro_batches_seen == s.local_micro_batches;
   s.backward(sequences, static_cast<float>(weight), last);
@@ -966,7 +986,7 @@ std::vector<double> CudaTrainer::token_losses(std::span<const TokenWindow> windo
   State& s = *state_;
   s.upload_windows(windows, State::Pass::kScoring, scored);
   const int n = static_cast<int>(windows.size() * scored);
-  s.forward(static_cast<int>(windows.size()), static_cast<int>(scored));
+  s.forward(static_cast<int>(windows.size()), static_cast<int>(scored), false);
   cuda::softcap_cross_entropy(s.logits.data(), s.targets.data(), n, s.config.vocab,
                               static_cast<float>(s.config.logit_softcap), s.losses.data(), s.stream);
   return s.losses.download(static_cast<size_t>(n));
@@ -978,7 +998,7 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   require(scored >= 1 && scored < window.size(), "CudaTrainer::score_suffix: 1 to all of the window's targets scored");
   if (!with_gradient) return token_losses(std::span(&window, 1), scored);  // a pass of the window's own length
   s.upload_windows(std::span(&window, 1), State::Pass::kBackward);
-  s.forward(1, s.length);
+  s.forward(1, s.length, true);
   const int rows = s.length, first = rows - static_cast<int>(scored);
   PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
   // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
@@ -998,7 +1018,7 @@ void CudaTrainer::add_input_moments(std::span<const TokenWindow> windows, InputM
       s.moment_sums.emplace_back(static_cast<size_t>(input_dim(c, slot.input)) * input_dim(c, slot.input));
   s.upload_windows(windows, State::Pass::kInputs);
   const int sequences = static_cast<int>(windows.size()), rows = sequences * s.length;
-  s.forward(sequences, s.length);
+  s.forward(sequences, s.length, false);
   // The forward keeps every matrix input [rows, dim]: column-major, its memory is Xᵀ [dim, rows],
   // so Xᵀ (Xᵀ)ᵀ = XᵀX. A looped block's sum gathers its passes.
   std::vector<bool> seen(static_cast<size_t>(c.layers), false);
@@ -1029,7 +1049,7 @@ void CudaTrainer::add_input_moments(std::span<const TokenWindow> windows, InputM
 Matrix<float> CudaTrainer::last_logits(std::span<const TokenWindow> windows) {
   State& s = *state_;
   s.upload_windows(windows, State::Pass::kInputs);
-  s.forward(static_cast<int>(windows.size()), 1);  // the logits of each window's last row alone
+  s.forward(static_cast<int>(windows.size()), 1, false);  // the logits of each window's last row alone
   const std::vector<float> rows = s.logits.download(windows.size() * static_cast<size_t>(s.config.vocab));
   // Row-major rows into the column-major matrix, then the softcap as Model<float> applies it.
   const Matrix<float> logits =

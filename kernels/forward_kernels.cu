@@ -84,8 +84,8 @@ __global__ void smear_kernel(const float* x, const float* gate, int64_t rows, in
 }
 
 // One warp per row; the sum stays in registers for the norm.
-template <int kVectors, typename T>
-__global__ void scaled_sum_kernel(const float* x, const float* x_scale, const float* y, const float* y_scale,
+template <int kVectors, typename Y, typename T>
+__global__ void scaled_sum_kernel(const float* x, const float* x_scale, const Y* y, const float* y_scale,
                                   int64_t rows, int dim, float* out, T* normed) {
   const int64_t row = warp_item();
   if (row >= rows) return;
@@ -104,15 +104,15 @@ __global__ void scaled_sum_kernel(const float* x, const float* x_scale, const fl
   if (normed) warp_write_normed(v, sum_sq, dim, normed + base);
 }
 
-template <typename T>
-__global__ void leaky_relu_square_kernel(const float* x, int64_t count, float slope, T* out) {
+template <typename In, typename T>
+__global__ void leaky_relu_square_kernel(const In* x, int64_t count, float slope, T* out) {
   grid_stride_by_4(
       count, [&](int64_t i) { const float4 p = leaky4(load4(x + i), slope); store4(out + i, p * p); },
-      [&](int64_t i) { const float p = leaky(x[i], slope); put(out + i, p * p); });
+      [&](int64_t i) { const float p = leaky(to_float(x[i]), slope); put(out + i, p * p); });
 }
 
-template <typename T>
-__global__ void qk_norm_rope_kernel(const float* raw, int rows, int rows_per_block, int seq_len, int heads,
+template <typename In, typename T>
+__global__ void qk_norm_rope_kernel(const In* raw, int rows, int rows_per_block, int seq_len, int heads,
                                     int kv_heads, int head_dim, int rotated_dims, const float* rope_cos,
                                     const float* rope_sin, const float* q_gain, T* qkv) {
   const RopeLane l = rope_lane(rows, rows_per_block, heads + 2 * kv_heads, head_dim);
@@ -182,8 +182,8 @@ void smear(const float* x, const float* gate, int64_t rows, int seq_len, int dim
   PGOLF_CUDA_CHECK_LAUNCH("smear");
 }
 
-template <typename T>
-void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows, int dim,
+template <typename Y, typename T>
+void scaled_sum(const float* x, const float* x_scale, const Y* y, const float* y_scale, int64_t rows, int dim,
                 float* out, T* normed, cudaStream_t stream) {
   if (rows == 0) return;
   with_row_vectors("scaled_sum", dim, [&](auto vectors) {
@@ -197,18 +197,24 @@ template void scaled_sum(const float*, const float*, const float*, const float*,
                          cudaStream_t);
 template void scaled_sum(const float*, const float*, const float*, const float*, int64_t, int, float*,
                          __nv_bfloat16*, cudaStream_t);
+template void scaled_sum(const float*, const float*, const __nv_bfloat16*, const float*, int64_t, int, float*,
+                         float*, cudaStream_t);
+template void scaled_sum(const float*, const float*, const __nv_bfloat16*, const float*, int64_t, int, float*,
+                         __nv_bfloat16*, cudaStream_t);
 
-template <typename T>
-void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* out, cudaStream_t stream) {
+template <typename In, typename T>
+void leaky_relu_square(const In* x, int64_t count, float negative_slope, T* out, cudaStream_t stream) {
   if (count == 0) return;
   leaky_relu_square_kernel<<<vector_blocks(count), kThreadsPerBlock, 0, stream>>>(x, count, negative_slope, out);
   PGOLF_CUDA_CHECK_LAUNCH("leaky_relu_square");
 }
 template void leaky_relu_square(const float*, int64_t, float, float*, cudaStream_t);
 template void leaky_relu_square(const float*, int64_t, float, __nv_bfloat16*, cudaStream_t);
+template void leaky_relu_square(const __nv_bfloat16*, int64_t, float, float*, cudaStream_t);
+template void leaky_relu_square(const __nv_bfloat16*, int64_t, float, __nv_bfloat16*, cudaStream_t);
 
-template <typename T>
-void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
+template <typename In, typename T>
+void qk_norm_rope(const In* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream) {
   if (rows == 0) return;
   const RopeLaunch launch = rope_launch("qk_norm_rope", rows, heads, kv_heads, head_dim, rotated_dims);
@@ -221,6 +227,10 @@ template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const
                            float*, cudaStream_t);
 template void qk_norm_rope(const float*, int64_t, int, int, int, int, int, const float*, const float*, const float*,
                            __nv_bfloat16*, cudaStream_t);
+template void qk_norm_rope(const __nv_bfloat16*, int64_t, int, int, int, int, int, const float*, const float*,
+                           const float*, float*, cudaStream_t);
+template void qk_norm_rope(const __nv_bfloat16*, int64_t, int, int, int, int, int, const float*, const float*,
+                           const float*, __nv_bfloat16*, cudaStream_t);
 
 template <typename In, typename Out>
 void xsa(const In* heads_out, const In* qkv, int64_t rows, int heads, int kv_heads, int head_dim, Out* out,

@@ -35,22 +35,25 @@ void smear_v2(const float* x, const float* w, int window, const float* lambda, c
 // 2048 (a warp holds a row in registers, 16 bytes per access), and 16-byte aligned rows.
 inline bool row_kernels_support_dim(int dim) { return dim > 0 && dim % 4 == 0 && dim <= 2048; }
 
+// Inputs marked Y or In are float, or __nv_bfloat16 with a bf16 T (a scoring pass's branch outputs,
+// which its GEMMs write in bf16 as torch's autocast does).
+
 // out = x_scale * x + y_scale * y per channel (scales [dim]; x_scale null: 1), and with `normed`
 // also normed = rms_norm(out), in one pass: a block's resid_mix (x_scale = mix[0], y = x0,
 // y_scale = mix[1]) and the norm after it, its scaled residual adds (x_scale null) and the norms
 // after them, the U-Net skip adds. out may be x or y.
-template <typename T>
-void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows, int dim,
+template <typename Y, typename T>
+void scaled_sum(const float* x, const float* x_scale, const Y* y, const float* y_scale, int64_t rows, int dim,
                 float* out, T* normed, cudaStream_t stream);
 inline void scaled_sum(const float* x, const float* x_scale, const float* y, const float* y_scale, int64_t rows,
                        int dim, float* out, cudaStream_t stream) {
-  scaled_sum<float>(x, x_scale, y, y_scale, rows, dim, out, nullptr, stream);
+  scaled_sum<float, float>(x, x_scale, y, y_scale, rows, dim, out, nullptr, stream);
 }
 
 // out = leaky_relu(x)^2 = (max(x, 0) + negative_slope · min(x, 0))^2, elementwise (out may be x);
 // relu(x)^2 at slope 0.
-template <typename T>
-void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* out, cudaStream_t stream);
+template <typename In, typename T>
+void leaky_relu_square(const In* x, int64_t count, float negative_slope, T* out, cudaStream_t stream);
 
 // The fused projection's output, raw [rows, (heads + 2 * kv_heads) * head_dim], holds per token
 // the q heads, then the k heads, then the v heads. qkv (same layout; may be raw) = per-head
@@ -59,8 +62,8 @@ void leaky_relu_square(const float* x, int64_t count, float negative_slope, T* o
 // copied. head_dim 8, 16, 32, 64, 128 or 256. Partial RoPE: only the first rotated_dims dims of each
 // head turn, pairs (j, rotated_dims / 2 + j); rotated_dims is head_dim or a multiple of 8 below it,
 // and the table's columns from rotated_dims / 2 on are cos 1, sin 0 (rope_table makes them so).
-template <typename T>
-void qk_norm_rope(const float* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
+template <typename In, typename T>
+void qk_norm_rope(const In* raw, int64_t rows, int seq_len, int heads, int kv_heads, int head_dim, int rotated_dims,
                   const float* rope_cos, const float* rope_sin, const float* q_gain, T* qkv, cudaStream_t stream);
 // Whether qk_norm_rope and its backward take rotated_dims of head_dim.
 inline bool rope_kernels_support(int head_dim, int rotated_dims) {

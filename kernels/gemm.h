@@ -51,8 +51,9 @@ struct Gemm {
   }
 };
 
-// y[rows, out] = x[rows, in] w^T
-inline void linear(const Gemm& gemm, Operand x, Operand w, int rows, int in, int out, float* y) {
+// y[rows, out] = x[rows, in] w^T; Out float, or __nv_bfloat16 from bf16 operands.
+template <typename Out>
+void linear(const Gemm& gemm, Operand x, Operand w, int rows, int in, int out, Out* y) {
   gemm(CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, 1, w, in, x, in, 0, y, out);
 }
 

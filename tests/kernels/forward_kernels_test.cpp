@@ -131,6 +131,16 @@ TEST_F(CudaKernels, ScaledSumAndItsNorm) {
       expect_close(what + ": in place of x", over_x.download(), want);
       cuda::scaled_sum(d_x.data(), xs, over_y.data(), d_y_scale.data(), rows, dim, over_y.data(), nullptr);
       expect_close(what + ": in place of y", over_y.download(), want);
+      // y in bf16 (a scoring pass's branch output): the twin on y rounded.
+      const std::vector<__nv_bfloat16> y16 = bf16_values(y);
+      const DeviceBuffer<__nv_bfloat16> d_y16(y16);
+      const std::vector<double> want16 =
+          twin_scaled_sum(x, identity ? std::vector<float>{} : x_scale, floats(y16), y_scale, dim);
+      cuda::scaled_sum(d_x.data(), xs, d_y16.data(), d_y_scale.data(), rows, dim, out.data(), normed16.data(), nullptr);
+      expect_close(what + ": y in bf16", out.download(), want16);
+      cuda::scaled_sum(d_x.data(), xs, d_y16.data(), d_y_scale.data(), rows, dim, out.data(), normed.data(), nullptr);
+      std::vector<float> sum16(want16.begin(), want16.end());
+      expect_close(what + ": y in bf16, rms_norm", normed.download(), twin_rms_norm(sum16, rows, dim));
     }
   }
   DeviceBuffer<float> small(static_cast<size_t>(4 * 70));
@@ -152,6 +162,13 @@ TEST_F(CudaKernels, LeakyReluSquare) {
     expect_close(what + " to bf16", floats(out16.download()), twin_leaky_relu_square(x, slope), kBf16RoundingTolerance);
     cuda::leaky_relu_square(d_x.data(), count, slope, d_x.data(), nullptr);
     expect_close(what + " in place", d_x.download(), twin_leaky_relu_square(x, slope));
+    const std::vector<__nv_bfloat16> x16 = bf16_values(x);  // a bf16 input: the twin on x rounded
+    const DeviceBuffer<__nv_bfloat16> d_x16(x16);
+    cuda::leaky_relu_square(d_x16.data(), count, slope, out.data(), nullptr);
+    cuda::leaky_relu_square(d_x16.data(), count, slope, out16.data(), nullptr);
+    expect_close(what + " from bf16", out.download(), twin_leaky_relu_square(floats(x16), slope));
+    expect_close(what + " bf16 to bf16", floats(out16.download()), twin_leaky_relu_square(floats(x16), slope),
+                 kBf16RoundingTolerance);
   }
 }
 
@@ -178,6 +195,16 @@ TEST_F(CudaKernels, QkNormRope) {
       expect_close(what + " to bf16", floats(out16.download()), want, kBf16RoundingTolerance);
       run(d_qkv.data());
       expect_close(what + " in place", d_qkv.download(), want);
+      const std::vector<__nv_bfloat16> qkv16 = bf16_values(qkv);  // a bf16 input: the twin on it rounded
+      const DeviceBuffer<__nv_bfloat16> d_qkv16(qkv16);
+      const auto want16 = twin_qk_norm_rope(floats(qkv16), rows, seq_len, heads, kv_heads, head_dim, rotated, rope.cos,
+                                            rope.sin, q_gain);
+      cuda::qk_norm_rope(d_qkv16.data(), rows, seq_len, heads, kv_heads, head_dim, rotated, d_cos.data(), d_sin.data(),
+                         d_gain.data(), out.data(), nullptr);
+      expect_close(what + " from bf16", out.download(), want16);
+      cuda::qk_norm_rope(d_qkv16.data(), rows, seq_len, heads, kv_heads, head_dim, rotated, d_cos.data(), d_sin.data(),
+                         d_gain.data(), out16.data(), nullptr);
+      expect_close(what + " bf16 to bf16", floats(out16.download()), want16, kBf16RoundingTolerance);
     }
   }
 }
