@@ -33,8 +33,8 @@
 #                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
 #                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap;
 #                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora)
-#                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, fp32 kernels against the
-#                                          trainer's bf16 forward; EVAL_TOKENS for the sliding runs)
+#                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, the one forward in fp32 and
+#                                          in bf16; EVAL_TOKENS for the sliding runs)
 #                scripts/gpu.sh eval-profile (ncu's time per kernel of base9's bf16 stride-64 eval)
 #                scripts/gpu.sh ttt [MODEL] (base9, or MODEL (an artifact or checkpoint), scored with legal
 #                                          TTT, sgd and lora, beside plain and sliding, each stage's
