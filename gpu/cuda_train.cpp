@@ -164,7 +164,8 @@ struct CudaTrainer::State {
   // what it keeps.
   std::vector<int> layer_blocks;
   std::vector<BlockActivations> blocks;
-  // Backward scratch.
+  // Backward scratch; a scoring pass (no backward) borrows t1, d_heads and d_heads16 for the scored
+  // rows it packs, and d_rounded for its bf16 GEMM outputs.
   DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
   // bf16 mode: the parameters' bf16 copy (refreshed after every step), the blocks' inputs, and
   // the backward's GEMM inputs (one buffer, rows x the widest).
