@@ -281,8 +281,7 @@ struct CudaTrainer::State {
   }
 };
 
-// The same windows as Model::loss_and_gradient: inputs and targets, and per token id the rows
-// that read it for the embedding backward.
+// The windows as Model reads them (inputs, targets), for the pass's kind (the declaration's).
 void CudaTrainer::State::upload_windows(std::span<const TokenWindow> windows, Pass pass, size_t scored) {
   require(!windows.empty() && windows.size() <= static_cast<size_t>(settings.micro_batch),
           "CudaTrainer: " + std::to_string(windows.size()) + " windows; it takes 1 to " +
@@ -1004,8 +1003,7 @@ std::vector<double> CudaTrainer::score_suffix(TokenWindow window, size_t scored,
   PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), s.stream));
   // backward weighs each row by loss_weight / rows: 1 / scored for the scored ones.
   s.backward(1, static_cast<float>(rows) / static_cast<float>(scored), false, first);
-  const std::vector<double> losses = s.losses.download(static_cast<size_t>(rows));
-  return {losses.begin() + first, losses.end()};
+  return last_targets(s.losses.download(static_cast<size_t>(rows)), 1, scored);
 }
 
 void CudaTrainer::add_input_moments(std::span<const TokenWindow> windows, InputMoments& moments) {
@@ -1056,8 +1054,7 @@ Matrix<float> CudaTrainer::last_logits(std::span<const TokenWindow> windows) {
   const Matrix<float> logits =
       Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
           rows.data(), static_cast<Eigen::Index>(windows.size()), s.config.vocab);
-  const float cap = static_cast<float>(s.config.logit_softcap);
-  return (cap * (logits.array() / cap).tanh()).matrix();
+  return softcapped(logits, s.config.logit_softcap);
 }
 
 CudaTrainer inference_trainer(const Model<float>& model, int seq_len, int windows, Precision precision) {

@@ -106,11 +106,13 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
   for (size_t first = 0, count = 0; first < windows.size(); first += count) {
     count = 1;  // a batch never spans two chunks
     while (count < batch && first + count < windows.size() && chunk_of(first + count) == chunk_of(first)) ++count;
+    // A window's scored targets are its last ones; the batch asks for its windows' most.
+    auto targets_of = [&](const Window& w) { return w.start + options.seq_len - w.first_scored; };
     std::vector<TokenWindow> spans;
-    int64_t scored = 0;  // the most targets a window of the batch scores: its windows' last so many
+    int64_t scored = 0;
     for (size_t i = first; i < first + count; ++i) {
       spans.push_back(tokens.subspan(static_cast<size_t>(windows[i].start), static_cast<size_t>(options.seq_len) + 1));
-      scored = std::max(scored, windows[i].start + options.seq_len - windows[i].first_scored);
+      scored = std::max(scored, targets_of(windows[i]));
     }
     const std::vector<double> losses = score(spans, static_cast<size_t>(scored));
     require(losses.size() == count * static_cast<size_t>(scored),
@@ -118,7 +120,7 @@ EvalResult evaluate_windows(std::span<const uint16_t> tokens, const ByteTable& b
                 std::to_string(count * static_cast<size_t>(scored)) + " targets");
     for (size_t i = 0; i < count; ++i) {
       const Window& w = windows[first + i];
-      const int64_t unscored = scored - (w.start + options.seq_len - w.first_scored);
+      const int64_t unscored = scored - targets_of(w);  // the batch's extra targets this window does not count
       count_targets(std::span(losses).subspan(i * static_cast<size_t>(scored) + static_cast<size_t>(unscored)), tokens,
                     bytes, w.first_scored, w.start + options.seq_len, loss_sum, result);
     }

@@ -136,9 +136,7 @@ Matrix<T> smear_v2_backward(const Matrix<T>& x, const Matrix<T>& w, T lambda, co
 // softcap * tanh(x tok_emb^T / softcap): the tied head's logits, capped.
 template <typename T>
 Matrix<T> capped_logits(const ModelConfig& c, const Matrix<T>& x, const Matrix<T>& tok_emb) {
-  const T cap = static_cast<T>(c.logit_softcap);
-  const Matrix<T> logits = x * tok_emb.transpose();
-  return (cap * (logits.array() / cap).tanh()).matrix();
+  return softcapped<T>(x * tok_emb.transpose(), c.logit_softcap);
 }
 
 // RoPE's cos and sin [positions, R/2] over the R = rotated_dims() dims it turns: core/rope_table.h's

@@ -39,6 +39,13 @@ enum class MatrixInput { kAttention, kAttentionOutput, kMlp, kMlpHidden, kHead }
 template <typename T>
 using InputObserver = std::function<void(int thread, int block, MatrixInput input, const Matrix<T>& rows)>;
 
+// softcap * tanh(logits / softcap), elementwise: the model's capped logits (the GPU's last logits too).
+template <typename T>
+Matrix<T> softcapped(const Matrix<T>& logits, double softcap) {
+  const T cap = static_cast<T>(softcap);
+  return (cap * (logits.array() / cap).tanh()).matrix();
+}
+
 template <typename T>
 class Model {
  public:
