@@ -151,6 +151,9 @@ int train_main(int argc, char** argv) {
       ("mtp", "multi-token prediction up to token t+K, K >= 2: K - 1 auxiliary heads, trained and never exported "
               "(PR #212: 2, at weight 0.5; 0: none)", cxxopts::value<int>()->default_value("0"))
       ("mtp-weight", "the multi-token heads' loss weight", cxxopts::value<double>()->default_value("0.5"))
+      ("parallel-from", "parallel residual lanes from block N on (the records: 7 or 8; 0: none): attention and MLP "
+                        "read lanes of their own, each lane gets learned shares of both (CPU reference only so far)",
+       cxxopts::value<int>()->default_value("0"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("seed", "initialisation seed", cxxopts::value<uint64_t>()->default_value("1337"));
   options.add_options("schedule")
@@ -212,6 +215,7 @@ int train_main(int argc, char** argv) {
   require(mtp == 0 || mtp >= 2, "--mtp " + std::to_string(mtp) + ": K >= 2 (predict up to token t+K), or 0 for none");
   config.mtp_heads = mtp == 0 ? 0 : mtp - 1;
   config.mtp_weight = settings.get<double>("mtp-weight");
+  config.parallel_from = settings.get<int>("parallel-from");
   require(mtp > 0 || !settings.given("mtp-weight"), "--mtp-weight needs --mtp K");
   config.loops = settings.get<int>("loops");
   require(!(settings.given("shared-blocks") && settings.given("loop-layers")),
@@ -283,7 +287,7 @@ int train_main(int argc, char** argv) {
     for (const char* name :
          {"vocab", "dim", "layers", "heads", "kv-heads", "mlp-mult", "logit-softcap", "rope-base", "activation",
           "rope-dims", "rope-table", "smear-gate", "bigram-buckets", "bigram-dim", "xsa-layers", "loop-layers", "loops",
-          "shared-blocks", "mtp", "mtp-weight"})
+          "shared-blocks", "mtp", "mtp-weight", "parallel-from"})
       model_given = model_given || settings.given(name);
     require(!model_given || state.config.describe() == config.describe(),
             "--resume: the state's model (" + state.config.describe() + ") is not the one asked for (" +

@@ -774,6 +774,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const ModelConfig& c = state.config;
   settings.validate();
   c.validate();
+  require(c.parallel_from == 0, "parallel residual lanes run on the CPU reference only so far (--device cpu)");
   if (precision == Precision::kAuto)
     precision = cuda::attention_bf16_supports_head_dim(c.head_dim()) ? Precision::kBf16 : Precision::kTf32;
   if (precision == Precision::kBf16)

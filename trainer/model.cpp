@@ -212,12 +212,13 @@ struct BlockActivations {
   Matrix<T> heads_out;                        // every head's attention output [T, H*D]
   Matrix<T> xsa_out;                          // heads_out through XSA, in the blocks that have it
   Matrix<T> attn_out;                         // attn.proj(xsa_out or heads_out)
-  Matrix<T> after_attn;                       // mixed + attn_scale * attn_out
-  Matrix<T> mlp_in, mlp_in_inv_rms;           // rms_norm(after_attn)
+  Matrix<T> after_attn;                       // mixed + attn_scale * attn_out (serial blocks)
+  Matrix<T> mlp_in, mlp_in_inv_rms;           // rms_norm(after_attn), or of lane 1 in a parallel block
   Matrix<T> fc_out;                           // mlp.fc(mlp_in)
   Matrix<T> hidden;                           // leaky_relu(fc_out)^2 (relu^2 at slope 0)
   Matrix<T> mlp_out;                          // mlp.proj(hidden)
-  Matrix<T> output;                           // after_attn + mlp_scale * mlp_out
+  Matrix<T> output;                           // after_attn + mlp_scale * mlp_out, or lane 0's
+  Matrix<T> input1, output1;                  // lane 1 entering and leaving a parallel block
 };
 
 template <typename T>
@@ -333,37 +334,69 @@ void block_forward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>&
   const Matrix<T>& proj_in = c.xsa_on(block) ? a.xsa_out : a.heads_out;
   observe(block, MatrixInput::kAttentionOutput, proj_in);
   a.attn_out.noalias() = proj_in * p.attn_proj.transpose();
-  a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
-  rms_norm(a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
+  const bool parallel = c.parallel_on(block);
+  if (!parallel) a.after_attn = a.mixed + scale_columns(a.attn_out, p.attn_scale.row(0));
+  rms_norm(parallel ? a.input1 : a.after_attn, c.dim, a.mlp_in, a.mlp_in_inv_rms);
   observe(block, MatrixInput::kMlp, a.mlp_in);
   a.fc_out.noalias() = a.mlp_in * p.mlp_fc.transpose();
   a.hidden = leaky(a.fc_out, static_cast<T>(c.mlp_negative_slope)).array().square().matrix();
   observe(block, MatrixInput::kMlpHidden, a.hidden);
   a.mlp_out.noalias() = a.hidden * p.mlp_proj.transpose();
-  a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
+  if (!parallel) {
+    a.output = a.after_attn + scale_columns(a.mlp_out, p.mlp_scale.row(0));
+    return;
+  }
+  const Matrix<T> attn = scale_columns(a.attn_out, p.attn_scale.row(0)), mlp = scale_columns(a.mlp_out, p.mlp_scale.row(0));
+  const Matrix<T>& l = p.lanes;  // rows r, p_attn, p_mlp; column k is lane k's
+  a.output = l(0, 0) * a.input + l(1, 0) * attn + l(2, 0) * mlp;
+  a.output1 = l(0, 1) * a.input1 + l(1, 1) * attn + l(2, 1) * mlp;
 }
 
-// From d(output): adds to the block's parameter gradients g and to d_x0; returns d(input).
+// d_x holds the gradient of the block's output and leaves with that of its input (in a parallel
+// block, d_x1 those of lane 1's); adds to the block's parameter gradients g and to d_x0.
 template <typename T>
-Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
-                         const BlockActivations<T>& a, int block, const Matrix<T>& d_output, Matrix<T>& d_x0,
-                         BlockParams<T>& g) {
+void block_backward(const ModelConfig& c, const BlockParams<T>& p, const Rope<T>& rope, const Matrix<T>& x0,
+                    const BlockActivations<T>& a, int block, Matrix<T>& d_x, Matrix<T>& d_x1, Matrix<T>& d_x0,
+                    BlockParams<T>& g) {
   const int d = c.head_dim();
   const T scale = T(1) / std::sqrt(T(d));
+  const bool parallel = c.parallel_on(block);
+  // The gradients of M = mlp_scale * mlp_out and A = attn_scale * attn_out: serial, output =
+  // after_attn + M with after_attn = mixed + A; parallel, lane k = r_k lane_k + p_attn,k A + p_mlp,k M.
+  Matrix<T> d_mlp = d_x, d_attn;
+  if (parallel) {
+    const Matrix<T>& l = p.lanes;
+    const Matrix<T> attn = scale_columns(a.attn_out, p.attn_scale.row(0)), mlp = scale_columns(a.mlp_out, p.mlp_scale.row(0));
+    g.lanes(0, 0) += (d_x.array() * a.input.array()).sum();
+    g.lanes(0, 1) += (d_x1.array() * a.input1.array()).sum();
+    g.lanes(1, 0) += (d_x.array() * attn.array()).sum();
+    g.lanes(1, 1) += (d_x1.array() * attn.array()).sum();
+    g.lanes(2, 0) += (d_x.array() * mlp.array()).sum();
+    g.lanes(2, 1) += (d_x1.array() * mlp.array()).sum();
+    d_mlp = l(2, 0) * d_x + l(2, 1) * d_x1;
+    d_attn = l(1, 0) * d_x + l(1, 1) * d_x1;
+    d_x *= l(0, 0);
+    d_x1 *= l(0, 1);
+  }
 
-  // output = after_attn + mlp_scale * mlp_proj(leaky_relu(mlp_fc(rms_norm(after_attn)))^2)
-  g.mlp_scale += column_dot(d_output, a.mlp_out);
-  Matrix<T> d_mlp_out = scale_columns(d_output, p.mlp_scale.row(0));
+  // M = mlp_scale * mlp_proj(leaky_relu(mlp_fc(rms_norm(after_attn or lane 1)))^2)
+  g.mlp_scale += column_dot(d_mlp, a.mlp_out);
+  Matrix<T> d_mlp_out = scale_columns(d_mlp, p.mlp_scale.row(0));
   g.mlp_proj.noalias() += d_mlp_out.transpose() * a.hidden;
   Matrix<T> d_hidden = d_mlp_out * p.mlp_proj;
   const T slope = static_cast<T>(c.mlp_negative_slope);
   Matrix<T> d_fc_out = (d_hidden.array() * T(2) * leaky(a.fc_out, slope * slope).array()).matrix();
   g.mlp_fc.noalias() += d_fc_out.transpose() * a.mlp_in;
-  Matrix<T> d_after_attn = d_output + rms_norm_backward<T>(a.mlp_in, a.mlp_in_inv_rms, d_fc_out * p.mlp_fc, c.dim);
+  const Matrix<T> d_mlp_source = rms_norm_backward<T>(a.mlp_in, a.mlp_in_inv_rms, d_fc_out * p.mlp_fc, c.dim);
+  if (parallel) {
+    d_x1 += d_mlp_source;
+  } else {
+    d_attn = d_x + d_mlp_source;  // d(after_attn)
+  }
 
-  // after_attn = mixed + attn_scale * attn.proj(heads_out)
-  g.attn_scale += column_dot(d_after_attn, a.attn_out);
-  Matrix<T> d_attn_out = scale_columns(d_after_attn, p.attn_scale.row(0));
+  // A = attn_scale * attn.proj(heads_out)
+  g.attn_scale += column_dot(d_attn, a.attn_out);
+  Matrix<T> d_attn_out = scale_columns(d_attn, p.attn_scale.row(0));
   const bool has_xsa = c.xsa_on(block);
   g.attn_proj.noalias() += d_attn_out.transpose() * (has_xsa ? a.xsa_out : a.heads_out);
   Matrix<T> d_heads_out = d_attn_out * p.attn_proj;
@@ -399,13 +432,19 @@ Matrix<T> block_backward(const ModelConfig& c, const BlockParams<T>& p, const Ro
   g.c_k.noalias() += d_k.transpose() * a.attn_in;
   g.c_v.noalias() += d_v.transpose() * a.attn_in;
   Matrix<T> d_attn_in = d_q * p.c_q + d_k * p.c_k + d_v * p.c_v;
-  Matrix<T> d_mixed = d_after_attn + rms_norm_backward(a.attn_in, a.attn_in_inv_rms, d_attn_in, c.dim);
+  // serial: mixed also feeds after_attn; parallel: lane 0 itself is the residual (d_x, scaled above)
+  Matrix<T> d_mixed = rms_norm_backward(a.attn_in, a.attn_in_inv_rms, d_attn_in, c.dim);
+  if (!parallel) d_mixed += d_attn;
 
   // mixed = resid_mix[0] * input + resid_mix[1] * x0
   g.resid_mix.row(0) += column_dot(d_mixed, a.input);
   g.resid_mix.row(1) += column_dot(d_mixed, x0);
   d_x0 += scale_columns(d_mixed, p.resid_mix.row(1));
-  return scale_columns(d_mixed, p.resid_mix.row(0));
+  if (parallel) {
+    d_x += scale_columns(d_mixed, p.resid_mix.row(0));
+  } else {
+    d_x = scale_columns(d_mixed, p.resid_mix.row(0));
+  }
 }
 
 // keep_blocks: keep every block's activations for the backward; otherwise only the skips.
@@ -436,17 +475,25 @@ void forward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uint
   a.blocks.resize(keep_blocks ? order.size() : 1);
   a.encoder_outputs.resize(encoders);
 
-  Matrix<T> x = a.x0;
+  Matrix<T> x = a.x0, x1;  // x1: lane 1, from the first parallel block on
   for (int i = 0; i < static_cast<int>(order.size()); ++i) {  // virtual layer i runs block order[i]
     const int decoder = i - encoders;  // this layer's index among the decoder layers, if >= 0
-    if (decoder >= 0 && decoder < skips)
-      x += scale_columns(a.encoder_outputs[encoders - 1 - decoder], p.skip_weights.row(decoder));
+    if (decoder >= 0 && decoder < skips) {
+      const Matrix<T> skip = scale_columns(a.encoder_outputs[encoders - 1 - decoder], p.skip_weights.row(decoder));
+      x += skip;
+      if (x1.size() > 0) x1 += skip;
+    }
+    if (c.parallel_on(order[i]) && x1.size() == 0) x1 = x;  // the lanes split
     BlockActivations<T>& block = a.blocks[keep_blocks ? i : 0];
     block.input = std::move(x);
+    block.input1 = std::move(x1);
+    x1.resize(0, 0);  // (Eigen's move swaps: x1 could hold a reused block's old lane)
     block_forward(c, p.blocks[order[i]], a.rope, a.x0, block, order[i], observe);
     x = block.output;
+    if (c.parallel_on(order[i])) x1 = block.output1;
     if (i < encoders) a.encoder_outputs[i] = x;
   }
+  if (x1.size() > 0) x = T(0.5) * (x + x1);  // the lanes' mean
   rms_norm(x, c.dim, a.final_normed, a.final_inv_rms);
   observe(-1, MatrixInput::kHead, a.final_normed);
   a.logits = capped_logits(c, a.final_normed, p.tok_emb);
@@ -531,18 +578,27 @@ void backward(const ModelConfig& c, const ModelParams<T>& p, std::span<const uin
     g.mtp[static_cast<size_t>(i)].noalias() += d_z.transpose() * a.final_normed.topRows(m);
     d_final.topRows(m).noalias() += d_z * p.mtp[static_cast<size_t>(i)];
   }
-  Matrix<T> d_x = rms_norm_backward<T>(a.final_normed, a.final_inv_rms, d_final, c.dim);
+  Matrix<T> d_x = rms_norm_backward<T>(a.final_normed, a.final_inv_rms, d_final, c.dim), d_x1;
+  if (c.parallel_from > 0) {  // through the lanes' mean
+    d_x *= T(0.5);
+    d_x1 = d_x;
+  }
 
   Matrix<T> d_x0 = Matrix<T>::Zero(n, c.dim);
   std::vector<Matrix<T>> d_encoder_outputs(encoders);  // what reaches each skip from its decoder
   for (int i = static_cast<int>(order.size()) - 1; i >= 0; --i) {  // a looped block's gradient sums its passes'
     if (i < encoders && d_encoder_outputs[i].size() > 0) d_x += d_encoder_outputs[i];
-    d_x = block_backward(c, p.blocks[order[i]], a.rope, a.x0, a.blocks[i], order[i], d_x, d_x0, g.blocks[order[i]]);
+    block_backward(c, p.blocks[order[i]], a.rope, a.x0, a.blocks[i], order[i], d_x, d_x1, d_x0, g.blocks[order[i]]);
+    if (d_x1.size() > 0 && (i == 0 || !c.parallel_on(order[i - 1]))) {  // where the lanes split
+      d_x += d_x1;
+      d_x1.resize(0, 0);
+    }
     const int decoder = i - encoders;
-    if (decoder >= 0 && decoder < skips) {
+    if (decoder >= 0 && decoder < skips) {  // a skip added to every lane
       const Matrix<T>& skip = a.encoder_outputs[encoders - 1 - decoder];
-      g.skip_weights.row(decoder) += column_dot(d_x, skip);
-      d_encoder_outputs[encoders - 1 - decoder] = scale_columns(d_x, p.skip_weights.row(decoder));
+      const Matrix<T> d_skip = d_x1.size() > 0 ? Matrix<T>(d_x + d_x1) : d_x;
+      g.skip_weights.row(decoder) += column_dot(d_skip, skip);
+      d_encoder_outputs[encoders - 1 - decoder] = scale_columns(d_skip, p.skip_weights.row(decoder));
     }
   }
   d_x += d_x0;

@@ -42,6 +42,12 @@ void ModelConfig::validate() const {
   require(bigram_buckets == 0 ? bigram_dim == 0 : bigram_buckets >= 2 && bigram_buckets <= 65536 && bigram_dim > 0,
           "model config: BigramHash needs 2 to 65536 buckets and a positive width, got " +
               std::to_string(bigram_buckets) + " x " + std::to_string(bigram_dim));
+  // In the decoder half, after any loop: the skips are pushed by one stream, a looped block has one.
+  require(parallel_from == 0 || (parallel_from >= layers / 2 && parallel_from < layers &&
+                                 (!recurrent() || loop_last < parallel_from)),
+          "model config: parallel lanes from block " + std::to_string(parallel_from) + " of " + std::to_string(layers) +
+              ": they start in the decoder half (" + std::to_string(layers / 2) + ".." + std::to_string(layers - 1) +
+              ") and after the looped blocks");
 }
 
 std::vector<int> ModelConfig::block_order() const {
@@ -71,7 +77,8 @@ std::string ModelConfig::describe() const {
          (xsa_layers > 0 ? ", XSA on the last " + std::to_string(xsa_layers) : "") +
          (mtp_heads > 0 ? ", " + std::to_string(mtp_heads) + " multi-token heads at " + number_text(mtp_weight) : "") +
          (recurrent() ? ", blocks " + std::to_string(loop_first) + ".." + std::to_string(loop_last) + " looped " +
-                            std::to_string(loops) + "x" : "");
+                            std::to_string(loops) + "x" : "") +
+         (parallel_from > 0 ? ", parallel lanes from block " + std::to_string(parallel_from) : "");
 }
 
 namespace {
@@ -305,6 +312,8 @@ ModelConfig ModelConfig::from_tensors(const std::map<std::string, FloatTensor>& 
     c.bigram_buckets = static_cast<int>(table[0]);
     c.bigram_dim = static_cast<int>(table[1]);
   }
+  for (int b = c.layers - 1; b >= 0 && tensors.contains("blocks." + std::to_string(b) + ".lanes"); --b)
+    c.parallel_from = b;
   c.validate();
   return c;
 }
@@ -329,6 +338,8 @@ ModelParams<T> zero_params(const ModelConfig& c) {
     b.mlp_scale = Matrix<T>::Zero(1, c.dim);
     b.resid_mix = Matrix<T>::Zero(2, c.dim);
   }
+  for (int b = c.parallel_from > 0 ? c.parallel_from : c.layers; b < c.layers; ++b)
+    p.blocks[static_cast<size_t>(b)].lanes = Matrix<T>::Zero(3, 2);
   p.skip_weights = Matrix<T>::Zero(c.skip_count(), c.dim);
   if (c.smear_v1()) p.smear_gate = Matrix<T>::Zero(1, c.dim);
   if (c.smear_v2()) {
@@ -365,6 +376,10 @@ ModelParams<T> init_params(const ModelConfig& c, uint64_t seed) {
     b.attn_scale.setOnes();
     b.mlp_scale.setOnes();
     b.resid_mix.row(0).setOnes();
+    if (b.lanes.size() > 0) {
+      b.lanes.setOnes();
+      b.lanes.row(0).setConstant(T(1.1));
+    }
   }
   p.skip_weights.setOnes();
   if (c.bigram_buckets > 0) {

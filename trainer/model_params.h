@@ -70,10 +70,18 @@ struct ModelConfig {
   // positions that have such a target, divided by the main loss's target count.
   int mtp_heads = 0;
   double mtp_weight = 0.5;
+  // Parallel residual lanes (the records M7 and R1, "layers >= 7 / 8"): from block parallel_from on
+  // (0: none) the stream is two lanes, both the stream as it enters that block. Each such block's
+  // attention reads resid_mix of lane 0 and x0 and its MLP reads rms_norm(lane 1); with A =
+  // attn_scale * attn and M = mlp_scale * mlp, lane k <- r_k lane_k + p_attn,k A + p_mlp,k M
+  // ("blocks.N.lanes" [3, 2]: rows r, p_attn, p_mlp; r starts at 1.1, p at 1). A U-Net skip adds to
+  // both lanes; the final norm reads their mean. The lanes run in the decoder half, after any loop.
+  int parallel_from = 0;
 
   int head_dim() const { return dim / heads; }
   int rotated_dims() const { return rope_dims > 0 ? rope_dims : head_dim(); }
   bool xsa_on(int layer) const { return layer >= layers - xsa_layers; }
+  bool parallel_on(int block) const { return parallel_from > 0 && block >= parallel_from; }
   bool smear_v1() const { return smear_gate == SmearGate::kV1; }
   bool smear_v2() const { return smear_gate == SmearGate::kV2 || smear_gate == SmearGate::kV2Unmasked; }
   // The token SmearGate v2 does not smear into (BOS), or -1 where it smears into every token.
@@ -143,6 +151,7 @@ struct BlockParams {
   Matrix<T> mlp_fc, mlp_proj;          // [F, C], [C, F]
   Matrix<T> attn_scale, mlp_scale;     // [C]
   Matrix<T> resid_mix;                 // [2, C]: weights of the block input and of x0
+  Matrix<T> lanes;                     // [3, 2] in parallel blocks (ModelConfig::parallel_from), else empty
 };
 
 template <typename T>
@@ -182,6 +191,7 @@ void for_each_parameter(Params& p, F&& f) {
     f(prefix + "attn_scale", b.attn_scale, vector_shape(b.attn_scale));
     f(prefix + "mlp_scale", b.mlp_scale, vector_shape(b.mlp_scale));
     f(prefix + "resid_mix", b.resid_mix, matrix_shape(b.resid_mix));
+    if (b.lanes.size() > 0) f(prefix + "lanes", b.lanes, matrix_shape(b.lanes));
   }
   f(std::string("skip_weights"), p.skip_weights, matrix_shape(p.skip_weights));
   if (p.smear_lambda.size() > 0) {
@@ -205,7 +215,7 @@ ModelParams<T> zero_params(const ModelConfig& config);
 // As the reference initialises them: tok_emb N(0, 0.005); c_q, c_k, c_v and mlp.fc uniform
 // in +-1/sqrt(fan_in) (nn.Linear's default); attn.proj and mlp.proj zero; q_gain 1.5; the
 // scales 1; resid_mix [ones; zeros]; skip_weights ones. As the records: smear.gate 0 (σ = 0.5),
-// smear_gate.weight and smear_lambda 0 (v2 starts as the identity),
+// smear_gate.weight and smear_lambda 0 (v2 starts as the identity), lanes' r 1.1 and p 1,
 // bigram.embed 0, bigram.scale 0.05; bigram.proj as nn.Linear (a zero table behind a zero proj
 // would get no gradient, ever). Deterministic in seed on every platform.
 template <typename T>

@@ -88,6 +88,7 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
       {"loops", std::to_string(c.loops)},
       {"mtp_heads", std::to_string(c.mtp_heads)},
       {"mtp_weight", number(c.mtp_weight)},
+      {"parallel_from", std::to_string(c.parallel_from)},
       {"step", std::to_string(state.step)},
       {"optimizer_steps", std::to_string(state.optimizer.steps)},
       {"data_shard", std::to_string(state.data.shard)},
@@ -123,6 +124,7 @@ TrainState load_train_state(const std::string& path) {
     c.mtp_heads = parse<int>(meta, "mtp_heads", path);
     c.mtp_weight = parse<double>(meta, "mtp_weight", path);
   }
+  if (meta.contains("parallel_from")) c.parallel_from = parse<int>(meta, "parallel_from", path);
   if (meta.contains("loops")) {
     c.loops = parse<int>(meta, "loops", path);
     auto it = meta.find("loop_layers");

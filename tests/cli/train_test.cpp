@@ -292,6 +292,19 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("2 layers, dim 32, 4 heads / 2 KV heads, MLP 64, vocab 1024, blocks 0..1 looped 3x"),
             std::string::npos) << r.out;
+  // Parallel lanes train, travel as blocks.N.lanes (eval finds them there) and resume.
+  r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + " --parallel-from 1 --steps 4 --stop-at 2 --out " +
+            dir.file("lanes"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("parallel lanes from block 1"), std::string::npos) << r.out;
+  r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + " --parallel-from 1 --steps 4 --resume " +
+            dir.file("lanes.state") + " --out " + dir.file("lanes2"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(Checkpoint::open({dir.file("lanes2.safetensors")}).at("blocks.2.lanes").shape, (std::vector<int64_t>{3, 2}));
+  const double lanes_trained = final_val_loss(r.out);
+  r = pgolf("eval " + dir.file("lanes2.safetensors") + data() + " --tokens 256 --device cpu --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NEAR(std::stod(val_loss(r.out)), lanes_trained, 2e-3) << r.out;
 }
 
 // eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
@@ -424,6 +437,8 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --mtp-weight 0.3" + out, "--mtp-weight needs --mtp K"},
       {"train" + data() + kTiny + " --mtp 2 --mtp-weight 0" + out, "multi-token heads with a positive weight"},
       {"train" + data() + kTiny + " --shared-blocks 2 --loops 2 --loop-from 1.5" + out, "--loop-from is a fraction"},
+      {"train" + data() + kTiny + " --parallel-from 3" + out, "parallel lanes from block 3 of 3"},
+      {"train" + data() + kTiny + " --loop-layers 1..1 --loops 2 --parallel-from 1" + out, "after the looped blocks"},
   };
   for (const auto& [args, message] : cases) {
     const auto r = pgolf(args);

@@ -77,7 +77,8 @@ void check_gradient_by_finite_differences(const ModelConfig& config) {
     }
   });
   EXPECT_EQ(tensor, static_cast<size_t>(1 + 10 * config.layers + 1 + (config.smear_v1() ? 1 : config.smear_v2() ? 2 : 0) +
-                                        (config.bigram_buckets > 0 ? 3 : 0) + config.mtp_heads));
+                                        (config.bigram_buckets > 0 ? 3 : 0) + config.mtp_heads +
+                                        (config.parallel_from > 0 ? config.layers - config.parallel_from : 0)));
   std::printf("%s: worst relative error %.2e\n", config.describe().c_str(), worst_relative);
 }
 
@@ -507,6 +508,54 @@ TEST(Model, MultiTokenHeadsGradientMatchesFiniteDifferences) {
   ModelConfig one_weightless = mtp;
   one_weightless.mtp_weight = 0;
   EXPECT_NE(test::input_error([&] { one_weightless.validate(); }).find("multi-token heads"), std::string::npos);
+}
+
+// Parallel residual lanes: from the first decoder block (which takes a skip before the lanes split),
+// with a later lane block that takes one into both lanes; over the seed's techniques with XSA; and
+// after a looped range.
+TEST(Model, ParallelLanesGradientMatchesFiniteDifferences) {
+  ModelConfig c = tiny_config();
+  c.layers = 4, c.parallel_from = 2;
+  check_gradient_by_finite_differences(c);
+  ModelConfig seed = tiny_seed_config();
+  seed.parallel_from = 1, seed.xsa_layers = 1;
+  check_gradient_by_finite_differences(seed);
+  ModelConfig looped = tiny_config();
+  looped.layers = 4, looped.loop_first = 1, looped.loop_last = 1, looped.loops = 2, looped.parallel_from = 2;
+  check_gradient_by_finite_differences(looped);
+}
+
+// The lanes change the model and travel as "blocks.N.lanes" (the tensors tell where they start);
+// they start in the decoder half, after the loop, inside the stack.
+TEST(Model, ParallelLanesChangeTheModelAndTravelWithItsTensors) {
+  ModelConfig serial = tiny_config();
+  serial.layers = 4;
+  ModelConfig lanes = serial;
+  lanes.parallel_from = 3;
+  const auto params = init_params<double>(lanes, 5);
+  EXPECT_EQ(params.blocks[3].lanes, (Matrix<double>(3, 2) << 1.1, 1.1, 1, 1, 1, 1).finished());
+  EXPECT_EQ(params.blocks[2].lanes.size(), 0);
+  ModelParams<double> serial_params = params;
+  serial_params.blocks[3].lanes.resize(0, 0);
+  const std::vector<uint16_t> tokens = random_tokens(17, serial.vocab, 6);
+  const std::vector<TokenWindow> windows{tokens};
+  EXPECT_NE(mean_loss(Model<double>(serial, serial_params), windows), mean_loss(Model<double>(lanes, params), windows));
+  const auto tensors = params_to_tensors(params);
+  EXPECT_EQ(tensors.at("blocks.3.lanes").shape, (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(ModelConfig::from_tensors(tensors).parallel_from, 3);
+  EXPECT_NE(lanes.describe().find("parallel lanes from block 3"), std::string::npos);
+  auto missing = tensors;
+  missing.erase("blocks.3.lanes");
+  EXPECT_EQ(ModelConfig::from_tensors(missing).parallel_from, 0);
+  EXPECT_NE(test::input_error([&] { params_from_tensors<double>(lanes, missing); }).find("missing tensor blocks.3.lanes"),
+            std::string::npos);
+  for (auto [from, loop_last] : {std::pair{1, 0}, {4, 0}, {2, 2}}) {
+    ModelConfig bad = serial;
+    bad.parallel_from = from;
+    if (loop_last > 0) bad.loop_first = 1, bad.loop_last = loop_last, bad.loops = 2;
+    EXPECT_NE(test::input_error([&] { bad.validate(); }).find("parallel lanes from block " + std::to_string(from)),
+              std::string::npos) << from;
+  }
 }
 
 TEST(Model, TokensOutsideTheVocabAreRefused) {
