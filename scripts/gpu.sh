@@ -357,7 +357,9 @@ fidelity_run() {
       flags=(--layers 11 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
     *) echo "fidelity: SHAPE is base9 or seed"; failed+=(fidelity-shape); return ;;
   esac
-  rm -rf "$dir" && mkdir -p "$dir/data"
+  # The reference's logs stay (per variant and step count): a later call on the warm machine reuses a finished one,
+  # so one pair's two runs may take two calls (each under the device's 600 s).
+  rm -rf "$dir/data" && mkdir -p "$dir/data"
   unpack_train_shards
   local shard
   for shard in devdata/sp1024/corpus_train_*.bin; do
@@ -380,13 +382,21 @@ print(f'rms_norm of a constant 0.005 bf16 row: eager {y[0, 0].item():.4f}, compi
   IFS=';' read -ra refs <<< "${FIDELITY_REF:-none}"
   IFS=';' read -ra pg_flags <<< "${FIDELITY_FLAGS:-}"
   ((${#pg_flags[@]} > 0)) || pg_flags=("")
+  local reference_logs=()
   for i in "${!refs[@]}"; do
-    step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
-    (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
-       WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
-       VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
-       ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") \
-      > "$dir/reference_$i.txt" 2>&1 || { tail -20 "$dir/reference_$i.txt"; failed+=(fidelity-reference); return; }
+    local reference="$dir/reference_${steps}_${refs[$i]//[^a-z0-9-]/_}.txt"
+    reference_logs+=("$reference")
+    if grep -q "val_bpb:" "$reference" 2> /dev/null; then
+      step "fidelity $shape: the reference (${refs[$i]}), $steps steps: the earlier call's run"
+    else
+      step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
+      (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
+         WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
+         VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
+         ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") \
+        > "$reference" 2>&1 || { tail -20 "$reference"; rm -f "$reference"; failed+=(fidelity-reference); return; }
+    fi
+    cp "$reference" "$logs/"  # its losses come back even if the call runs out of time later
     read -ra extra <<< "${pg_flags[$((i < ${#pg_flags[@]} ? i : ${#pg_flags[@]} - 1))]}"
     step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
     build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
@@ -396,7 +406,7 @@ print(f'rms_norm of a constant 0.005 bf16 row: eager {y[0, 0].item():.4f}, compi
     local r
     for r in $(seq 0 "$i"); do
       echo "-- pgolf ${extra[*]:-(defaults)} against the reference (${refs[$r]})" | tee -a "$logs/fidelity_$shape.txt"
-      fidelity_compare "$dir/reference_$r.txt" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
+      fidelity_compare "${reference_logs[$r]}" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
     done
   done
 }
