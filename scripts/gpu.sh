@@ -31,7 +31,8 @@
 #                                          packed by --auto under 16,000,000 B with the submission's code,
 #                                          and its val_bpb on the full val split at its seq_len)
 #                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
-#                                          unpacked model, int6 + zstd:22 and RTN --auto, each gap;
+#                                          unpacked model, int6 + zstd:22, RTN --auto and --auto
+#                                          weighted by sensitivity (on train tokens), each gap;
 #                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora;
 #                                          gaps PRESET: SEED_GAPS's runs alone, a later call on the warm
 #                                          machine, so each call stays under the device's 600 s)
@@ -617,16 +618,30 @@ seed_run() {
 }
 
 # seed_gaps DIR PRESET (issue 34): the quantization gap (packed minus unpacked full-val val_bpb at the
-# model's seq_len) of --auto under calibration (packed above), beside int6 + zstd:22 and RTN --auto.
+# model's seq_len) of --auto under calibration (packed above), beside int6 + zstd:22, RTN --auto, and --auto
+# under calibration weighted by each tensor's sensitivity (issue 33), measured on 16,384 tokens of the last train
+# shard standing in for a val split (nothing is tuned on val).
 seed_gaps() {
-  local dir=$1 what=$2 name
+  local dir=$1 what=$2 name train_as_val=$1/train-as-val
   step "seed gaps: $what unpacked, int6 + zstd:22, and --auto without calibration (round to nearest)"
   build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/${what}_int6.pgz" --force --codec int6 --compressor zstd:22 \
     2>&1 | grep -E "^artifact" | tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-int6)
   build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/${what}_rtn.pgz" --force --auto --budget 16000000 \
     --compressor zstd:22 --code devdata/pg-baseline/train_gpt.py --code "$dir/pgolf_decode.packed.py" 2>&1 |
     grep -E "^(artifact|total)" | tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-rtn)
-  for name in "$what.safetensors" "$what.pgz" "${what}_int6.pgz" "${what}_rtn.pgz"; do
+  step "seed gaps: $what's sensitivity on 16,384 train tokens, then --auto under calibration weighted by it"
+  unpack_train_shards
+  mkdir -p "$train_as_val"
+  ln -sf "$PWD/$(ls devdata/sp1024/corpus_train_*.bin | tail -1)" "$train_as_val/corpus_val_000000.bin"
+  ln -sf "$PWD/devdata/sp1024/corpus_1024_bpe.model" "$train_as_val/"
+  build-gpu/cli/pgolf sensitivity "$dir/$what.safetensors" --data "$train_as_val" --tokens 16384 \
+    --calibration "$dir/$what.h.safetensors" --device cuda -o "$dir/$what.sensitivity.json" --force -q 2>&1 | tail -2 |
+    tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-sensitivity)
+  build-gpu/cli/pgolf compress "$dir/$what.safetensors" -o "$dir/${what}_sens.pgz" --force --auto --budget 16000000 \
+    --calibration "$dir/$what.h.safetensors" --sensitivity "$dir/$what.sensitivity.json" --compressor zstd:22 \
+    --code devdata/pg-baseline/train_gpt.py --code "$dir/pgolf_decode.packed.py" 2>&1 | grep -E "^(artifact|total)" |
+    tee -a "$logs/seed_$what.txt" || failed+=(seed-gap-sensitivity-pack)
+  for name in "$what.safetensors" "$what.pgz" "${what}_int6.pgz" "${what}_rtn.pgz" "${what}_sens.pgz"; do
     build-gpu/cli/pgolf eval "$dir/$name" --data devdata/sp1024 --device cuda 2>&1 | grep -E "^val_bpb" |
       sed "s|^|$name |" | tee -a "$logs/seed_gaps.txt"
   done
