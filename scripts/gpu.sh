@@ -30,7 +30,8 @@
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
 #                                          packed by --auto under 16,000,000 B with the submission's code,
 #                                          and its val_bpb on the full val split at its seq_len)
-#                                          (SEED_FLAGS: extra train flags; SEED_GAPS=1: also the
+#                                          (SEED_FLAGS: extra train flags; SEED_TAG=T: name the run
+#                                          PRESET-T, e.g. a variant's; SEED_GAPS=1: also the
 #                                          unpacked model, int6 + zstd:22, RTN --auto and --auto
 #                                          weighted by sensitivity (on train tokens), each gap;
 #                                          SEED_TTT=1: the packed artifact with --ttt sgd and lora;
@@ -39,7 +40,8 @@
 #                scripts/gpu.sh eval-speed (base9 full val, plain and stride 64, the one forward in fp32 and
 #                                          in bf16; EVAL_TOKENS for the sliding runs)
 #                scripts/gpu.sh eval-profile (ncu's time per kernel of base9's bf16 stride-64 eval)
-#                scripts/gpu.sh ttt [MODEL] (base9, or MODEL (an artifact or checkpoint), scored with legal
+#                scripts/gpu.sh ttt [MODEL] (base9, MODEL (an artifact or checkpoint), or base9-packed
+#                                          (base9 packed by --auto under 16,000,000 B), scored with legal
 #                                          TTT, sgd and lora, beside plain and sliding, each stage's
 #                                          val_bpb and seconds; TTT_TOKENS)
 #                scripts/gpu.sh submission (a client nobody here wrote: the Parameter Golf baseline's
@@ -548,6 +550,13 @@ eval_speed() {
 ttt_eval() {
   local model=${1:-samples/base9} mode tokens=()
   [ -n "${TTT_TOKENS:-}" ] && tokens=(--tokens "$TTT_TOKENS")
+  if [[ "$model" == base9-packed ]]; then  # base9 as a submission carries it: packed under 16,000,000 B
+    model=build-gpu/base9-packed.pgz
+    step "ttt: base9 packed by --auto under 16,000,000 B (zstd:22, the baseline script counted)"
+    build-gpu/cli/pgolf compress samples/base9 -o "$model" --force --auto --budget 16000000 --compressor zstd:22 \
+      --code devdata/pg-baseline/train_gpt.py 2>&1 | grep -E "^(artifact|total)" | tee -a "$logs/ttt.txt" ||
+      { failed+=(ttt-pack); return; }
+  fi
   for mode in sgd lora; do
     step "ttt: $model, stride 64, --ttt $mode (bf16)"
     build-gpu/cli/pgolf eval "$model" --data devdata/sp1024 --device cuda --precision bf16 --stride 64 \
@@ -596,10 +605,11 @@ seed_run() {
     *)
       [ -f "samples/configs/$what.json" ] || { echo "no preset samples/configs/$what.json"; failed+=(seed-$what); return; }
       unpack_train_shards
-      local extra=()
+      local extra=() preset=$what
+      what=$what${SEED_TAG:+-$SEED_TAG}  # the run's name: its files, logs and `seed gaps NAME`
       read -ra extra <<< "${SEED_FLAGS:-}"
-      step "seed: the $what preset ${extra[*]}, 270 s of training, then the Hessians of 524,288 train tokens"
-      build-gpu/cli/pgolf train --config "samples/configs/$what.json" --data devdata/sp1024 --out "$dir/$what" --overwrite \
+      step "seed: the $preset preset ${extra[*]}, 270 s of training, then the Hessians of 524,288 train tokens"
+      build-gpu/cli/pgolf train --config "samples/configs/$preset.json" --data devdata/sp1024 --out "$dir/$what" --overwrite \
         --device cuda --precision bf16 --max-seconds 270 --log-every 50 --calibrate 524288 "${extra[@]}" 2>&1 |
         tee "$logs/seed_$what.txt" || { failed+=(seed-$what); return; }
       build-gpu/cli/pgolf export-decoder -o "$dir/pgolf_decode.packed.py" --packed --force > /dev/null
