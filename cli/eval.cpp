@@ -50,6 +50,10 @@ int eval_main(int argc, char** argv) {
                  "; lora: Adam's, default " + number_text(TttLoraOptions{}.lr) + ")", cxxopts::value<double>())
       ("ttt-lora-rank", "TTT lora: adapter rank", cxxopts::value<int>()->default_value(number_text(TttLoraOptions{}.rank)))
       ("ttt-lora-alpha", "TTT lora: adapters scaled by alpha / rank", cxxopts::value<double>()->default_value(number_text(TttLoraOptions{}.alpha)))
+      ("ttt-lora-betas", "TTT lora: Adam's betas B1,B2 (the 2026-04-10 record: 0,0.999)",
+       cxxopts::value<std::string>()->default_value(number_text(TttLoraOptions{}.beta1) + "," + number_text(TttLoraOptions{}.beta2)))
+      ("ttt-lora-wd", "TTT lora: AdamW's decoupled weight decay (0: Adam; the 2026-04-10 record: 0.5)",
+       cxxopts::value<double>()->default_value("0"))
       ("ttt-lora-matrices", "TTT lora: the block matrices adapted, ';'-separated or repeated (of attn.c_q, attn.c_k, "
                             "attn.c_v, attn.proj, mlp.fc, mlp.proj; default attn.c_q;attn.c_v)", cxxopts::value<std::vector<std::string>>())
       ("ttt-momentum", "TTT: SGD momentum", cxxopts::value<double>()->default_value(number_text(TttSgdOptions{}.momentum)))
@@ -124,13 +128,19 @@ int eval_main(int argc, char** argv) {
   lora.rank = args["ttt-lora-rank"].as<int>();
   lora.alpha = args["ttt-lora-alpha"].as<double>();
   if (args.count("ttt-lora-matrices")) lora.matrices = list_flag_values(args, "ttt-lora-matrices");
+  const std::string betas = args["ttt-lora-betas"].as<std::string>();
+  const size_t comma = betas.find(',');
+  require(comma != std::string::npos, "--ttt-lora-betas " + betas + ": B1,B2");
+  lora.beta1 = parse_number(std::string_view(betas).substr(0, comma), "--ttt-lora-betas");
+  lora.beta2 = parse_number(std::string_view(betas).substr(comma + 1), "--ttt-lora-betas");
+  lora.weight_decay = args["ttt-lora-wd"].as<double>();
   if (args.count("ttt-chunk")) ttt.chunk_tokens = lora.chunk_tokens = args["ttt-chunk"].as<int64_t>();
   if (args.count("ttt-lr")) ttt.lr = lora.lr = args["ttt-lr"].as<double>();
   for (const char* flag : {"ttt-chunk", "ttt-lr"})
     require(ttt_mode != "none" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd or lora");
   for (const char* flag : {"ttt-momentum", "ttt-epochs", "ttt-batch", "ttt-clip", "ttt-freeze"})
     require(ttt_mode == "sgd" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt sgd");
-  for (const char* flag : {"ttt-lora-rank", "ttt-lora-alpha", "ttt-lora-matrices"})
+  for (const char* flag : {"ttt-lora-rank", "ttt-lora-alpha", "ttt-lora-matrices", "ttt-lora-betas", "ttt-lora-wd"})
     require(ttt_mode == "lora" || args.count(flag) == 0, std::string("--") + flag + " needs --ttt lora");
 
   const std::string tokenizer_path = args.count("tokenizer") ? args["tokenizer"].as<std::string>() : find_tokenizer(data_dir);

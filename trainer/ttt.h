@@ -81,6 +81,7 @@ struct TttLoraOptions {
   int64_t chunk_tokens = 256;      // targets per chunk of a document, at most seq_len
   double lr = 0.01;                // Adam's
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double weight_decay = 0;         // AdamW's, decoupled: each step first scales A and B by 1 - lr * decay
   std::vector<std::string> matrices = {"attn.c_q", "attn.c_v"};  // of every block
   uint64_t seed = 1337;            // A's draw
 

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "core/spec.h"
 #include "trainer/ttt.h"
 
 namespace pgolf {
@@ -32,7 +33,8 @@ void TttLoraOptions::validate(int layers, int seq_len) const {
                                                            " for --ttt lora: 1 to the sequence length " +
                                                            std::to_string(seq_len));
   require(lr > 0 && std::isfinite(lr), "--ttt-lr must be positive");
-  require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "TTT LoRA: Adam's betas lie in [0, 1)");
+  require(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0, "--ttt-lora-betas: Adam's betas lie in [0, 1)");
+  require(weight_decay >= 0 && lr * weight_decay < 1, "--ttt-lora-wd must be at least 0 and below 1 / lr");
   require(!matrices.empty(), "--ttt-lora-matrices: name at least one matrix");
   parameter_names(layers);
 }
@@ -40,10 +42,12 @@ void TttLoraOptions::validate(int layers, int seq_len) const {
 std::string TttLoraOptions::describe() const {
   std::string names;
   for (const std::string& m : matrices) names += (names.empty() ? "" : ";") + m;
-  char text[240];
+  const std::string decay = weight_decay > 0 ? ", weight decay " + number_text(weight_decay) : "";
+  char text[280];
   std::snprintf(text, sizeof text,
-                "per-document LoRA rank %d (alpha %g) on %s, chunks of %lld targets, Adam lr %g betas (%g, %g), reset per document",
-                rank, alpha, names.c_str(), static_cast<long long>(chunk_tokens), lr, beta1, beta2);
+                "per-document LoRA rank %d (alpha %g) on %s, chunks of %lld targets, Adam%s lr %g betas (%g, %g)%s, reset per "
+                "document", rank, alpha, names.c_str(), static_cast<long long>(chunk_tokens), decay.empty() ? "" : "W", lr,
+                beta1, beta2, decay.c_str());
   return text;
 }
 
@@ -88,8 +92,10 @@ class CpuLoraAdapters final : public LoraAdapters {
     const auto scale = static_cast<float>(options_.alpha / options_.rank);
     const double correction1 = 1 - std::pow(options_.beta1, steps_), correction2 = 1 - std::pow(options_.beta2, steps_);
     const auto b1 = static_cast<float>(options_.beta1), b2 = static_cast<float>(options_.beta2);
-    // torch.optim.Adam: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, p -= lr m^ / (sqrt(v^) + eps).
+    // torch.optim.AdamW: p *= 1 - lr decay; m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+    // p -= lr m^ / (sqrt(v^) + eps). (No decay: torch.optim.Adam.)
     auto update = [&](Matrix<float>& p, Matrix<float>& m, Matrix<float>& v, const Matrix<float>& g) {
+      p *= static_cast<float>(1 - options_.lr * options_.weight_decay);
       m = b1 * m + (1 - b1) * g;
       v = b2 * v + (1 - b2) * g.cwiseAbs2();
       const auto step_size = static_cast<float>(options_.lr / correction1);

@@ -324,9 +324,10 @@ TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
   EXPECT_NE(val_loss(r.out), val_loss(sliding.out)) << r.out;
   // --ttt lora: plain, sliding, the documents without adapting, then with per-document LoRA.
   r = pgolf(eval + " --stride 8 --ttt lora --ttt-chunk 8 --ttt-lr 0.05 --ttt-lora-rank 2 --ttt-lora-matrices "
-                   "'attn.c_q;mlp.fc'");
+                   "'attn.c_q;mlp.fc' --ttt-lora-betas 0,0.999 --ttt-lora-wd 0.5");
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("ttt         per-document LoRA rank 2 (alpha 8) on attn.c_q;mlp.fc, chunks of 8 targets"),
+  EXPECT_NE(r.out.find("ttt         per-document LoRA rank 2 (alpha 8) on attn.c_q;mlp.fc, chunks of 8 targets, AdamW "
+                       "lr 0.05 betas (0, 0.999), weight decay 0.5"),
             std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sliding     val_loss " + val_loss(sliding.out)), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("documents   val_loss "), std::string::npos) << r.out;
@@ -336,6 +337,9 @@ TEST(CliTrain, EvalWithTestTimeTrainingReportsEveryStage) {
            {" --ttt adam", "--ttt adam: none, sgd or lora"},
            {" --ttt lora --ttt-epochs 2", "--ttt-epochs needs --ttt sgd"},
            {" --ttt sgd --ttt-lora-rank 4", "--ttt-lora-rank needs --ttt lora"},
+           {" --ttt sgd --ttt-lora-wd 0.5", "--ttt-lora-wd needs --ttt lora"},
+           {" --ttt lora --ttt-lora-betas 0.9", "--ttt-lora-betas 0.9: B1,B2"},
+           {" --ttt lora --ttt-lora-betas 1,0.9", "--ttt-lora-betas: Adam's betas lie in [0, 1)"},
            {" --ttt lora --ttt-chunk 64", "--ttt-chunk 64 for --ttt lora: 1 to the sequence length 32"},
            {" --ttt lora --ttt-lora-matrices attn.c_x", "--ttt-lora-matrices: attn.c_x is none of"},
            {" --ttt lora --ttt-lora-rank 0", "--ttt-lora-rank must be positive"},

@@ -285,6 +285,7 @@ TEST_F(CudaTrain, LoraTestTimeTrainingFollowsTheCpuReference) {
   options.seq_len = 16;
   TttLoraOptions lora;
   lora.rank = 2, lora.chunk_tokens = 5, lora.lr = 0.05, lora.matrices = {"attn.c_q", "attn.c_v", "mlp.proj"};
+  lora.beta1 = 0.5, lora.weight_decay = 0.5;  // AdamW, the later records' form
   const ModelParams<float> start = test::random_params<float>(config, 24);
   auto run = [&](TttEngine& engine, bool adapt) {
     TttLora ttt(engine, lora, config.layers, options.seq_len);

@@ -269,6 +269,13 @@ TEST(Eval, LoraAdaptersTakeAdamsFirstStep) {
   EXPECT_GT((weight - base).cwiseAbs().maxCoeff(), 1e-3);
   adapters->reset();
   EXPECT_EQ(weight, base);
+  // AdamW: the same step after A and B are scaled by 1 - lr decay (B is 0 then, A moves).
+  options.weight_decay = 2;
+  gradient = gradient_value;
+  make_cpu_lora_adapters(options, {{&weight, &gradient}})->adam_step();
+  const Matrix<float> decayed = base + scale * (b * ((1 - options.lr * options.weight_decay) * a));
+  EXPECT_LT((weight - decayed).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT((weight - expected).cwiseAbs().maxCoeff(), 1e-5);
 }
 
 // Documents start at BOS; a window never reaches before its document's BOS; the targets are the
