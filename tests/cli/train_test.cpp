@@ -292,6 +292,11 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("2 layers, dim 32, 4 heads / 2 KV heads, MLP 64, vocab 1024, blocks 0..1 looped 3x"),
             std::string::npos) << r.out;
+  // --qk-gain-init: every head's q_gain starts there (one Adam step at lr 0.04 moves it by at most that).
+  r = pgolf("train" + data() + kTiny + " --qk-gain-init 5 --steps 1 --out " + dir.file("gain"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const float gain : Checkpoint::open({dir.file("gain.safetensors")}).at("blocks.1.attn.q_gain").to_floats())
+    EXPECT_NEAR(gain, 5.0f, 0.045f);
   // Parallel lanes train, travel as blocks.N.lanes (eval finds them there) and resume.
   r = pgolf("train" + data() + with_flag(kTiny, "val-tokens", "256") + " --parallel-from 1 --steps 4 --stop-at 2 --out " +
             dir.file("lanes"));
@@ -442,6 +447,7 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --mtp 2 --mtp-weight 0" + out, "multi-token heads with a positive weight"},
       {"train" + data() + kTiny + " --shared-blocks 2 --loops 2 --loop-from 1.5" + out, "--loop-from is a fraction"},
       {"train" + data() + kTiny + " --parallel-from 3" + out, "parallel lanes from block 3 of 3"},
+      {"train" + data() + kTiny + " --qk-gain-init 0" + out, "--qk-gain-init must be positive"},
       {"train" + data() + kTiny + " --loop-layers 1..1 --loops 2 --parallel-from 1" + out, "after the looped blocks"},
   };
   for (const auto& [args, message] : cases) {
