@@ -184,6 +184,9 @@ int train_main(int argc, char** argv) {
       ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(number_text(opt.beta2)))
       ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(number_text(opt.eps)))
       ("grad-clip", "clip the global gradient norm to this (0: no clipping)", cxxopts::value<double>()->default_value(number_text(opt.grad_clip)))
+      ("ema", "a moving average of the weights with this decay, updated after every step (the records: 0.9965); the "
+              "checkpoint and the final val_bpb are the average's, the state keeps both (0: none)",
+       cxxopts::value<double>()->default_value(number_text(opt.ema_decay)))
       ("muon-wd", "Muon's decoupled weight decay: matrices scaled by 1 - lr x this before each update (0: none; the "
                   "records use 0.04 and up)", cxxopts::value<double>()->default_value(number_text(opt.muon_weight_decay)));
   // clang-format on
@@ -262,6 +265,7 @@ int train_main(int argc, char** argv) {
   o.eps = settings.get<double>("adam-eps");
   o.grad_clip = settings.get<double>("grad-clip");
   o.muon_weight_decay = settings.get<double>("muon-wd");
+  o.ema_decay = settings.get<double>("ema");
   const std::string device_flag = settings.get<std::string>("device");
   const int gpus = settings.get<int>("gpus");
   require(gpus >= 0, "--gpus must not be negative");
@@ -357,7 +361,7 @@ int train_main(int argc, char** argv) {
     // The outputs were checked before training: every save replaces the last one.
     auto save = [&](const TrainState& saved) {
       if (!lead) return;
-      save_checkpoint(checkpoint_path, saved.params, recorded_metadata(saved.config, s.seq_len), true);
+      save_checkpoint(checkpoint_path, checkpoint_weights(saved), recorded_metadata(saved.config, s.seq_len), true);
       save_train_state(state_path, saved, true);
       std::printf("wrote    %s, %s (step %lld)\n", checkpoint_path.c_str(), state_path.c_str(),
                   static_cast<long long>(saved.step));

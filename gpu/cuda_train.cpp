@@ -132,6 +132,8 @@ struct CudaTrainer::State {
   // model has them.
   size_t skip_slot = 0, smear_slot = 0, bigram_slot = 0;
   DeviceBuffer<float> params, grads, momentum, adam_m, adam_v;
+  DeviceBuffer<float> ema;  // the weights' moving average (OptimizerSettings::ema_decay), as params
+  bool ema_started = false;
   int64_t optimizer_steps = 0;
   DeviceBuffer<float> rope_cos, rope_sin;
 
@@ -685,6 +687,7 @@ void CudaTrainer::State::allocate_buffers(Allocation& a, const BufferSizes& size
   const size_t total = sizes.parameters;
   auto floats = [&](size_t count) { return a.make<float>(count); };
   params = floats(total), grads = floats(total), momentum = floats(total), adam_m = floats(total), adam_v = floats(total);
+  ema = floats(settings.optimizer.ema_decay > 0 ? total : 0);
   rope_cos = floats(static_cast<size_t>(settings.seq_len) * static_cast<size_t>(d / 2));
   rope_sin = floats(static_cast<size_t>(settings.seq_len) * static_cast<size_t>(d / 2));
   // A block's GEMM and attention inputs (attn_in, qkv, heads_out, mlp_in, hidden) are fp32, or
@@ -849,6 +852,10 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   upload(state.optimizer.momentum, s.momentum);
   upload(state.optimizer.adam_m, s.adam_m);
   upload(state.optimizer.adam_v, s.adam_v);
+  if (settings.optimizer.ema_decay > 0 && !state.optimizer.ema.blocks.empty()) {
+    upload(state.optimizer.ema, s.ema);
+    s.ema_started = true;
+  }
   PGOLF_CUDA_CHECK(cudaMemset(s.grads.data(), 0, total * sizeof(float)));
   const RopeTable rope = rope_table(settings.seq_len, d, c.rotated_dims(), c.rope_base, c.rope_rounding);
   s.rope_cos.upload(rope.cos);
@@ -895,6 +902,13 @@ void CudaTrainer::sgd_step(float lr, const TttSgdOptions& options) {
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void CudaTrainer::swap_ema() {
+  State& s = *state_;
+  if (!s.ema_started) return;
+  std::swap(s.params, s.ema);
+  s.round_params();
+}
+
 void CudaTrainer::set_looping(bool on) {
   State& s = *state_;
   s.config.looping = on;
@@ -932,6 +946,10 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
     cuda::squared_norm(s.grads.data(), static_cast<int64_t>(s.grads.size()), s.norm.data(), stream);
     cuda::clip_by_norm(s.grads.data(), s.norm.data(), static_cast<int64_t>(s.grads.size()),
                        static_cast<float>(o.grad_clip), stream);
+  }
+  if (o.ema_decay > 0 && !s.ema_started) {  // the average starts at the weights before the first step
+    s.copy(s.ema.data(), s.params.data(), static_cast<int64_t>(s.params.size()));
+    s.ema_started = true;
   }
   ++s.optimizer_steps;
   const float momentum = static_cast<float>(muon_momentum(o, step));
@@ -979,6 +997,12 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
                static_cast<float>(std::sqrt(correction2)), stream);
   }
   s.round_params();
+  if (o.ema_decay > 0) {  // ema = decay ema + (1 - decay) params (every rank alike)
+    const auto decay = static_cast<float>(o.ema_decay), rest = 1 - decay;
+    const auto count = static_cast<int>(s.params.size());
+    PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, count, &decay, s.ema.data(), 1));
+    PGOLF_CUDA_CHECK(cublasSaxpy(s.gemm.handle, count, &rest, s.params.data(), 1, s.ema.data(), 1));
+  }
   PGOLF_CUDA_CHECK(cudaMemsetAsync(s.grads.data(), 0, s.grads.size() * sizeof(float), stream));
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
@@ -1193,6 +1217,10 @@ void CudaTrainer::export_state(TrainState& state) {
   download_into(s.momentum, s.slots, state.optimizer.momentum);
   download_into(s.adam_m, s.slots, state.optimizer.adam_m);
   download_into(s.adam_v, s.slots, state.optimizer.adam_v);
+  if (s.ema_started) {
+    state.optimizer.ema = zero_params<float>(s.config);
+    download_into(s.ema, s.slots, state.optimizer.ema);
+  }
   state.optimizer.steps = s.optimizer_steps;
 }
 

@@ -30,6 +30,10 @@ struct OptimizerSettings {
   // Muon's decoupled weight decay: each matrix is scaled by 1 - lr · decay (lr the matrix group's,
   // schedule included) before its update, as the records' Muon does; 0: none (the baseline).
   double muon_weight_decay = 0;
+  // The records' exponential moving average of the weights (0.9965): after every step ema = decay ·
+  // ema + (1 − decay) · weights, from the weights before the first step; the checkpoint and the
+  // final validation are the average's. 0: none.
+  double ema_decay = 0;
 };
 
 enum class ParamGroup { Matrix, Embedding, Scalar };
@@ -40,6 +44,7 @@ ParamGroup param_group(const std::string& name);
 // Adam's first and second moments for the others (zero where a group does not use them).
 struct OptimizerState {
   ModelParams<float> momentum, adam_m, adam_v;
+  ModelParams<float> ema;  // the weights' moving average (OptimizerSettings::ema_decay); empty before it starts
   int64_t steps = 0;  // optimizer steps taken (Adam's bias correction)
 };
 OptimizerState zero_optimizer_state(const ModelConfig& config);
@@ -70,7 +75,8 @@ double gradient_norm(ModelParams<float>& grad);
 void clip_gradient(ModelParams<float>& grad, double max_norm);
 
 // One step of every parameter: clips grad when grad_clip is set (grad is scaled in place), then
-// Muon and Adam with their learning rates times lr_scale (the warmdown), Muon's momentum at `step`.
+// Muon and Adam with their learning rates times lr_scale (the warmdown), Muon's momentum at `step`;
+// then the moving average, where ema_decay is set.
 void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
                     ModelParams<float>& grad, OptimizerState& state);
 

@@ -25,6 +25,8 @@ auto& part_of(State& s, const Part& part) {
   return part.params ? s.*part.params : s.optimizer.*part.optimizer;
 }
 
+// The weights' moving average, in the states of runs that keep one.
+constexpr const char* kEmaPrefix = "ema.";
 constexpr Part kParts[] = {{"param.", &TrainState::params, nullptr},
                            {"muon_momentum.", nullptr, &OptimizerState::momentum},
                            {"adam_m.", nullptr, &OptimizerState::adam_m},
@@ -66,6 +68,7 @@ TrainState initial_train_state(const ModelConfig& config, uint64_t seed) {
 void save_train_state(const std::string& path, const TrainState& state, bool overwrite) {
   std::vector<TensorData> tensors;
   for (const Part& part : kParts) add_tensors(tensors, part.prefix, part_of(state, part), DType::F32);
+  if (!state.optimizer.ema.blocks.empty()) add_tensors(tensors, kEmaPrefix, state.optimizer.ema, DType::F32);
   const ModelConfig& c = state.config;
   const std::map<std::string, std::string> metadata = {
       {"format", kFormat},
@@ -142,13 +145,14 @@ TrainState load_train_state(const std::string& path) {
   s.elapsed_seconds = parse<double>(meta, "elapsed_seconds", path);
   require(s.step >= 0 && s.optimizer.steps >= 0 && s.elapsed_seconds >= 0,
           path + ": training state has a negative step count or training time");
-  for (const Part& part : kParts) {
+  auto read_part = [&](const std::string& prefix) {
     std::map<std::string, FloatTensor> tensors;
-    const std::string prefix = part.prefix;
     for (const TensorRef& t : file.tensors())
       if (t.name.starts_with(prefix)) tensors[t.name.substr(prefix.size())] = {t.shape, t.to_floats()};
-    part_of(s, part) = params_from_tensors<float>(c, tensors);
-  }
+    return tensors;
+  };
+  for (const Part& part : kParts) part_of(s, part) = params_from_tensors<float>(c, read_part(part.prefix));
+  if (const auto average = read_part(kEmaPrefix); !average.empty()) s.optimizer.ema = params_from_tensors<float>(c, average);
   return s;
 }
 

@@ -28,6 +28,11 @@ void save_train_state(const std::string& path, const TrainState& state, bool ove
 // InputError naming the file when it is not a training state or its tensors do not fit its config.
 TrainState load_train_state(const std::string& path);
 
+// What the checkpoint holds: the weights' moving average where training keeps one, else the weights.
+inline const ModelParams<float>& checkpoint_weights(const TrainState& state) {
+  return state.optimizer.ema.blocks.empty() ? state.params : state.optimizer.ema;
+}
+
 // The weights as bf16 safetensors with the reference names.
 void save_checkpoint(const std::string& path, const ModelParams<float>& params,
                      const std::map<std::string, std::string>& metadata, bool overwrite);

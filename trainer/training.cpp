@@ -21,6 +21,7 @@ void TrainSettings::validate() const {
               optimizer.muon_weight_decay >= 0,
           "--ns-steps, --momentum-warmup-steps, --grad-clip and --muon-wd must not be negative");
   require(loop_from >= 0 && loop_from < 1, "--loop-from is a fraction of training in [0, 1)");
+  require(optimizer.ema_decay >= 0 && optimizer.ema_decay < 1, "--ema is a decay in [0, 1) (0: no average)");
   require(optimizer.matrix_lr * optimizer.muon_weight_decay < 1,
           "--muon-wd: matrix-lr x muon-wd must be below 1 (each step scales the matrices by 1 - their product)");
 }
@@ -91,6 +92,9 @@ class CpuEngine final : public TrainEngine {
   }
   std::string device() const override { return "cpu, " + std::to_string(threads_) + " threads"; }
   void set_looping(bool on) override { model_.set_looping(on); }
+  void swap_ema() override {
+    if (!state_.ema.blocks.empty()) std::swap(model_.params(), state_.ema);
+  }
 
  private:
   Model<float> model_;
@@ -185,10 +189,14 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
   engine.export_state(state);
   if (!engine_looping) engine.set_looping(true);  // the trained model runs its loop from here on
   if (result.stopped) log(format("stopped at step %lld on request", static_cast<long long>(state.step)));
-  if (val && !result.stopped) {
+  if (val && !result.stopped) {  // of what the checkpoint holds: the moving average where there is one
+    const bool average = !state.optimizer.ema.blocks.empty();
+    if (average) engine.swap_ema();
     result.final_val = validate(s.val_tokens);
-    log(format("step %lld val_loss %.6f val_bpb %.6f (final, %lld tokens)", static_cast<long long>(state.step),
-               result.final_val.val_loss, result.final_val.val_bpb, static_cast<long long>(result.final_val.tokens)));
+    if (average) engine.swap_ema();
+    log(format("step %lld val_loss %.6f val_bpb %.6f (final, %s%lld tokens)", static_cast<long long>(state.step),
+               result.final_val.val_loss, result.final_val.val_bpb, average ? "the weights' average, " : "",
+               static_cast<long long>(result.final_val.tokens)));
   }
   const int64_t peak = engine.peak_memory_bytes();
   log(format("done: %lld steps, %lld tokens, %.2f s, %.0f tokens/s", static_cast<long long>(result.losses.size()),

@@ -66,6 +66,9 @@ class TrainEngine {
   virtual int64_t peak_memory_bytes() const { return 0; }  // of a GPU; 0 where not measured
   // Runs a recurrent model's loop (ModelConfig::looping) from the next forward on, or not.
   virtual void set_looping(bool on) = 0;
+  // Swaps the weights and their moving average (OptimizerSettings::ema_decay; once it has started):
+  // twice is the identity. The final validation scores the average so.
+  virtual void swap_ema() = 0;
 
   // Data parallel: this engine is rank() of ranks() engines training one model, each on its share
   // of every step's micro-batches; step() applies the gradient summed over all of them.

@@ -312,6 +312,23 @@ TEST(CliTrain, LoopedBlocksTrainEvaluateAndResume) {
   EXPECT_NEAR(std::stod(val_loss(r.out)), lanes_trained, 2e-3) << r.out;
 }
 
+// --ema D: the final validation and the checkpoint are the weights' moving average (eval of the
+// checkpoint gives the final number), not the weights themselves.
+TEST(CliTrain, TheMovingAverageIsWhatTheRunSaves) {
+  test::TempDir dir;
+  const std::string run = "train" + data() + with_flag(kTiny, "val-tokens", "256") + " --steps 6 --out ";
+  auto r = pgolf(run + dir.file("ema") + " --ema 0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("(final, the weights' average, 256 tokens)"), std::string::npos) << r.out;
+  const double averaged = final_val_loss(r.out);
+  r = pgolf("eval " + dir.file("ema.safetensors") + data() + " --tokens 256 --device cpu --threads 2");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NEAR(std::stod(val_loss(r.out)), averaged, 2e-3) << r.out;
+  r = pgolf(run + dir.file("plain"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_GT(std::abs(final_val_loss(r.out) - averaged), 1e-3) << r.out;
+}
+
 // eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
 // windows; --ttt lora adds the documents' number; TTT flags without their --ttt, and bad TTT
 // settings, are one-line errors.
@@ -448,6 +465,7 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --shared-blocks 2 --loops 2 --loop-from 1.5" + out, "--loop-from is a fraction"},
       {"train" + data() + kTiny + " --parallel-from 3" + out, "parallel lanes from block 3 of 3"},
       {"train" + data() + kTiny + " --qk-gain-init 0" + out, "--qk-gain-init must be positive"},
+      {"train" + data() + kTiny + " --ema 1" + out, "--ema is a decay in [0, 1)"},
       {"train" + data() + kTiny + " --loop-layers 1..1 --loops 2 --parallel-from 1" + out, "after the looped blocks"},
   };
   for (const auto& [args, message] : cases) {

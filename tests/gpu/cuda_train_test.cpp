@@ -114,7 +114,7 @@ TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
 }
 
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay = 0, int loop_from_step = 0);
+                                 double muon_weight_decay = 0, int loop_from_step = 0, double ema_decay = 0);
 
 // LeakyReLU(0.5)² in the MLP: the same twin checks, fp32, and twenty steps.
 TEST_F(CudaTrain, LeakyReluSquaredMatchesTheCpuReference) {
@@ -186,24 +186,13 @@ TEST_F(CudaTrain, MultiTokenHeadsMatchTheCpuReference) {
   follow_cpu_for_twenty_steps(config, Precision::kBf16, kBf16StepsTolerance);
 }
 
-// Some bytes per token for a tiny vocab (1 to 3, every fifth with a leading space, token 1 a boundary).
-ByteTable made_up_bytes(int vocab) {
-  ByteTable bytes;
-  for (int v = 0; v < vocab; ++v) {
-    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
-    bytes.has_leading_space.push_back(v % 5 == 0);
-    bytes.is_boundary.push_back(v == 1);
-  }
-  return bytes;
-}
-
 // Score-first TTT through the CUDA trainer (fp32) against the CPU reference: sliding windows,
 // chunks of 40 targets (each chunk's last window shorter than seq_len), SGD with momentum, clip and
 // the first block frozen; the same val_loss.
 TEST_F(CudaTrain, TestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   const std::vector<uint16_t> tokens = test::random_tokens(8 * 16 + 1, config.vocab, 21);
-  const ByteTable bytes = made_up_bytes(config.vocab);
+  const ByteTable bytes = test::made_up_bytes(config.vocab);
   EvalOptions options;
   options.seq_len = 16, options.stride = 4, options.adapt_chunk = 40;
   TttSgdOptions sgd;
@@ -249,7 +238,7 @@ TEST_F(CudaTrain, SlidingEvalScoresTheScoredRowsAlone) {
   config.xsa_layers = 1;
   const int seq_len = 300;
   const std::vector<uint16_t> tokens = test::random_tokens(3 * seq_len + 1, config.vocab, 31);
-  const ByteTable bytes = made_up_bytes(config.vocab);
+  const ByteTable bytes = test::made_up_bytes(config.vocab);
   EvalOptions options;
   options.seq_len = seq_len, options.stride = 64;
   const ModelParams<float> params = test::random_params<float>(config, 32);
@@ -280,7 +269,7 @@ TEST_F(CudaTrain, LoraTestTimeTrainingFollowsTheCpuReference) {
   const ModelConfig config = test::tiny_config();
   std::vector<uint16_t> tokens = test::random_tokens(6 * 16 + 1, config.vocab, 23);
   for (size_t bos : {0, 9, 40, 41, 77}) tokens[bos] = kBosToken;
-  const ByteTable bytes = made_up_bytes(config.vocab);
+  const ByteTable bytes = test::made_up_bytes(config.vocab);
   EvalOptions options;
   options.seq_len = 16;
   TttLoraOptions lora;
@@ -319,9 +308,10 @@ TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
 
 // The same run on both engines, step by step: the losses within `tolerance`.
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay, int loop_from_step) {
+                                 double muon_weight_decay, int loop_from_step, double ema_decay) {
   TrainSettings s = test::tiny_train_settings(20);
   s.optimizer.muon_weight_decay = muon_weight_decay;
+  s.optimizer.ema_decay = ema_decay;
   const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
   TrainState start = initial_train_state(config, 1337);
   auto cpu = make_cpu_engine(start, s.optimizer, 2);
@@ -344,6 +334,15 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision,
     if (step % 5 == 0 || step == 19) std::printf("  step %2d: cpu %.6f gpu %.6f\n", step, cpu_loss, gpu_loss);
   }
   std::printf("  20 steps: max |gpu - cpu| loss %.3g\n", worst);
+  if (ema_decay > 0) {  // the moving averages, tensor by tensor
+    TrainState cpu_state, gpu_state;
+    cpu->export_state(cpu_state);
+    gpu.export_state(gpu_state);
+    const auto a = named_tensors(cpu_state.optimizer.ema), b = named_tensors(gpu_state.optimizer.ema);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_LT((*a[i].second - *b[i].second).cwiseAbs().maxCoeff(), 1e-4) << a[i].first;
+  }
 }
 
 TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
@@ -352,6 +351,10 @@ TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
 
 TEST_F(CudaTrain, MuonWeightDecayFollowsTheCpuReference) {
   follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, 0.5);
+}
+
+TEST_F(CudaTrain, MovingAverageFollowsTheCpuReference) {
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, 0, 0, 0.9);
 }
 
 TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {

@@ -65,6 +65,18 @@ inline TrainSettings tiny_train_settings(int64_t steps) {
   return s;
 }
 
+// A byte table for a made-up vocabulary: 1 to 3 bytes a token, every fifth with a leading space, id 1
+// a boundary (val_bpb's inputs, without a tokenizer).
+inline ByteTable made_up_bytes(int vocab) {
+  ByteTable bytes;
+  for (int v = 0; v < vocab; ++v) {
+    bytes.base_bytes.push_back(static_cast<int16_t>(1 + v % 3));
+    bytes.has_leading_space.push_back(v % 5 == 0);
+    bytes.is_boundary.push_back(v == 1);
+  }
+  return bytes;
+}
+
 // count tokens below vocab, deterministic in seed.
 inline std::vector<uint16_t> random_tokens(size_t count, int vocab, uint64_t seed) {
   std::mt19937_64 rng(seed);

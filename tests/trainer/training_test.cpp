@@ -101,6 +101,24 @@ TEST(Optimizer, MuonWeightDecayScalesTheMatricesFirst) {
   EXPECT_EQ(a.blocks[1].q_gain, b.blocks[1].q_gain);
 }
 
+// The moving average starts at the weights before the first step and follows each step after it.
+TEST(Optimizer, MovingAverageFollowsEveryStep) {
+  const ModelConfig config = tiny_config();
+  OptimizerSettings s;
+  s.ema_decay = 0.75;
+  ModelParams<float> params = init_params<float>(config, 1);
+  Matrix<float> expected = params.blocks[0].mlp_fc;
+  OptimizerState state = zero_optimizer_state(config);
+  for (int step = 0; step < 3; ++step) {
+    ModelParams<float> grad = test::random_params<float>(config, 10 + step);
+    optimizer_step(s, 1.0, step, params, grad, state);
+    expected = 0.75f * expected + 0.25f * params.blocks[0].mlp_fc;
+  }
+  EXPECT_LT((state.ema.blocks[0].mlp_fc - expected).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT((state.ema.blocks[0].mlp_fc - params.blocks[0].mlp_fc).cwiseAbs().maxCoeff(), 1e-4);
+  EXPECT_TRUE(zero_optimizer_state(config).ema.blocks.empty());
+}
+
 TEST(Optimizer, GradientClippingScalesToTheNorm) {
   const ModelConfig config = tiny_config();
   OptimizerSettings s;
@@ -162,6 +180,43 @@ TEST(Training, ResumeGivesTheSameLossesAsAStraightRun) {
   losses.insert(losses.end(), rest.begin(), rest.end());
   EXPECT_EQ(losses, expected);  // bitwise
   EXPECT_TRUE(resumed.params.blocks[2].mlp_proj == straight.params.blocks[2].mlp_proj);
+}
+
+// With a moving average: it travels in the state (resume stays bitwise, the average too), the
+// checkpoint holds it, and the final validation scores it, not the weights.
+TEST(Training, MovingAverageResumesAndIsWhatTheRunEndsWith) {
+  TempDir dir;
+  const ModelConfig config = tiny_config();
+  const auto shards = write_train_shards(dir, config.vocab);
+  TrainSettings s = test::tiny_train_settings(8);
+  s.optimizer.ema_decay = 0.5;
+  TrainState straight = initial_train_state(config, 7);
+  run(straight, shards, s);
+  TrainState first = initial_train_state(config, 7);
+  s.stop_at = 3;
+  run(first, shards, s);
+  save_train_state(dir.file("run.state"), first, false);
+  TrainState resumed = load_train_state(dir.file("run.state"));
+  EXPECT_TRUE(resumed.optimizer.ema.blocks[1].c_q == first.optimizer.ema.blocks[1].c_q);
+  s.stop_at = 0;
+  run(resumed, shards, s);
+  EXPECT_TRUE(resumed.optimizer.ema.blocks[2].mlp_fc == straight.optimizer.ema.blocks[2].mlp_fc);
+  EXPECT_TRUE(resumed.params.blocks[2].mlp_fc == straight.params.blocks[2].mlp_fc);
+  EXPECT_EQ(&checkpoint_weights(straight), &straight.optimizer.ema);
+  EXPECT_FALSE(straight.optimizer.ema.blocks[2].mlp_fc == straight.params.blocks[2].mlp_fc);
+
+  const std::vector<uint16_t> val_tokens = test::random_tokens(4 * 16 + 1, config.vocab, 12);
+  const ValSet val{val_tokens, test::made_up_bytes(config.vocab)};
+  TrainState more = straight;
+  s.steps = 9;
+  TokenStream stream(shards, more.data);
+  auto engine = make_cpu_engine(more, s.optimizer, 2);
+  const TrainResult result = train(*engine, stream, more, s, &val, [](const std::string&) {});
+  EvalOptions options;
+  options.seq_len = s.seq_len;
+  const Model<float> average(config, more.optimizer.ema), weights(config, more.params);
+  EXPECT_NEAR(result.final_val.val_loss, evaluate(average, val.tokens, val.bytes, options).val_loss, 1e-9);
+  EXPECT_GT(std::abs(result.final_val.val_loss - evaluate(weights, val.tokens, val.bytes, options).val_loss), 1e-6);
 }
 
 TEST(Training, CheckpointIsBf16WithTheReferenceNames) {
