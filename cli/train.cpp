@@ -168,6 +168,8 @@ int train_main(int argc, char** argv) {
       ("max-seconds", "training wallclock limit; the warmdown follows it (0: none)",
        cxxopts::value<double>()->default_value(number_text(defaults.max_seconds)))
       ("warmdown", "steps of linear learning-rate warmdown", cxxopts::value<int64_t>()->default_value(number_text(defaults.warmdown_steps)))
+      ("lr-floor", "the warmdown ends at this fraction of the learning rates instead of 0 (R1: 0.1)",
+       cxxopts::value<double>()->default_value(number_text(defaults.lr_floor)))
       ("val-every", "steps between validations (0: only at the end)", cxxopts::value<int64_t>()->default_value(number_text(defaults.val_every)))
       ("val-tokens", "tokens each validation scores (0: the whole val split)",
        cxxopts::value<int64_t>()->default_value(number_text(defaults.val_tokens)))
@@ -180,6 +182,8 @@ int train_main(int argc, char** argv) {
       ("momentum-warmup-start", "Muon momentum at step 0", cxxopts::value<double>()->default_value(number_text(opt.momentum_warmup_start)))
       ("momentum-warmup-steps", "steps to warm the momentum", cxxopts::value<int>()->default_value(number_text(opt.momentum_warmup_steps)))
       ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value(number_text(opt.newton_schulz_steps)))
+      ("ns-coefficients", "Newton-Schulz's (a, b, c): stock (the baseline's, every iteration) or polar-express (the "
+                          "records' five tuned iterations, R3 on)", cxxopts::value<std::string>()->default_value("stock"))
       ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(number_text(opt.beta1)))
       ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(number_text(opt.beta2)))
       ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(number_text(opt.eps)))
@@ -188,7 +192,12 @@ int train_main(int argc, char** argv) {
               "checkpoint and the final val_bpb are the average's, the state keeps both (0: none)",
        cxxopts::value<double>()->default_value(number_text(opt.ema_decay)))
       ("muon-wd", "Muon's decoupled weight decay: matrices scaled by 1 - lr x this before each update (0: none; the "
-                  "records use 0.04 and up)", cxxopts::value<double>()->default_value(number_text(opt.muon_weight_decay)));
+                  "records use 0.04 and up)", cxxopts::value<double>()->default_value(number_text(opt.muon_weight_decay)))
+      ("embed-wd", "AdamW's decoupled weight decay of the tied embedding (and BigramHash's table): scaled by 1 - lr x "
+                   "this before each update (0: Adam; R1: 0.085)",
+       cxxopts::value<double>()->default_value(number_text(opt.embed_weight_decay)))
+      ("scalar-wd", "the same for the scales, gains, mixes and skip weights (0: Adam; R1: 0.02)",
+       cxxopts::value<double>()->default_value(number_text(opt.scalar_weight_decay)));
   // clang-format on
   cxxopts::ParseResult args;
   if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;
@@ -248,6 +257,7 @@ int train_main(int argc, char** argv) {
   s.stop_at = settings.get<int64_t>("stop-at");
   s.max_seconds = settings.get<double>("max-seconds");
   s.warmdown_steps = settings.get<int64_t>("warmdown");
+  s.lr_floor = settings.get<double>("lr-floor");
   s.val_every = settings.get<int64_t>("val-every");
   s.val_tokens = settings.get<int64_t>("val-tokens");
   s.loop_from = settings.get<double>("loop-from");
@@ -260,11 +270,14 @@ int train_main(int argc, char** argv) {
   o.momentum_warmup_start = settings.get<double>("momentum-warmup-start");
   o.momentum_warmup_steps = settings.get<int>("momentum-warmup-steps");
   o.newton_schulz_steps = settings.get<int>("ns-steps");
+  o.newton_schulz_coefficients = parse_newton_schulz_coefficients(settings.get<std::string>("ns-coefficients"));
   o.beta1 = settings.get<double>("beta1");
   o.beta2 = settings.get<double>("beta2");
   o.eps = settings.get<double>("adam-eps");
   o.grad_clip = settings.get<double>("grad-clip");
   o.muon_weight_decay = settings.get<double>("muon-wd");
+  o.embed_weight_decay = settings.get<double>("embed-wd");
+  o.scalar_weight_decay = settings.get<double>("scalar-wd");
   o.ema_decay = settings.get<double>("ema");
   const std::string device_flag = settings.get<std::string>("device");
   const int gpus = settings.get<int>("gpus");

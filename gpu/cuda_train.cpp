@@ -656,12 +656,13 @@ void CudaTrainer::State::newton_schulz(const std::vector<size_t>& batch) {
   }
   for (int step = 0; step < settings.optimizer.newton_schulz_steps; ++step) {
     // A = X X^T [r, r] (symmetric); B = b A + c A A; X = a X + B X
+    const NewtonSchulzStep coefficients = newton_schulz_step(settings.optimizer.newton_schulz_coefficients, step);
     gemm.batched(CUBLAS_OP_T, CUBLAS_OP_N, r, r, k, 1, x, k, size, x, k, size, 0, ns_a.data(), r, square, count);
     copy(ns_b.data(), ns_a.data(), count * square);
-    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, r, r, r, kNewtonSchulzC, ns_a.data(), r, square, ns_a.data(), r, square,
-                 kNewtonSchulzB, ns_b.data(), r, square, count);
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, r, r, r, coefficients.c, ns_a.data(), r, square, ns_a.data(), r, square,
+                 coefficients.b, ns_b.data(), r, square, count);
     copy(y, x, count * size);
-    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, k, r, r, 1, x, k, size, ns_b.data(), r, square, kNewtonSchulzA, y, k, size,
+    gemm.batched(CUBLAS_OP_N, CUBLAS_OP_N, k, r, r, 1, x, k, size, ns_b.data(), r, square, coefficients.a, y, k, size,
                  count);
     std::swap(x, y);
   }
@@ -992,6 +993,11 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
       continue;
     }
     const double lr = (slot.group == ParamGroup::Embedding ? o.embed_lr : o.scalar_lr) * lr_scale;
+    const double decay = slot.group == ParamGroup::Embedding ? o.embed_weight_decay : o.scalar_weight_decay;
+    if (decay > 0) {  // AdamW's decoupled decay first
+      const auto keep = static_cast<float>(1 - lr * decay);
+      PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, static_cast<int>(count), &keep, w, 1));
+    }
     cuda::adam(w, g, s.adam_m.data() + slot.offset, s.adam_v.data() + slot.offset, count, static_cast<float>(o.beta1),
                static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(lr / correction1),
                static_cast<float>(std::sqrt(correction2)), stream);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
+
 namespace pgolf {
 
 ParamGroup param_group(const std::string& name) {
@@ -17,14 +19,36 @@ OptimizerState zero_optimizer_state(const ModelConfig& config) {
   return {zero_params<float>(config), zero_params<float>(config), zero_params<float>(config), {}, 0};
 }
 
-Matrix<float> newton_schulz(const Matrix<float>& g, int steps) {
+NewtonSchulzStep newton_schulz_step(NewtonSchulzCoefficients kind, int iteration) {
+  // ../shared/reference/parameter-golf-records.md, R1's Muon.
+  static constexpr NewtonSchulzStep kPolarExpress[] = {{8.156554524902461f, -22.48329292557795f, 15.878769915207462f},
+                                                       {4.042929935166739f, -2.808917465908714f, 0.5000178451051316f},
+                                                       {3.8916678022926607f, -2.772484153217685f, 0.5060648178503393f},
+                                                       {3.285753657755655f, -2.3681294933425376f, 0.46449024233003106f},
+                                                       {2.3465413258596377f, -1.7097828382687081f, 0.42323551169305323f}};
+  if (kind == NewtonSchulzCoefficients::kStock) return {3.4445f, -4.7750f, 2.0315f};
+  return kPolarExpress[std::min(iteration, 4)];
+}
+
+NewtonSchulzCoefficients parse_newton_schulz_coefficients(const std::string& name) {
+  for (auto kind : {NewtonSchulzCoefficients::kStock, NewtonSchulzCoefficients::kPolarExpress})
+    if (name == newton_schulz_coefficients_name(kind)) return kind;
+  throw InputError("--ns-coefficients " + name + ": stock or polar-express");
+}
+
+std::string newton_schulz_coefficients_name(NewtonSchulzCoefficients kind) {
+  return kind == NewtonSchulzCoefficients::kStock ? "stock" : "polar-express";
+}
+
+Matrix<float> newton_schulz(const Matrix<float>& g, int steps, NewtonSchulzCoefficients kind) {
   const bool transposed = g.rows() > g.cols();
   Matrix<float> x = transposed ? Matrix<float>(g.transpose()) : g;
   x /= x.norm() + 1e-7f;
   for (int i = 0; i < steps; ++i) {
+    const NewtonSchulzStep k = newton_schulz_step(kind, i);
     const Matrix<float> a = x * x.transpose();
-    const Matrix<float> b = kNewtonSchulzB * a + kNewtonSchulzC * a * a;
-    x = kNewtonSchulzA * x + b * x;
+    const Matrix<float> b = k.b * a + k.c * a * a;
+    x = k.a * x + b * x;
   }
   if (transposed) return x.transpose();
   return x;
@@ -66,13 +90,15 @@ void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, M
     if (group == ParamGroup::Matrix) {
       Matrix<float>& b = *buf[i].second;
       b = momentum * b + grad_i;
-      const Matrix<float> update = newton_schulz(grad_i + momentum * b, s.newton_schulz_steps);
+      const Matrix<float> update = newton_schulz(grad_i + momentum * b, s.newton_schulz_steps, s.newton_schulz_coefficients);
       const double shape_scale = std::sqrt(std::max(1.0, static_cast<double>(w.rows()) / static_cast<double>(w.cols())));
       if (s.muon_weight_decay > 0) w *= static_cast<float>(1 - s.matrix_lr * lr_scale * s.muon_weight_decay);
       w -= static_cast<float>(s.matrix_lr * lr_scale * shape_scale) * update;
       continue;
     }
     const double lr = (group == ParamGroup::Embedding ? s.embed_lr : s.scalar_lr) * lr_scale;
+    const double decay = group == ParamGroup::Embedding ? s.embed_weight_decay : s.scalar_weight_decay;
+    if (decay > 0) w *= static_cast<float>(1 - lr * decay);
     Matrix<float>& m_i = *m[i].second;
     Matrix<float>& v_i = *v[i].second;
     m_i = beta1 * m_i + (1 - beta1) * grad_i;

@@ -15,6 +15,17 @@
 
 namespace pgolf {
 
+// Newton-Schulz's (a, b, c) per iteration: the stock quintic's (3.4445, -4.7750, 2.0315) each time, or
+// the records' Polar Express schedule (R3 on: five tuned triples; later iterations repeat the last).
+enum class NewtonSchulzCoefficients { kStock, kPolarExpress };
+struct NewtonSchulzStep {
+  float a, b, c;
+};
+NewtonSchulzStep newton_schulz_step(NewtonSchulzCoefficients kind, int iteration);
+// "stock" or "polar-express" and back; InputError naming the choices otherwise.
+NewtonSchulzCoefficients parse_newton_schulz_coefficients(const std::string& name);
+std::string newton_schulz_coefficients_name(NewtonSchulzCoefficients kind);
+
 struct OptimizerSettings {
   double matrix_lr = 0.04;
   double embed_lr = 0.05;
@@ -23,6 +34,7 @@ struct OptimizerSettings {
   double momentum_warmup_start = 0.85;
   int momentum_warmup_steps = 500;
   int newton_schulz_steps = 5;
+  NewtonSchulzCoefficients newton_schulz_coefficients = NewtonSchulzCoefficients::kStock;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
@@ -30,6 +42,10 @@ struct OptimizerSettings {
   // Muon's decoupled weight decay: each matrix is scaled by 1 - lr · decay (lr the matrix group's,
   // schedule included) before its update, as the records' Muon does; 0: none (the baseline).
   double muon_weight_decay = 0;
+  // AdamW's decoupled weight decay of the embedding's and the scalars' groups: each tensor scaled by
+  // 1 - lr · decay (the group's lr, schedule included) before its Adam update, as the records (R1:
+  // 0.085 and 0.02). 0: Adam (the baseline).
+  double embed_weight_decay = 0, scalar_weight_decay = 0;
   // The records' exponential moving average of the weights (0.9965): after every step ema = decay ·
   // ema + (1 − decay) · weights, from the weights before the first step; the checkpoint and the
   // final validation are the average's. 0: none.
@@ -61,10 +77,10 @@ auto named_tensors(Params& p) {
 }
 
 // The orthogonalisation Muon applies: X = G / (|G|_F + 1e-7), transposed when rows > cols, then
-// `steps` iterations of A = X X^T, X = a X + (b A + c A^2) X with (a, b, c) = (3.4445, -4.7750,
-// 2.0315). Singular values land near 1 (about 0.7 to 1.2), not exactly on it.
-Matrix<float> newton_schulz(const Matrix<float>& g, int steps);
-inline constexpr float kNewtonSchulzA = 3.4445f, kNewtonSchulzB = -4.7750f, kNewtonSchulzC = 2.0315f;
+// `steps` iterations of A = X X^T, X = a X + (b A + c A^2) X with iteration i's (a, b, c)
+// (newton_schulz_step). Singular values land near 1 (stock: about 0.7 to 1.2), not exactly on it.
+Matrix<float> newton_schulz(const Matrix<float>& g, int steps,
+                            NewtonSchulzCoefficients kind = NewtonSchulzCoefficients::kStock);
 
 // Muon's momentum at step (0-based): warmed linearly from momentum_warmup_start.
 double muon_momentum(const OptimizerSettings& s, int64_t step);

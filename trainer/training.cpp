@@ -18,9 +18,12 @@ void TrainSettings::validate() const {
   require(steps >= 0 && stop_at >= 0 && max_seconds >= 0 && warmdown_steps >= 0 && val_every >= 0 && val_tokens >= 0 && log_every > 0,
           "--steps, --stop-at, --max-seconds, --warmdown, --val-every and --val-tokens must not be negative, --log-every positive");
   require(optimizer.newton_schulz_steps >= 0 && optimizer.momentum_warmup_steps >= 0 && optimizer.grad_clip >= 0 &&
-              optimizer.muon_weight_decay >= 0,
-          "--ns-steps, --momentum-warmup-steps, --grad-clip and --muon-wd must not be negative");
+              optimizer.muon_weight_decay >= 0 && optimizer.embed_weight_decay >= 0 && optimizer.scalar_weight_decay >= 0,
+          "--ns-steps, --momentum-warmup-steps, --grad-clip, --muon-wd, --embed-wd and --scalar-wd must not be negative");
+  require(optimizer.embed_lr * optimizer.embed_weight_decay < 1 && optimizer.scalar_lr * optimizer.scalar_weight_decay < 1,
+          "--embed-wd, --scalar-wd: their group's lr x decay must be below 1");
   require(loop_from >= 0 && loop_from < 1, "--loop-from is a fraction of training in [0, 1)");
+  require(lr_floor >= 0 && lr_floor <= 1, "--lr-floor is a fraction of the learning rates in [0, 1]");
   require(optimizer.ema_decay >= 0 && optimizer.ema_decay < 1, "--ema is a decay in [0, 1) (0: no average)");
   require(optimizer.matrix_lr * optimizer.muon_weight_decay < 1,
           "--muon-wd: matrix-lr x muon-wd must be below 1 (each step scales the matrices by 1 - their product)");
@@ -40,7 +43,10 @@ Precision parse_precision(const std::string& name) {
   throw InputError("--precision must be auto, fp32, tf32 or bf16, not '" + name + "'");
 }
 
-double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
+namespace {
+
+// The warmdown's multiplier before the floor.
+double warmdown_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   if (s.warmdown_steps <= 0) return 1.0;
   const double warmdown = static_cast<double>(s.warmdown_steps);
   if (s.max_seconds <= 0) {
@@ -52,6 +58,12 @@ double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   const double warmdown_seconds = warmdown * step_seconds;
   const double remaining = std::max(s.max_seconds - elapsed_seconds, 0.0);
   return remaining <= warmdown_seconds ? remaining / std::max(warmdown_seconds, 1e-9) : 1.0;
+}
+
+}  // namespace
+
+double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
+  return std::max(warmdown_scale(s, step, elapsed_seconds), s.lr_floor);
 }
 
 bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds) {

@@ -22,6 +22,7 @@ struct TrainSettings {
   double max_seconds = 0;       // ...or this much training time (0: no limit)
   int64_t stop_at = 0;          // stop this run at this step, the schedule unchanged (0: at steps)
   int64_t warmdown_steps = 1200;
+  double lr_floor = 0;          // the warmdown stops there (R1's MIN_LR: 0.1); 0: down to zero
   OptimizerSettings optimizer;
   int64_t val_every = 0;        // steps between validations (0: only at the end)
   int64_t val_tokens = 0;       // validations score this many tokens (0: the whole split)
@@ -43,7 +44,7 @@ Precision parse_precision(const std::string& name);
 
 // The warmdown multiplier of every learning rate (lr_mul in the reference): without a time limit,
 // linear to 0 over the last warmdown_steps steps; with one, the remaining time over warmdown_steps
-// steps at the average step time so far, once that is less.
+// steps at the average step time so far, once that is less; never below lr_floor.
 double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds);
 // Whether a recurrent model's loop runs at this point of training (TrainSettings::loop_from).
 bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds);

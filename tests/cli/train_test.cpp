@@ -466,6 +466,9 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --parallel-from 3" + out, "parallel lanes from block 3 of 3"},
       {"train" + data() + kTiny + " --qk-gain-init 0" + out, "--qk-gain-init must be positive"},
       {"train" + data() + kTiny + " --ema 1" + out, "--ema is a decay in [0, 1)"},
+      {"train" + data() + kTiny + " --ns-coefficients quintic" + out, "--ns-coefficients quintic: stock or polar-express"},
+      {"train" + data() + kTiny + " --lr-floor 2" + out, "--lr-floor is a fraction"},
+      {"train" + data() + kTiny + " --embed-wd -1" + out, "--embed-wd and --scalar-wd must not be negative"},
       {"train" + data() + kTiny + " --loop-layers 1..1 --loops 2 --parallel-from 1" + out, "after the looped blocks"},
   };
   for (const auto& [args, message] : cases) {

@@ -113,8 +113,10 @@ TEST_F(CudaTrain, LossAndEveryGradientMatchTheCpuReference) {
   check_gradients(wide_config(), 2, 80);
 }
 
+// The twenty steps' optimizer: the tiny training settings' (clipping, momentum warm-up).
+OptimizerSettings twenty_steps_optimizer() { return test::tiny_train_settings(20).optimizer; }
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay = 0, int loop_from_step = 0, double ema_decay = 0);
+                                 const OptimizerSettings& optimizer = twenty_steps_optimizer(), int loop_from_step = 0);
 
 // LeakyReLU(0.5)² in the MLP: the same twin checks, fp32, and twenty steps.
 TEST_F(CudaTrain, LeakyReluSquaredMatchesTheCpuReference) {
@@ -166,9 +168,9 @@ ModelConfig tiny_looped_config() {
 
 TEST_F(CudaTrain, LoopedBlocksMatchTheCpuReference) {
   check_gradients(tiny_looped_config(), 4, 16);
-  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kFp32, 1e-3, 0, 8);
+  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kFp32, 1e-3, twenty_steps_optimizer(), 8);
   check_gradients(tiny_looped_config(), 4, 16, Precision::kBf16, kBf16GradientTolerance, kBf16LossTolerance);
-  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kBf16, kBf16StepsTolerance, 0, 8);
+  follow_cpu_for_twenty_steps(tiny_looped_config(), Precision::kBf16, kBf16StepsTolerance, twenty_steps_optimizer(), 8);
   ModelConfig shared = tiny_bf16_config();
   shared.layers = 2, shared.loop_first = 0, shared.loop_last = 1, shared.loops = 3;
   check_gradients(shared, 4, 16);
@@ -308,10 +310,9 @@ TEST_F(CudaTrain, Bf16LossAndEveryGradientFollowTheCpuReference) {
 
 // The same run on both engines, step by step: the losses within `tolerance`.
 void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision, double tolerance,
-                                 double muon_weight_decay, int loop_from_step, double ema_decay) {
+                                 const OptimizerSettings& optimizer, int loop_from_step) {
   TrainSettings s = test::tiny_train_settings(20);
-  s.optimizer.muon_weight_decay = muon_weight_decay;
-  s.optimizer.ema_decay = ema_decay;
+  s.optimizer = optimizer;
   const std::vector<uint16_t> tokens = test::random_tokens(20 * 2 * (4 * 16 + 1), config.vocab, 6);
   TrainState start = initial_train_state(config, 1337);
   auto cpu = make_cpu_engine(start, s.optimizer, 2);
@@ -334,7 +335,7 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision,
     if (step % 5 == 0 || step == 19) std::printf("  step %2d: cpu %.6f gpu %.6f\n", step, cpu_loss, gpu_loss);
   }
   std::printf("  20 steps: max |gpu - cpu| loss %.3g\n", worst);
-  if (ema_decay > 0) {  // the moving averages, tensor by tensor
+  if (optimizer.ema_decay > 0) {  // the moving averages, tensor by tensor
     TrainState cpu_state, gpu_state;
     cpu->export_state(cpu_state);
     gpu.export_state(gpu_state);
@@ -350,11 +351,18 @@ TEST_F(CudaTrain, TwentyStepsFollowTheCpuReference) {
 }
 
 TEST_F(CudaTrain, MuonWeightDecayFollowsTheCpuReference) {
-  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, 0.5);
+  OptimizerSettings decayed = twenty_steps_optimizer();
+  decayed.muon_weight_decay = 0.5;
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, decayed);
 }
 
-TEST_F(CudaTrain, MovingAverageFollowsTheCpuReference) {
-  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, 0, 0, 0.9);
+// The records' optimizer: AdamW on the embedding and scalars, Polar Express Newton-Schulz, and the
+// weights' moving average (compared tensor by tensor at the end).
+TEST_F(CudaTrain, TheRecordsOptimizerFollowsTheCpuReference) {
+  OptimizerSettings records = twenty_steps_optimizer();
+  records.embed_weight_decay = 0.5, records.scalar_weight_decay = 0.25, records.ema_decay = 0.9;
+  records.newton_schulz_coefficients = NewtonSchulzCoefficients::kPolarExpress;
+  follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, records);
 }
 
 TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {

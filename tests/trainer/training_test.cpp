@@ -55,6 +55,23 @@ TEST(Optimizer, NewtonSchulzBringsSingularValuesNearOne) {
   EXPECT_TRUE(newton_schulz(Matrix<float>::Zero(4, 6), 5).isZero());  // no NaN from a zero gradient
 }
 
+// The records' Polar Express schedule lands the singular values closer to 1 than the stock
+// coefficients in the same five iterations; its names parse.
+TEST(Optimizer, PolarExpressCoefficientsOrthogonaliseCloser) {
+  const std::vector<float> values = test::synthetic(test::Distribution::HeavyTailed, 24, 40, 3, 1.0f);
+  const Matrix<float> g = Eigen::Map<const Matrix<float>>(values.data(), 24, 40);
+  auto spread = [&](NewtonSchulzCoefficients kind) {
+    const Eigen::VectorXf s = Eigen::JacobiSVD<Eigen::MatrixXf>(newton_schulz(g, 5, kind)).singularValues();
+    return std::max(s.maxCoeff() - 1, 1 - s.minCoeff());
+  };
+  EXPECT_LT(spread(NewtonSchulzCoefficients::kPolarExpress), spread(NewtonSchulzCoefficients::kStock));
+  EXPECT_FLOAT_EQ(newton_schulz_step(NewtonSchulzCoefficients::kPolarExpress, 0).a, 8.156554524902461f);
+  EXPECT_FLOAT_EQ(newton_schulz_step(NewtonSchulzCoefficients::kPolarExpress, 7).c, 0.42323551169305323f);
+  EXPECT_EQ(parse_newton_schulz_coefficients("polar-express"), NewtonSchulzCoefficients::kPolarExpress);
+  EXPECT_NE(input_error([] { parse_newton_schulz_coefficients("quintic"); }).find("stock or polar-express"),
+            std::string::npos);
+}
+
 // One Adam and one Muon step by hand, on a model whose every gradient is 0.5.
 TEST(Optimizer, StepMatchesHandComputedAdamAndMuon) {
   const ModelConfig config = tiny_config();
@@ -119,6 +136,27 @@ TEST(Optimizer, MovingAverageFollowsEveryStep) {
   EXPECT_TRUE(zero_optimizer_state(config).ema.blocks.empty());
 }
 
+// AdamW's decay scales the embedding's and the scalars' tensors by 1 - lr · decay (their own lr)
+// before the same Adam update; the matrices are untouched by it.
+TEST(Optimizer, AdamWeightDecayScalesTheEmbeddingAndScalarsFirst) {
+  const ModelConfig config = tiny_config();
+  OptimizerSettings plain, decayed;
+  decayed.embed_weight_decay = 0.5, decayed.scalar_weight_decay = 0.25;
+  ModelParams<float> a = init_params<float>(config, 1), b = a, before = a;
+  ModelParams<float> grad = zero_params<float>(config);
+  for (auto& [name, g] : named_tensors(grad)) g->setConstant(0.5f);
+  ModelParams<float> grad_b = grad;
+  OptimizerState sa = zero_optimizer_state(config), sb = zero_optimizer_state(config);
+  optimizer_step(plain, 0.5, 0, a, grad, sa);
+  optimizer_step(decayed, 0.5, 0, b, grad_b, sb);
+  const auto keep = [](double lr, double decay) { return static_cast<float>(1 - lr * 0.5 * decay); };
+  EXPECT_LT((b.tok_emb - (keep(0.05, 0.5) * before.tok_emb + (a.tok_emb - before.tok_emb))).cwiseAbs().maxCoeff(), 1e-6);
+  const Matrix<float>& gain = before.blocks[1].q_gain;
+  EXPECT_LT((b.blocks[1].q_gain - (keep(0.04, 0.25) * gain + (a.blocks[1].q_gain - gain))).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT((b.blocks[1].q_gain - a.blocks[1].q_gain).cwiseAbs().maxCoeff(), 1e-4);
+  EXPECT_EQ(a.blocks[0].mlp_fc, b.blocks[0].mlp_fc);
+}
+
 TEST(Optimizer, GradientClippingScalesToTheNorm) {
   const ModelConfig config = tiny_config();
   OptimizerSettings s;
@@ -142,6 +180,12 @@ TEST(Training, WarmdownIsLinearByStepsOrByTime) {
   EXPECT_EQ(lr_scale(s, 50, 50), 1.0);
   EXPECT_DOUBLE_EQ(lr_scale(s, 80, 80), 0.5);
   EXPECT_EQ(lr_scale(s, 120, 120), 0.0);
+  s.lr_floor = 0.1;  // the same, stopping at the floor
+  EXPECT_DOUBLE_EQ(lr_scale(s, 80, 80), 0.5);
+  EXPECT_DOUBLE_EQ(lr_scale(s, 98, 98), 0.1);
+  EXPECT_DOUBLE_EQ(lr_scale(s, 120, 120), 0.1);
+  s.lr_floor = 1.5;
+  EXPECT_NE(input_error([&] { s.validate(); }).find("--lr-floor"), std::string::npos);
 }
 
 TEST(Training, StepsLowerTheLoss) {
