@@ -99,17 +99,28 @@ TEST(Optimizer, StepMatchesHandComputedAdamAndMuon) {
 
 // Muon's decoupled weight decay scales each matrix by 1 - lr · decay before the same update;
 // Adam's groups are untouched by it.
-TEST(Optimizer, MuonWeightDecayScalesTheMatricesFirst) {
+// One step at lr scale 0.5 of the tiny model's init, every gradient 0.5: the weights before it, after it
+// with the default settings (a) and after it with `changed` (b).
+struct TwoSteps {
+  ModelParams<float> before, a, b;
+};
+TwoSteps step_plain_and(const OptimizerSettings& changed) {
   const ModelConfig config = tiny_config();
-  OptimizerSettings plain, decayed;
-  decayed.muon_weight_decay = 0.5;
-  ModelParams<float> a = init_params<float>(config, 1), b = a, before = a;
+  TwoSteps r{init_params<float>(config, 1), {}, {}};
+  r.a = r.b = r.before;
   ModelParams<float> grad = zero_params<float>(config);
   for (auto& [name, g] : named_tensors(grad)) g->setConstant(0.5f);
   ModelParams<float> grad_b = grad;
   OptimizerState sa = zero_optimizer_state(config), sb = zero_optimizer_state(config);
-  optimizer_step(plain, 0.5, 0, a, grad, sa);
-  optimizer_step(decayed, 0.5, 0, b, grad_b, sb);
+  optimizer_step(OptimizerSettings{}, 0.5, 0, r.a, grad, sa);
+  optimizer_step(changed, 0.5, 0, r.b, grad_b, sb);
+  return r;
+}
+
+TEST(Optimizer, MuonWeightDecayScalesTheMatricesFirst) {
+  OptimizerSettings decayed;
+  decayed.muon_weight_decay = 0.5;
+  const auto [before, a, b] = step_plain_and(decayed);
   const float keep = static_cast<float>(1 - 0.04 * 0.5 * 0.5);
   const Matrix<float> update = a.blocks[0].mlp_fc - before.blocks[0].mlp_fc;
   EXPECT_LT((b.blocks[0].mlp_fc - (keep * before.blocks[0].mlp_fc + update)).cwiseAbs().maxCoeff(), 1e-6);
@@ -139,16 +150,9 @@ TEST(Optimizer, MovingAverageFollowsEveryStep) {
 // AdamW's decay scales the embedding's and the scalars' tensors by 1 - lr · decay (their own lr)
 // before the same Adam update; the matrices are untouched by it.
 TEST(Optimizer, AdamWeightDecayScalesTheEmbeddingAndScalarsFirst) {
-  const ModelConfig config = tiny_config();
-  OptimizerSettings plain, decayed;
+  OptimizerSettings decayed;
   decayed.embed_weight_decay = 0.5, decayed.scalar_weight_decay = 0.25;
-  ModelParams<float> a = init_params<float>(config, 1), b = a, before = a;
-  ModelParams<float> grad = zero_params<float>(config);
-  for (auto& [name, g] : named_tensors(grad)) g->setConstant(0.5f);
-  ModelParams<float> grad_b = grad;
-  OptimizerState sa = zero_optimizer_state(config), sb = zero_optimizer_state(config);
-  optimizer_step(plain, 0.5, 0, a, grad, sa);
-  optimizer_step(decayed, 0.5, 0, b, grad_b, sb);
+  const auto [before, a, b] = step_plain_and(decayed);
   const auto keep = [](double lr, double decay) { return static_cast<float>(1 - lr * 0.5 * decay); };
   EXPECT_LT((b.tok_emb - (keep(0.05, 0.5) * before.tok_emb + (a.tok_emb - before.tok_emb))).cwiseAbs().maxCoeff(), 1e-6);
   const Matrix<float>& gain = before.blocks[1].q_gain;
