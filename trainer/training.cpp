@@ -81,7 +81,9 @@ class CpuEngine final : public TrainEngine {
         optimizer_(optimizer),
         state_(state.optimizer),
         grad_(zero_params<float>(state.config)),
-        threads_(threads) {}
+        threads_(threads) {
+    if (optimizer.ema_decay == 0) state_.ema = {};  // a run without the average drops a stale one (as the GPU's)
+  }
 
   double accumulate(std::span<const TokenWindow> windows, double weight) override {
     ModelParams<float> g;

@@ -252,6 +252,11 @@ TEST(Training, MovingAverageResumesAndIsWhatTheRunEndsWith) {
   EXPECT_TRUE(resumed.params.blocks[2].mlp_fc == straight.params.blocks[2].mlp_fc);
   EXPECT_EQ(&checkpoint_weights(straight), &straight.optimizer.ema);
   EXPECT_FALSE(straight.optimizer.ema.blocks[2].mlp_fc == straight.params.blocks[2].mlp_fc);
+  TrainState without = resumed;  // resumed without --ema: the weights are the checkpoint again
+  s.steps = 9, s.optimizer.ema_decay = 0;
+  run(without, shards, s);
+  EXPECT_EQ(&checkpoint_weights(without), &without.params);
+  s.optimizer.ema_decay = 0.5;
 
   const std::vector<uint16_t> val_tokens = test::random_tokens(4 * 16 + 1, config.vocab, 12);
   const ValSet val{val_tokens, test::made_up_bytes(config.vocab)};
