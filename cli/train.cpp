@@ -184,6 +184,8 @@ int train_main(int argc, char** argv) {
       ("ns-steps", "Newton-Schulz iterations", cxxopts::value<int>()->default_value(number_text(opt.newton_schulz_steps)))
       ("ns-coefficients", "Newton-Schulz's (a, b, c): stock (the baseline's, every iteration) or polar-express (the "
                           "records' five tuned iterations, R3 on)", cxxopts::value<std::string>()->default_value("stock"))
+      ("muon-row-norm", "MuonEq-R: divide each row of Muon's update by its rms before Newton-Schulz (the records, R1)",
+       cxxopts::value<bool>()->default_value("false"))
       ("beta1", "Adam beta1", cxxopts::value<double>()->default_value(number_text(opt.beta1)))
       ("beta2", "Adam beta2", cxxopts::value<double>()->default_value(number_text(opt.beta2)))
       ("adam-eps", "Adam epsilon", cxxopts::value<double>()->default_value(number_text(opt.eps)))
@@ -271,6 +273,7 @@ int train_main(int argc, char** argv) {
   o.momentum_warmup_steps = settings.get<int>("momentum-warmup-steps");
   o.newton_schulz_steps = settings.get<int>("ns-steps");
   o.newton_schulz_coefficients = parse_newton_schulz_coefficients(settings.get<std::string>("ns-coefficients"));
+  o.muon_row_normalize = settings.get<bool>("muon-row-norm");
   o.beta1 = settings.get<double>("beta1");
   o.beta2 = settings.get<double>("beta2");
   o.eps = settings.get<double>("adam-eps");

@@ -966,6 +966,8 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
     if (slot.group != ParamGroup::Matrix) continue;
     cuda::muon_momentum(s.momentum.data() + slot.offset, s.grad(i), static_cast<int64_t>(slot.rows * slot.cols),
                         momentum, stream);
+    if (o.muon_row_normalize)  // MuonEq-R
+      cuda::rms_norm_rows(s.grad(i), static_cast<int64_t>(slot.rows), static_cast<int>(slot.cols), stream);
     if (matrix++ % ranks == rank)
       batches[{std::min(slot.rows, slot.cols), std::max(slot.rows, slot.cols)}].push_back(i);
   }

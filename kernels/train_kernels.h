@@ -149,6 +149,10 @@ void to_bf16(const float* x, int64_t count, __nv_bfloat16* out, cudaStream_t str
 // Muon's momentum: buf = momentum * buf + g; g = g + momentum * buf (Nesterov), in place.
 void muon_momentum(float* buf, float* g, int64_t count, float momentum, cudaStream_t stream);
 
+// MuonEq-R: each row of x [rows, dim] divided by its rms, in place (x / sqrt(mean(x^2) + FLT_EPSILON),
+// as rms_norm); dim a multiple of 4 up to 2048 (row_kernels_support_dim).
+void rms_norm_rows(float* x, int64_t rows, int dim, cudaStream_t stream);
+
 // x /= (sqrt(*squared_norm) + 1e-7), the squared norm already on the device.
 void divide_by_norm(float* x, const float* squared_norm, int64_t count, cudaStream_t stream);
 // out[0] = sum of x^2, in a fixed order: kSquaredNormBlocks blocks leave partial sums in

@@ -1,6 +1,7 @@
 #include "trainer/optimizer.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 
 #include "core/error.h"
@@ -90,7 +91,11 @@ void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, M
     if (group == ParamGroup::Matrix) {
       Matrix<float>& b = *buf[i].second;
       b = momentum * b + grad_i;
-      const Matrix<float> update = newton_schulz(grad_i + momentum * b, s.newton_schulz_steps, s.newton_schulz_coefficients);
+      Matrix<float> direction = grad_i + momentum * b;
+      if (s.muon_row_normalize)  // MuonEq-R: rows / their rms (rms_norm's epsilon), as the CUDA kernel
+        for (Eigen::Index r = 0; r < direction.rows(); ++r)
+          direction.row(r) /= std::sqrt(direction.row(r).squaredNorm() / static_cast<float>(direction.cols()) + FLT_EPSILON);
+      const Matrix<float> update = newton_schulz(direction, s.newton_schulz_steps, s.newton_schulz_coefficients);
       const double shape_scale = std::sqrt(std::max(1.0, static_cast<double>(w.rows()) / static_cast<double>(w.cols())));
       if (s.muon_weight_decay > 0) w *= static_cast<float>(1 - s.matrix_lr * lr_scale * s.muon_weight_decay);
       w -= static_cast<float>(s.matrix_lr * lr_scale * shape_scale) * update;

@@ -1,7 +1,7 @@
 // The reference recipe's optimizers on the CPU, in float: Muon for the blocks' 2-D weight
 // matrices, Adam for the tied embedding and for every scale, gain, mix and skip weight
 // (the control tensors). This is the twin the CUDA optimizer kernels are held to.
-//   Muon:  buf = momentum * buf + g;  u = g + momentum * buf (Nesterov);
+//   Muon:  buf = momentum * buf + g;  u = g + momentum * buf (Nesterov);  (MuonEq-R: u's rows rms-normed)
 //          u = newton_schulz(u) * sqrt(max(1, rows / cols));  w -= lr * u
 //   Adam:  torch.optim.Adam (no weight decay) with bias correction.
 #pragma once
@@ -35,6 +35,8 @@ struct OptimizerSettings {
   int momentum_warmup_steps = 500;
   int newton_schulz_steps = 5;
   NewtonSchulzCoefficients newton_schulz_coefficients = NewtonSchulzCoefficients::kStock;
+  // MuonEq-R (the records, R1): each row of Muon's update divided by its rms before Newton-Schulz.
+  bool muon_row_normalize = false;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;

@@ -356,12 +356,13 @@ TEST_F(CudaTrain, MuonWeightDecayFollowsTheCpuReference) {
   follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, decayed);
 }
 
-// The records' optimizer: AdamW on the embedding and scalars, Polar Express Newton-Schulz, and the
+// The records' optimizer: AdamW on the embedding and scalars, MuonEq-R, Polar Express Newton-Schulz, and the
 // weights' moving average (compared tensor by tensor at the end).
 TEST_F(CudaTrain, TheRecordsOptimizerFollowsTheCpuReference) {
   OptimizerSettings records = twenty_steps_optimizer();
   records.embed_weight_decay = 0.5, records.scalar_weight_decay = 0.25, records.ema_decay = 0.9;
   records.newton_schulz_coefficients = NewtonSchulzCoefficients::kPolarExpress;
+  records.muon_row_normalize = true;
   follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, records);
 }
 

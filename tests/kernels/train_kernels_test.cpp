@@ -3,6 +3,9 @@
 // ||gpu - twin|| / ||twin|| < 1e-4. Skipped without a GPU.
 #include <gtest/gtest.h>
 
+#include <cfloat>
+#include <cmath>
+
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
@@ -275,6 +278,24 @@ TEST_F(CudaTrainKernels, EmbeddingBackwardSumsTheRowsOfEachId) {
 }
 
 // Muon's elementwise parts and the norms: momentum, normalisation, update, clipping.
+// MuonEq-R's row norm at every row width the kernels take (one to sixteen float4 a lane).
+TEST_F(CudaTrainKernels, RmsNormRowsMatchesTheCpu) {
+  for (int dim : {12, 512, 1536, 2048}) {
+    const int64_t rows = 37;
+    const auto x = normal(static_cast<size_t>(rows * dim), 3.f);
+    DeviceBuffer<float> d_x(x);
+    cuda::rms_norm_rows(d_x.data(), rows, dim, nullptr);
+    std::vector<double> want(x.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      double squares = 0;
+      for (int c = 0; c < dim; ++c) squares += double(x[r * dim + c]) * x[r * dim + c];
+      const double inv = 1 / std::sqrt(squares / dim + FLT_EPSILON);
+      for (int c = 0; c < dim; ++c) want[r * dim + c] = x[r * dim + c] * inv;
+    }
+    expect_close("rms_norm_rows", d_x.download(), want);
+  }
+}
+
 TEST_F(CudaTrainKernels, MuonMomentumNormsUpdateAndClip) {
   const size_t count = 70001;
   const float momentum = 0.9f, lr = 0.03f;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/SVD>
+#include <cfloat>
 #include <cmath>
 
 #include "artifact/load.h"
@@ -149,6 +150,28 @@ TEST(Optimizer, MovingAverageFollowsEveryStep) {
 
 // AdamW's decay scales the embedding's and the scalars' tensors by 1 - lr · decay (their own lr)
 // before the same Adam update; the matrices are untouched by it.
+// MuonEq-R: the update of a matrix whose gradient rows differ in scale is Newton-Schulz of the rows
+// brought to rms 1; without it the large rows dominate.
+TEST(Optimizer, MuonRowNormalisationEqualisesTheRowsFirst) {
+  OptimizerSettings rows;
+  rows.muon_row_normalize = true;
+  const auto [before, a, b] = step_plain_and(rows);  // every gradient 0.5: rows already equal, the same update
+  EXPECT_LT((a.blocks[0].mlp_fc - b.blocks[0].mlp_fc).cwiseAbs().maxCoeff(), 1e-5);
+  const ModelConfig config = tiny_config();
+  ModelParams<float> params = init_params<float>(config, 1);
+  const ModelParams<float> start = params;
+  ModelParams<float> grad = test::random_params<float>(config, 4);
+  grad.blocks[0].mlp_fc.topRows(8) *= 50.0f;
+  const Matrix<float> g = grad.blocks[0].mlp_fc;
+  OptimizerState state = zero_optimizer_state(config);
+  optimizer_step(rows, 1.0, 0, params, grad, state);
+  Matrix<float> equal = 1.85f * g;  // Nesterov at step 0, then each row over its rms
+  for (Eigen::Index r = 0; r < equal.rows(); ++r)
+    equal.row(r) /= std::sqrt(equal.row(r).squaredNorm() / static_cast<float>(equal.cols()) + FLT_EPSILON);
+  const Matrix<float> expected = start.blocks[0].mlp_fc - float(0.04 * std::sqrt(2.0)) * newton_schulz(equal, 5);
+  EXPECT_LT((params.blocks[0].mlp_fc - expected).cwiseAbs().maxCoeff(), 1e-5);
+}
+
 TEST(Optimizer, AdamWeightDecayScalesTheEmbeddingAndScalarsFirst) {
   OptimizerSettings decayed;
   decayed.embed_weight_decay = 0.5, decayed.scalar_weight_decay = 0.25;
