@@ -996,13 +996,9 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
     }
     const double lr = (slot.group == ParamGroup::Embedding ? o.embed_lr : o.scalar_lr) * lr_scale;
     const double decay = slot.group == ParamGroup::Embedding ? o.embed_weight_decay : o.scalar_weight_decay;
-    if (decay > 0) {  // AdamW's decoupled decay first
-      const auto keep = static_cast<float>(1 - lr * decay);
-      PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, static_cast<int>(count), &keep, w, 1));
-    }
     cuda::adam(w, g, s.adam_m.data() + slot.offset, s.adam_v.data() + slot.offset, count, static_cast<float>(o.beta1),
                static_cast<float>(o.beta2), static_cast<float>(o.eps), static_cast<float>(lr / correction1),
-               static_cast<float>(std::sqrt(correction2)), stream);
+               static_cast<float>(std::sqrt(correction2)), static_cast<float>(1 - lr * decay), stream);
   }
   s.round_params();
   if (o.ema_decay > 0) {  // ema = decay ema + (1 - decay) params (every rank alike)
@@ -1184,7 +1180,7 @@ void CudaLoraAdapters::adam_step() {
   const double correction1 = 1 - std::pow(options_.beta1, steps_), correction2 = 1 - std::pow(options_.beta2, steps_);
   const auto step_size = static_cast<float>(options_.lr / correction1);
   const auto root_correction2 = static_cast<float>(std::sqrt(correction2));
-  const auto decay = static_cast<float>(1 - options_.lr * options_.weight_decay);
+  const auto keep = static_cast<float>(1 - options_.lr * options_.weight_decay);  // AdamW's decay
   const int r = options_.rank;
   for (Adapter& a : adapters_) {
     const float* g = s_.grad(a.slot);  // of the merged weight [out, in]
@@ -1192,13 +1188,10 @@ void CudaLoraAdapters::adam_step() {
     s_.gemm(CUBLAS_OP_T, CUBLAS_OP_N, r, a.out, a.in, scale, a.a.data(), a.in, g, a.in, 0.0f, a.g_b.data(), r);
     // dA^T [in, r] = scale G^T [in, out] B [out, r]
     s_.gemm(CUBLAS_OP_N, CUBLAS_OP_T, a.in, r, a.out, scale, g, a.in, a.b.data(), r, 0.0f, a.g_a.data(), a.in);
-    for (auto [p, m, v, d] : {std::tuple{&a.b, &a.b_m, &a.b_v, &a.g_b}, std::tuple{&a.a, &a.a_m, &a.a_v, &a.g_a}}) {
-      if (options_.weight_decay > 0)  // AdamW's decoupled decay first
-        PGOLF_CUDA_CHECK(cublasSscal(s_.gemm.handle, static_cast<int>(p->size()), &decay, p->data(), 1));
+    for (auto [p, m, v, d] : {std::tuple{&a.b, &a.b_m, &a.b_v, &a.g_b}, std::tuple{&a.a, &a.a_m, &a.a_v, &a.g_a}})
       cuda::adam(p->data(), d->data(), m->data(), v->data(), static_cast<int64_t>(p->size()),
                  static_cast<float>(options_.beta1), static_cast<float>(options_.beta2), static_cast<float>(options_.eps),
-                 step_size, root_correction2, s_.stream);
-    }
+                 step_size, root_correction2, keep, s_.stream);
     merge(a);
   }
 }

@@ -383,12 +383,12 @@ __global__ void apply_update_kernel(float* w, const float* u, int64_t count, flo
 }
 
 __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t count, float beta1, float beta2,
-                            float eps, float step_size, float root_c2) {
+                            float eps, float step_size, float root_c2, float keep) {
   PGOLF_GRID_STRIDE(i, count) {
     const float m_i = beta1 * m[i] + (1 - beta1) * g[i];
     const float v_i = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
     m[i] = m_i, v[i] = v_i;
-    w[i] -= step_size * m_i / (sqrtf(v_i) / root_c2 + eps);
+    w[i] = keep * w[i] - step_size * m_i / (sqrtf(v_i) / root_c2 + eps);
   }
 }
 
@@ -606,10 +606,10 @@ void apply_update(float* w, const float* u, int64_t count, float lr, float keep,
 }
 
 void adam(float* w, const float* g, float* m, float* v, int64_t count, float beta1, float beta2, float eps,
-          float step_size, float root_c2, cudaStream_t stream) {
+          float step_size, float root_c2, float keep, cudaStream_t stream) {
   if (count == 0) return;
   adam_kernel<<<elementwise_blocks(count), kThreadsPerBlock, 0, stream>>>(w, g, m, v, count, beta1, beta2, eps,
-                                                                          step_size, root_c2);
+                                                                          step_size, root_c2, keep);
   PGOLF_CUDA_CHECK_LAUNCH("adam");
 }
 

@@ -164,9 +164,10 @@ void squared_norm(const float* x, int64_t count, float* out, cudaStream_t stream
 // w = keep · w − lr · u (lr and keep on the host; keep 1 − lr_group · weight decay, 1 for none).
 void apply_update(float* w, const float* u, int64_t count, float lr, float keep, cudaStream_t stream);
 
-// torch's Adam, no weight decay: step_size = lr / (1 - beta1^t), root_c2 = sqrt(1 - beta2^t).
+// torch's Adam: step_size = lr / (1 - beta1^t), root_c2 = sqrt(1 - beta2^t); w = keep · w − the step,
+// keep 1 − lr · weight decay (AdamW's decoupled decay), 1 for none.
 void adam(float* w, const float* g, float* m, float* v, int64_t count, float beta1, float beta2, float eps,
-          float step_size, float root_c2, cudaStream_t stream);
+          float step_size, float root_c2, float keep, cudaStream_t stream);
 
 // x *= factor where factor = min(1, max_norm / (sqrt(*squared_norm) + 1e-6)): gradient clipping.
 void clip_by_norm(float* x, const float* squared_norm, int64_t count, float max_norm, cudaStream_t stream);

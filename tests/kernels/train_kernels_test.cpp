@@ -333,23 +333,24 @@ TEST_F(CudaTrainKernels, MuonMomentumNormsUpdateAndClip) {
   expect_close("clip_by_norm below the norm", d_g.download(), clipped);
 }
 
-// torch.optim.Adam without weight decay, three steps from zero moments.
+// torch.optim.Adam without weight decay, three steps from zero moments; then AdamW's fourth (keep < 1).
 TEST_F(CudaTrainKernels, AdamFollowsTorchsUpdateRule) {
   const size_t count = 5003;
   const double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, lr = 0.05;
   const auto w0 = normal(count, 0.05f);
   DeviceBuffer<float> d_w(w0), d_m(std::vector<float>(count, 0.f)), d_v(std::vector<float>(count, 0.f));
   std::vector<double> w(w0.begin(), w0.end()), m(count, 0.0), v(count, 0.0);
-  for (int step = 1; step <= 3; ++step) {
+  for (int step = 1; step <= 4; ++step) {
     const auto g = normal(count, step == 2 ? 1e-3f : 1.f);  // a small gradient: eps matters less than sqrt(v)
     DeviceBuffer<float> d_g(g);
     const double c1 = 1 - std::pow(beta1, step), c2 = 1 - std::pow(beta2, step);
+    const double keep = step == 4 ? 0.99 : 1.0;
     cuda::adam(d_w.data(), d_g.data(), d_m.data(), d_v.data(), static_cast<int64_t>(count), float(beta1),
-               float(beta2), float(eps), float(lr / c1), float(std::sqrt(c2)), nullptr);
+               float(beta2), float(eps), float(lr / c1), float(std::sqrt(c2)), float(keep), nullptr);
     for (size_t i = 0; i < count; ++i) {
       m[i] = beta1 * m[i] + (1 - beta1) * g[i];
       v[i] = beta2 * v[i] + (1 - beta2) * double(g[i]) * g[i];
-      w[i] -= lr / c1 * m[i] / (std::sqrt(v[i]) / std::sqrt(c2) + eps);
+      w[i] = keep * w[i] - lr / c1 * m[i] / (std::sqrt(v[i]) / std::sqrt(c2) + eps);
     }
     expect_close("adam step " + std::to_string(step) + ": weights", d_w.download(), w);
   }
