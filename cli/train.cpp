@@ -153,7 +153,7 @@ int train_main(int argc, char** argv) {
               "(PR #212: 2, at weight 0.5; 0: none)", cxxopts::value<int>()->default_value("0"))
       ("mtp-weight", "the multi-token heads' loss weight", cxxopts::value<double>()->default_value("0.5"))
       ("parallel-from", "parallel residual lanes from block N on (the records: 7 or 8; 0: none): attention and MLP "
-                        "read lanes of their own, each lane gets learned shares of both (CPU reference only so far)",
+                        "read lanes of their own, each lane gets learned shares of both",
        cxxopts::value<int>()->default_value("0"))
       ("bigram-dim", "BigramHash's table width, projected to the model dim", cxxopts::value<int>()->default_value("128"))
       ("qk-gain-init", "every head's q_gain at initialisation (the baseline 1.5; the records 4 to 5.25)",

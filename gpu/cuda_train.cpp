@@ -41,8 +41,8 @@ using cuda::DeviceBuffer;
 
 namespace {
 
-// A block's tensors in for_each_parameter's order after tok_emb: 10 per block.
-enum BlockTensor { kCq, kCk, kCv, kAttnProj, kQGain, kMlpFc, kMlpProj, kAttnScale, kMlpScale, kResidMix, kPerBlock };
+// A block's tensors in for_each_parameter's order: 10, and the lanes after them in a parallel block.
+enum BlockTensor { kCq, kCk, kCv, kAttnProj, kQGain, kMlpFc, kMlpProj, kAttnScale, kMlpScale, kResidMix, kLanes };
 
 // One tensor of the flat parameter vector: where it starts, its rows and columns. Tensors start at
 // multiples of 8 floats (the gaps stay zero): every tensor is 16-byte aligned for the row kernels'
@@ -58,9 +58,14 @@ struct BlockActivations {
   DeviceBuffer<float> skipped, mixed, attn_in, qkv_raw, qkv, heads_out, lse, attn_out, after_attn, mlp_in, fc_out,
       hidden, mlp_out, x_out;
   DeviceBuffer<float> xsa_out;  // heads_out through XSA (attn.proj's input), in the blocks that have it
+  // Lane 1 (ModelConfig::parallel_from), in a model that has lanes: its output, and its input plus a
+  // U-Net skip where a parallel layer after the first takes one.
+  DeviceBuffer<float> skipped1, x_out1;
   // The block's input: `skipped` (the previous output plus a U-Net skip) in the decoder blocks
-  // that take one, else the previous block's output (or x0), left where it is.
+  // that take one, else the previous block's output (or x0), left where it is; x_in1 likewise lane
+  // 1's in a parallel block (the first one's is x_in: the lanes split there).
   const float* x_in = nullptr;
+  const float* x_in1 = nullptr;
 };
 
 // In bf16 mode, the bf16 copies of a block's GEMM and attention inputs (heads_out only exists here).
@@ -128,6 +133,8 @@ struct CudaTrainer::State {
 
   std::vector<Slot> slots;  // per tensor, for_each_parameter's order
   std::vector<std::string> slot_names;  // their checkpoint names
+  // Per block its first slot, and one past the last block: skip_weights's.
+  std::vector<size_t> block_first;
   // After the blocks' slots: skip_weights, then smear.gate and bigram.{embed, proj, scale} where the
   // model has them.
   size_t skip_slot = 0, smear_slot = 0, bigram_slot = 0;
@@ -169,6 +176,9 @@ struct CudaTrainer::State {
   // Backward scratch; a scoring pass (no backward) borrows t1, d_heads and d_heads16 for the scored
   // rows it packs, and d_rounded for its bf16 GEMM outputs.
   DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
+  // Parallel lanes: the last block's lane mean (the final norm's input), lane 1's gradient, those of
+  // the two branches' outputs (A and M) and the lanes' row products.
+  DeviceBuffer<float> lanes_mean, d_x1, d_lane_attn, d_lane_mlp, lane_products;
   // bf16 mode: the parameters' bf16 copy (refreshed after every step), the blocks' inputs, and
   // the backward's GEMM inputs (one buffer, rows x the widest).
   DeviceBuffer<__nv_bfloat16> params16, final16, d_rounded, d_heads16;
@@ -195,9 +205,12 @@ struct CudaTrainer::State {
   }
   float* param(size_t i) { return params.data() + slots[i].offset; }
   float* grad(size_t i) { return grads.data() + slots[i].offset; }
-  size_t block_slot(int layer, BlockTensor t) const { return 1 + static_cast<size_t>(layer) * kPerBlock + t; }
-  float* bp(int layer, BlockTensor t) { return param(block_slot(layer, t)); }
-  float* bg(int layer, BlockTensor t) { return grad(block_slot(layer, t)); }
+  size_t block_slot(int block, BlockTensor t) const { return block_first[static_cast<size_t>(block)] + t; }
+  float* bp(int block, BlockTensor t) { return param(block_slot(block, t)); }
+  float* bg(int block, BlockTensor t) { return grad(block_slot(block, t)); }
+  // Whether virtual layer i runs a parallel block, and whether the lanes split at it.
+  bool parallel(int i) const { return config.parallel_on(layer_blocks[static_cast<size_t>(i)]); }
+  bool splits(int i) const { return parallel(i) && (i == 0 || !parallel(i - 1)); }
 
   void allocate_buffers(Allocation& a, const BufferSizes& sizes);
   // A pass's windows on the device. kBackward: each window's tokens but the last as inputs, all of
@@ -243,7 +256,7 @@ struct CudaTrainer::State {
   cuda::Operand weight(size_t i) const {
     return {params.data() + slots[i].offset, bf16() ? params16.data() + slots[i].offset : nullptr};
   }
-  cuda::Operand weight(int layer, BlockTensor t) const { return weight(block_slot(layer, t)); }
+  cuda::Operand weight(int block, BlockTensor t) const { return weight(block_slot(block, t)); }
   // attn.proj's input in virtual layer i: the heads' output, through XSA where its block has it.
   cuda::Operand proj_input(int i) const {
     const BlockActivations& a = blocks[i];
@@ -360,6 +373,15 @@ void CudaTrainer::State::forward(int sequences, int scored, bool for_backward) {
                        param(skip_slot) + decoder * c.dim, n, c.dim, a.skipped.data(), stream);
       a.x_in = a.skipped.data();
     }
+    const bool lanes = parallel(i);
+    if (lanes) {  // lane 1: lane 0's input where they split, else its own, plus the same skip
+      a.x_in1 = splits(i) ? a.x_in : blocks[i - 1].x_out1.data();
+      if (!splits(i) && takes_skip(i)) {
+        cuda::scaled_sum(a.x_in1, nullptr, blocks[encoders - 1 - decoder].x_out.data(),
+                         param(skip_slot) + decoder * c.dim, n, c.dim, a.skipped1.data(), stream);
+        a.x_in1 = a.skipped1.data();
+      }
+    }
     const cuda::Operand attn_in = produce(a.attn_in, h.attn_in, [&](auto* out) {
       cuda::scaled_sum(a.x_in, bp(b, kResidMix), x0.data(), bp(b, kResidMix) + c.dim, n, c.dim, a.mixed.data(), out,
                        stream);
@@ -398,19 +420,30 @@ void CudaTrainer::State::forward(int sequences, int scored, bool for_backward) {
           cuda::xsa(a.heads_out.data(), a.qkv.data(), n, c.heads, c.kv_heads, d, out, stream);
       });
     cuda::Operand heads = proj_input(i);
-    const float* mixed = a.mixed.data();
+    const float *mixed = a.mixed.data(), *in0 = a.x_in, *in1 = a.x_in1;
     if (first_query > 0) {  // from here on the scored rows alone, packed into the backward's scratch
       heads = bf16() ? cuda::Operand(nullptr, pack_rows(d_heads16.data(), heads.b16, sequences, first_query, c.heads * d))
                      : cuda::Operand(pack_rows(d_heads.data(), heads.f32, sequences, first_query, c.heads * d));
       mixed = pack_rows(t1.data(), mixed, sequences, first_query, c.dim);
+      if (lanes) {
+        in0 = pack_rows(d_x.data(), in0, sequences, first_query, c.dim);
+        in1 = pack_rows(t2.data(), in1, sequences, first_query, c.dim);
+      }
       n = sequences * scored;
     }
     cuda::Operand mlp_in{nullptr};
-    gemm_then(heads, weight(b, kAttnProj), c.heads * d, c.dim, a.attn_out, [&](const auto* attn_out) {
+    if (lanes) {  // the MLP reads lane 1; A stays (fp32) for the lanes' sums after M
+      cuda::linear(gemm, heads, weight(b, kAttnProj), n, c.heads * d, c.dim, a.attn_out.data());
       mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
-        cuda::scaled_sum(mixed, nullptr, attn_out, bp(b, kAttnScale), n, c.dim, a.after_attn.data(), out, stream);
+        cuda::scaled_sum(in1, nullptr, static_cast<const float*>(nullptr), nullptr, n, c.dim, nullptr, out, stream);
       });
-    });
+    } else {
+      gemm_then(heads, weight(b, kAttnProj), c.heads * d, c.dim, a.attn_out, [&](const auto* attn_out) {
+        mlp_in = produce(a.mlp_in, h.mlp_in, [&](auto* out) {
+          cuda::scaled_sum(mixed, nullptr, attn_out, bp(b, kAttnScale), n, c.dim, a.after_attn.data(), out, stream);
+        });
+      });
+    }
     cuda::Operand hidden{nullptr};
     gemm_then(mlp_in, weight(b, kMlpFc), c.dim, c.mlp_hidden, a.fc_out, [&](const auto* fc_out) {
       hidden = produce(a.hidden, h.hidden, [&](auto* out) {
@@ -418,11 +451,16 @@ void CudaTrainer::State::forward(int sequences, int scored, bool for_backward) {
                                 stream);
       });
     });
-    // x_out; after the last block, the final norm in the same pass.
+    // x_out (and x_out1); after the last block, the final norm (of the lanes' mean) in the same pass.
     gemm_then(hidden, weight(b, kMlpProj), c.mlp_hidden, c.dim, a.mlp_out, [&](const auto* mlp_out) {
       produce(final_normed, final16, [&](auto* out) {
-        cuda::scaled_sum(a.after_attn.data(), nullptr, mlp_out, bp(b, kMlpScale), n, c.dim, a.x_out.data(),
-                         last ? out : nullptr, stream);
+        if (lanes)
+          cuda::parallel_lanes(in0, in1, a.attn_out.data(), bp(b, kAttnScale), mlp_out, bp(b, kMlpScale),
+                               bp(b, kLanes), n, c.dim, a.x_out.data(), a.x_out1.data(),
+                               last ? lanes_mean.data() : nullptr, last ? out : nullptr, stream);
+        else
+          cuda::scaled_sum(a.after_attn.data(), nullptr, mlp_out, bp(b, kMlpScale), n, c.dim, a.x_out.data(),
+                           last ? out : nullptr, stream);
       });
     });
   }
@@ -430,8 +468,8 @@ void CudaTrainer::State::forward(int sequences, int scored, bool for_backward) {
 }
 
 // trainer/model.cpp's block_backward: d_x holds the gradient of the block's output (after the last
-// block: t2 holds the final norm's, d_x nothing) and leaves with that of its input; d_x0 gathers
-// the gradient of x0.
+// block: t2 holds the final norm's, d_x nothing) and leaves with that of its input (in a parallel
+// block d_x1 likewise lane 1's); d_x0 gathers the gradient of x0.
 void CudaTrainer::State::block_backward(int i, int sequences) {
   const ModelConfig& c = config;
   const int b = layer_blocks[i];  // a looped block's gradient sums its passes'
@@ -443,13 +481,28 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   float* scratch = column_scratch.data();
   // x_out = after_attn + mlp_scale * mlp_out. The gradient reaching x_out: d_x, plus an encoder's
   // U-Net skip gradient; after the last block, the final norm's backward alone.
-  const bool last = i + 1 == virtual_layers(), encoder = i < c.encoder_layers();
+  const bool last = i + 1 == virtual_layers(), encoder = i < c.encoder_layers(), lanes = parallel(i);
+  if (lanes) {  // lane k = r_k in_k + p_attn,k A + p_mlp,k M: d_x, d_x1 keep the r_k shares, A's and M's apart
+    if (last) {  // the final norm reads the lanes' mean
+      cuda::ScaledSumGradient<float> g;
+      g.out = lanes_mean.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
+      cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
+    }
+    cuda::parallel_lanes_backward(d_x.data(), d_x1.data(), last, a.x_in, a.x_in1, a.attn_out.data(), bp(b, kAttnScale),
+                                  a.mlp_out.data(), bp(b, kMlpScale), bp(b, kLanes), n, c.dim, d_lane_attn.data(),
+                                  d_lane_mlp.data(), lane_products.data(), stream);
+    cuda::column_sum(lane_products.data(), nullptr, n, cuda::kLaneParams, bg(b, kLanes), true, scratch, stream);
+  }
   const cuda::Operand d_mlp_out = produce(t1, d_rounded, [&](auto* out) {
     cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
-    g.d_out = last ? nullptr : d_x.data();
-    g.d_out_extra = encoder ? d_encoder[i].data() : nullptr;
-    if (last) g.out = a.x_out.data(), g.d_normed = t2.data();
-    g.d_x = last || encoder ? d_x.data() : nullptr;  // otherwise d_x holds it already
+    if (lanes) {
+      g.d_out = d_lane_mlp.data();
+    } else {
+      g.d_out = last ? nullptr : d_x.data();
+      g.d_out_extra = encoder ? d_encoder[i].data() : nullptr;
+      if (last) g.out = a.x_out.data(), g.d_normed = t2.data();
+      g.d_x = last || encoder ? d_x.data() : nullptr;  // otherwise d_x holds it already
+    }
     g.y = a.mlp_out.data(), g.y_scale = bp(b, kMlpScale), g.d_y = out, g.d_y_scale = bg(b, kMlpScale);
     cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
@@ -461,10 +514,19 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   });
   cuda::linear_backward_weight(gemm, d_fc_out, kept(a.mlp_in, h.mlp_in), n, c.dim, c.mlp_hidden, bg(b, kMlpFc));
   cuda::linear_backward_input(gemm, d_fc_out, weight(b, kMlpFc), n, c.dim, c.mlp_hidden, t2.data(), false);
-  // after_attn = mixed + attn_scale * attn_out, mlp_in = rms_norm(after_attn)
+  // after_attn = mixed + attn_scale * attn_out, mlp_in = rms_norm(after_attn); parallel, mlp_in =
+  // rms_norm(lane 1), whose gradient gains the norm's backward, and A's gradient waits in d_lane_attn
+  if (lanes) {
+    cuda::ScaledSumGradient<float> g;
+    g.d_out = d_x1.data(), g.out = a.x_in1, g.d_normed = t2.data(), g.d_x = d_x1.data();
+    cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
+  }
   const cuda::Operand d_attn_out = produce(t1, d_rounded, [&](auto* out) {
     cuda::ScaledSumGradient<std::remove_pointer_t<decltype(out)>> g;
-    g.d_out = d_x.data(), g.out = a.after_attn.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
+    if (lanes)
+      g.d_out = d_lane_attn.data();
+    else
+      g.d_out = d_x.data(), g.out = a.after_attn.data(), g.d_normed = t2.data(), g.d_x = d_x.data();
     g.y = a.attn_out.data(), g.y_scale = bp(b, kAttnScale), g.d_y = out, g.d_y_scale = bg(b, kAttnScale);
     cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
   });
@@ -500,10 +562,12 @@ void CudaTrainer::State::block_backward(int i, int sequences) {
   cuda::column_sum(gain_partial.data(), nullptr, n, c.heads, bg(b, kQGain), true, scratch, stream);
   cuda::linear_backward_weight(gemm, d_qkv_raw, kept(a.attn_in, h.attn_in), n, c.dim, qkv_width, bg(b, kCq));
   cuda::linear_backward_input(gemm, d_qkv_raw, weight(b, kCq), n, c.dim, qkv_width, t2.data(), false);
-  // mixed = mix[0] * x_in + mix[1] * x0, attn_in = rms_norm(mixed): d_x becomes d x_in, d_x0 gathers its share
+  // mixed = mix[0] * x_in + mix[1] * x0, attn_in = rms_norm(mixed): d_x becomes d x_in (parallel: mixed
+  // feeds attention alone, and lane 0's own share is in d_x already), d_x0 gathers its share
   cuda::ScaledSumGradient<float> g;
-  g.d_out = d_x.data(), g.out = a.mixed.data(), g.d_normed = t2.data();
-  g.x = a.x_in, g.x_scale = bp(b, kResidMix), g.d_x = d_x.data(), g.d_x_scale = bg(b, kResidMix);
+  g.d_out = lanes ? nullptr : d_x.data(), g.out = a.mixed.data(), g.d_normed = t2.data();
+  g.x = a.x_in, g.x_scale = bp(b, kResidMix), g.d_x = d_x.data(), g.accumulate_d_x = lanes;
+  g.d_x_scale = bg(b, kResidMix);
   g.y = x0.data(), g.y_scale = bp(b, kResidMix) + c.dim, g.d_y = d_x0.data(), g.accumulate_d_y = true;
   g.d_y_scale = bg(b, kResidMix) + c.dim;
   cuda::scaled_sum_backward(g, n, c.dim, scratch, stream);
@@ -579,16 +643,18 @@ void CudaTrainer::State::backward(int sequences, float loss_weight, bool sum_ove
   const size_t skips = skip_slot;
   for (int i = virtual_layers() - 1; i >= 0; --i) {
     block_backward(i, sequences);
+    if (splits(i)) add(d_x.data(), d_x1.data(), stream_count);  // lane 1 was lane 0's input
     const int decoder = i - encoders;
     if (takes_skip(i)) {  // x_in = x_in' + skip_weight * encoder output: d_x stays, the encoder gets its share
       const int encoder = encoders - 1 - decoder;
       cuda::ScaledSumGradient<float> g;
-      g.d_out = d_x.data(), g.y = blocks[encoder].x_out.data(), g.y_scale = param(skips) + decoder * c.dim;
+      g.d_out = d_x.data(), g.d_out_extra = parallel(i) && !splits(i) ? d_x1.data() : nullptr;  // both lanes took it
+      g.y = blocks[encoder].x_out.data(), g.y_scale = param(skips) + decoder * c.dim;
       g.d_y = d_encoder[encoder].data(), g.d_y_scale = grad(skips) + decoder * c.dim;
       cuda::scaled_sum_backward(g, n, c.dim, column_scratch.data(), stream);
     }
     if (sum_over_ranks && !c.recurrent())  // the block's first and last slot
-      sum_gradient(block_slot(i, kCq), block_slot(i, kResidMix));
+      sum_gradient(block_slot(i, kCq), block_slot(i, parallel(i) ? kLanes : kResidMix));
   }
   add(d_x.data(), d_x0.data(), stream_count);
   const float* d_embedded = d_x.data();
@@ -736,7 +802,9 @@ void CudaTrainer::State::allocate_buffers(Allocation& a, const BufferSizes& size
                       .hidden = input(c.mlp_hidden),
                       .mlp_out = buffer(c.dim),
                       .x_out = buffer(c.dim),
-                      .xsa_out = input(xsa_width)});
+                      .xsa_out = input(xsa_width),
+                      .skipped1 = buffer(c.parallel_from > 0 ? c.dim : 0),
+                      .x_out1 = buffer(c.parallel_from > 0 ? c.dim : 0)});
     blocks16.push_back({.attn_in = buffer16(c.dim),
                         .qkv = buffer16(qkv_width),
                         .heads_out = buffer16(int64_t{c.heads} * d),
@@ -747,6 +815,9 @@ void CudaTrainer::State::allocate_buffers(Allocation& a, const BufferSizes& size
   xsa_d_v = buffer(c.xsa_layers > 0 ? int64_t{c.kv_heads} * d : 0);
   d_x = buffer(c.dim);
   d_x0 = buffer(c.dim);
+  const int64_t lane_width = c.parallel_from > 0 ? c.dim : 0;
+  lanes_mean = buffer(lane_width), d_x1 = buffer(lane_width), d_lane_attn = buffer(lane_width);
+  d_lane_mlp = buffer(lane_width), lane_products = buffer(c.parallel_from > 0 ? cuda::kLaneParams : 0);
   t1 = buffer(c.dim);
   t2 = buffer(c.dim);
   d_hidden = buffer(c.mlp_hidden);
@@ -778,7 +849,6 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
   const ModelConfig& c = state.config;
   settings.validate();
   c.validate();
-  require(c.parallel_from == 0, "parallel residual lanes run on the CPU reference only so far (--device cpu)");
   if (precision == Precision::kAuto)
     precision = cuda::attention_bf16_supports_head_dim(c.head_dim()) ? Precision::kBf16 : Precision::kTf32;
   if (precision == Precision::kBf16)
@@ -806,6 +876,7 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
 
   size_t total = 0, matrix_total = 0, squares = 0, matrices = 0;
   for_each_parameter(state.params, [&](const std::string& name, const Matrix<float>& m, const std::vector<int64_t>&) {
+    if (name.ends_with(".attn.c_q.weight") || name == "skip_weights") s.block_first.push_back(s.slots.size());
     s.slots.push_back({total, static_cast<size_t>(m.rows()), static_cast<size_t>(m.cols()), param_group(name)});
     s.slot_names.push_back(name);
     total += (static_cast<size_t>(m.size()) + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment;
@@ -814,7 +885,8 @@ CudaTrainer::CudaTrainer(const TrainState& state, const TrainSettings& settings,
       matrix_total += static_cast<size_t>(m.size()), squares += side * side, ++matrices;
     }
   });
-  s.skip_slot = 1 + static_cast<size_t>(c.layers) * kPerBlock;
+  require(s.block_first.size() == static_cast<size_t>(c.layers) + 1, "CudaTrainer: the blocks' slots moved");
+  s.skip_slot = s.block_first.back();
   // Buffers for every virtual layer of the looped stack (a recurrent model starts looping: set_looping).
   s.layer_blocks = s.config.block_order();
   s.smear_slot = s.skip_slot + 1;

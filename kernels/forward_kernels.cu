@@ -96,9 +96,37 @@ __global__ void scaled_sum_kernel(const float* x, const float* x_scale, const Y*
   for (int k = 0; k < kVectors; ++k) {
     const int c = row_column(k);
     if (c >= dim) continue;
-    const float4 a = load4(x + base + c), b = load4(y + base + c);
-    v[k] = (x_scale ? a * load4(x_scale + c) : a) + b * load4(y_scale + c);
-    store4(out + base + c, v[k]);
+    const float4 a = load4(x + base + c);
+    v[k] = x_scale ? a * load4(x_scale + c) : a;
+    if (y) v[k] = v[k] + load4(y + base + c) * load4(y_scale + c);
+    if (out) store4(out + base + c, v[k]);
+    sum_sq += dot(v[k], v[k]);
+  }
+  if (normed) warp_write_normed(v, sum_sq, dim, normed + base);
+}
+
+// One warp per row: both lanes' outputs, and with `mean` their mean (and its norm) from the same registers.
+template <int kVectors, typename Y, typename T>
+__global__ void parallel_lanes_kernel(const float* in0, const float* in1, const float* attn_out, const float* attn_scale,
+                                      const Y* mlp_out, const float* mlp_scale, const float* lanes, int64_t rows,
+                                      int dim, float* out0, float* out1, float* mean, T* normed) {
+  const int64_t row = warp_item();
+  if (row >= rows) return;
+  const int64_t base = row * dim;
+  const float r0 = lanes[0], r1 = lanes[1], a0 = lanes[2], a1 = lanes[3], m0 = lanes[4], m1 = lanes[5];
+  float4 v[kVectors];
+  float sum_sq = 0;
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) {
+    const int c = row_column(k);
+    if (c >= dim) continue;
+    const float4 a = load4(attn_out + base + c) * load4(attn_scale + c), m = load4(mlp_out + base + c) * load4(mlp_scale + c);
+    const float4 o0 = load4(in0 + base + c) * r0 + a * a0 + m * m0, o1 = load4(in1 + base + c) * r1 + a * a1 + m * m1;
+    store4(out0 + base + c, o0);
+    store4(out1 + base + c, o1);
+    if (!mean) continue;
+    v[k] = (o0 + o1) * 0.5f;
+    store4(mean + base + c, v[k]);
     sum_sq += dot(v[k], v[k]);
   }
   if (normed) warp_write_normed(v, sum_sq, dim, normed + base);
@@ -201,6 +229,29 @@ template void scaled_sum(const float*, const float*, const __nv_bfloat16*, const
                          float*, cudaStream_t);
 template void scaled_sum(const float*, const float*, const __nv_bfloat16*, const float*, int64_t, int, float*,
                          __nv_bfloat16*, cudaStream_t);
+
+template <typename Y, typename T>
+void parallel_lanes(const float* in0, const float* in1, const float* attn_out, const float* attn_scale, const Y* mlp_out,
+                    const float* mlp_scale, const float* lanes, int64_t rows, int dim, float* out0, float* out1,
+                    float* mean, T* normed, cudaStream_t stream) {
+  if (rows == 0) return;
+  if (normed && !mean) throw std::invalid_argument("parallel_lanes: the norm is of the mean");
+  with_row_vectors("parallel_lanes", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    parallel_lanes_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(
+        in0, in1, attn_out, attn_scale, mlp_out, mlp_scale, lanes, rows, dim, out0, out1, mean, normed);
+  });
+  PGOLF_CUDA_CHECK_LAUNCH("parallel_lanes");
+}
+template void parallel_lanes(const float*, const float*, const float*, const float*, const float*, const float*,
+                             const float*, int64_t, int, float*, float*, float*, float*, cudaStream_t);
+template void parallel_lanes(const float*, const float*, const float*, const float*, const float*, const float*,
+                             const float*, int64_t, int, float*, float*, float*, __nv_bfloat16*, cudaStream_t);
+template void parallel_lanes(const float*, const float*, const float*, const float*, const __nv_bfloat16*,
+                             const float*, const float*, int64_t, int, float*, float*, float*, float*, cudaStream_t);
+template void parallel_lanes(const float*, const float*, const float*, const float*, const __nv_bfloat16*,
+                             const float*, const float*, int64_t, int, float*, float*, float*, __nv_bfloat16*,
+                             cudaStream_t);
 
 template <typename In, typename T>
 void leaky_relu_square(const In* x, int64_t count, float negative_slope, T* out, cudaStream_t stream) {

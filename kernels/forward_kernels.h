@@ -38,10 +38,11 @@ inline bool row_kernels_support_dim(int dim) { return dim > 0 && dim % 4 == 0 &&
 // Inputs marked Y or In are float, or __nv_bfloat16 with a bf16 T (a scoring pass's branch outputs,
 // which its GEMMs write in bf16 as torch's autocast does).
 
-// out = x_scale * x + y_scale * y per channel (scales [dim]; x_scale null: 1), and with `normed`
-// also normed = rms_norm(out), in one pass: a block's resid_mix (x_scale = mix[0], y = x0,
-// y_scale = mix[1]) and the norm after it, its scaled residual adds (x_scale null) and the norms
-// after them, the U-Net skip adds. out may be x or y.
+// out = x_scale * x + y_scale * y per channel (scales [dim]; x_scale null: 1; y null: no y term),
+// and with `normed` also normed = rms_norm(out), in one pass: a block's resid_mix (x_scale = mix[0],
+// y = x0, y_scale = mix[1]) and the norm after it, its scaled residual adds (x_scale null) and the
+// norms after them, the U-Net skip adds, a parallel block's MLP input (rms_norm(lane 1) alone: y
+// and out null). out may be x or y.
 template <typename Y, typename T>
 void scaled_sum(const float* x, const float* x_scale, const Y* y, const float* y_scale, int64_t rows, int dim,
                 float* out, T* normed, cudaStream_t stream);
@@ -49,6 +50,15 @@ inline void scaled_sum(const float* x, const float* x_scale, const float* y, con
                        int dim, float* out, cudaStream_t stream) {
   scaled_sum<float, float>(x, x_scale, y, y_scale, rows, dim, out, nullptr, stream);
 }
+
+// A parallel block's lanes (trainer/model.cpp's block_forward): with A = attn_scale attn_out and
+// M = mlp_scale mlp_out per channel, out_k = lanes[0, k] in_k + lanes[1, k] A + lanes[2, k] M for
+// lanes k = 0, 1 (lanes: the [3, 2] parameter, row-major); with `mean` also mean = (out_0 + out_1) / 2
+// and, with `normed`, normed = rms_norm(mean) (the last block's final norm).
+template <typename Y, typename T>
+void parallel_lanes(const float* in0, const float* in1, const float* attn_out, const float* attn_scale, const Y* mlp_out,
+                    const float* mlp_scale, const float* lanes, int64_t rows, int dim, float* out0, float* out1,
+                    float* mean, T* normed, cudaStream_t stream);
 
 // out = leaky_relu(x)^2 = (max(x, 0) + negative_slope · min(x, 0))^2, elementwise (out may be x);
 // relu(x)^2 at slope 0.

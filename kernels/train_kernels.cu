@@ -97,7 +97,11 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
     for (int k = 0; k < kVectors; ++k) {
       const int c = row_column(k);
       if (c >= dim) continue;
-      if (p.d_x) store4(p.d_x + base + c, p.x_scale ? g[k] * load4(p.x_scale + c) : g[k]);
+      if (p.d_x) {
+        float4 v = p.x_scale ? g[k] * load4(p.x_scale + c) : g[k];
+        if (p.accumulate_d_x) v = v + load4(p.d_x + base + c);
+        store4(p.d_x + base + c, v);
+      }
       if (p.d_x_scale) sum_x[k] = sum_x[k] + g[k] * load4(p.x + base + c);
       if (p.d_y) {
         float4 v = g[k] * load4(p.y_scale + c);
@@ -109,6 +113,42 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   }
   if (p.d_x_scale) store_block_column_sums(sum_x, dim, partial_x);
   if (p.d_y_scale) store_block_column_sums(sum_y, dim, partial_y);
+}
+
+// One warp per row: the lanes' gradients scaled in place, those of A and M, and the row's six products.
+template <int kVectors>
+__global__ void parallel_lanes_backward_kernel(float* d0, float* d1, bool from_mean, const float* in0, const float* in1,
+                                               const float* attn_out, const float* attn_scale, const float* mlp_out,
+                                               const float* mlp_scale, const float* lanes, int64_t rows, int dim,
+                                               float* d_a, float* d_m, float* row_products) {
+  const int64_t row = warp_item();
+  if (row >= rows) return;
+  const int64_t base = row * dim;
+  const float r0 = lanes[0], r1 = lanes[1], a0 = lanes[2], a1 = lanes[3], m0 = lanes[4], m1 = lanes[5];
+  float products[kLaneParams] = {};
+#pragma unroll
+  for (int k = 0; k < kVectors; ++k) {
+    const int c = row_column(k);
+    if (c >= dim) continue;
+    float4 g0 = load4(d0 + base + c), g1;
+    if (from_mean) {
+      g0 = g0 * 0.5f, g1 = g0;
+    } else {
+      g1 = load4(d1 + base + c);
+    }
+    const float4 a = load4(attn_out + base + c) * load4(attn_scale + c), m = load4(mlp_out + base + c) * load4(mlp_scale + c);
+    products[0] += dot(g0, load4(in0 + base + c)), products[1] += dot(g1, load4(in1 + base + c));
+    products[2] += dot(g0, a), products[3] += dot(g1, a), products[4] += dot(g0, m), products[5] += dot(g1, m);
+    store4(d_a + base + c, g0 * a0 + g1 * a1);
+    store4(d_m + base + c, g0 * m0 + g1 * m1);
+    store4(d0 + base + c, g0 * r0);
+    store4(d1 + base + c, g1 * r1);
+  }
+#pragma unroll
+  for (int j = 0; j < kLaneParams; ++j) {
+    const float total = warp_sum(products[j]);
+    if (lane() == 0) row_products[row * kLaneParams + j] = total;
+  }
 }
 
 template <typename T>
@@ -521,6 +561,20 @@ void scaled_sum_backward(const ScaledSumGradient<T>& gradient, int64_t rows, int
 }
 template void scaled_sum_backward(const ScaledSumGradient<float>&, int64_t, int, float*, cudaStream_t);
 template void scaled_sum_backward(const ScaledSumGradient<__nv_bfloat16>&, int64_t, int, float*, cudaStream_t);
+
+void parallel_lanes_backward(float* d0, float* d1, bool from_mean, const float* in0, const float* in1,
+                             const float* attn_out, const float* attn_scale, const float* mlp_out,
+                             const float* mlp_scale, const float* lanes, int64_t rows, int dim, float* d_a, float* d_m,
+                             float* row_products, cudaStream_t stream) {
+  if (rows == 0) return;
+  with_row_vectors("parallel_lanes_backward", dim, [&](auto vectors) {
+    constexpr int kVectors = decltype(vectors)::value;
+    parallel_lanes_backward_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(
+        d0, d1, from_mean, in0, in1, attn_out, attn_scale, mlp_out, mlp_scale, lanes, rows, dim, d_a, d_m,
+        row_products);
+  });
+  PGOLF_CUDA_CHECK_LAUNCH("parallel_lanes_backward");
+}
 
 template <typename T>
 void softcap_cross_entropy_backward(const float* logits, const uint16_t* targets, int64_t rows, int vocab,

@@ -72,7 +72,8 @@ int64_t column_sum_scratch(int dim);
 //   g = d_out + d_out_extra + (rms_norm's backward at out, given d_normed)
 // (each term where its pointers are given); then d_x = x_scale g (x_scale null: g), d_y (+)=
 // y_scale g, and d_x_scale += the column sums of g x, d_y_scale += those of g y, each where given
-// (summed in a fixed order). d_x may be d_out. scratch holds column_sum_scratch(dim) floats.
+// (summed in a fixed order). d_x may be d_out, except with accumulate_d_x (d_x += x_scale g).
+// scratch holds column_sum_scratch(dim) floats.
 template <typename T>
 struct ScaledSumGradient {
   const float* d_out = nullptr;
@@ -82,6 +83,7 @@ struct ScaledSumGradient {
   const float* x = nullptr;
   const float* x_scale = nullptr;
   float* d_x = nullptr;
+  bool accumulate_d_x = false;
   float* d_x_scale = nullptr;
   const float* y = nullptr;
   const float* y_scale = nullptr;
@@ -92,6 +94,18 @@ struct ScaledSumGradient {
 template <typename T>
 void scaled_sum_backward(const ScaledSumGradient<T>& gradient, int64_t rows, int dim, float* scratch,
                          cudaStream_t stream);
+
+// The backward of parallel_lanes (forward_kernels.h). d0, d1: the gradients of out_0 and out_1, or
+// with from_mean d0 that of the mean (each lane's is half of it, d1 is only written); they leave as
+// the residual's shares, lanes[0, k] d_out_k. d_a = lanes[1, 0] d_out_0 + lanes[1, 1] d_out_1 (the
+// gradient of A), d_m likewise of M; row_products [rows, kLaneParams]: per row the products
+// d_out_k · in_k, d_out_k · A, d_out_k · M in the lanes parameter's order (column_sum adds them
+// into its gradient).
+inline constexpr int kLaneParams = 6;
+void parallel_lanes_backward(float* d0, float* d1, bool from_mean, const float* in0, const float* in1,
+                             const float* attn_out, const float* attn_scale, const float* mlp_out,
+                             const float* mlp_scale, const float* lanes, int64_t rows, int dim, float* d_a, float* d_m,
+                             float* row_products, cudaStream_t stream);
 
 // Softcapped cross-entropy and its gradient: logits [rows, vocab] (before the cap); d_logits (may
 // be logits) = weight * d loss / d logits; losses[t] gets the row's cross-entropy (as
