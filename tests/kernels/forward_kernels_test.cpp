@@ -3,6 +3,8 @@
 // rounding), and in place where the trainer or the evaluator calls it so. Skipped without a GPU.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #ifdef PGOLF_HAVE_CUDA
 #include "cpu_twins.h"
 #include "kernel_checks.h"
@@ -146,6 +148,60 @@ TEST_F(CudaKernels, ScaledSumAndItsNorm) {
   DeviceBuffer<float> small(static_cast<size_t>(4 * 70));
   EXPECT_THROW(cuda::scaled_sum(small.data(), nullptr, small.data(), small.data(), 4, 70, small.data(), nullptr),
                std::invalid_argument);  // 70 is not a multiple of 4
+}
+
+// A parallel block's MLP input: scaled_sum with neither y nor out is rms_norm(x) alone.
+TEST_F(CudaKernels, ScaledSumWithoutYIsTheNormAlone) {
+  const int rows = 301, dim = 512;
+  const auto x = normal(rows * dim, 1.f);
+  DeviceBuffer<float> d_x(x);
+  auto normed = poisoned(x.size());
+  cuda::scaled_sum(d_x.data(), nullptr, static_cast<const float*>(nullptr), nullptr, rows, dim, nullptr, normed.data(),
+                   nullptr);
+  expect_close("scaled_sum without y: rms_norm(x)", normed.download(), twin_rms_norm(x, rows, dim));
+  EXPECT_EQ(d_x.download(), x);
+}
+
+// Both lanes of a parallel block, and the last block's mean and final norm, against the formula in
+// double; M in bf16 as a scoring pass gives it.
+TEST_F(CudaKernels, ParallelLanes) {
+  const int rows = 301;
+  for (int dim : {72, 512}) {
+    const size_t n = size_t(rows) * dim;
+    const auto in0 = normal(n, 1.f), in1 = normal(n, 1.f), attn = normal(n, 1.f), mlp = normal(n, 1.f);
+    const auto attn_scale = normal(dim, 1.f), mlp_scale = normal(dim, 1.f), lanes = normal(6, 1.f);
+    auto twin = [&](const std::vector<float>& m) {
+      std::vector<double> out0(n), out1(n), mean(n);
+      for (size_t i = 0; i < n; ++i) {
+        const double a = double(attn[i]) * attn_scale[i % dim], b = double(m[i]) * mlp_scale[i % dim];
+        out0[i] = lanes[0] * double(in0[i]) + lanes[2] * a + lanes[4] * b;
+        out1[i] = lanes[1] * double(in1[i]) + lanes[3] * a + lanes[5] * b;
+        mean[i] = (out0[i] + out1[i]) / 2;
+      }
+      return std::array{out0, out1, mean};
+    };
+    DeviceBuffer<float> d_in0(in0), d_in1(in1), d_attn(attn), d_mlp(mlp), d_as(attn_scale), d_ms(mlp_scale), d_l(lanes);
+    auto out0 = poisoned(n), out1 = poisoned(n), mean = poisoned(n), normed = poisoned(n);
+    const std::string what = "parallel_lanes, dim " + std::to_string(dim);
+    const auto want = twin(mlp);
+    cuda::parallel_lanes(d_in0.data(), d_in1.data(), d_attn.data(), d_as.data(), d_mlp.data(), d_ms.data(), d_l.data(),
+                         rows, dim, out0.data(), out1.data(), mean.data(), normed.data(), nullptr);
+    expect_close(what + ": lane 0", out0.download(), want[0]);
+    expect_close(what + ": lane 1", out1.download(), want[1]);
+    expect_close(what + ": mean", mean.download(), want[2]);
+    const std::vector<float> mean_values(want[2].begin(), want[2].end());
+    expect_close(what + ": final norm", normed.download(), twin_rms_norm(mean_values, rows, dim));
+    const std::vector<__nv_bfloat16> mlp16 = bf16_values(mlp);
+    const DeviceBuffer<__nv_bfloat16> d_mlp16(mlp16);
+    auto normed16 = poisoned<__nv_bfloat16>(n);
+    const auto want16 = twin(floats(mlp16));
+    cuda::parallel_lanes(d_in0.data(), d_in1.data(), d_attn.data(), d_as.data(), d_mlp16.data(), d_ms.data(),
+                         d_l.data(), rows, dim, out0.data(), out1.data(), mean.data(), normed16.data(), nullptr);
+    expect_close(what + ": M in bf16, lane 1", out1.download(), want16[1]);
+    const std::vector<float> mean16(want16[2].begin(), want16[2].end());
+    expect_close(what + ": M in bf16, final norm to bf16", floats(normed16.download()), twin_rms_norm(mean16, rows, dim),
+                 kBf16RoundingTolerance);
+  }
 }
 
 TEST_F(CudaKernels, LeakyReluSquare) {

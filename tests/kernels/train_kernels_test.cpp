@@ -235,6 +235,55 @@ TEST_F(CudaTrainKernels, ScaledSumBackward) {
     final_norm.out = dev_out.data(), final_norm.d_normed = dev_d_normed.data(), final_norm.d_x = norm_out.data();
     cuda::scaled_sum_backward(final_norm, rows, dim, scratch.data(), nullptr);
     expect_close(what + ": rms_norm's backward alone", norm_out.download(), norm);
+
+    // A parallel block's resid_mix: no d_out, d_x added to what is there (lane 0's own share).
+    std::vector<double> want_added(n);
+    for (size_t i = 0; i < n; ++i) want_added[i] = base[i] + norm[i] * x_scale[i % dim];
+    DeviceBuffer<float> added(base);
+    cuda::ScaledSumGradient<float> mix;
+    mix.out = dev_out.data(), mix.d_normed = dev_d_normed.data();
+    mix.x = dev_x.data(), mix.x_scale = dev_x_scale.data(), mix.d_x = added.data(), mix.accumulate_d_x = true;
+    cuda::scaled_sum_backward(mix, rows, dim, scratch.data(), nullptr);
+    expect_close(what + ": d_x accumulating", added.download(), want_added);
+  }
+}
+
+// The lanes' backward against the formula in double: from both lanes' gradients, and from the mean's
+// (the last block); then the six row products through column_sum, as the trainer sums them.
+TEST_F(CudaTrainKernels, ParallelLanesBackward) {
+  const int rows = 1031;
+  for (int dim : {72, 512}) {
+    const size_t n = size_t(rows) * dim;
+    const auto d0 = normal(n, 1.f), d1 = normal(n, 1.f), in0 = normal(n, 1.f), in1 = normal(n, 1.f);
+    const auto attn = normal(n, 1.f), mlp = normal(n, 1.f), attn_scale = normal(dim, 1.f), mlp_scale = normal(dim, 1.f);
+    const auto lanes = normal(cuda::kLaneParams, 1.f);
+    DeviceBuffer<float> d_in0(in0), d_in1(in1), d_attn(attn), d_mlp(mlp), d_as(attn_scale), d_ms(mlp_scale), d_l(lanes);
+    DeviceBuffer<float> scratch(static_cast<size_t>(cuda::column_sum_scratch(dim)));
+    for (bool from_mean : {false, true}) {
+      const std::string what = "parallel_lanes_backward, dim " + std::to_string(dim) + (from_mean ? ", from the mean" : "");
+      std::vector<double> want0(n), want1(n), want_a(n), want_m(n), want_lanes(cuda::kLaneParams, 0.0);
+      for (size_t i = 0; i < n; ++i) {
+        const double g0 = from_mean ? 0.5 * d0[i] : d0[i], g1 = from_mean ? 0.5 * d0[i] : d1[i];
+        const double a = double(attn[i]) * attn_scale[i % dim], m = double(mlp[i]) * mlp_scale[i % dim];
+        want0[i] = lanes[0] * g0, want1[i] = lanes[1] * g1;
+        want_a[i] = lanes[2] * g0 + lanes[3] * g1, want_m[i] = lanes[4] * g0 + lanes[5] * g1;
+        const double products[] = {g0 * in0[i], g1 * in1[i], g0 * a, g1 * a, g0 * m, g1 * m};
+        for (int j = 0; j < cuda::kLaneParams; ++j) want_lanes[j] += products[j];
+      }
+      DeviceBuffer<float> dev_d0(d0), dev_d1(d1);
+      auto d_a = poisoned(n), d_m = poisoned(n), row_products = poisoned(size_t(rows) * cuda::kLaneParams);
+      cuda::parallel_lanes_backward(dev_d0.data(), dev_d1.data(), from_mean, d_in0.data(), d_in1.data(), d_attn.data(),
+                                    d_as.data(), d_mlp.data(), d_ms.data(), d_l.data(), rows, dim, d_a.data(),
+                                    d_m.data(), row_products.data(), nullptr);
+      DeviceBuffer<float> lane_gradient(std::vector<float>(cuda::kLaneParams, 0.f));
+      cuda::column_sum(row_products.data(), nullptr, rows, cuda::kLaneParams, lane_gradient.data(), true,
+                       scratch.data(), nullptr);
+      expect_close(what + ": lane 0's residual share", dev_d0.download(), want0);
+      expect_close(what + ": lane 1's residual share", dev_d1.download(), want1);
+      expect_close(what + ": d A", d_a.download(), want_a);
+      expect_close(what + ": d M", d_m.download(), want_m);
+      expect_close(what + ": the lanes' gradient", lane_gradient.download(), want_lanes);
+    }
   }
 }
 
