@@ -575,8 +575,9 @@ seed_run() {
   mkdir -p "$dir"
   case "$what" in
     tests)
-      step "GPU tests: the seed's kernels, trainer and evaluator against their CPU twins"
-      build-gpu/tests/test_kernels --gtest_filter='*Smear*:*GatherRows*:*EmbeddingRmsNorm*:*QkNormRope*:*AddSum*' 2>&1 |
+      step "GPU tests: the seed's and the records' kernels, trainer and evaluator against their CPU twins"
+      build-gpu/tests/test_kernels \
+        --gtest_filter='*Smear*:*GatherRows*:*EmbeddingRmsNorm*:*QkNormRope*:*AddSum*:*ScaledSum*:*Lanes*:*RmsNormRows*:*Adam*' 2>&1 |
         tee "$logs/seed_tests.txt" || failed+=(seed-kernels)
       build-gpu/tests/test_gpu --gtest_filter='CudaTrain.*:CudaEval.Tiny*:CudaCalibration.Tiny*' 2>&1 | tee -a "$logs/seed_tests.txt" ||
         failed+=(seed-gpu)
