@@ -100,9 +100,11 @@ void warn_clamped(const Checkpoint& checkpoint, const std::vector<std::string>& 
 }
 
 void print_budget_plan(const BudgetPlan& plan, uint64_t budget, uint64_t artifact_bytes) {
-  std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d attempt%s to fit %s B, minimising %s\n",
+  std::printf("budget plan (--auto): %zu candidates, %zu tensors chosen for, %d build%s (the first under %s B: build %d), "
+              "minimising %s\n",
               plan.candidates.size(), plan.tensors.size(), plan.attempts, plan.attempts == 1 ? "" : "s",
-              with_commas(budget).c_str(), plan.output_space ? "output error tr(dW H dW^T)" : "squared weight error");
+              with_commas(budget).c_str(), plan.attempts_to_fit,
+              plan.output_space ? "output error tr(dW H dW^T)" : "squared weight error");
   for (const auto& t : plan.tensors) {
     std::string err = error_text(t.spec, t.distortion);
     std::printf("  %-34s %-40s est. %11s B  %s  weight %g\n", t.name.c_str(), t.spec.c_str(),
@@ -119,7 +121,7 @@ nlohmann::json budget_plan_json(const BudgetPlan& plan) {
   for (const auto& t : plan.tensors)
     tensors.push_back({{"name", t.name}, {"codec", t.spec}, {"estimated_bytes", t.estimated_bytes}, {"weight", t.weight},
                        {"distortion", distortion_json(t.distortion)}});
-  return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"estimated_bytes", plan.estimated_bytes},
+  return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"attempts_to_fit", plan.attempts_to_fit}, {"estimated_bytes", plan.estimated_bytes},
           {"output_space", plan.output_space}, {"tensors", tensors}};
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/safetensors.h"
@@ -19,7 +20,10 @@ namespace pgolf {
 
 namespace {
 
-constexpr int kMaxAttempts = 4;
+constexpr int kMaxAttempts = 8;
+// A build that fits but leaves more than this share of the budget unused is built again with the
+// solver given more (the sensitivity-weighted pr212 pack once left 2% unused after 3 attempts).
+constexpr double kUnusedShare = 0.002;
 
 double entropy_bytes(const Stream& s) {
   SymbolHistogram h;
@@ -153,12 +157,18 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   // Each build calibrates the estimate: `scale` is the real bytes per estimated byte of the tensors
   // chosen for (byte codecs weaker than zstd's top levels land well above the order-0 entropy),
   // and when a calibrated choice still overshoots, the overshoot is held back from later solves.
-  double scale = 1, held_back = 0;
+  // Once a build fits, the estimate stays and `raise` gives the solver what the fitting build left
+  // unused, bisecting back towards the last fit after an overshoot; the fitting build of least
+  // (weighted) error is kept.
+  double scale = 1, held_back = 0, raise = 0, fit_raise = 0, over_raise = INFINITY, best_error = INFINITY;
+  std::optional<BudgetPlan> best;
+  std::vector<size_t> built_choice;
+  std::vector<std::vector<size_t>> built;  // every choice built so far
   for (plan.attempts = 1;; ++plan.attempts) {
     std::vector<BudgetItem> scaled = items;
     for (auto& item : scaled)
       for (auto& p : item.points) p.bytes *= scale;
-    BudgetSolution solution = solve_budget(scaled, static_cast<double>(budget), fixed_bytes + held_back);
+    BudgetSolution solution = solve_budget(scaled, static_cast<double>(budget) + raise, fixed_bytes + held_back);
     plan.tensors.clear();
     plan.specs = first_specs;
     for (size_t k = 0; k < items.size(); ++k) {
@@ -168,16 +178,38 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
       plan.specs[i] = m.spec;
     }
     plan.estimated_bytes = fixed_bytes + solution.bytes;
-    plan.artifact = compress_checkpoint(checkpoint, plan.specs, compressor, threads);
-    const double actual = static_cast<double>(plan.artifact.bytes.size());
-    if (actual <= static_cast<double>(budget)) return plan;
-    if (plan.attempts == kMaxAttempts)
+    if (best && std::find(built.begin(), built.end(), solution.choice) != built.end()) {
+      --plan.attempts;  // refining found no choice between those built: nothing new to build
+      break;
+    }
+    if (solution.choice != built_choice)  // a calibration that moved no choice builds nothing new
+      plan.artifact = compress_checkpoint(checkpoint, plan.specs, compressor, threads), built_choice = solution.choice;
+    built.push_back(solution.choice);
+    const double actual = static_cast<double>(plan.artifact.bytes.size()), unused = static_cast<double>(budget) - actual;
+    if (unused >= 0) {
+      if (!best) plan.attempts_to_fit = plan.attempts;
+      if (solution.distortion < best_error) best_error = solution.distortion, best = plan;
+      if (unused <= kUnusedShare * static_cast<double>(budget) || plan.attempts == kMaxAttempts) break;
+      fit_raise = raise;
+      raise = std::isfinite(over_raise) ? (fit_raise + over_raise) / 2 : raise + unused;
+      continue;
+    }
+    if (plan.attempts == kMaxAttempts) {
+      if (best) break;
       throw InputError("could not fit the budget of " + std::to_string(budget) + " bytes in " + std::to_string(kMaxAttempts) +
                        " attempts: the last artifact was " + std::to_string(plan.artifact.bytes.size()) +
                        " bytes against an estimate of " + std::to_string(std::llround(plan.estimated_bytes)));
-    if (plan.attempts > 1) held_back += actual - static_cast<double>(budget);
+    }
+    if (best) {  // refining overshot: halfway back to the last fit
+      over_raise = raise;
+      raise = (fit_raise + over_raise) / 2;
+      continue;
+    }
+    if (plan.attempts > 1) held_back += -unused;
     scale *= (actual - fixed_bytes) / solution.bytes;
   }
+  best->attempts = plan.attempts, best->attempts_to_fit = plan.attempts_to_fit;
+  return std::move(*best);
 }
 
 // {"space": "weight" | "output", "weights": {"tensor": w}}, or (as pgolf sensitivity wrote it before

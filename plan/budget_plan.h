@@ -52,7 +52,8 @@ struct BudgetPlan {
   std::vector<std::string> specs;       // one per tensor of the checkpoint, as the artifact was built
   bool output_space = false;            // the error minimised was tr(ΔW H ΔWᵀ), not squared weight error
   double estimated_bytes = 0;           // the whole artifact, as the last solve estimated it (calibrated)
-  int attempts = 0;                     // solves (and builds) it took to fit
+  int attempts = 0;                     // builds in all: until one fit, then refining it
+  int attempts_to_fit = 0;              // builds until the first that fit
   CompressResult artifact;              // built with `specs`; at most the budget
 };
 
