@@ -131,8 +131,10 @@ int train_main(int argc, char** argv) {
       ("rope-base", "RoPE base", cxxopts::value<double>()->default_value(number_text(model_defaults.rope_base)))
       ("rope-dims", "partial RoPE: rotate the first N dims of each head, leave the rest (0: the whole head; the "
                     "records use 16 of 64)", cxxopts::value<int>()->default_value("0"))
-      ("rope-table", "RoPE's cos/sin table: fp32, or bf16 as the Parameter Golf baseline script computes it (its "
-                     "model.bfloat16() rounds positions and angles; train so to be scored by its bf16 path)",
+      ("rope-table", "RoPE's cos/sin table: fp32; bf16 as the Parameter Golf baseline script computes it eagerly (its "
+                     "model.bfloat16() rounds positions and angles: train so to be scored by its eager bf16 path); "
+                     "bf16-compiled as its torch.compile'd training graph does (inv_freq and cos/sin rounded, angles "
+                     "exact)",
        cxxopts::value<std::string>()->default_value("fp32"))
       ("smear-gate", "SmearGate, a learned mix of each position's embedding with the previous one's: none, v1 (per "
                      "channel, after the norm: PR #212), v2 (input-dependent, before the norm, not across a BOS: the "

@@ -7,11 +7,14 @@
 namespace pgolf {
 
 // How the table is rounded. kFloat32: as the reference computes it in float32. kBf16: as the
-// Parameter Golf baseline's train_gpt.py ends up computing it, because its model.bfloat16() casts
+// Parameter Golf baseline's train_gpt.py computes it eagerly, because its model.bfloat16() casts
 // Rotary's inv_freq buffer: positions, inv_freq, their products and cos/sin each rounded to
-// bfloat16 (positions exact only up to 256). A model trained one way scores worse the other way.
-enum class RopeRounding { kFloat32, kBf16 };
-// "fp32" / "bf16" and back; InputError naming the text otherwise.
+// bfloat16 (positions exact only up to 256). kBf16Compiled: as the same script's torch.compile'd
+// graph does by Inductor's defaults (a fused pointwise chain runs in float32 and rounds only what it
+// stores): inv_freq (a stored buffer) and the stored cos/sin rounded, positions and angles exact.
+// A model trained one way scores worse another way.
+enum class RopeRounding { kFloat32, kBf16, kBf16Compiled };
+// "fp32" / "bf16" / "bf16-compiled" and back; InputError naming the text otherwise.
 RopeRounding parse_rope_rounding(const std::string& text);
 std::string rope_rounding_name(RopeRounding rounding);
 

@@ -39,8 +39,24 @@ TEST(RopeTable, Bf16RoundsPositionsAnglesAndValues) {
   EXPECT_EQ(b.cos[200 * 4], bf16_to_float(float_to_bf16(exact)));
   EXPECT_NE(b.cos[200 * 4], f.cos[200 * 4]);
   EXPECT_EQ(parse_rope_rounding("bf16"), RopeRounding::kBf16);
+  EXPECT_EQ(parse_rope_rounding("bf16-compiled"), RopeRounding::kBf16Compiled);
+  EXPECT_EQ(rope_rounding_name(RopeRounding::kBf16Compiled), "bf16-compiled");
   EXPECT_EQ(rope_rounding_name(parse_rope_rounding("fp32")), "fp32");
   EXPECT_THROW(parse_rope_rounding("fp16"), InputError);
+}
+
+// bf16-compiled as Inductor runs the script's table: inv_freq and the stored cos/sin bf16, the
+// position and the angle exact in between (so 257 is not 256, unlike the eager table).
+TEST(RopeTable, Bf16CompiledRoundsOnlyWhatIsStored) {
+  const RopeTable c = rope_table(1100, 8, 8, 10000.0, RopeRounding::kBf16Compiled);
+  const RopeTable b = rope_table(1100, 8, 8, 10000.0, RopeRounding::kBf16);
+  for (size_t i = 0; i < c.cos.size(); ++i) ASSERT_TRUE(is_bf16(c.cos[i]) && is_bf16(c.sin[i])) << i;
+  EXPECT_NE(c.cos[256 * 4], c.cos[257 * 4]);
+  EXPECT_EQ(c.sin[1026 * 4], bf16_to_float(float_to_bf16(static_cast<float>(std::sin(1026.0)))));  // inv_freq 1
+  EXPECT_NE(c.sin[1026 * 4], b.sin[1026 * 4]);
+  // Pair 1: inv_freq = 10000^(-1/4) = 0.1 rounded to bf16 (0.10009765625), times the exact position.
+  const float inv_freq = bf16_to_float(float_to_bf16(0.1f));
+  EXPECT_EQ(c.cos[1000 * 4 + 1], bf16_to_float(float_to_bf16(static_cast<float>(std::cos(1000.0f * inv_freq)))));
 }
 
 }  // namespace
