@@ -396,7 +396,9 @@ TEST_F(CudaTrain, Bf16TwentyStepsFollowTheCpuReference) {
 
 // Also with the seed's techniques, whose tensors and state travel in the file too.
 TEST_F(CudaTrain, ResumeIsBitwise) {
-  for (const ModelConfig& config : {tiny_bf16_config(), tiny_seed_config(), tiny_looped_config()}) {
+  ModelConfig lanes = tiny_seed_config();
+  lanes.layers = 4, lanes.parallel_from = 2;
+  for (const ModelConfig& config : {tiny_bf16_config(), tiny_seed_config(), tiny_looped_config(), lanes}) {
     TrainSettings s = test::tiny_train_settings(8);
     s.loop_from = config.recurrent() ? 0.25 : 0;  // the loop starts at step 2, before the break
     const std::vector<uint16_t> tokens = test::random_tokens(3000, config.vocab, 8);
