@@ -585,7 +585,7 @@ seed_run() {
     throughput)
       unpack_train_shards
       local steps=${TRAIN_STEPS:-20} variant flags preset
-      for variant in all no-smear no-bigram whole-rope baseline-mlp looped mtp records; do
+      for variant in all no-smear no-bigram whole-rope baseline-mlp looped mtp lanes records; do
         preset=pr212
         case "$variant" in
           all) flags=() ;;
@@ -595,6 +595,7 @@ seed_run() {
           baseline-mlp) flags=(--smear-gate none --bigram-buckets 0 --mlp-mult 2 --layers 9) ;;
           looped) flags=(--loop-layers 4..5 --loops 2) ;;
           mtp) flags=(--mtp 2) ;;
+          lanes) flags=(--parallel-from 8) ;;
           records) preset=records-2026-04 flags=() ;;
         esac
         step "seed throughput: $preset preset, $variant, $steps steps (bf16)"
