@@ -369,16 +369,27 @@ fidelity_run() {
     ln -sf "$PWD/$shard" "$dir/data/fineweb_train_${shard##*_}"
   done
   ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$dir/data/fineweb_val_000000.bin"
-  step "fidelity $shape: torch's rms_norm on a bf16 input under autocast (which epsilon the reference gets)"
-  python3 -c "
-import torch, torch.nn.functional as F
-x = torch.full((1, 512), 0.005, dtype=torch.bfloat16, device='cuda')
-compiled = torch.compile(lambda t: F.rms_norm(t, (t.size(-1),)), fullgraph=True)  # the script compiles its model
-with torch.autocast(device_type='cuda', dtype=torch.bfloat16):
-    y, z = F.rms_norm(x, (512,)), compiled(x)
-print(f'rms_norm of a constant 0.005 bf16 row: eager {y[0, 0].item():.4f}, compiled {z[0, 0].item():.4f} '
-      f'(1: a float32 epsilon; 0.0565: bfloat16 epsilon), dtype {y.dtype}')
-" 2>&1 | tee -a "$logs/fidelity_$shape.txt"
+  # (The script's rms_norm on bf16 takes float32's epsilon, eager and compiled: measured 2026-12-07, docs/fidelity.md.)
+  step "fidelity $shape: the script's RoPE table as torch.compile builds it (bf16 inv_freq), against three roundings"
+  python3 - <<'EOF6' 2>&1 | tee -a "$logs/fidelity_$shape.txt"
+import torch
+seq, dim = 2048, 64
+inv_freq = (1.0 / (10000.0 ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))).cuda().bfloat16()
+def table(inv):  # Rotary.forward's table after model.bfloat16()
+    t = torch.arange(seq, device=inv.device, dtype=inv.dtype)
+    freqs = torch.outer(t, inv)
+    return freqs.cos(), freqs.sin()
+compiled = torch.compile(table, fullgraph=True, dynamic=False)(inv_freq)
+def stored_only(positions):  # angle in float32 from these positions, cos/sin rounded where stored
+    f = torch.outer(positions, inv_freq.float())
+    return f.cos().bfloat16(), f.sin().bfloat16()
+exact = torch.arange(seq, device='cuda', dtype=torch.float32)
+for name, other in (("eager (--rope-table bf16)", table(inv_freq)),
+                    ("positions and angles exact (--rope-table bf16-compiled)", stored_only(exact)),
+                    ("positions rounded, angles exact", stored_only(exact.bfloat16().float()))):
+    d = max((c.float() - o.float()).abs().max().item() for c, o in zip(compiled, other))
+    print(f"RoPE table, compiled against {name}: max |difference| {d:.3g}")
+EOF6
   # Pairs of runs: reference variant i (FIDELITY_REF, ';'-separated) and pgolf with flag set i
   # (FIDELITY_FLAGS, ';'-separated, the last one repeated); each pgolf run against every reference so far.
   local refs=() pg_flags=() i
