@@ -174,7 +174,8 @@ struct CudaTrainer::State {
   std::vector<int> layer_blocks;
   std::vector<BlockActivations> blocks;
   // Backward scratch; a scoring pass (no backward) borrows t1, d_heads and d_heads16 for the scored
-  // rows it packs, and d_rounded for its bf16 GEMM outputs.
+  // rows it packs (and d_x, t2 for a parallel block's two lanes), and d_rounded for its bf16 GEMM
+  // outputs.
   DeviceBuffer<float> d_x, d_x0, t1, t2, d_hidden, d_heads, d_qkv, gain_partial, delta, column_scratch;
   // Parallel lanes: the last block's lane mean (the final norm's input), lane 1's gradient, those of
   // the two branches' outputs (A and M) and the lanes' row products.
