@@ -7,13 +7,15 @@ as a module and one of its functions wrapped; nothing of it is copied or edited.
                 RoPE positions and angles are bf16)
     embed-fp32  tok_emb.weight stays float32 (bf16 in the script: weights, gradient, Adam moments,
                 and so the residual stream too)
+    ns-fp32     Muon's Newton-Schulz iteration in float32 (the script's runs in bf16, every product
+                rounded); its update is still stored in bf16 as the script stores it
     none        the script as it is
 """
 import importlib.util
 import sys
 
 path, variants = sys.argv[1], set(sys.argv[2].split(","))
-unknown = variants - {"rope-fp32", "embed-fp32", "none"}
+unknown = variants - {"rope-fp32", "embed-fp32", "ns-fp32", "none"}
 if unknown:
     sys.exit(f"reference_variant: unknown variant {sorted(unknown)}")
 spec = importlib.util.spec_from_file_location("train_gpt", path)
@@ -34,5 +36,22 @@ def restore_and_undo(model):
           f"tok_emb {model.tok_emb.weight.dtype}", flush=True)
 
 
+# Muon's orthogonalisation, the same quintic iteration and coefficients (Muon's published ones), kept
+# in float32 throughout; Muon.step looks the function up in the module when it runs.
+def newton_schulz_float32(g, steps, eps=1e-7):
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.float()
+    x = x / (x.norm() + eps)
+    wide = x.size(0) <= x.size(1)
+    x = x if wide else x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+
+
 train_gpt.restore_low_dim_params_to_fp32 = restore_and_undo
+if "ns-fp32" in variants:
+    train_gpt.zeropower_via_newtonschulz5 = newton_schulz_float32
+    print("reference_variant: Newton-Schulz in float32", flush=True)
 train_gpt.main()
