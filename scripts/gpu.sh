@@ -396,27 +396,31 @@ EOF6
   IFS=';' read -ra refs <<< "${FIDELITY_REF:-none}"
   IFS=';' read -ra pg_flags <<< "${FIDELITY_FLAGS:-}"
   ((${#pg_flags[@]} > 0)) || pg_flags=("")
-  local reference_logs=()
+  local reference_logs=() reference_pid
   for i in "${!refs[@]}"; do
     local reference="$dir/reference_${steps}_${refs[$i]//[^a-z0-9-]/_}.txt"
     reference_logs+=("$reference")
+    reference_pid=""
     if grep -q "val_bpb:" "$reference" 2> /dev/null; then
       step "fidelity $shape: the reference (${refs[$i]}), $steps steps: the earlier call's run"
-    else
-      step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq)"
+    else  # beside pgolf's run on the same GPU (no timing is compared; its compile alone is a minute of CPU)
+      step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq), in the background"
       (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
          WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
          VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
-         ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") \
-        > "$reference" 2>&1 || { tail -20 "$reference"; rm -f "$reference"; failed+=(fidelity-reference); return; }
+         ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") > "$reference" 2>&1 &
+      reference_pid=$!
     fi
-    cp "$reference" "$logs/"  # its losses come back even if the call runs out of time later
     read -ra extra <<< "${pg_flags[$((i < ${#pg_flags[@]} ? i : ${#pg_flags[@]} - 1))]}"
     step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
     build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
       --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
       --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" "${extra[@]}" > "$dir/pgolf_$i.txt" 2>&1 ||
-      { tail -20 "$dir/pgolf_$i.txt"; failed+=(fidelity-pgolf); return; }
+      { tail -20 "$dir/pgolf_$i.txt"; [ -n "$reference_pid" ] && kill "$reference_pid"; failed+=(fidelity-pgolf); return; }
+    if [ -n "$reference_pid" ] && ! wait "$reference_pid"; then
+      tail -20 "$reference"; rm -f "$reference"; failed+=(fidelity-reference); return
+    fi
+    cp "$reference" "$logs/"  # its losses come back even if the call runs out of time later
     local r
     for r in $(seq 0 "$i"); do
       echo "-- pgolf ${extra[*]:-(defaults)} against the reference (${refs[$r]})" | tee -a "$logs/fidelity_$shape.txt"
