@@ -9,13 +9,18 @@ as a module and one of its functions wrapped; nothing of it is copied or edited.
                 and so the residual stream too)
     ns-fp32     Muon's Newton-Schulz iteration in float32 (the script's runs in bf16, every product
                 rounded); its update is still stored in bf16 as the script stores it
+    fp32        the whole model in float32: every parameter and buffer back to float32 after the
+                script's bf16 cast (inv_freq recomputed exactly) and autocast off (matmuls in TF32, as
+                the script allows); with ns-fp32 nothing of the script runs in bf16 but Muon's stored update
     none        the script as it is
 """
 import importlib.util
 import sys
 
+import torch
+
 path, variants = sys.argv[1], set(sys.argv[2].split(","))
-unknown = variants - {"rope-fp32", "embed-fp32", "ns-fp32", "none"}
+unknown = variants - {"rope-fp32", "embed-fp32", "ns-fp32", "fp32", "none"}
 if unknown:
     sys.exit(f"reference_variant: unknown variant {sorted(unknown)}")
 spec = importlib.util.spec_from_file_location("train_gpt", path)
@@ -27,6 +32,14 @@ restore = train_gpt.restore_low_dim_params_to_fp32
 # main() calls this once, right after model.bfloat16(): the place to undo a cast.
 def restore_and_undo(model):
     restore(model)
+    if "fp32" in variants:
+        model.float()
+        for module in model.modules():
+            if isinstance(module, train_gpt.Rotary):  # its bf16 cast rounded inv_freq: recomputed as built
+                dim = 2 * module.inv_freq.numel()
+                base = float(train_gpt.Hyperparameters.rope_base)
+                exact = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+                module.inv_freq = exact.to(module.inv_freq.device)
     for module in model.modules():
         if "rope-fp32" in variants and isinstance(module, train_gpt.Rotary):
             module.inv_freq = module.inv_freq.float()
@@ -51,6 +64,12 @@ def newton_schulz_float32(g, steps, eps=1e-7):
 
 
 train_gpt.restore_low_dim_params_to_fp32 = restore_and_undo
+if "fp32" in variants:  # the script enters torch.autocast(..., enabled=True) around every forward
+    autocast = torch.autocast
+    torch.autocast = lambda *args, **kwargs: autocast(*args, **{**kwargs, "enabled": False})
+    # It allows flash attention alone, which takes no float32: the memory-efficient kernel stays on.
+    enable_mem_efficient_sdp = torch.backends.cuda.enable_mem_efficient_sdp
+    torch.backends.cuda.enable_mem_efficient_sdp = lambda enabled: enable_mem_efficient_sdp(True)
 if "ns-fp32" in variants:
     train_gpt.zeropower_via_newtonschulz5 = newton_schulz_float32
     print("reference_variant: Newton-Schulz in float32", flush=True)
