@@ -1,7 +1,8 @@
 // pgolf train: trains the Parameter Golf baseline model with the reference recipe (Muon + Adam,
 // linear warmdown) on a data folder's train shards, then writes PREFIX.safetensors (bf16, the
-// reference names) and PREFIX.state (everything --resume needs). Every setting is a flag; a
-// --config JSON file may give any of them by the flag's name (a flag on the command line wins).
+// reference names) and PREFIX.state (everything --resume needs). Every setting is a flag; --config
+// JSON files may give any of them by the flag's name (a later file wins over an earlier one, a flag
+// on the command line over every file).
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -64,12 +65,18 @@ class Settings {
   std::set<std::string> known_;
 };
 
-nlohmann::json read_config(const std::string& path) {
-  std::ifstream in(path);
-  require(in.good(), path + ": cannot read the config file");
-  nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
-  require(!config.is_discarded() && config.is_object(), path + ": not a JSON object");
-  return config;
+// The files' settings, each file's over the ones before it (a preset, then an overlay such as
+// samples/configs/one-gpu.json).
+nlohmann::json read_configs(const std::vector<std::string>& paths) {
+  nlohmann::json merged = nlohmann::json::object();
+  for (const std::string& path : paths) {
+    std::ifstream in(path);
+    require(in.good(), path + ": cannot read the config file");
+    const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+    require(!config.is_discarded() && config.is_object(), path + ": not a JSON object");
+    merged.update(config);
+  }
+  return merged;
 }
 
 std::unique_ptr<TrainEngine> make_engine(const std::string& device, const TrainState& state,
@@ -102,7 +109,9 @@ int train_main(int argc, char** argv) {
       ("data", "folder of *_train_*.bin and *_val_*.bin shards and the *.model tokenizer", cxxopts::value<std::string>())
       ("o,out,output", "write OUT.safetensors (bf16 weights) and OUT.state (training state) (or --output)",
        cxxopts::value<std::string>())
-      ("config", "JSON object of settings named as the flags", cxxopts::value<std::string>())
+      ("config", "JSON object of settings named as the flags; given again (or FILE,FILE), a later file's settings "
+                 "win (a preset, then an overlay such as samples/configs/one-gpu.json)",
+       cxxopts::value<std::vector<std::string>>())
       ("resume", "continue from a training state (its model, optimizer, step and data position)",
        cxxopts::value<std::string>())
       ("overwrite,force", "replace existing output files (or --force)")
@@ -207,7 +216,8 @@ int train_main(int argc, char** argv) {
   if (!parse_or_help(options, argc, argv, args, {"", "model", "schedule", "optimizer"})) return 0;
   require(args.count("data") > 0, "--data DIR is required (pgolf train --help)");
   require(args.count("out") > 0, "--out PREFIX is required (pgolf train --help)");
-  Settings settings(args, args.count("config") ? read_config(args["config"].as<std::string>()) : nlohmann::json::object());
+  Settings settings(args, args.count("config") ? read_configs(args["config"].as<std::vector<std::string>>())
+                                               : nlohmann::json::object());
 
   ModelConfig config;
   config.vocab = settings.get<int>("vocab");

@@ -30,7 +30,8 @@
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
 #                                          packed by --auto under 16,000,000 B with the submission's code,
 #                                          and its val_bpb on the full val split at its seq_len)
-#                                          (SEED_FLAGS: extra train flags; SEED_TAG=T: name the run
+#                                          (SEED_FLAGS: extra train flags, e.g. "--config
+#                                          samples/configs/one-gpu.json" for one card; SEED_TAG=T: name the run
 #                                          PRESET-T, e.g. a variant's; SEED_GAPS=1: also the
 #                                          unpacked model, int6 + zstd:22, RTN --auto and --auto
 #                                          weighted by sensitivity (on train tokens), each gap;

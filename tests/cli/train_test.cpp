@@ -417,6 +417,16 @@ TEST(CliTrain, TheBaselinePresetIsTheDefaults) {
                    " --overwrite");
     EXPECT_EQ(r.exit_code, 0) << entry.path() << "\n" << r.out;
   }
+  // A second config overlays the first (samples/configs/one-gpu.json on a preset); the flags win over both.
+  std::ofstream(dir.file("two-steps.json")) << R"({"steps": 2, "warmdown": 1})";
+  auto overlaid = pgolf("train" + data() + kTiny + " --config " + test::sample_path("configs/baseline.json") +
+                        " --config " + dir.file("two-steps.json") + " --out " + dir.file("e"));
+  ASSERT_EQ(overlaid.exit_code, 0) << overlaid.out;
+  EXPECT_EQ(losses(overlaid.out).size(), 2u) << overlaid.out;
+  auto flag_wins = pgolf("train" + data() + kTiny + " --config " + dir.file("two-steps.json") + " --steps 1 --out " +
+                         dir.file("f"));
+  ASSERT_EQ(flag_wins.exit_code, 0) << flag_wins.out;
+  EXPECT_EQ(losses(flag_wins.out).size(), 1u) << flag_wins.out;
   // A preset's technique turns off by a flag (its other keys still known).
   auto r = pgolf("train" + with_flag(tiny, "steps", "1") + " --config " + test::sample_path("configs/pr212.json") +
                  " --bigram-buckets 0 --out " + dir.file("d"));
@@ -438,6 +448,9 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --config " + dir.file("config.json") + out, "unknown setting 'warmup'"},
       {"train" + data() + kTiny + " --config " + dir.file("typo.json") + out,
        "unknown setting 'muon-momentm' (did you mean 'muon-momentum'?)"},
+      {"train" + data() + kTiny + " --config " + test::sample_path("configs/baseline.json") + " --config " +
+           dir.file("typo.json") + out,
+       "unknown setting 'muon-momentm'"},
       {"train" + data() + kTiny + " --resume " + test::sample_path("sp1024/corpus_1024_bpe.model") + out,
        "corpus_1024_bpe.model"},
       {"train" + data() + kTiny + " --gpus 2" + out, "--gpus trains on GPUs; it cannot run with --device cpu"},
