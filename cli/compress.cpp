@@ -121,8 +121,8 @@ nlohmann::json budget_plan_json(const BudgetPlan& plan) {
   for (const auto& t : plan.tensors)
     tensors.push_back({{"name", t.name}, {"codec", t.spec}, {"estimated_bytes", t.estimated_bytes}, {"weight", t.weight},
                        {"distortion", distortion_json(t.distortion)}});
-  return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"attempts_to_fit", plan.attempts_to_fit}, {"estimated_bytes", plan.estimated_bytes},
-          {"output_space", plan.output_space}, {"tensors", tensors}};
+  return {{"candidates", plan.candidates}, {"attempts", plan.attempts}, {"attempts_to_fit", plan.attempts_to_fit},
+          {"estimated_bytes", plan.estimated_bytes}, {"output_space", plan.output_space}, {"tensors", tensors}};
 }
 
 // The bytes of the files that ship with the artifact, as they are.

@@ -42,7 +42,8 @@ inline bool row_kernels_support_dim(int dim) { return dim > 0 && dim % 4 == 0 &&
 // and with `normed` also normed = rms_norm(out), in one pass: a block's resid_mix (x_scale = mix[0],
 // y = x0, y_scale = mix[1]) and the norm after it, its scaled residual adds (x_scale null) and the
 // norms after them, the U-Net skip adds, a parallel block's MLP input (rms_norm(lane 1) alone: y
-// and out null). out may be x or y.
+// and out null), MuonEq-R's row norms (normed over x). out may be x or y; normed may be x (a
+// warp reads its row whole before it writes).
 template <typename Y, typename T>
 void scaled_sum(const float* x, const float* x_scale, const Y* y, const float* y_scale, int64_t rows, int dim,
                 float* out, T* normed, cudaStream_t stream);

@@ -608,30 +608,9 @@ void muon_momentum(float* buf, float* g, int64_t count, float momentum, cudaStre
   PGOLF_CUDA_CHECK_LAUNCH("muon_momentum");
 }
 
-// One warp per row: the row in registers, then written back normed.
-template <int kVectors>
-__global__ void rms_norm_rows_kernel(float* x, int64_t rows, int dim) {
-  const int64_t row = warp_item();
-  if (row >= rows) return;
-  float* at = x + row * dim;
-  float4 v[kVectors];
-  float sum_sq = 0;
-#pragma unroll
-  for (int k = 0; k < kVectors; ++k) {
-    if (row_column(k) >= dim) continue;
-    v[k] = load4(at + row_column(k));
-    sum_sq += dot(v[k], v[k]);
-  }
-  warp_write_normed(v, sum_sq, dim, at);
-}
-
+// scaled_sum's norm of x alone (no y, no sum kept), written over x.
 void rms_norm_rows(float* x, int64_t rows, int dim, cudaStream_t stream) {
-  if (rows == 0) return;
-  with_row_vectors("rms_norm_rows", dim, [&](auto vectors) {
-    constexpr int kVectors = decltype(vectors)::value;
-    rms_norm_rows_kernel<kVectors><<<row_blocks(rows), kThreadsPerBlock, 0, stream>>>(x, rows, dim);
-  });
-  PGOLF_CUDA_CHECK_LAUNCH("rms_norm_rows");
+  scaled_sum(x, nullptr, static_cast<const float*>(nullptr), nullptr, rows, dim, nullptr, x, stream);
 }
 
 void squared_norm(const float* x, int64_t count, float* out, cudaStream_t stream) {

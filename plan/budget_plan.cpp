@@ -162,8 +162,7 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
   // (weighted) error is kept.
   double scale = 1, held_back = 0, raise = 0, fit_raise = 0, over_raise = INFINITY, best_error = INFINITY;
   std::optional<BudgetPlan> best;
-  std::vector<size_t> built_choice;
-  std::vector<std::vector<size_t>> built;  // every choice built so far
+  std::vector<std::vector<size_t>> built;  // every choice built so far; the last is plan.artifact's
   for (plan.attempts = 1;; ++plan.attempts) {
     std::vector<BudgetItem> scaled = items;
     for (auto& item : scaled)
@@ -182,8 +181,8 @@ BudgetPlan plan_for_budget(const Checkpoint& checkpoint, uint64_t budget, const 
       --plan.attempts;  // refining found no choice between those built: nothing new to build
       break;
     }
-    if (solution.choice != built_choice)  // a calibration that moved no choice builds nothing new
-      plan.artifact = compress_checkpoint(checkpoint, plan.specs, compressor, threads), built_choice = solution.choice;
+    if (built.empty() || solution.choice != built.back())  // a calibration that moved no choice builds nothing new
+      plan.artifact = compress_checkpoint(checkpoint, plan.specs, compressor, threads);
     built.push_back(solution.choice);
     const double actual = static_cast<double>(plan.artifact.bytes.size()), unused = static_cast<double>(budget) - actual;
     if (unused >= 0) {
