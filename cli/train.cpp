@@ -204,6 +204,9 @@ int train_main(int argc, char** argv) {
       ("ema", "a moving average of the weights with this decay, updated after every step (the records: 0.9965); the "
               "checkpoint and the final val_bpb are the average's, the state keeps both (0: none)",
        cxxopts::value<double>()->default_value(number_text(opt.ema_decay)))
+      ("ema-from", "start the --ema average at this fraction of training (as --loop-from; 0: the first step, as the "
+                   "records, whose 4,900 steps forget the initialisation; a run of a few hundred steps does not)",
+       cxxopts::value<double>()->default_value(number_text(defaults.ema_from)))
       ("muon-wd", "Muon's decoupled weight decay: matrices scaled by 1 - lr x this before each update (0: none; the "
                   "records use 0.04 and up)", cxxopts::value<double>()->default_value(number_text(opt.muon_weight_decay)))
       ("embed-wd", "AdamW's decoupled weight decay of the tied embedding (and BigramHash's table): scaled by 1 - lr x "
@@ -275,6 +278,7 @@ int train_main(int argc, char** argv) {
   s.val_every = settings.get<int64_t>("val-every");
   s.val_tokens = settings.get<int64_t>("val-tokens");
   s.loop_from = settings.get<double>("loop-from");
+  s.ema_from = settings.get<double>("ema-from");
   s.log_every = settings.get<int64_t>("log-every");
   OptimizerSettings& o = s.optimizer;
   o.matrix_lr = settings.get<double>("matrix-lr");
@@ -336,6 +340,7 @@ int train_main(int argc, char** argv) {
   }
   const ModelConfig& model = state.config;
   require(s.loop_from == 0 || model.recurrent(), "--loop-from needs depth recurrence (--loop-layers or --shared-blocks)");
+  require(s.ema_from == 0 || s.optimizer.ema_decay > 0, "--ema-from needs an average (--ema)");
   const std::string data_dir = args["data"].as<std::string>();
   const std::vector<std::string> train_shards = find_shards(data_dir, "train");
   const std::string tokenizer_path = find_tokenizer(data_dir);

@@ -976,6 +976,13 @@ void CudaTrainer::sgd_step(float lr, const TttSgdOptions& options) {
   PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void CudaTrainer::start_ema() {
+  State& s = *state_;
+  if (s.settings.optimizer.ema_decay <= 0 || s.ema_started) return;
+  s.copy(s.ema.data(), s.params.data(), static_cast<int64_t>(s.params.size()));
+  s.ema_started = true;
+}
+
 void CudaTrainer::swap_ema() {
   State& s = *state_;
   if (!s.ema_started) return;
@@ -1020,10 +1027,6 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
     cuda::squared_norm(s.grads.data(), static_cast<int64_t>(s.grads.size()), s.norm.data(), stream);
     cuda::clip_by_norm(s.grads.data(), s.norm.data(), static_cast<int64_t>(s.grads.size()),
                        static_cast<float>(o.grad_clip), stream);
-  }
-  if (o.ema_decay > 0 && !s.ema_started) {  // the average starts at the weights before the first step
-    s.copy(s.ema.data(), s.params.data(), static_cast<int64_t>(s.params.size()));
-    s.ema_started = true;
   }
   ++s.optimizer_steps;
   const float momentum = static_cast<float>(muon_momentum(o, step));
@@ -1074,7 +1077,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
                static_cast<float>(std::sqrt(correction2)), static_cast<float>(1 - lr * decay), stream);
   }
   s.round_params();
-  if (o.ema_decay > 0) {  // ema = decay ema + (1 - decay) params (every rank alike)
+  if (s.ema_started) {  // ema = decay ema + (1 - decay) params (every rank alike)
     const auto decay = static_cast<float>(o.ema_decay), rest = 1 - decay;
     const auto count = static_cast<int>(s.params.size());
     PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, count, &decay, s.ema.data(), 1));

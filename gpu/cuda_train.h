@@ -51,6 +51,7 @@ class CudaTrainer final : public TrainEngine, public TttEngine {
   void export_state(TrainState& state) override;
   std::string device() const override;
   void set_looping(bool on) override;
+  void start_ema() override;
   void swap_ema() override;
   int64_t peak_memory_bytes() const override;
   int rank() const override;

@@ -73,9 +73,12 @@ void clip_gradient(ModelParams<float>& grad, double max_norm) {
     for (auto& [name, g] : named_tensors(grad)) *g *= static_cast<float>(coefficient);
 }
 
+void start_moving_average(const OptimizerSettings& s, const ModelParams<float>& params, OptimizerState& state) {
+  if (s.ema_decay > 0 && state.ema.blocks.empty()) state.ema = params;
+}
+
 void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
                     ModelParams<float>& grad, OptimizerState& state) {
-  if (s.ema_decay > 0 && state.ema.blocks.empty()) state.ema = params;  // the average starts at the weights
   if (s.grad_clip > 0) clip_gradient(grad, s.grad_clip);
   ++state.steps;
   const auto p = named_tensors(params), g = named_tensors(grad);
@@ -113,7 +116,7 @@ void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, M
     const float root_c2 = static_cast<float>(std::sqrt(correction2));
     w.array() -= step_size * m_i.array() / (v_i.array().sqrt() / root_c2 + static_cast<float>(s.eps));
   }
-  if (s.ema_decay > 0) {
+  if (s.ema_decay > 0 && !state.ema.blocks.empty()) {
     const auto decay = static_cast<float>(s.ema_decay);
     const auto average = named_tensors(state.ema);
     for (size_t i = 0; i < p.size(); ++i) *average[i].second = decay * *average[i].second + (1 - decay) * *p[i].second;

@@ -49,8 +49,8 @@ struct OptimizerSettings {
   // 0.085 and 0.02). 0: Adam (the baseline).
   double embed_weight_decay = 0, scalar_weight_decay = 0;
   // The records' exponential moving average of the weights (0.9965): after every step ema = decay ·
-  // ema + (1 − decay) · weights, from the weights before the first step; the checkpoint and the
-  // final validation are the average's. 0: none.
+  // ema + (1 − decay) · weights, from the weights where it starts (start_moving_average; training:
+  // TrainSettings::ema_from); the checkpoint and the final validation are the average's. 0: none.
   double ema_decay = 0;
 };
 
@@ -92,9 +92,12 @@ double gradient_norm(ModelParams<float>& grad);
 // torch.nn.utils.clip_grad_norm_: scales grad in place to a global norm of at most max_norm.
 void clip_gradient(ModelParams<float>& grad, double max_norm);
 
+// Starts the moving average at params, where s.ema_decay is set and it has not started.
+void start_moving_average(const OptimizerSettings& s, const ModelParams<float>& params, OptimizerState& state);
+
 // One step of every parameter: clips grad when grad_clip is set (grad is scaled in place), then
 // Muon and Adam with their learning rates times lr_scale (the warmdown), Muon's momentum at `step`;
-// then the moving average, where ema_decay is set.
+// then the moving average, where ema_decay is set and it has started.
 void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, ModelParams<float>& params,
                     ModelParams<float>& grad, OptimizerState& state);
 

@@ -23,6 +23,7 @@ void TrainSettings::validate() const {
   require(optimizer.embed_lr * optimizer.embed_weight_decay < 1 && optimizer.scalar_lr * optimizer.scalar_weight_decay < 1,
           "--embed-wd, --scalar-wd: their group's lr x decay must be below 1");
   require(loop_from >= 0 && loop_from < 1, "--loop-from is a fraction of training in [0, 1)");
+  require(ema_from >= 0 && ema_from < 1, "--ema-from is a fraction of training in [0, 1)");
   require(lr_floor >= 0 && lr_floor <= 1, "--lr-floor is a fraction of the learning rates in [0, 1]");
   require(optimizer.ema_decay >= 0 && optimizer.ema_decay < 1, "--ema is a decay in [0, 1) (0: no average)");
   require(optimizer.matrix_lr * optimizer.muon_weight_decay < 1,
@@ -66,10 +67,10 @@ double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds) {
   return std::max(warmdown_scale(s, step, elapsed_seconds), s.lr_floor);
 }
 
-bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds) {
-  if (s.loop_from <= 0) return true;
-  if (s.max_seconds > 0) return elapsed_seconds >= s.loop_from * s.max_seconds;
-  return static_cast<double>(step) >= s.loop_from * static_cast<double>(s.steps);
+bool reached(const TrainSettings& s, double fraction, int64_t step, double elapsed_seconds) {
+  if (fraction <= 0) return true;
+  if (s.max_seconds > 0) return elapsed_seconds >= fraction * s.max_seconds;
+  return static_cast<double>(step) >= fraction * static_cast<double>(s.steps);
 }
 
 namespace {
@@ -106,6 +107,7 @@ class CpuEngine final : public TrainEngine {
   }
   std::string device() const override { return "cpu, " + std::to_string(threads_) + " threads"; }
   void set_looping(bool on) override { model_.set_looping(on); }
+  void start_ema() override { start_moving_average(optimizer_, model_.params(), state_); }
   void swap_ema() override {
     if (!state_.ema.blocks.empty()) std::swap(model_.params(), state_.ema);
   }
@@ -147,8 +149,9 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
                             [&](std::span<const TokenWindow> windows, size_t scored) { return engine.token_losses(windows, scored); });
   };
   bool engine_looping = true;  // engines start with the model's loop on
+  bool averaging = !state.optimizer.ema.blocks.empty();  // a resumed run's average goes on
   while (true) {
-    if (const bool looping = looping_at(s, state.step, state.elapsed_seconds); looping != engine_looping) {
+    if (const bool looping = reached(s, s.loop_from, state.step, state.elapsed_seconds); looping != engine_looping) {
       engine.set_looping(looping);
       engine_looping = looping;
       if (state.config.recurrent() && looping)
@@ -163,6 +166,11 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
                  r.val_bpb, static_cast<long long>(r.tokens)));
     }
     if (last) break;
+    if (s.optimizer.ema_decay > 0 && !averaging && reached(s, s.ema_from, state.step, state.elapsed_seconds)) {
+      engine.start_ema();
+      averaging = true;
+      if (s.ema_from > 0) log(format("step %lld: the weights' average starts", static_cast<long long>(state.step)));
+    }
     const auto start = Clock::now();
     const double scale = lr_scale(s, state.step, state.elapsed_seconds);
     double loss = 0;
@@ -205,9 +213,15 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
   if (result.stopped) log(format("stopped at step %lld on request", static_cast<long long>(state.step)));
   if (val && !result.stopped) {  // of what the checkpoint holds: the moving average where there is one
     const bool average = !state.optimizer.ema.blocks.empty();
-    if (average) engine.swap_ema();
+    if (average) {  // the weights themselves too, so that what the average gave shows
+      result.final_val_weights = validate(s.val_tokens);
+      engine.swap_ema();
+    }
     result.final_val = validate(s.val_tokens);
     if (average) engine.swap_ema();
+    if (average)
+      log(format("step %lld val_loss %.6f val_bpb %.6f (the weights themselves, not the checkpoint)",
+                 static_cast<long long>(state.step), result.final_val_weights.val_loss, result.final_val_weights.val_bpb));
     log(format("step %lld val_loss %.6f val_bpb %.6f (final, %s%lld tokens)", static_cast<long long>(state.step),
                result.final_val.val_loss, result.final_val.val_bpb, average ? "the weights' average, " : "",
                static_cast<long long>(result.final_val.tokens)));

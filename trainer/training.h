@@ -30,6 +30,10 @@ struct TrainSettings {
   // Depth recurrence turns on at this fraction of training (of --steps, or of --max-seconds where
   // set), as the records start their loop at 0.35-0.5; 0: from the first step.
   double loop_from = 0;
+  // The weights' moving average (optimizer.ema_decay) starts at this fraction of training (as
+  // loop_from); 0: before the first step, as the records. A short run's average otherwise keeps
+  // much of the random initialisation (0.9965^519 = 16%).
+  double ema_from = 0;
 
   int64_t micro_batches() const { return tokens_per_step / (int64_t{micro_batch} * seq_len); }
   void validate() const;  // InputError on sizes that do not divide or are not positive
@@ -46,8 +50,9 @@ Precision parse_precision(const std::string& name);
 // linear to 0 over the last warmdown_steps steps; with one, the remaining time over warmdown_steps
 // steps at the average step time so far, once that is less; never below lr_floor.
 double lr_scale(const TrainSettings& s, int64_t step, double elapsed_seconds);
-// Whether a recurrent model's loop runs at this point of training (TrainSettings::loop_from).
-bool looping_at(const TrainSettings& s, int64_t step, double elapsed_seconds);
+// Whether training has reached `fraction` of itself (of --steps, or of --max-seconds where set):
+// TrainSettings::loop_from and ema_from. 0 is reached from the first step.
+bool reached(const TrainSettings& s, double fraction, int64_t step, double elapsed_seconds);
 
 class TrainEngine {
  public:
@@ -67,8 +72,11 @@ class TrainEngine {
   virtual int64_t peak_memory_bytes() const { return 0; }  // of a GPU; 0 where not measured
   // Runs a recurrent model's loop (ModelConfig::looping) from the next forward on, or not.
   virtual void set_looping(bool on) = 0;
-  // Swaps the weights and their moving average (OptimizerSettings::ema_decay; once it has started):
-  // twice is the identity. The final validation scores the average so.
+  // Starts the weights' moving average (OptimizerSettings::ema_decay) at the weights now, unless it
+  // has started or there is none; steps update it from then on.
+  virtual void start_ema() = 0;
+  // Swaps the weights and their moving average (once it has started): twice is the identity. The
+  // final validation scores the average so.
   virtual void swap_ema() = 0;
 
   // Data parallel: this engine is rank() of ranks() engines training one model, each on its share
@@ -91,7 +99,8 @@ struct TrainResult {
   std::vector<double> losses;  // the training loss of every step run
   int64_t tokens = 0;          // trained on
   double seconds = 0;          // training time of this run
-  EvalResult final_val;        // after the last step, when val was given
+  EvalResult final_val;        // after the last step, when val was given (of the average where kept)
+  EvalResult final_val_weights;  // the weights themselves, where an average is what final_val scored
   bool stopped = false;        // ended early by TrainBreaks::stop (then no final validation)
 };
 

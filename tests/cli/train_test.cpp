@@ -156,6 +156,15 @@ double final_val_loss(const std::string& log) {
   return std::regex_search(log, m, final_line) ? std::stod(m[1]) : std::nan("");
 }
 
+// "val_loss L val_bpb B" of the log's first line holding `tail` after them ("" when none).
+std::string scores_before(const std::string& log, const std::string& tail) {
+  const size_t end = log.find(" " + tail);
+  if (end == std::string::npos) return "";
+  const size_t line = log.rfind('\n', end) + 1;  // npos + 1 = 0: the first line
+  const size_t start = log.find("val_loss", line);
+  return start < end ? log.substr(start, end - start) : "";
+}
+
 TEST(CliTrain, TheModelsSettingsTravelWithItsCheckpointAndArtifact) {
   test::TempDir dir;
   const std::string model = dir.file("m");
@@ -321,12 +330,22 @@ TEST(CliTrain, TheMovingAverageIsWhatTheRunSaves) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("(final, the weights' average, 256 tokens)"), std::string::npos) << r.out;
   const double averaged = final_val_loss(r.out);
+  const std::string weights = scores_before(r.out, "(the weights themselves, not the checkpoint)");
+  ASSERT_NE(weights, "") << r.out;
   r = pgolf("eval " + dir.file("ema.safetensors") + data() + " --tokens 256 --device cpu --threads 2");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NEAR(std::stod(val_loss(r.out)), averaged, 2e-3) << r.out;
   r = pgolf(run + dir.file("plain"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_GT(std::abs(final_val_loss(r.out) - averaged), 1e-3) << r.out;
+  // The average does not touch training: the weights it was kept beside are the plain run's.
+  EXPECT_EQ(scores_before(r.out, "(final, 256 tokens)"), weights) << r.out;
+  // --ema-from 0.5: the average starts at step 3 of 6, from the weights there, not the initialisation.
+  r = pgolf(run + dir.file("late") + " --ema 0.5 --ema-from 0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("step 3: the weights' average starts"), std::string::npos) << r.out;
+  EXPECT_GT(std::abs(final_val_loss(r.out) - averaged), 1e-4) << r.out;
+  EXPECT_EQ(scores_before(r.out, "(the weights themselves, not the checkpoint)"), weights) << r.out;
 }
 
 // eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
@@ -479,6 +498,8 @@ TEST(CliTrain, BadInputIsRefusedBeforeTrainingAndWritesNothing) {
       {"train" + data() + kTiny + " --parallel-from 3" + out, "parallel lanes from block 3 of 3"},
       {"train" + data() + kTiny + " --qk-gain-init 0" + out, "--qk-gain-init must be positive"},
       {"train" + data() + kTiny + " --ema 1" + out, "--ema is a decay in [0, 1)"},
+      {"train" + data() + kTiny + " --ema-from 0.5" + out, "--ema-from needs an average (--ema)"},
+      {"train" + data() + kTiny + " --ema 0.5 --ema-from 1" + out, "--ema-from is a fraction of training in [0, 1)"},
       {"train" + data() + kTiny + " --ns-coefficients quintic" + out, "--ns-coefficients quintic: stock or polar-express"},
       {"train" + data() + kTiny + " --lr-floor 2" + out, "--lr-floor is a fraction"},
       {"train" + data() + kTiny + " --embed-wd -1" + out, "--embed-wd and --scalar-wd must not be negative"},

@@ -343,6 +343,7 @@ void follow_cpu_for_twenty_steps(const ModelConfig& config, Precision precision,
   CudaTrainer gpu(start, s, precision);
   double worst = 0;
   for (int step = 0; step < 20; ++step) {
+    if (step == 5) cpu->start_ema(), gpu.start_ema();  // the average from step 5 (TrainSettings::ema_from)
     cpu->set_looping(step >= loop_from_step);
     gpu.set_looping(step >= loop_from_step);
     double cpu_loss = 0, gpu_loss = 0;

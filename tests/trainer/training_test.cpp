@@ -130,15 +130,20 @@ TEST(Optimizer, MuonWeightDecayScalesTheMatricesFirst) {
   EXPECT_EQ(a.blocks[1].q_gain, b.blocks[1].q_gain);
 }
 
-// The moving average starts at the weights before the first step and follows each step after it.
+// The moving average starts at the weights where it is started and follows each step after it;
+// before, steps leave it unstarted.
 TEST(Optimizer, MovingAverageFollowsEveryStep) {
   const ModelConfig config = tiny_config();
   OptimizerSettings s;
   s.ema_decay = 0.75;
   ModelParams<float> params = init_params<float>(config, 1);
-  Matrix<float> expected = params.blocks[0].mlp_fc;
   OptimizerState state = zero_optimizer_state(config);
-  for (int step = 0; step < 3; ++step) {
+  ModelParams<float> first_grad = test::random_params<float>(config, 9);
+  optimizer_step(s, 1.0, 0, params, first_grad, state);
+  EXPECT_TRUE(state.ema.blocks.empty());
+  start_moving_average(s, params, state);
+  Matrix<float> expected = params.blocks[0].mlp_fc;
+  for (int step = 1; step < 4; ++step) {
     ModelParams<float> grad = test::random_params<float>(config, 10 + step);
     optimizer_step(s, 1.0, step, params, grad, state);
     expected = 0.75f * expected + 0.25f * params.blocks[0].mlp_fc;
