@@ -15,6 +15,8 @@
 #include <set>
 #include <thread>
 
+#include "checkpoint/float_tensor.h"
+#include "checkpoint/safetensors.h"
 #include "cli/command.h"
 #include "cli/evaluator.h"
 #include "cli/options.h"
@@ -114,6 +116,10 @@ int train_main(int argc, char** argv) {
        cxxopts::value<std::vector<std::string>>())
       ("resume", "continue from a training state (its model, optimizer, step and data position)",
        cxxopts::value<std::string>())
+      ("init", "start from these weights instead of the seed's initialisation: a checkpoint (safetensors, HF "
+               "shards, a PyTorch state dict) of the model the flags describe, under the reference's names (e.g. "
+               "another trainer's initial weights, to follow it step by step); a fresh optimizer",
+       cxxopts::value<std::vector<std::string>>())
       ("overwrite,force", "replace existing output files (or --force)")
       ("save-every", "also write OUT.safetensors and OUT.state every N steps (0: only at the end; SIGINT, SIGTERM "
                      "and SIGHUP always save before stopping)", cxxopts::value<int64_t>()->default_value("0"))
@@ -321,6 +327,8 @@ int train_main(int argc, char** argv) {
 
   // Every check before the first step: the model, the data, the tokenizer, the outputs.
   const bool resume = args.count("resume") > 0;
+  require(!resume || args.count("init") == 0, "--init starts a run from weights, --resume continues one: not both");
+  require(args.count("init") == 0 || !settings.given("qk-gain-init"), "--qk-gain-init: --init's weights hold q_gain");
   TrainState state;
   if (resume) {
     state = load_train_state(args["resume"].as<std::string>());
@@ -336,7 +344,12 @@ int train_main(int argc, char** argv) {
   } else {
     config.validate();
     state = initial_train_state(config, seed);
-    for (BlockParams<float>& block : state.params.blocks) block.q_gain.setConstant(static_cast<float>(qk_gain_init));
+    if (args.count("init")) {
+      const auto paths = args["init"].as<std::vector<std::string>>();
+      state.params = params_from_tensors<float>(config, float_tensors_of(Checkpoint::open(paths)));
+    } else {
+      for (BlockParams<float>& block : state.params.blocks) block.q_gain.setConstant(static_cast<float>(qk_gain_init));
+    }
   }
   const ModelConfig& model = state.config;
   require(s.loop_from == 0 || model.recurrent(), "--loop-from needs depth recurrence (--loop-layers or --shared-blocks)");

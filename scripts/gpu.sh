@@ -25,6 +25,9 @@
 #                                          FIDELITY_REF=rope-fp32,embed-fp32 undoes the script's bf16
 #                                          casts, scripts/reference_variant.py; FIDELITY_FLAGS: pgolf's;
 #                                          ';' separates pairs: "none;rope-fp32" with "--rope-table bf16;")
+#                scripts/gpu.sh fidelity-twin [base9|seed] (the script with nothing in bf16 saves its initial
+#                                          weights; pgolf train --init starts from them in fp32: per-step
+#                                          losses side by side from step 1, TWIN_STEPS (40), TWIN_FLAGS)
 #                scripts/gpu.sh seed tests|throughput|pr212|baseline|gaps PRESET (the seed's techniques: their GPU
 #                                          tests; the pr212 preset's tokens/s with each technique turned
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
@@ -354,22 +357,10 @@ gptq_solver_benchmark() {
 # warmdown 100); FIDELITY_STEPS overrides the step count (the warmdown keeps its share).
 fidelity_run() {
   local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=() extra=()
-  case "$shape" in
-    base9) steps=${FIDELITY_STEPS:-600}; warmdown=$((steps * 2 / 3)); seed=1337; seq=1024 ;;
-    seed) steps=${FIDELITY_STEPS:-300}; warmdown=$((steps / 3)); seed=42; seq=2048
-      env=(NUM_LAYERS=11 MLP_MULT=3 MUON_MOMENTUM=0.99 GRAD_CLIP_NORM=1.0)
-      flags=(--layers 11 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
-    *) echo "fidelity: SHAPE is base9 or seed"; failed+=(fidelity-shape); return ;;
-  esac
+  fidelity_shape "$shape" "${FIDELITY_STEPS:-}" || return
   # The reference's logs stay (per variant and step count): a later call on the warm machine reuses a finished one,
   # so one pair's two runs may take two calls (each under the device's 600 s).
-  rm -rf "$dir/data" && mkdir -p "$dir/data"
-  unpack_train_shards
-  local shard
-  for shard in devdata/sp1024/corpus_train_*.bin; do
-    ln -sf "$PWD/$shard" "$dir/data/fineweb_train_${shard##*_}"
-  done
-  ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$dir/data/fineweb_val_000000.bin"
+  fidelity_data "$dir"
   # (The script's rms_norm on bf16 takes float32's epsilon, eager and compiled: measured 2026-12-07, docs/fidelity.md.)
   step "fidelity $shape: the script's RoPE table as torch.compile builds it (bf16 inv_freq), against three roundings"
   python3 - <<'EOF6' 2>&1 | tee -a "$logs/fidelity_$shape.txt"
@@ -428,6 +419,68 @@ EOF6
       fidelity_compare "${reference_logs[$r]}" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
     done
   done
+}
+
+# fidelity_shape SHAPE [STEPS]: sets the caller's steps, warmdown, seed, seq, env (the script's) and
+# flags (pgolf's) for SHAPE base9 or seed (STEPS overrides the step count; the warmdown keeps its share).
+fidelity_shape() {
+  case "$1" in
+    base9) steps=${2:-600}; warmdown=$((steps * 2 / 3)); seed=1337; seq=1024 ;;
+    seed) steps=${2:-300}; warmdown=$((steps / 3)); seed=42; seq=2048
+      env=(NUM_LAYERS=11 MLP_MULT=3 MUON_MOMENTUM=0.99 GRAD_CLIP_NORM=1.0)
+      flags=(--layers 11 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
+    *) echo "fidelity: SHAPE is base9 or seed"; failed+=(fidelity-shape); return 1 ;;
+  esac
+}
+
+# fidelity_data DIR: DIR/data holds the train and val shards under the names the script globs.
+fidelity_data() {
+  rm -rf "$1/data" && mkdir -p "$1/data"
+  unpack_train_shards
+  local shard
+  for shard in devdata/sp1024/corpus_train_*.bin; do
+    ln -sf "$PWD/$shard" "$1/data/fineweb_train_${shard##*_}"
+  done
+  ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$1/data/fineweb_val_000000.bin"
+}
+
+# The recipe twin (issue 35): the script with nothing in bf16 (fp32, ns-fp32, no-tf32: only Muon's stored
+# update stays bf16) saves the weights it starts from (save-init), and pgolf train --init starts from
+# them in fp32 on the same batches; TWIN_STEPS steps (default 40; warmdown a third, so the schedule runs
+# too). Step 1's loss is the loss of the same weights on the same batch: equal to float rounding; every
+# later step differs only by rounding, and from the first step an optimizer or model difference moves
+# the losses apart (the first step whose difference passes 1e-3 is printed).
+fidelity_twin() {
+  local shape=$1 dir=build-gpu/fidelity/twin-$1 steps warmdown seed seq env=() flags=()
+  fidelity_shape "$shape" "${TWIN_STEPS:-40}" || return
+  fidelity_data "$dir"
+  rm -f "$dir/init.pt"
+  step "fidelity twin $shape: the script in float32 (fp32,ns-fp32,no-tf32,save-init), $steps steps (warmdown $warmdown)"
+  (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
+     WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
+     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 400 python3 ../../../scripts/reference_variant.py \
+     ../../../devdata/pg-baseline/train_gpt.py fp32,ns-fp32,no-tf32,save-init) > "$dir/reference.txt" 2>&1 ||
+    { tail -20 "$dir/reference.txt"; failed+=(twin-reference); return; }
+  cp "$dir/reference.txt" "$logs/twin_reference_$shape.txt"
+  step "fidelity twin $shape: pgolf train --init the script's weights, fp32"
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision fp32 \
+    --init "$dir/init.pt" --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" \
+    --warmdown "$warmdown" --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" ${TWIN_FLAGS:-} \
+    > "$dir/pgolf.txt" 2>&1 || { tail -20 "$dir/pgolf.txt"; failed+=(twin-pgolf); return; }
+  cp "$dir/pgolf.txt" "$logs/twin_pgolf_$shape.txt"
+  python3 - "$dir/reference.txt" "$dir/pgolf.txt" <<'EOF7' | tee -a "$logs/twin_$shape.txt"
+import re, sys
+ref_log, pg_log = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+ref = {int(s): float(l) for s, l in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", ref_log)}
+pg = {int(s): float(l) for s, l in re.findall(r"step (\d+)/\d+ loss (\S+)", pg_log)}
+both = sorted(set(ref) & set(pg))
+print(f"{'step':>5} {'reference':>10} {'pgolf':>10} {'pgolf - ref':>12}")
+for s in both:
+    print(f"{s:5d} {ref[s]:10.4f} {pg[s]:10.4f} {pg[s] - ref[s]:+12.5f}")
+apart = [s for s in both if abs(pg[s] - ref[s]) > 1e-3]
+print(f"{len(both)} steps; first step more than 1e-3 apart: {apart[0] if apart else 'none'}; "
+      f"max |difference| over steps 1-10: {max((abs(pg[s] - ref[s]) for s in both if s <= 10), default=float('nan')):.2g}")
+EOF7
 }
 
 # fidelity_compare REFERENCE_LOG PGOLF_LOG STEPS: mean train losses per range of steps, their mean
@@ -750,6 +803,7 @@ case "${1:-}" in
   reference) reference_run; finish ;;
   multi) multi_gpu_benchmark; finish ;;
   fidelity) fidelity_run "${2:-base9}"; finish ;;
+  fidelity-twin) fidelity_twin "${2:-base9}"; finish ;;
   rd) rd_benchmark; finish ;;
   gptq) gptq_benchmark; finish ;;
   gptq-solver) gptq_solver_benchmark; finish ;;

@@ -12,6 +12,9 @@ as a module and one of its functions wrapped; nothing of it is copied or edited.
     fp32        the whole model in float32: every parameter and buffer back to float32 after the
                 script's bf16 cast (inv_freq recomputed exactly) and autocast off (matmuls in TF32, as
                 the script allows); with ns-fp32 nothing of the script runs in bf16 but Muon's stored update
+    no-tf32     float32 matmuls in full float32 (the script allows TF32)
+    save-init   writes the weights training starts from (after the script's casts and this run's
+                variants, float32) to init.pt in the working directory, for pgolf train --init
     none        the script as it is
 """
 import importlib.util
@@ -20,7 +23,7 @@ import sys
 import torch
 
 path, variants = sys.argv[1], set(sys.argv[2].split(","))
-unknown = variants - {"rope-fp32", "embed-fp32", "ns-fp32", "fp32", "none"}
+unknown = variants - {"rope-fp32", "embed-fp32", "ns-fp32", "fp32", "no-tf32", "save-init", "none"}
 if unknown:
     sys.exit(f"reference_variant: unknown variant {sorted(unknown)}")
 spec = importlib.util.spec_from_file_location("train_gpt", path)
@@ -45,6 +48,11 @@ def restore_and_undo(model):
             module.inv_freq = module.inv_freq.float()
     if "embed-fp32" in variants:
         model.tok_emb.float()
+    if "no-tf32" in variants:  # main() turned TF32 on before it built the model
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if "save-init" in variants:  # the warm-up steps are rewound to these weights, so training starts here
+        torch.save({name: t.detach().float().cpu().contiguous() for name, t in model.state_dict().items()}, "init.pt")
     print(f"reference_variant: {sorted(variants)}: inv_freq {model.blocks[0].attn.rotary.inv_freq.dtype}, "
           f"tok_emb {model.tok_emb.weight.dtype}", flush=True)
 

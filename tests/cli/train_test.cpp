@@ -348,6 +348,39 @@ TEST(CliTrain, TheMovingAverageIsWhatTheRunSaves) {
   EXPECT_EQ(scores_before(r.out, "(the weights themselves, not the checkpoint)"), weights) << r.out;
 }
 
+// --init FILE: the run starts from the file's weights, not the seed's (a run of 0 steps writes them
+// back bit for bit, whatever --seed says); a file of another shape, --init with --resume and
+// --init with --qk-gain-init are one-line errors that write nothing.
+TEST(CliTrain, InitStartsFromTheCheckpointsWeights) {
+  test::TempDir dir;
+  const std::string run = "train" + data() + kTiny + " --steps 0 --out ";
+  ASSERT_EQ(pgolf(run + dir.file("start")).exit_code, 0);
+  const std::string start = dir.file("start.safetensors");
+  auto r = pgolf(run + dir.file("again") + " --seed 99 --init " + start);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(test::read_bytes(dir.file("again.safetensors")), test::read_bytes(start));
+  ASSERT_EQ(pgolf(run + dir.file("seeded") + " --seed 99").exit_code, 0);
+  EXPECT_NE(test::read_bytes(dir.file("seeded.safetensors")), test::read_bytes(start));
+  // Trained from the file: three steps from it equal three steps resumed from the state it was written with
+  // (whose weights the file holds in bf16, here exactly: a run of 0 steps from an --init of bf16 values).
+  ASSERT_EQ(pgolf(run + dir.file("exact") + " --init " + start).exit_code, 0);
+  const std::string steps = "train" + data() + kTiny + " --steps 3 --out ";
+  r = pgolf(steps + dir.file("from_init") + " --init " + start);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto resumed = pgolf(steps + dir.file("from_state") + " --resume " + dir.file("exact.state"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out;
+  EXPECT_EQ(test::read_bytes(dir.file("from_init.safetensors")), test::read_bytes(dir.file("from_state.safetensors")));
+  for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+           {with_flag(kTiny, "mlp-mult", "3") + " --init " + start, "blocks.0.mlp.fc.weight: expected shape [96, 32]"},
+           {kTiny + " --init " + start + " --resume " + dir.file("exact.state"), "--init starts a run from weights"},
+           {kTiny + " --init " + start + " --qk-gain-init 4", "--qk-gain-init: --init's weights hold q_gain"}}) {
+    r = pgolf("train" + data() + flags + " --steps 1 --out " + dir.file("bad"));
+    EXPECT_NE(r.exit_code, 0) << flags;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("bad.safetensors"))) << flags;
+  }
+}
+
 // eval --ttt sgd: the plain and sliding numbers, then the score-first TTT one over the sliding
 // windows; --ttt lora adds the documents' number; TTT flags without their --ttt, and bad TTT
 // settings, are one-line errors.
