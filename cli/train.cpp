@@ -210,6 +210,9 @@ int train_main(int argc, char** argv) {
       ("ema", "a moving average of the weights with this decay, updated after every step (the records: 0.9965); the "
               "checkpoint and the final val_bpb are the average's, the state keeps both (0: none)",
        cxxopts::value<double>()->default_value(number_text(opt.ema_decay)))
+      ("ema-warmup", "warm the --ema decay up as TensorFlow's num_updates: min(D, (1 + n) / (10 + n)) after step "
+                     "n, so a short run's average follows its last few dozen steps (0.9965 is reached at step 2,560)",
+       cxxopts::value<bool>()->default_value("false"))
       ("ema-from", "start the --ema average at this fraction of training (as --loop-from; 0: the first step, as the "
                    "records, whose 4,900 steps forget the initialisation; a run of a few hundred steps does not)",
        cxxopts::value<double>()->default_value(number_text(defaults.ema_from)))
@@ -304,6 +307,7 @@ int train_main(int argc, char** argv) {
   o.embed_weight_decay = settings.get<double>("embed-wd");
   o.scalar_weight_decay = settings.get<double>("scalar-wd");
   o.ema_decay = settings.get<double>("ema");
+  o.ema_warmup = settings.get<bool>("ema-warmup");
   const std::string device_flag = settings.get<std::string>("device");
   const int gpus = settings.get<int>("gpus");
   require(gpus >= 0, "--gpus must not be negative");
@@ -353,7 +357,8 @@ int train_main(int argc, char** argv) {
   }
   const ModelConfig& model = state.config;
   require(s.loop_from == 0 || model.recurrent(), "--loop-from needs depth recurrence (--loop-layers or --shared-blocks)");
-  require(s.ema_from == 0 || s.optimizer.ema_decay > 0, "--ema-from needs an average (--ema)");
+  require((s.ema_from == 0 && !s.optimizer.ema_warmup) || s.optimizer.ema_decay > 0,
+          "--ema-from and --ema-warmup need an average (--ema)");
   const std::string data_dir = args["data"].as<std::string>();
   const std::vector<std::string> train_shards = find_shards(data_dir, "train");
   const std::string tokenizer_path = find_tokenizer(data_dir);

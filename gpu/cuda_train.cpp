@@ -1078,7 +1078,7 @@ void CudaTrainer::step(double lr_scale, int64_t step) {
   }
   s.round_params();
   if (s.ema_started) {  // ema = decay ema + (1 - decay) params (every rank alike)
-    const auto decay = static_cast<float>(o.ema_decay), rest = 1 - decay;
+    const auto decay = static_cast<float>(ema_decay_at(o, s.optimizer_steps)), rest = 1 - decay;
     const auto count = static_cast<int>(s.params.size());
     PGOLF_CUDA_CHECK(cublasSscal(s.gemm.handle, count, &decay, s.ema.data(), 1));
     PGOLF_CUDA_CHECK(cublasSaxpy(s.gemm.handle, count, &rest, s.params.data(), 1, s.ema.data(), 1));

@@ -73,6 +73,11 @@ void clip_gradient(ModelParams<float>& grad, double max_norm) {
     for (auto& [name, g] : named_tensors(grad)) *g *= static_cast<float>(coefficient);
 }
 
+double ema_decay_at(const OptimizerSettings& s, int64_t steps) {
+  if (!s.ema_warmup) return s.ema_decay;
+  return std::min(s.ema_decay, (1.0 + static_cast<double>(steps)) / (10.0 + static_cast<double>(steps)));
+}
+
 void start_moving_average(const OptimizerSettings& s, const ModelParams<float>& params, OptimizerState& state) {
   if (s.ema_decay > 0 && state.ema.blocks.empty()) state.ema = params;
 }
@@ -117,7 +122,7 @@ void optimizer_step(const OptimizerSettings& s, double lr_scale, int64_t step, M
     w.array() -= step_size * m_i.array() / (v_i.array().sqrt() / root_c2 + static_cast<float>(s.eps));
   }
   if (s.ema_decay > 0 && !state.ema.blocks.empty()) {
-    const auto decay = static_cast<float>(s.ema_decay);
+    const auto decay = static_cast<float>(ema_decay_at(s, state.steps));
     const auto average = named_tensors(state.ema);
     for (size_t i = 0; i < p.size(); ++i) *average[i].second = decay * *average[i].second + (1 - decay) * *p[i].second;
   }

@@ -215,13 +215,12 @@ TrainResult train(TrainEngine& engine, TokenStream& stream, TrainState& state, c
     const bool average = !state.optimizer.ema.blocks.empty();
     if (average) {  // the weights themselves too, so that what the average gave shows
       result.final_val_weights = validate(s.val_tokens);
+      log(format("step %lld val_loss %.6f val_bpb %.6f (the weights themselves, not the checkpoint)",
+                 static_cast<long long>(state.step), result.final_val_weights.val_loss, result.final_val_weights.val_bpb));
       engine.swap_ema();
     }
     result.final_val = validate(s.val_tokens);
     if (average) engine.swap_ema();
-    if (average)
-      log(format("step %lld val_loss %.6f val_bpb %.6f (the weights themselves, not the checkpoint)",
-                 static_cast<long long>(state.step), result.final_val_weights.val_loss, result.final_val_weights.val_bpb));
     log(format("step %lld val_loss %.6f val_bpb %.6f (final, %s%lld tokens)", static_cast<long long>(state.step),
                result.final_val.val_loss, result.final_val.val_bpb, average ? "the weights' average, " : "",
                static_cast<long long>(result.final_val.tokens)));

@@ -385,7 +385,7 @@ TEST_F(CudaTrain, MuonWeightDecayFollowsTheCpuReference) {
 // weights' moving average (compared tensor by tensor at the end).
 TEST_F(CudaTrain, TheRecordsOptimizerFollowsTheCpuReference) {
   OptimizerSettings records = twenty_steps_optimizer();
-  records.embed_weight_decay = 0.5, records.scalar_weight_decay = 0.25, records.ema_decay = 0.9;
+  records.embed_weight_decay = 0.5, records.scalar_weight_decay = 0.25, records.ema_decay = 0.9, records.ema_warmup = true;
   records.newton_schulz_coefficients = NewtonSchulzCoefficients::kPolarExpress;
   records.muon_row_normalize = true;
   follow_cpu_for_twenty_steps(test::tiny_config(), Precision::kFp32, 1e-3, records);

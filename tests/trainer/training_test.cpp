@@ -153,6 +153,30 @@ TEST(Optimizer, MovingAverageFollowsEveryStep) {
   EXPECT_TRUE(zero_optimizer_state(config).ema.blocks.empty());
 }
 
+// --ema-warmup: the decay after step n is min(D, (1 + n) / (10 + n)): 2/11, 3/12, ... until D, which
+// 0.9965 reaches at step 2,560; the average follows that recursion.
+TEST(Optimizer, WarmedUpAverageTakesTheSmallerDecay) {
+  OptimizerSettings s;
+  s.ema_decay = 0.9965;
+  EXPECT_EQ(ema_decay_at(s, 1), 0.9965);
+  s.ema_warmup = true;
+  EXPECT_DOUBLE_EQ(ema_decay_at(s, 1), 2.0 / 11);
+  EXPECT_DOUBLE_EQ(ema_decay_at(s, 2559), 2560.0 / 2569);
+  EXPECT_EQ(ema_decay_at(s, 2570), 0.9965);
+  const ModelConfig config = tiny_config();
+  ModelParams<float> params = init_params<float>(config, 1);
+  OptimizerState state = zero_optimizer_state(config);
+  start_moving_average(s, params, state);
+  Matrix<float> expected = params.blocks[0].mlp_fc;
+  for (int step = 0; step < 3; ++step) {
+    ModelParams<float> grad = test::random_params<float>(config, 20 + step);
+    optimizer_step(s, 1.0, step, params, grad, state);
+    const auto decay = static_cast<float>((2.0 + step) / (11.0 + step));
+    expected = decay * expected + (1 - decay) * params.blocks[0].mlp_fc;
+  }
+  EXPECT_LT((state.ema.blocks[0].mlp_fc - expected).cwiseAbs().maxCoeff(), 1e-6);
+}
+
 // AdamW's decay scales the embedding's and the scalars' tensors by 1 - lr · decay (their own lr)
 // before the same Adam update; the matrices are untouched by it.
 // MuonEq-R: the update of a matrix whose gradient rows differ in scale is Newton-Schulz of the rows
