@@ -27,7 +27,8 @@
 #                                          ';' separates pairs: "none;rope-fp32" with "--rope-table bf16;")
 #                scripts/gpu.sh fidelity-twin [base9|seed] (the script with nothing in bf16 saves its initial
 #                                          weights; pgolf train --init starts from them in fp32: per-step
-#                                          losses side by side from step 1, TWIN_STEPS (40), TWIN_FLAGS)
+#                                          losses side by side from step 1, TWIN_STEPS (40), TWIN_FLAGS,
+#                                          TWIN_REF and TWIN_PRECISION for other numerics from the same start)
 #                scripts/gpu.sh seed tests|throughput|pr212|baseline|gaps PRESET (the seed's techniques: their GPU
 #                                          tests; the pr212 preset's tokens/s with each technique turned
 #                                          off in turn (TRAIN_STEPS); a preset trained 270 s, calibrated,
@@ -449,21 +450,24 @@ fidelity_data() {
 # them in fp32 on the same batches; TWIN_STEPS steps (default 40; warmdown a third, so the schedule runs
 # too). Step 1's loss is the loss of the same weights on the same batch: equal to float rounding; every
 # later step differs only by rounding, and from the first step an optimizer or model difference moves
-# the losses apart (the first step whose difference passes 1e-3 is printed).
+# the losses apart (the first step whose difference passes 1e-3 is printed). TWIN_REF and TWIN_PRECISION
+# pair other numerics from the same start (TWIN_REF=none TWIN_PRECISION=bf16: the script as it is against
+# pgolf's bf16, how far bf16 alone moves the two apart).
 fidelity_twin() {
   local shape=$1 dir=build-gpu/fidelity/twin-$1 steps warmdown seed seq env=() flags=()
+  local variants=${TWIN_REF:-fp32,ns-fp32,no-tf32},save-init precision=${TWIN_PRECISION:-fp32}
   fidelity_shape "$shape" "${TWIN_STEPS:-40}" || return
   fidelity_data "$dir"
   rm -f "$dir/init.pt"
-  step "fidelity twin $shape: the script in float32 (fp32,ns-fp32,no-tf32,save-init), $steps steps (warmdown $warmdown)"
+  step "fidelity twin $shape: the script ($variants), $steps steps (warmdown $warmdown)"
   (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
      WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
      VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 400 python3 ../../../scripts/reference_variant.py \
-     ../../../devdata/pg-baseline/train_gpt.py fp32,ns-fp32,no-tf32,save-init) > "$dir/reference.txt" 2>&1 ||
+     ../../../devdata/pg-baseline/train_gpt.py "$variants") > "$dir/reference.txt" 2>&1 ||
     { tail -20 "$dir/reference.txt"; failed+=(twin-reference); return; }
   cp "$dir/reference.txt" "$logs/twin_reference_$shape.txt"
-  step "fidelity twin $shape: pgolf train --init the script's weights, fp32"
-  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision fp32 \
+  step "fidelity twin $shape: pgolf train --init the script's weights, $precision"
+  build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision "$precision" \
     --init "$dir/init.pt" --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" \
     --warmdown "$warmdown" --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" ${TWIN_FLAGS:-} \
     > "$dir/pgolf.txt" 2>&1 || { tail -20 "$dir/pgolf.txt"; failed+=(twin-pgolf); return; }
