@@ -398,10 +398,7 @@ EOF6
       step "fidelity $shape: the reference (${refs[$i]}), $steps steps: the earlier call's run"
     else  # beside pgolf's run on the same GPU (no timing is compared; its compile alone is a minute of CPU)
       step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq), in the background"
-      (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
-         WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
-         VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 500 python3 ../../../scripts/reference_variant.py \
-         ../../../devdata/pg-baseline/train_gpt.py "${refs[$i]}") > "$reference" 2>&1 &
+      fidelity_reference "$dir" "${refs[$i]}" 500 > "$reference" 2>&1 &
       reference_pid=$!
     fi
     read -ra extra <<< "${pg_flags[$((i < ${#pg_flags[@]} ? i : ${#pg_flags[@]} - 1))]}"
@@ -445,6 +442,16 @@ fidelity_data() {
   ln -sf "$PWD/devdata/sp1024/corpus_val_000000.bin" "$1/data/fineweb_val_000000.bin"
 }
 
+# fidelity_reference DIR VARIANTS SECONDS: the script (scripts/reference_variant.py VARIANTS) trained in
+# DIR on DIR/data at the caller's steps, warmdown, seed, seq and env, 262,144 tokens a step, a log line
+# every step, no wallclock cap; stopped after SECONDS.
+fidelity_reference() {
+  (cd "$1" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
+     WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
+     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout "$3" python3 ../../../scripts/reference_variant.py \
+     ../../../devdata/pg-baseline/train_gpt.py "$2")
+}
+
 # The recipe twin (issue 35): the script with nothing in bf16 (fp32, ns-fp32, no-tf32: only Muon's stored
 # update stays bf16) saves the weights it starts from (save-init), and pgolf train --init starts from
 # them in fp32 on the same batches; TWIN_STEPS steps (default 40; warmdown a third, so the schedule runs
@@ -460,10 +467,7 @@ fidelity_twin() {
   fidelity_data "$dir"
   rm -f "$dir/init.pt"
   step "fidelity twin $shape: the script ($variants), $steps steps (warmdown $warmdown)"
-  (cd "$dir" && env DATA_PATH=data TOKENIZER_PATH="$PWD/../../../devdata/sp1024/corpus_1024_bpe.model" ITERATIONS="$steps" \
-     WARMDOWN_ITERS="$warmdown" MAX_WALLCLOCK_SECONDS=0 TRAIN_BATCH_TOKENS=262144 TRAIN_SEQ_LEN="$seq" TRAIN_LOG_EVERY=1 \
-     VAL_LOSS_EVERY=0 SEED="$seed" "${env[@]}" timeout 400 python3 ../../../scripts/reference_variant.py \
-     ../../../devdata/pg-baseline/train_gpt.py "$variants") > "$dir/reference.txt" 2>&1 ||
+  fidelity_reference "$dir" "$variants" 400 > "$dir/reference.txt" 2>&1 ||
     { tail -20 "$dir/reference.txt"; failed+=(twin-reference); return; }
   cp "$dir/reference.txt" "$logs/twin_reference_$shape.txt"
   step "fidelity twin $shape: pgolf train --init the script's weights, $precision"
