@@ -476,19 +476,7 @@ fidelity_twin() {
     --warmdown "$warmdown" --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" ${TWIN_FLAGS:-} \
     > "$dir/pgolf.txt" 2>&1 || { tail -20 "$dir/pgolf.txt"; failed+=(twin-pgolf); return; }
   cp "$dir/pgolf.txt" "$logs/twin_pgolf_$shape.txt"
-  python3 - "$dir/reference.txt" "$dir/pgolf.txt" <<'EOF7' | tee -a "$logs/twin_$shape.txt"
-import re, sys
-ref_log, pg_log = open(sys.argv[1]).read(), open(sys.argv[2]).read()
-ref = {int(s): float(l) for s, l in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", ref_log)}
-pg = {int(s): float(l) for s, l in re.findall(r"step (\d+)/\d+ loss (\S+)", pg_log)}
-both = sorted(set(ref) & set(pg))
-print(f"{'step':>5} {'reference':>10} {'pgolf':>10} {'pgolf - ref':>12}")
-for s in both:
-    print(f"{s:5d} {ref[s]:10.4f} {pg[s]:10.4f} {pg[s] - ref[s]:+12.5f}")
-apart = [s for s in both if abs(pg[s] - ref[s]) > 1e-3]
-print(f"{len(both)} steps; first step more than 1e-3 apart: {apart[0] if apart else 'none'}; "
-      f"max |difference| over steps 1-10: {max((abs(pg[s] - ref[s]) for s in both if s <= 10), default=float('nan')):.2g}")
-EOF7
+  python3 scripts/twin_compare.py "$dir/reference.txt" "$dir/pgolf.txt" | tee -a "$logs/twin_$shape.txt"
 }
 
 # fidelity_compare REFERENCE_LOG PGOLF_LOG STEPS: mean train losses per range of steps, their mean
