@@ -21,6 +21,9 @@ worst = max(both, key=lambda s: abs(pg[s] - ref[s]))
 print(f"{len(both)} steps; first step more than 1e-3 apart: {apart[0] if apart else 'none'}; "
       f"max |difference| over steps 1-10: {max(abs(pg[s] - ref[s]) for s in both if s <= 10):.2g} "
       f"(the reference logs 4 decimals); largest: {abs(pg[worst] - ref[worst]):.2g} at step {worst}")
+late = [s for s in both if s >= 100]
+if late:
+    print(f"mean pgolf - reference over steps 100-{late[-1]}: {sum(pg[s] - ref[s] for s in late) / len(late):+.5f}")
 rv = re.findall(r"step:\d+/\d+ val_loss:\S+ val_bpb:(\S+)", ref_log)
 pv = re.findall(r"val_bpb (\S+) \(final", pg_log)
 if rv and pv:

@@ -11,7 +11,7 @@
 #   Both: 4,096 tokens a step (8 micro-steps, as the script takes them on one GPU), STEPS (default 40)
 #   steps, a third of them warmdown, the momentum warmed up over half of them (the script's 500 steps
 #   would never finish). TWIN_REF: other variants of the script (e.g. cpu: its bf16 storage and CPU
-#   autocast); TWIN_FLAGS: more pgolf train flags; TWIN_TAG names the run's folder (build/twin-cpu/SHAPE-TAG). Needs ../shared (or PG_BASELINE=path/to/train_gpt.py)
+#   autocast); TWIN_FLAGS: more pgolf train flags; TWIN_SEED: another seed; TWIN_TAG names the run's folder (build/twin-cpu/SHAPE-TAG). Needs ../shared (or PG_BASELINE=path/to/train_gpt.py)
 #   and Debian's python3-torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,7 @@ case "$shape" in
     flags=(--layers 5 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
   *) echo "twin_cpu: SHAPE is base9 or seed"; exit 1 ;;
 esac
+seed=${TWIN_SEED:-$seed}
 dir=build/twin-cpu/$shape-${TWIN_TAG:-twin}
 rm -rf "$dir" && mkdir -p "$dir/data"
 ln -s "$PWD/samples/sp1024/corpus_train_000000.bin" "$dir/data/fineweb_train_000000.bin"

@@ -1,7 +1,7 @@
 // The CUDA trainer against the CPU reference at a tiny configuration: the loss and every gradient
 // tensor of one micro-batch, 20 optimizer steps' losses (fp32: to 1e-4; bf16: to the tolerances
-// below), the same at base9's shape on real tokens (fewer steps), bitwise resume, and the memory check; data parallel over NCCL against one GPU. Skipped
-// without a GPU (the two-rank test without two).
+// below), the same at base9's shape on real tokens (fewer steps), bitwise resume, and the memory
+// check; data parallel over NCCL against one GPU. Skipped without a GPU (the two-rank test without two).
 #include <gtest/gtest.h>
 
 #ifdef PGOLF_HAVE_CUDA
@@ -510,7 +510,7 @@ TEST_F(CudaTrain, Base9ShapeFollowsTheCpuReference) {
   ModelConfig config = test::tiny_config();
   config.dim = 512, config.layers = 9, config.heads = 8, config.kv_heads = 4, config.mlp_hidden = 1024;
   config.vocab = 1024;
-  check_gradients(config, 1, 1024);
+  check_gradients(config, 2, 1024);
 
   constexpr int kSteps = 4, kSeqLen = 1024, kSequences = 2;
   TrainSettings s;
