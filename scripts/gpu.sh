@@ -24,7 +24,8 @@
 #                                          pgolf train side by side, per-step losses; FIDELITY_STEPS;
 #                                          FIDELITY_REF=rope-fp32,embed-fp32 undoes the script's bf16
 #                                          casts, scripts/reference_variant.py; FIDELITY_FLAGS: pgolf's;
-#                                          ';' separates pairs: "none;rope-fp32" with "--rope-table bf16;")
+#                                          ';' separates pairs: "none;rope-fp32" with "--rope-table bf16;";
+#                                          FIDELITY_INIT=script: pgolf starts from the script's weights)
 #                scripts/gpu.sh fidelity-twin [base9|seed] (the script with nothing in bf16 saves its initial
 #                                          weights; pgolf train --init starts from them in fp32: per-step
 #                                          losses side by side from step 1, TWIN_STEPS (40), TWIN_FLAGS,
@@ -356,6 +357,9 @@ gptq_solver_benchmark() {
 # steps, and both final full-val val_bpb. SHAPE base9 (600 steps, warmdown 400, seed 1337) or
 # seed (11 layers, MLP 3x, seq 2048, Muon momentum 0.99, grad clip 1.0, seed 42; 300 steps,
 # warmdown 100); FIDELITY_STEPS overrides the step count (the warmdown keeps its share).
+# FIDELITY_INIT=script starts pgolf from the weights the script starts from (its save-init), so the
+# two differ in numerics alone, not in the draw of their initial weights (which alone moves the mean
+# over steps 100 on by 0.01 to 0.027 in the CPU twins at three seeds, docs/fidelity.md).
 fidelity_run() {
   local shape=$1 dir=build-gpu/fidelity/$1 steps warmdown seed seq env=() flags=() extra=()
   fidelity_shape "$shape" "${FIDELITY_STEPS:-}" || return
@@ -391,21 +395,30 @@ EOF6
   ((${#pg_flags[@]} > 0)) || pg_flags=("")
   local reference_logs=() reference_pid
   for i in "${!refs[@]}"; do
-    local reference="$dir/reference_${steps}_${refs[$i]//[^a-z0-9-]/_}.txt"
+    local reference="$dir/reference_${steps}_${refs[$i]//[^a-z0-9-]/_}.txt" variants=${refs[$i]} init=()
     reference_logs+=("$reference")
     reference_pid=""
+    if [ "${FIDELITY_INIT:-}" = script ]; then  # every variant starts from the same bf16-rounded weights
+      variants+=,save-init init=(--init "$dir/init.pt")
+      [ -f "$dir/init.pt" ] || rm -f "$reference"
+    fi
     if grep -q "val_bpb:" "$reference" 2> /dev/null; then
       step "fidelity $shape: the reference (${refs[$i]}), $steps steps: the earlier call's run"
     else  # beside pgolf's run on the same GPU (no timing is compared; its compile alone is a minute of CPU)
       step "fidelity $shape: the reference (${refs[$i]}), $steps steps (warmdown $warmdown, seed $seed, seq $seq), in the background"
-      fidelity_reference "$dir" "${refs[$i]}" 500 > "$reference" 2>&1 &
+      ((${#init[@]})) && rm -f "$dir/init.pt"
+      fidelity_reference "$dir" "$variants" 500 > "$reference" 2>&1 &
       reference_pid=$!
+      # pgolf waits for the script's initial weights: its line after saving them (or its end)
+      while ((${#init[@]})) && ! grep -q "^reference_variant: .*inv_freq" "$reference" && kill -0 "$reference_pid" 2> /dev/null; do
+        sleep 2
+      done
     fi
     read -ra extra <<< "${pg_flags[$((i < ${#pg_flags[@]} ? i : ${#pg_flags[@]} - 1))]}"
     step "fidelity $shape: pgolf train, the same settings (bf16) ${extra[*]}"
     build-gpu/cli/pgolf train --data devdata/sp1024 --out "$dir/pgolf" --overwrite --device cuda --precision bf16 \
       --tokens-per-step 262144 --micro-batch $((32768 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
-      --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" "${extra[@]}" > "$dir/pgolf_$i.txt" 2>&1 ||
+      --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${init[@]}" "${flags[@]}" "${extra[@]}" > "$dir/pgolf_$i.txt" 2>&1 ||
       { tail -20 "$dir/pgolf_$i.txt"; [ -n "$reference_pid" ] && kill "$reference_pid"; failed+=(fidelity-pgolf); return; }
     if [ -n "$reference_pid" ] && ! wait "$reference_pid"; then
       tail -20 "$reference"; rm -f "$reference"; failed+=(fidelity-reference); return
