@@ -465,8 +465,8 @@ fidelity_reference() {
      ../../../devdata/pg-baseline/train_gpt.py "$2")
 }
 
-# The recipe twin (issue 35): the script with nothing in bf16 (fp32, ns-fp32, no-tf32: only Muon's stored
-# update stays bf16) saves the weights it starts from (save-init), and pgolf train --init starts from
+# The recipe twin (issue 35): the script with nothing in bf16 (fp32, ns-fp32, update-fp32, no-tf32)
+# saves the weights it starts from (save-init), and pgolf train --init starts from
 # them in fp32 on the same batches; TWIN_STEPS steps (default 40; warmdown a third, so the schedule runs
 # too). Step 1's loss is the loss of the same weights on the same batch: equal to float rounding; every
 # later step differs only by rounding, and from the first step an optimizer or model difference moves
@@ -475,7 +475,7 @@ fidelity_reference() {
 # pgolf's bf16, how far bf16 alone moves the two apart).
 fidelity_twin() {
   local shape=$1 dir=build-gpu/fidelity/twin-$1 steps warmdown seed seq env=() flags=()
-  local variants=${TWIN_REF:-fp32,ns-fp32,no-tf32},save-init precision=${TWIN_PRECISION:-fp32}
+  local variants=${TWIN_REF:-fp32,ns-fp32,update-fp32,no-tf32},save-init precision=${TWIN_PRECISION:-fp32}
   fidelity_shape "$shape" "${TWIN_STEPS:-40}" || return
   fidelity_data "$dir"
   rm -f "$dir/init.pt"
