@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-base9} steps=${2:-40}
-script=$(realpath "${PG_BASELINE:-../shared/reference/pg-baseline/train_gpt.py}" 2>/dev/null) ||
+script=$(realpath -e "${PG_BASELINE:-../shared/reference/pg-baseline/train_gpt.py}" 2>/dev/null) ||
   { echo "twin_cpu: no train_gpt.py at ${PG_BASELINE:-../shared/reference/pg-baseline/train_gpt.py} (set PG_BASELINE)"; exit 1; }
 /usr/bin/python3 -c "import torch, numpy, sentencepiece" 2>/dev/null ||
   { echo "twin_cpu: Debian's python3 lacks torch (apt-get install python3-torch python3-sentencepiece)"; exit 1; }
