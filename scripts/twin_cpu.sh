@@ -7,12 +7,13 @@
 #
 #   scripts/twin_cpu.sh [base9|seed] [STEPS]
 #     base9  4 blocks of dim 64 (4 heads, 2 KV heads, MLP 2x), seq 128, seed 1337
-#     seed   5 blocks, MLP 3x, seq 256, Muon momentum 0.99, grad clip 1.0, seed 42 (the seed's recipe)
+#     seed   11 blocks, MLP 3x, seq 256, Muon momentum 0.99, grad clip 1.0, seed 42 (the seed's recipe)
 #   Both: 4,096 tokens a step (8 micro-steps, as the script takes them on one GPU), STEPS (default 40)
 #   steps, a third of them warmdown, the momentum warmed up over half of them (the script's 500 steps
 #   would never finish). TWIN_REF: other variants of the script (e.g. cpu: its bf16 storage and CPU
-#   autocast); TWIN_FLAGS: more pgolf train flags; TWIN_SEED: another seed; TWIN_TAG names the run's folder (build/twin-cpu/SHAPE-TAG). Needs ../shared (or PG_BASELINE=path/to/train_gpt.py)
-#   and Debian's python3-torch.
+#   autocast); TWIN_FLAGS: more pgolf train flags; TWIN_SEED: another seed; TWIN_TAG names the run's
+#   folder (build/twin-cpu/SHAPE-TAG). Needs ../shared (or PG_BASELINE=path/to/train_gpt.py) and Debian's
+#   python3-torch. About 2 minutes (base9) and 8 (seed) on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-base9} steps=${2:-40}
@@ -24,8 +25,8 @@ script=$(realpath -e "${PG_BASELINE:-../shared/reference/pg-baseline/train_gpt.p
 warmdown=$((steps / 3)) momentum_warmup=$((steps / 2 > 0 ? steps / 2 : 1))
 case "$shape" in
   base9) seq=128 seed=1337 env=(NUM_LAYERS=4) flags=(--layers 4) ;;
-  seed) seq=256 seed=42 env=(NUM_LAYERS=5 MLP_MULT=3 MUON_MOMENTUM=0.99 GRAD_CLIP_NORM=1.0)
-    flags=(--layers 5 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
+  seed) seq=256 seed=42 env=(NUM_LAYERS=11 MLP_MULT=3 MUON_MOMENTUM=0.99 GRAD_CLIP_NORM=1.0)
+    flags=(--layers 11 --mlp-mult 3 --muon-momentum 0.99 --grad-clip 1.0) ;;
   *) echo "twin_cpu: SHAPE is base9 or seed"; exit 1 ;;
 esac
 seed=${TWIN_SEED:-$seed}
