@@ -427,7 +427,8 @@ EOF6
     local r
     for r in $(seq 0 "$i"); do
       echo "-- pgolf ${extra[*]:-(defaults)} against the reference (${refs[$r]})" | tee -a "$logs/fidelity_$shape.txt"
-      fidelity_compare "${reference_logs[$r]}" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
+      # mean losses per range of steps, the mean difference over steps 100 on, both final val_bpb
+      python3 scripts/compare_losses.py "${reference_logs[$r]}" "$dir/pgolf_$i.txt" "$steps" | tee -a "$logs/fidelity_$shape.txt"
     done
   done
 }
@@ -489,36 +490,7 @@ fidelity_twin() {
     --warmdown "$warmdown" --seed "$seed" --log-every 1 --val-every 0 --val-tokens 0 "${flags[@]}" ${TWIN_FLAGS:-} \
     > "$dir/pgolf.txt" 2>&1 || { tail -20 "$dir/pgolf.txt"; failed+=(twin-pgolf); return; }
   cp "$dir/pgolf.txt" "$logs/twin_pgolf_$shape.txt"
-  python3 scripts/twin_compare.py "$dir/reference.txt" "$dir/pgolf.txt" | tee -a "$logs/twin_$shape.txt"
-}
-
-# fidelity_compare REFERENCE_LOG PGOLF_LOG STEPS: mean train losses per range of steps, their mean
-# difference over steps 100 on, and both final full-val val_bpb.
-fidelity_compare() {
-  python3 - "$@" <<'EOF5'
-import re, sys
-ref_path, pg_path, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-ref_log, pg_log = open(ref_path).read(), open(pg_path).read()
-ref = {int(s): float(l) for s, l in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", ref_log)}
-pg = {int(s): float(l) for s, l in re.findall(r"step (\d+)/\d+ loss (\S+)", pg_log)}
-both = sorted(set(ref) & set(pg))
-print(f"{len(ref)} reference steps, {len(pg)} pgolf steps, {len(both)} in both")
-width = max(10, steps // 12 // 10 * 10)
-print(f"{'steps':>11} {'reference':>10} {'pgolf':>10} {'pgolf - ref':>12}")
-for lo in range(1, steps + 1, width):
-    r = [s for s in both if lo <= s < lo + width]
-    if r:
-        a, b = sum(ref[s] for s in r) / len(r), sum(pg[s] for s in r) / len(r)
-        print(f"{lo:5d}-{r[-1]:<5d} {a:10.4f} {b:10.4f} {b - a:+12.4f}")
-late = [s for s in both if s >= 100]
-if late:
-    print(f"mean pgolf - reference over steps 100-{late[-1]}: {sum(pg[s] - ref[s] for s in late) / len(late):+.4f} (bar: within 0.003)")
-rv = re.findall(r"step:\d+/\d+ val_loss:\S+ val_bpb:(\S+)", ref_log)
-pv = re.findall(r"val_bpb (\S+) \(final", pg_log)
-if rv and pv:
-    print(f"final full-val val_bpb: reference {float(rv[-1]):.4f}, pgolf {float(pv[-1]):.4f}, "
-          f"difference {float(pv[-1]) - float(rv[-1]):+.4f} (bar: within 0.002)")
-EOF5
+  python3 scripts/compare_losses.py "$dir/reference.txt" "$dir/pgolf.txt" | tee -a "$logs/twin_$shape.txt"
 }
 
 # Data parallel (needs 2 GPUs): the NCCL tests; MULTI_STEPS steps (default 50) at the reference

@@ -2,7 +2,7 @@
 # The recipe twin on the CPU (issue 35, docs/fidelity.md): the Parameter Golf baseline's own train_gpt.py,
 # run by Debian's torch on the CPU with nothing in bf16 (scripts/reference_variant.py cpu,fp32,ns-fp32,
 # update-fp32), saves the weights it starts from; pgolf train --init starts from them on the CPU reference
-# and reads the same batches of samples/sp1024. Every step's loss side by side (scripts/twin_compare.py):
+# and reads the same batches of samples/sp1024. Every step's loss side by side (scripts/compare_losses.py):
 # the two agree to float rounding unless their recipes differ, from the first step that differs.
 #
 #   scripts/twin_cpu.sh [base9|seed] [STEPS]
@@ -47,4 +47,4 @@ build/cli/pgolf train --data samples/sp1024 --out "$dir/pgolf" --overwrite --dev
   --tokens-per-step 4096 --micro-batch $((512 / seq)) --seq-len "$seq" --steps "$steps" --warmdown "$warmdown" \
   --seed "$seed" --dim 64 --heads 4 --kv-heads 2 --momentum-warmup-steps "$momentum_warmup" --log-every 1 \
   --val-every 0 --val-tokens 0 "${flags[@]}" ${TWIN_FLAGS:-} > "$dir/pgolf.txt" 2>&1 || { tail -20 "$dir/pgolf.txt"; exit 1; }
-/usr/bin/python3 scripts/twin_compare.py "$dir/reference.txt" "$dir/pgolf.txt"
+/usr/bin/python3 scripts/compare_losses.py "$dir/reference.txt" "$dir/pgolf.txt"
